@@ -1,0 +1,1 @@
+//! The IoT Hub query language: parser and evaluator over twins and device-job records.

@@ -1,0 +1,13 @@
+//! Azure IoT Hub wire details shared by the gateway, the CLI and the local hub:
+//! SAS tokens (`sas`), connection strings (`connstr`) and the device MQTT topics (`topics`).
+//!
+//! Everything here is pure: no sockets, no clocks other than values passed in.
+#![forbid(unsafe_code)]
+#![warn(missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
+
+pub mod connstr;
+pub mod sas;
+pub mod topics;
+
+pub use connstr::{ConnectionString, ConnectionStringError};
+pub use sas::{SasError, SasToken};

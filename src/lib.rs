@@ -1,0 +1,19 @@
+//! fieldgate: presents Modbus door controllers as Azure IoT Hub devices.
+//!
+//! - [`config`]: the TOML device map, raw and resolved.
+//! - [`codec`]: register values (types, word order, scale, enums).
+//! - [`bus`]: one task per Modbus bus owning its connection; priority queue, deadlines.
+//! - [`link`]: one task per door owning its MQTT connection to IoT Hub.
+//! - [`bridge`]: per door, methods/desired patches → bus requests, polled state → reported.
+//! - [`ctl`]: the IoT Hub service REST client behind `fieldctl`.
+//! - [`metrics`]: every Prometheus metric the gateway exports.
+#![forbid(unsafe_code)]
+#![warn(rust_2018_idioms, unreachable_pub, missing_debug_implementations)]
+
+pub mod bridge;
+pub mod bus;
+pub mod codec;
+pub mod config;
+pub mod ctl;
+pub mod link;
+pub mod metrics;

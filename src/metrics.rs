@@ -1,0 +1,156 @@
+//! Every metric the gateway exports, in one place (house style §8). Names follow Prometheus
+//! conventions: `fieldgate_` prefix, base units, `_total` for counters. Labels are bounded:
+//! bus, device, function, method, status, result — never payloads or keys.
+//!
+//! Each gateway instance owns its own [`Registry`] so tests can run several side by side.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Latency buckets from 1 ms (Modbus TCP on a LAN) to 10 s (slow RTU lines with retries).
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    /// Modbus transactions by bus, function (`read_coils`, `write_single_coil`, …) and
+    /// result (`ok`, `exception`, `timeout`, `transport`).
+    pub modbus_requests: IntCounterVec,
+    pub modbus_request_duration: HistogramVec,
+    /// Requests waiting in a bus queue.
+    pub bus_queue_depth: IntGaugeVec,
+    /// 1 while the bus connection (TCP socket or serial port) is open.
+    pub bus_connected: IntGaugeVec,
+    /// 1 while the door's MQTT link to the hub is connected.
+    pub link_up: IntGaugeVec,
+    pub link_reconnects: IntCounterVec,
+    pub token_renewals: IntCounterVec,
+    /// Direct methods by name and the status the gateway answered with.
+    pub methods: IntCounterVec,
+    pub method_duration: HistogramVec,
+    /// Desired properties by result (`applied`, `rejected`, `ignored`, `failed`).
+    pub desired: IntCounterVec,
+    pub poll_cycle_duration: HistogramVec,
+    pub reported_patches: IntCounterVec,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry.register(Box::new(c.clone())).expect("unique metric");
+            c
+        };
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry.register(Box::new(g.clone())).expect("unique metric");
+            g
+        };
+        let histogram = |name: &str, help: &str, labels: &[&str]| {
+            let h = HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+                labels,
+            )
+            .expect("valid metric");
+            registry.register(Box::new(h.clone())).expect("unique metric");
+            h
+        };
+        Metrics {
+            modbus_requests: counter(
+                "fieldgate_modbus_requests_total",
+                "Modbus transactions by bus, function code and result.",
+                &["bus", "function", "result"],
+            ),
+            modbus_request_duration: histogram(
+                "fieldgate_modbus_request_duration_seconds",
+                "Time from sending a Modbus request to its response or failure.",
+                &["bus", "function"],
+            ),
+            bus_queue_depth: gauge(
+                "fieldgate_bus_queue_depth",
+                "Requests waiting for the bus.",
+                &["bus"],
+            ),
+            bus_connected: gauge(
+                "fieldgate_bus_connected",
+                "1 while the bus connection is open.",
+                &["bus"],
+            ),
+            link_up: gauge(
+                "fieldgate_link_up",
+                "1 while the door's MQTT link to IoT Hub is connected.",
+                &["device"],
+            ),
+            link_reconnects: counter(
+                "fieldgate_link_reconnects_total",
+                "MQTT reconnections of a door link after a failure.",
+                &["device"],
+            ),
+            token_renewals: counter(
+                "fieldgate_token_renewals_total",
+                "SAS token renewals of a door link.",
+                &["device"],
+            ),
+            methods: counter(
+                "fieldgate_methods_total",
+                "Direct methods answered, by method name and status code.",
+                &["method", "status"],
+            ),
+            method_duration: histogram(
+                "fieldgate_method_duration_seconds",
+                "Time from receiving a direct method to publishing its response.",
+                &["method"],
+            ),
+            desired: counter(
+                "fieldgate_desired_properties_total",
+                "Desired properties handled, by result.",
+                &["result"],
+            ),
+            poll_cycle_duration: histogram(
+                "fieldgate_poll_cycle_duration_seconds",
+                "Time to read every polled point of a door.",
+                &["bus"],
+            ),
+            reported_patches: counter(
+                "fieldgate_reported_patches_total",
+                "Reported-property patches sent, by result.",
+                &["result"],
+            ),
+            registry,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("text encoding cannot fail");
+        String::from_utf8(buf).expect("text exposition is UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_registered_metrics() {
+        let m = Metrics::new();
+        m.methods.with_label_values(&["lockDoor", "200"]).inc();
+        m.link_up.with_label_values(&["door-1"]).set(1);
+        let text = m.render();
+        assert!(text.contains("fieldgate_methods_total{method=\"lockDoor\",status=\"200\"} 1"));
+        assert!(text.contains("fieldgate_link_up{device=\"door-1\"} 1"));
+    }
+}
