@@ -15,5 +15,6 @@ pub mod bus;
 pub mod codec;
 pub mod config;
 pub mod ctl;
+pub mod http;
 pub mod link;
 pub mod metrics;

@@ -1,0 +1,116 @@
+//! The gateway's HTTP listener: `/metrics` (Prometheus text), `/healthz` (process alive) and
+//! `/readyz` (every bus open and every door link attempted). Bound to loopback unless the
+//! config says otherwise; nothing here ever includes a key or token.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use tokio::sync::watch;
+
+use crate::metrics::Metrics;
+
+/// What `/readyz` reports; published by the gateway's main loop.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Readiness {
+    /// Every bus task has opened its connection at least once (or given up with an error).
+    pub buses_started: bool,
+    /// Every door link has made its first connection attempt.
+    pub links_attempted: bool,
+    pub doors: usize,
+    pub doors_connected: usize,
+}
+
+impl Readiness {
+    pub fn ready(&self) -> bool {
+        self.buses_started && self.links_attempted
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    metrics: Arc<Metrics>,
+    readiness: watch::Receiver<Readiness>,
+}
+
+pub fn app(metrics: Arc<Metrics>, readiness: watch::Receiver<Readiness>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_text))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(AppState { metrics, readiness })
+}
+
+async fn metrics_text(State(s): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        s.metrics.render(),
+    )
+}
+
+async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
+    let r = s.readiness.borrow().clone();
+    let status = if r.ready() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(r))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt as _;
+
+    async fn get_body(app: Router, path: &str) -> (StatusCode, String) {
+        let res = app
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = res.status();
+        let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, String::from_utf8(bytes.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn readyz_follows_readiness() {
+        let (tx, rx) = watch::channel(Readiness::default());
+        let app = app(Arc::new(Metrics::new()), rx);
+        assert_eq!(
+            get_body(app.clone(), "/readyz").await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        tx.send_modify(|r| {
+            r.buses_started = true;
+            r.links_attempted = true;
+        });
+        let (status, body) = get_body(app.clone(), "/readyz").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.contains("\"links_attempted\":true"));
+        assert_eq!(
+            get_body(app, "/healthz").await,
+            (StatusCode::OK, "ok\n".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn metrics_are_served() {
+        let (_tx, rx) = watch::channel(Readiness::default());
+        let m = Arc::new(Metrics::new());
+        m.desired.with_label_values(&["applied"]).inc();
+        let (status, body) = get_body(app(m, rx), "/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.contains("fieldgate_desired_properties_total{result=\"applied\"} 1"));
+    }
+}
