@@ -1,0 +1,174 @@
+"""Official Azure IoT SDKs for Python against fieldhub (or any IoT Hub), unmodified.
+
+Env: SERVICE_CS (iothubowner connection string), CA_FILE (fieldhub's ca.pem; REQUESTS_CA_BUNDLE
+must point at it too for the service SDK), DEVICE_ID, MODE = "device-service" | "jobs".
+Prints one JSON line per checked step and exits non-zero on the first failure.
+"""
+import json
+import os
+import sys
+import threading
+import time
+from datetime import datetime, timezone, timedelta
+
+from azure.iot.device import IoTHubDeviceClient, MethodResponse
+from azure.iot.hub import IoTHubRegistryManager, IoTHubJobManager
+from azure.iot.hub.models import (CloudToDeviceMethod, JobRequest, QuerySpecification, Twin,
+                                  TwinProperties)
+
+SERVICE_CS = os.environ["SERVICE_CS"]
+CA = open(os.environ["CA_FILE"]).read()
+DEVICE_ID = os.environ.get("DEVICE_ID", "py-sdk-door")
+MODE = os.environ.get("MODE", "device-service")
+HOST = dict(p.split("=", 1) for p in SERVICE_CS.split(";"))["HostName"]
+
+
+def step(name, **extra):
+    print(json.dumps({"step": name, "ok": True, **extra}), flush=True)
+
+
+def check(cond, what):
+    if not cond:
+        raise AssertionError("check failed: " + what)
+
+
+def open_device(registry, device_id):
+    try:
+        device = registry.create_device_with_sas(device_id, "", "", "enabled")
+    except Exception:  # already exists (HttpOperationError 409)
+        device = registry.get_device(device_id)
+    key = device.authentication.symmetric_key.primary_key
+    check(key and len(key) > 20, "hub generated a primary key")
+    # The device SDK dials HostName on 8883 (hard-coded): fieldhub listens there for this test.
+    client = IoTHubDeviceClient.create_from_connection_string(
+        f"HostName={HOST.split(':')[0]};DeviceId={device_id};SharedAccessKey={key}",
+        server_verification_cert=CA)
+    client.connect()
+    return client
+
+
+def device_service():
+    registry = IoTHubRegistryManager(SERVICE_CS)
+    client = open_device(registry, DEVICE_ID)
+    step("registry.create_device_with_sas+device.connect", deviceId=DEVICE_ID)
+
+    calls = []
+
+    def on_method(req):
+        calls.append(req.payload)
+        client.send_method_response(MethodResponse.create_from_method_request(
+            req, 200, {"locked": True, "echo": req.payload}))
+
+    desired_seen = threading.Event()
+    desired_patches = []
+
+    def on_desired(patch):
+        desired_patches.append(patch)
+        if patch.get("Floor") == 3:
+            desired_seen.set()
+
+    client.on_method_request_received = on_method
+    client.on_twin_desired_properties_patch_received = on_desired
+
+    twin = client.get_twin()
+    check(isinstance(twin["desired"]["$version"], int), "desired $version in twin")
+    step("device.get_twin", desiredVersion=twin["desired"]["$version"])
+
+    client.patch_twin_reported_properties({"sdk": "python", "battery": 13.2})
+    step("device.patch_twin_reported_properties")
+
+    got = registry.get_twin(DEVICE_ID)
+    check(got.properties.reported["sdk"] == "python", "service sees reported.sdk")
+    step("registry.get_twin", reportedVersion=got.properties.reported["$version"])
+
+    updated = registry.update_twin(DEVICE_ID, Twin(tags={"building": "43"}, properties=TwinProperties(
+        desired={"Building": 43, "Floor": 3})), "*")
+    check(updated.tags["building"] == "43", "tags merged")
+    check(updated.properties.desired["Floor"] == 3, "desired merged")
+    step("registry.update_twin", etag=updated.etag)
+
+    check(desired_seen.wait(10), "desired patch delivered to the device")
+    check(isinstance(desired_patches[-1]["$version"], int), "desired patch carries $version")
+    step("device.on_twin_desired_properties_patch_received", version=desired_patches[-1]["$version"])
+
+    r = registry.invoke_device_method(DEVICE_ID, CloudToDeviceMethod(
+        method_name="lockDoor", payload={"seconds": 5}, response_timeout_in_seconds=10))
+    check(r.status == 200, "method status 200")
+    check(r.payload["locked"] is True and r.payload["echo"]["seconds"] == 5, "method payload round trip")
+    check(len(calls) == 1, "device saw exactly one call")
+    step("registry.invoke_device_method", status=r.status)
+
+    res = registry.query_iot_hub(QuerySpecification(query=f"SELECT * FROM devices WHERE deviceId = '{DEVICE_ID}'"))
+    check(len(res.items) == 1, "query finds the device")
+    step("registry.query_iot_hub")
+    client.shutdown()
+
+
+def jobs():
+    registry = IoTHubRegistryManager(SERVICE_CS)
+    client = open_device(registry, DEVICE_ID)
+    calls = []
+
+    def on_method(req):
+        calls.append(req.name)
+        client.send_method_response(MethodResponse.create_from_method_request(req, 200, {"locked": True}))
+
+    client.on_method_request_received = on_method
+    step("device.ready")
+
+    jm = IoTHubJobManager(SERVICE_CS)
+
+    def wait(job_id):
+        for _ in range(300):
+            j = jm.get_scheduled_job(job_id)
+            if j.status in ("completed", "failed", "cancelled"):
+                return j
+            time.sleep(0.2)
+        raise AssertionError("job did not finish: " + job_id)
+
+    mid = f"py-method-{int(time.time() * 1000)}"
+    created = jm.create_scheduled_job(mid, JobRequest(
+        job_id=mid, type="scheduleDeviceMethod", query_condition=f"deviceId = '{DEVICE_ID}'",
+        cloud_to_device_method=CloudToDeviceMethod(method_name="lockDoor", payload={"by": "py"},
+                                                   response_timeout_in_seconds=10),
+        start_time=datetime.now(timezone.utc), max_execution_time_in_seconds=60))
+    check(created.job_id == mid, "create_scheduled_job echoes the id")
+    j = wait(mid)
+    check(j.status == "completed", "method job completed: " + str(j.status))
+    s = j.device_job_statistics
+    check(s.device_count == 1 and s.succeeded_count == 1, "method job statistics")
+    check(calls == ["lockDoor"], "device saw the method once")
+    step("jobManager.create_scheduled_job(method)", succeeded=s.succeeded_count)
+
+    tid = f"py-twin-{int(time.time() * 1000)}"
+    jm.create_scheduled_job(tid, JobRequest(
+        job_id=tid, type="scheduleUpdateTwin", query_condition=f"deviceId = '{DEVICE_ID}'",
+        update_twin=Twin(etag="*", properties=TwinProperties(desired={"Building": 43, "Floor": 3})),
+        start_time=datetime.now(timezone.utc), max_execution_time_in_seconds=60))
+    t = wait(tid)
+    check(t.status == "completed" and t.device_job_statistics.succeeded_count == 1, "twin job completed")
+    check(registry.get_twin(DEVICE_ID).properties.desired["Floor"] == 3, "twin job applied desired")
+    step("jobManager.create_scheduled_job(twin)")
+
+    fid = f"py-future-{int(time.time() * 1000)}"
+    jm.create_scheduled_job(fid, JobRequest(
+        job_id=fid, type="scheduleDeviceMethod", query_condition=f"deviceId = '{DEVICE_ID}'",
+        cloud_to_device_method=CloudToDeviceMethod(method_name="lockDoor", response_timeout_in_seconds=10),
+        start_time=datetime.now(timezone.utc) + timedelta(hours=1), max_execution_time_in_seconds=60))
+    check(jm.get_scheduled_job(fid).status in ("queued", "scheduled"), "future job waits")
+    check(jm.cancel_scheduled_job(fid).status == "cancelled", "cancel_scheduled_job → cancelled")
+    step("jobManager.cancel_scheduled_job")
+
+    res = registry.query_iot_hub(QuerySpecification(
+        query=f"SELECT * FROM devices.jobs WHERE devices.jobs.jobId = '{mid}'"))
+    check(len(res.items) == 1, "devices.jobs has the device's result")
+    step("registry.query_iot_hub(devices.jobs)")
+    client.shutdown()
+
+
+try:
+    device_service() if MODE == "device-service" else jobs()
+    step("done")
+except Exception as e:  # report, then fail the process
+    print(json.dumps({"step": "error", "ok": False, "error": repr(e)}), flush=True)
+    sys.exit(1)
