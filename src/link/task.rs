@@ -298,6 +298,7 @@ impl Link {
             let event = tokio::select! {
                 () = self.shutdown.cancelled() => {
                     self.disconnect(&mut conn, "shutdown").await;
+                    self.lost(online, "shutdown".into());
                     return End::Shutdown;
                 }
                 () = sleep_until(setup_deadline), if !online => {
@@ -305,6 +306,7 @@ impl Link {
                 }
                 () = sleep_until(renew_at.unwrap_or(setup_deadline)), if online => {
                     self.disconnect(&mut conn, "token renewal").await;
+                    self.lost(online, "SAS token renewal".into());
                     return End::Renew;
                 }
                 cmd = self.cmds.recv(), if self.cmds_open => {
@@ -382,6 +384,7 @@ impl Link {
         }
     }
 
+    /// Tells the bridge a connection that had delivered `Connected` is gone.
     fn lost(&mut self, online: bool, reason: String) -> End {
         if online {
             let _ = self.events.try_send(LinkEvent::Disconnected {
