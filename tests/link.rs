@@ -639,3 +639,61 @@ async fn key_and_token_never_logged() {
         .unwrap();
     assert!(!text.contains(sig), "signature leaked into logs");
 }
+
+#[tokio::test]
+async fn method_on_full_event_queue_is_answered_503_at_once() {
+    let hub = FakeHub::start().await;
+    let mut settings = hub.settings();
+    settings.queue = 1;
+    let mut door = start(settings);
+    let (mut conn, _) = hub.accept().await;
+    conn.handshake(&twin(1)).await;
+    assert!(matches!(door.event().await, LinkEvent::Connected { .. }));
+    // The bridge is stuck: "a" fills the queue, "b" finds it full.
+    conn.publish(&topics::method_request("lockDoor", "a"), "{}")
+        .await;
+    conn.publish(&topics::method_request("lockDoor", "b"), "{}")
+        .await;
+    let res = conn.next_publish().await;
+    assert_eq!(res.topic, topics::method_response(503, "b"));
+    assert!(door
+        .metric("fieldgate_methods_total{method=\"lockDoor\",status=\"503\"}")
+        .ends_with(" 1"));
+    // "a" is still delivered and answerable.
+    assert!(matches!(door.event().await, LinkEvent::MethodRequest { rid, .. } if rid == "a"));
+    within("respond a", door.handle.respond_method("a", 200, json!({})))
+        .await
+        .unwrap();
+    assert_eq!(
+        conn.next_publish().await.topic,
+        topics::method_response(200, "a")
+    );
+    door.stop().await;
+}
+
+#[tokio::test]
+async fn desired_patch_on_full_event_queue_resyncs_twin() {
+    let hub = FakeHub::start().await;
+    let mut settings = hub.settings();
+    settings.queue = 1;
+    let mut door = start(settings);
+    let (mut conn, _) = hub.accept().await;
+    conn.handshake(&twin(1)).await;
+    // `Connected` still sits in the queue, so the patch cannot be queued: the link must not
+    // lose it silently but fetch the whole twin again.
+    conn.publish(
+        &topics::desired_patch(2),
+        json!({"mode": "manual", "$version": 2}).to_string(),
+    )
+    .await;
+    let get = conn.next_publish().await;
+    let Some(Topic::TwinGet { rid }) = topics::parse(&get.topic) else {
+        panic!("expected a twin GET, got {}", get.topic)
+    };
+    let fresh = json!({"desired": {"mode": "manual", "$version": 2}, "reported": {"$version": 1}});
+    conn.publish(&topics::twin_response(200, &rid, None), fresh.to_string())
+        .await;
+    assert_eq!(door.event().await, LinkEvent::Connected { twin: twin(1) });
+    assert_eq!(door.event().await, LinkEvent::Connected { twin: fresh });
+    door.stop().await;
+}

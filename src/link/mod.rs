@@ -83,6 +83,12 @@ impl LinkSettings {
     /// Validates what can be checked without the network: the key decodes, the CA file
     /// parses, the durations are usable. `spawn` does the same and stops the link on failure.
     pub fn check(&self) -> Result<(), LinkError> {
+        self.check_offline()?;
+        tls::client_config(self.extra_ca_pem.as_deref()).map(|_| ())
+    }
+
+    /// [`check`](Self::check) without building the TLS configuration.
+    fn check_offline(&self) -> Result<(), LinkError> {
         let (name, _) = auth::split_host(&self.host);
         if name.is_empty() || self.device_id.is_empty() {
             return Err(LinkError::Config(
@@ -100,7 +106,7 @@ impl LinkSettings {
                 "keepalive and token lifetime must be at least 1 s".into(),
             ));
         }
-        tls::client_config(self.extra_ca_pem.as_deref()).map(|_| ())
+        Ok(())
     }
 }
 
@@ -129,7 +135,8 @@ pub enum LinkEvent {
     /// patch could not be queued): reconcile everything in it.
     Connected { twin: Value },
     /// The connection ended (failure, token renewal, shutdown). Method requests received on
-    /// it can no longer be answered.
+    /// it can no longer be answered. Best effort (dropped when the queue is full): the state
+    /// from [`LinkHandle::watch_state`] is authoritative.
     Disconnected { reason: String },
     /// Answer with [`LinkHandle::respond_method`] and this `rid`.
     MethodRequest {

@@ -120,7 +120,7 @@ impl Link {
         up.set(0);
         let tls = match self
             .s
-            .check()
+            .check_offline()
             .and_then(|()| tls::client_config(self.s.extra_ca_pem.as_deref()))
         {
             Ok(t) => t,
@@ -312,6 +312,9 @@ impl Link {
                 cmd = self.cmds.recv(), if self.cmds_open => {
                     match cmd {
                         Some(cmd) if online => self.online_command(&conn.client, cmd),
+                        // Method requests arrive as soon as the hub has our subscription,
+                        // possibly before the twin: their answers must go out on this connection.
+                        Some(cmd @ Command::Respond { .. }) => self.online_command(&conn.client, cmd),
                         Some(cmd) => self.offline_command(cmd),
                         None => self.cmds_open = false,
                     }
@@ -334,11 +337,7 @@ impl Link {
                     }
                 }
                 Event::Incoming(Packet::SubAck(ack)) => {
-                    if ack
-                        .return_codes
-                        .iter()
-                        .any(|c| *c == SubscribeReasonCode::Failure)
-                    {
+                    if ack.return_codes.contains(&SubscribeReasonCode::Failure) {
                         return End::Lost("hub refused a subscription".into());
                     }
                     subacks += 1;
