@@ -13,6 +13,7 @@
 
 pub mod auth;
 pub mod backoff;
+mod conn;
 mod handle;
 pub mod pacer;
 mod session;

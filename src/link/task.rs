@@ -1,23 +1,15 @@
 //! The link task: dials, runs the reconnection flow, multiplexes handle commands with hub
 //! traffic, renews the token by reconnecting, and backs off after failures.
 //!
-//! rumqttc's `EventLoop` is driven by a poller sub-task owned by this task (aborted when the
-//! connection ends), because `EventLoop::poll` must not be cancelled mid-write by a `select!`.
-//! Each connection gets a fresh client and event loop: the password changes on every
-//! connect, and unacknowledged work lives in [`Session`], not in rumqttc.
+//! Each connection ([`Conn`]) gets a fresh client and event loop because the password changes
+//! on every connect; unacknowledged work therefore lives in [`Session`] and the backlog here,
+//! not in rumqttc.
 
+use rumqttc::{AsyncClient, Event, Packet, QoS, SubscribeReasonCode};
+use serde_json::json;
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use rumqttc::{
-    AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Packet, QoS, SubscribeReasonCode,
-    TlsConfiguration, Transport,
-};
-use rustls::ClientConfig;
-use serde_json::json;
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
 use tokio::time::{sleep, sleep_until, timeout, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -25,15 +17,12 @@ use tracing::{debug, info, warn};
 use iothub_proto::topics;
 
 use super::backoff::Backoff;
+use super::conn::{self, Conn};
 use super::handle::{Command, Reply};
 use super::session::{Inbound, PendingPatch, Session};
 use super::{auth, tls, ConnectPacer, LinkError, LinkEvent, LinkSettings, LinkState};
 use crate::metrics::Metrics;
 
-/// IoT Hub's limits (128 KB method payloads, 256 KB telemetry) plus MQTT framing.
-const MAX_PACKET: usize = 300 * 1024;
-/// How long a clean DISCONNECT may take before the socket is just dropped.
-const DISCONNECT_GRACE: Duration = Duration::from_secs(2);
 const SUBSCRIPTIONS: [&str; 3] = [
     topics::METHODS_FILTER,
     topics::TWIN_RES_FILTER,
@@ -52,19 +41,6 @@ enum End {
     Renew,
     Lost(String),
     Shutdown,
-}
-
-/// One live connection: the client half, the poller's output and the poller itself.
-struct Conn {
-    client: AsyncClient,
-    events: mpsc::Receiver<Result<Event, ConnectionError>>,
-    poller: JoinHandle<()>,
-}
-
-impl Drop for Conn {
-    fn drop(&mut self) {
-        self.poller.abort();
-    }
 }
 
 pub(crate) struct Link {
@@ -139,7 +115,7 @@ impl Link {
                 break;
             }
             let started = Instant::now();
-            let end = match self.connect(&tls).await {
+            let end = match Conn::open(&self.s, &self.host_name, self.port, &tls) {
                 Err(reason) => End::Lost(reason),
                 Ok(conn) => {
                     let end = self.serve(conn, after_failure).await;
@@ -242,42 +218,6 @@ impl Link {
         let _ = reply.send(Err(LinkError::MethodLost { rid }));
     }
 
-    /// Builds a fresh client with a fresh token and starts its poller.
-    async fn connect(&mut self, tls: &Arc<ClientConfig>) -> Result<Conn, String> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let password = auth::password(
-            &self.host_name,
-            &self.s.device_id,
-            &self.s.key,
-            now,
-            self.s.token_lifetime,
-        )
-        .map_err(|e| e.to_string())?;
-        let mut opts =
-            MqttOptions::new(self.s.device_id.clone(), self.host_name.clone(), self.port);
-        opts.set_credentials(auth::username(&self.host_name, &self.s.device_id), password)
-            .set_clean_session(false)
-            .set_keep_alive(Duration::from_secs(self.s.keepalive.as_secs().max(1)))
-            .set_max_packet_size(MAX_PACKET, MAX_PACKET)
-            .set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
-                tls.clone(),
-            )));
-        let cap = self.s.queue.max(1) * 4;
-        let (client, mut eventloop) = AsyncClient::new(opts, cap);
-        let mut net = eventloop.network_options();
-        net.set_connection_timeout(self.s.connect_timeout.as_secs().max(1));
-        eventloop.set_network_options(net);
-        let (tx, events) = mpsc::channel(cap);
-        let poller = tokio::spawn(poll(eventloop, tx));
-        Ok(Conn {
-            client,
-            events,
-            poller,
-        })
-    }
-
     /// Runs one connection from CONNACK to its end.
     async fn serve(&mut self, mut conn: Conn, after_failure: bool) -> End {
         let setup_deadline = Instant::now() + self.s.connect_timeout;
@@ -297,7 +237,7 @@ impl Link {
             }
             let event = tokio::select! {
                 () = self.shutdown.cancelled() => {
-                    self.disconnect(&mut conn, "shutdown").await;
+                    conn.disconnect(&self.s.device_id, "shutdown").await;
                     self.lost(online, "shutdown".into());
                     return End::Shutdown;
                 }
@@ -305,7 +245,7 @@ impl Link {
                     return End::Lost(format!("no twin within {:?} of dialling", self.s.connect_timeout));
                 }
                 () = sleep_until(renew_at.unwrap_or(setup_deadline)), if online => {
-                    self.disconnect(&mut conn, "token renewal").await;
+                    conn.disconnect(&self.s.device_id, "token renewal").await;
                     self.lost(online, "SAS token renewal".into());
                     return End::Renew;
                 }
@@ -324,7 +264,7 @@ impl Link {
             };
             let event = match event {
                 Some(Ok(event)) => event,
-                Some(Err(e)) => return self.lost(online, connection_error(&e)),
+                Some(Err(e)) => return self.lost(online, conn::describe(&e)),
                 None => return self.lost(online, "connection closed".into()),
             };
             match event {
@@ -522,43 +462,5 @@ impl Link {
                 _ => {}
             }
         }
-    }
-
-    /// Sends DISCONNECT and gives the poller a moment to write it.
-    async fn disconnect(&self, conn: &mut Conn, why: &str) {
-        debug!(device = %self.s.device_id, reason = why, "disconnecting");
-        if conn.client.try_disconnect().is_err() {
-            return;
-        }
-        let _ = timeout(DISCONNECT_GRACE, async {
-            while let Some(Ok(ev)) = conn.events.recv().await {
-                if matches!(ev, Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
-                    break;
-                }
-            }
-        })
-        .await;
-    }
-}
-
-/// Drives the event loop until its first error, which it forwards as the last item.
-async fn poll(mut eventloop: EventLoop, tx: mpsc::Sender<Result<Event, ConnectionError>>) {
-    loop {
-        let r = eventloop.poll().await;
-        let failed = r.is_err();
-        if tx.send(r).await.is_err() || failed {
-            return;
-        }
-    }
-}
-
-/// A connection error as an operator reads it: TLS errors keep rustls' wording ("invalid
-/// peer certificate: UnknownIssuer"), refusals name the CONNACK code.
-fn connection_error(e: &ConnectionError) -> String {
-    match e {
-        ConnectionError::ConnectionRefused(code) => {
-            format!("hub refused the connection: {code:?} (check the device key and id)")
-        }
-        other => other.to_string(),
     }
 }
