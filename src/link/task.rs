@@ -9,6 +9,7 @@ use rumqttc::{AsyncClient, Event, Packet, QoS, SubscribeReasonCode};
 use serde_json::json;
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep, sleep_until, timeout, Instant};
 use tokio_util::sync::CancellationToken;
@@ -220,7 +221,10 @@ impl Link {
 
     /// Runs one connection from CONNACK to its end.
     async fn serve(&mut self, mut conn: Conn, after_failure: bool) -> End {
-        let setup_deadline = Instant::now() + self.s.connect_timeout;
+        // The token was signed just before dialling: renewal counts from here, not from the
+        // twin, so a slow setup cannot outlive the token.
+        let issued = Instant::now();
+        let setup_deadline = issued + self.s.connect_timeout;
         let mut renew_at = None;
         let mut subacks = 0;
         loop {
@@ -299,8 +303,9 @@ impl Link {
                         Inbound::Desired { version, patch } => self.desired(version, patch),
                         Inbound::Twin { twin, newer } => {
                             if !online {
-                                renew_at =
-                                    Some(Instant::now() + auth::renew_after(self.s.token_lifetime));
+                                // At least a second of service between renewals, whatever the setup took.
+                                let renew = issued + auth::renew_after(self.s.token_lifetime);
+                                renew_at = Some(renew.max(Instant::now() + Duration::from_secs(1)));
                                 self.connected(after_failure);
                                 self.flush_backlog(&conn.client);
                             }
