@@ -697,3 +697,31 @@ async fn desired_patch_on_full_event_queue_resyncs_twin() {
     assert_eq!(door.event().await, LinkEvent::Connected { twin: fresh });
     door.stop().await;
 }
+
+#[tokio::test]
+async fn connects_are_paced_across_links() {
+    let hub = FakeHub::start().await;
+    let pacer = ConnectPacer::new(Some(2.0), 1); // one connect per 500 ms, no burst
+    let metrics = Arc::new(Metrics::new());
+    let shutdown = CancellationToken::new();
+    let mut tasks = Vec::new();
+    for id in ["door-a", "door-b"] {
+        let mut s = hub.settings();
+        s.device_id = id.into();
+        let (_h, _ev, task) = link::spawn(s, pacer.clone(), metrics.clone(), shutdown.clone());
+        tasks.push((_h, _ev, task));
+    }
+    let (_c1, first) = hub.accept().await;
+    let t1 = tokio::time::Instant::now();
+    let (_c2, second) = hub.accept().await;
+    let gap = t1.elapsed();
+    assert_ne!(first.client_id, second.client_id);
+    assert!(
+        gap >= Duration::from_millis(400),
+        "second connect after {gap:?}"
+    );
+    shutdown.cancel();
+    for (_, _, task) in tasks {
+        within("link task end", task).await.unwrap();
+    }
+}

@@ -227,6 +227,7 @@ impl Link {
         let setup_deadline = issued + self.s.connect_timeout;
         let mut renew_at = None;
         let mut subacks = 0;
+        let mut connacked = false;
         loop {
             let online = renew_at.is_some();
             if online && self.session.resync && !self.session.twin_get_outstanding() {
@@ -241,7 +242,10 @@ impl Link {
             }
             let event = tokio::select! {
                 () = self.shutdown.cancelled() => {
-                    conn.disconnect(&self.s.device_id, "shutdown").await;
+                    // Before CONNACK there is no session to close; dropping the socket is enough.
+                    if connacked {
+                        conn.disconnect(&self.s.device_id, "shutdown").await;
+                    }
                     self.lost(online, "shutdown".into());
                     return End::Shutdown;
                 }
@@ -273,6 +277,7 @@ impl Link {
             };
             match event {
                 Event::Incoming(Packet::ConnAck(_)) => {
+                    connacked = true;
                     debug!(device = %self.s.device_id, "CONNACK");
                     for filter in SUBSCRIPTIONS {
                         if let Err(e) = conn.client.try_subscribe(filter, QoS::AtLeastOnce) {
