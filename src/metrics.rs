@@ -28,6 +28,8 @@ pub struct Metrics {
     pub link_up: IntGaugeVec,
     pub link_reconnects: IntCounterVec,
     pub token_renewals: IntCounterVec,
+    /// Method responses the bridge produced after the request's connection had died.
+    pub link_method_responses_lost: IntCounterVec,
     /// Direct methods by name and the status the gateway answered with.
     pub methods: IntCounterVec,
     pub method_duration: HistogramVec,
@@ -99,6 +101,11 @@ impl Metrics {
             token_renewals: counter(
                 "fieldgate_token_renewals_total",
                 "SAS token renewals of a door link.",
+                &["device"],
+            ),
+            link_method_responses_lost: counter(
+                "fieldgate_link_method_responses_lost_total",
+                "Method responses not sent because the request's connection had ended.",
                 &["device"],
             ),
             methods: counter(

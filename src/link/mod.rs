@@ -1,1 +1,214 @@
-//! One task per door owning its MQTT link to IoT Hub: TLS, SAS renewal, reconnect with backoff, connect pacing.
+//! One task per door owning its MQTT link to IoT Hub: TLS, SAS renewal, reconnect with
+//! backoff, connect pacing, and the reconnection flow of reference §2.8 (subscribe, GET the
+//! twin, drop desired patches the twin already contains).
+//!
+//! The bridge talks to a link through a [`LinkHandle`] (commands with oneshot replies over a
+//! bounded queue) and hears from it on a bounded [`LinkEvent`] queue. When that queue is full:
+//! a method request is answered `503` by the link at once (never silence); a desired patch is
+//! dropped and the twin fetched again, so the bridge gets a fresh full twin (`Connected`) to
+//! reconcile instead.
+//!
+//! Pure parts live in their own modules: [`auth`] (username, SAS password, renewal instant),
+//! [`backoff`], [`pacer`], `session` (request ids and the `$version` filter).
+
+pub mod auth;
+pub mod backoff;
+mod conn;
+mod handle;
+pub mod pacer;
+mod session;
+mod task;
+pub mod tls;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+
+pub use backoff::BackoffPolicy;
+pub use handle::LinkHandle;
+pub use pacer::ConnectPacer;
+
+/// Everything one door link needs. `key` is the device's base64 key; it is never logged
+/// (`Debug` redacts it) and leaves the task only as an HMAC inside the SAS token.
+#[derive(Clone)]
+pub struct LinkSettings {
+    /// Hub host name, optionally with `:port` (default 8883). SAS `sr` and the MQTT username
+    /// use the name without port; TLS verifies the name.
+    pub host: String,
+    pub device_id: String,
+    pub key: String,
+    /// PEM CA certificate(s) trusted in addition to the system roots.
+    pub extra_ca_pem: Option<Vec<u8>>,
+    /// Validity of each SAS token; the link reconnects with a fresh one at 80 % of it.
+    pub token_lifetime: Duration,
+    /// MQTT keep-alive (whole seconds, ≥ 1 s).
+    pub keepalive: Duration,
+    /// Deadline for TCP + TLS + CONNACK + SUBACKs + the twin GET.
+    pub connect_timeout: Duration,
+    /// Deadline of each handle call (queueing included; `patch_reported` waits for the 204).
+    pub op_timeout: Duration,
+    pub backoff: BackoffPolicy,
+    /// Capacity of the event queue, the command queue and the offline backlog.
+    pub queue: usize,
+}
+
+impl LinkSettings {
+    /// Settings with the defaults: 1 h tokens, 60 s keep-alive, 30 s connect and operation
+    /// deadlines, backoff 1 s … 60 s, queues of 64.
+    pub fn new(
+        host: impl Into<String>,
+        device_id: impl Into<String>,
+        key: impl Into<String>,
+    ) -> Self {
+        LinkSettings {
+            host: host.into(),
+            device_id: device_id.into(),
+            key: key.into(),
+            extra_ca_pem: None,
+            token_lifetime: Duration::from_secs(3600),
+            keepalive: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(30),
+            op_timeout: Duration::from_secs(30),
+            backoff: BackoffPolicy::default(),
+            queue: 64,
+        }
+    }
+
+    /// Validates what can be checked without the network: the key decodes, the CA file
+    /// parses, the durations are usable. `spawn` does the same and stops the link on failure.
+    pub fn check(&self) -> Result<(), LinkError> {
+        self.check_offline()?;
+        tls::client_config(self.extra_ca_pem.as_deref()).map(|_| ())
+    }
+
+    /// [`check`](Self::check) without building the TLS configuration.
+    fn check_offline(&self) -> Result<(), LinkError> {
+        let (name, _) = auth::split_host(&self.host);
+        if name.is_empty() || self.device_id.is_empty() {
+            return Err(LinkError::Config(
+                "hub host and device id must not be empty".into(),
+            ));
+        }
+        auth::password(name, &self.device_id, &self.key, 0, self.token_lifetime).map_err(|_| {
+            LinkError::Config(format!(
+                "key of device {} is not valid base64",
+                self.device_id
+            ))
+        })?;
+        if self.keepalive < Duration::from_secs(1) || self.token_lifetime < Duration::from_secs(1) {
+            return Err(LinkError::Config(
+                "keepalive and token lifetime must be at least 1 s".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for LinkSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LinkSettings")
+            .field("host", &self.host)
+            .field("device_id", &self.device_id)
+            .field("key", &"<redacted>")
+            .field("extra_ca_pem", &self.extra_ca_pem.as_ref().map(Vec::len))
+            .field("token_lifetime", &self.token_lifetime)
+            .field("keepalive", &self.keepalive)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("op_timeout", &self.op_timeout)
+            .field("backoff", &self.backoff)
+            .field("queue", &self.queue)
+            .finish()
+    }
+}
+
+/// What a link tells its bridge.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LinkEvent {
+    /// A connection is up and subscribed; `twin` is the full twin from the GET made on it
+    /// (`{"desired":{…,"$version":n},"reported":{…}}`). Also sent after a resync (a desired
+    /// patch could not be queued): reconcile everything in it.
+    Connected { twin: Value },
+    /// The connection ended (failure, token renewal, shutdown). Method requests received on
+    /// it can no longer be answered. Best effort (dropped when the queue is full): the state
+    /// from [`LinkHandle::watch_state`] is authoritative.
+    Disconnected { reason: String },
+    /// Answer with [`LinkHandle::respond_method`] and this `rid`.
+    MethodRequest {
+        name: String,
+        rid: String,
+        payload: Vec<u8>,
+    },
+    /// A desired patch newer than everything delivered before (body includes `$version`).
+    DesiredPatch { version: u64, patch: Value },
+}
+
+/// Where a link is, for health output and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkState {
+    /// Dialling (TCP, TLS, CONNECT, subscribe, twin GET); `attempt` counts since the last
+    /// stable connection, starting at 1.
+    Connecting {
+        attempt: u32,
+    },
+    Connected,
+    /// Waiting `retry_in` before the next attempt because of `reason`.
+    Disconnected {
+        reason: String,
+        retry_in: Duration,
+    },
+    /// The task has ended; `reason` is set for a permanent error (bad key, unusable CA file).
+    Stopped {
+        reason: Option<String>,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("invalid link settings: {0}")]
+    Config(String),
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("link queue is full; the hub connection is congested")]
+    Busy,
+    #[error("{op} timed out after {after:?}")]
+    Timeout { op: &'static str, after: Duration },
+    #[error("the link has stopped")]
+    Stopped,
+    #[error("the connection that carried method request {rid} is gone; the hub has already failed that call")]
+    MethodLost { rid: String },
+    #[error("hub answered {status}: {body}")]
+    Rejected { status: u16, body: String },
+    #[error("protocol: {0}")]
+    Protocol(String),
+}
+
+/// Starts the link task of one door. It runs until `shutdown` is cancelled (then disconnects
+/// cleanly and fails queued work with [`LinkError::Stopped`]) or a permanent settings error.
+pub fn spawn(
+    settings: LinkSettings,
+    pacer: ConnectPacer,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) -> (LinkHandle, mpsc::Receiver<LinkEvent>, JoinHandle<()>) {
+    let queue = settings.queue.max(1);
+    let (cmd_tx, cmd_rx) = mpsc::channel(queue);
+    let (event_tx, event_rx) = mpsc::channel(queue);
+    let (state_tx, state_rx) = watch::channel(LinkState::Connecting { attempt: 1 });
+    let handle = LinkHandle::new(
+        settings.device_id.clone(),
+        cmd_tx,
+        state_rx,
+        settings.op_timeout,
+    );
+    let task = task::Link::new(
+        settings, pacer, metrics, shutdown, cmd_rx, event_tx, state_tx,
+    );
+    (handle, event_rx, tokio::spawn(task.run()))
+}

@@ -1,0 +1,115 @@
+//! One MQTT connection of a door: a fresh rumqttc client and event loop per connect (the
+//! password changes every time), the event loop driven by a poller sub-task.
+//!
+//! The poller exists because `EventLoop::poll` must not be cancelled mid-write by the link's
+//! `select!`; it forwards events over a bounded channel (backpressure reaches the socket) and
+//! is aborted when the connection is dropped.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rumqttc::{
+    AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Outgoing, TlsConfiguration,
+    Transport,
+};
+use rustls::ClientConfig;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::timeout;
+use tracing::debug;
+
+use super::{auth, LinkSettings};
+
+/// IoT Hub's limits (128 KB method payloads, 256 KB telemetry) plus MQTT framing.
+const MAX_PACKET: usize = 300 * 1024;
+/// How long a clean DISCONNECT may take before the socket is just dropped.
+const DISCONNECT_GRACE: Duration = Duration::from_secs(2);
+
+pub(crate) struct Conn {
+    pub(crate) client: AsyncClient,
+    pub(crate) events: mpsc::Receiver<Result<Event, ConnectionError>>,
+    poller: JoinHandle<()>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.poller.abort();
+    }
+}
+
+impl Conn {
+    /// Builds a client with a token valid from now and starts dialling. The first item on
+    /// `events` is the CONNACK or the error that prevented it.
+    pub(crate) fn open(
+        s: &LinkSettings,
+        host_name: &str,
+        port: u16,
+        tls: &Arc<ClientConfig>,
+    ) -> Result<Conn, String> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let password = auth::password(host_name, &s.device_id, &s.key, now, s.token_lifetime)
+            .map_err(|e| e.to_string())?;
+        let mut opts = MqttOptions::new(s.device_id.clone(), host_name, port);
+        opts.set_credentials(auth::username(host_name, &s.device_id), password)
+            .set_clean_session(false)
+            .set_keep_alive(Duration::from_secs(s.keepalive.as_secs().max(1)))
+            .set_max_packet_size(MAX_PACKET, MAX_PACKET)
+            .set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+                tls.clone(),
+            )));
+        // Room for everything the link can have in flight at once: a flushed backlog plus
+        // a command queue's worth.
+        let cap = s.queue.max(1) * 4;
+        let (client, mut eventloop) = AsyncClient::new(opts, cap);
+        let mut net = eventloop.network_options();
+        net.set_connection_timeout(s.connect_timeout.as_secs().max(1));
+        eventloop.set_network_options(net);
+        let (tx, events) = mpsc::channel(cap);
+        let poller = tokio::spawn(poll(eventloop, tx));
+        Ok(Conn {
+            client,
+            events,
+            poller,
+        })
+    }
+
+    /// Sends DISCONNECT and gives the poller a moment to write it.
+    pub(crate) async fn disconnect(&mut self, device_id: &str, why: &str) {
+        debug!(device = %device_id, reason = why, "disconnecting");
+        if self.client.try_disconnect().is_err() {
+            return;
+        }
+        let _ = timeout(DISCONNECT_GRACE, async {
+            while let Some(Ok(ev)) = self.events.recv().await {
+                if matches!(ev, Event::Outgoing(Outgoing::Disconnect)) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+}
+
+/// Drives the event loop until its first error, which it forwards as the last item.
+async fn poll(mut eventloop: EventLoop, tx: mpsc::Sender<Result<Event, ConnectionError>>) {
+    loop {
+        let r = eventloop.poll().await;
+        let failed = r.is_err();
+        if tx.send(r).await.is_err() || failed {
+            return;
+        }
+    }
+}
+
+/// A connection error as an operator reads it: TLS errors keep rustls' wording ("invalid
+/// peer certificate: UnknownIssuer"), refusals name the CONNACK code.
+pub(crate) fn describe(e: &ConnectionError) -> String {
+    match e {
+        ConnectionError::ConnectionRefused(code) => {
+            format!("hub refused the connection: {code:?} (check the device key and id)")
+        }
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,476 @@
+//! The link task: dials, runs the reconnection flow, multiplexes handle commands with hub
+//! traffic, renews the token by reconnecting, and backs off after failures.
+//!
+//! Each connection ([`Conn`]) gets a fresh client and event loop because the password changes
+//! on every connect; unacknowledged work therefore lives in [`Session`] and the backlog here,
+//! not in rumqttc.
+
+use rumqttc::{AsyncClient, Event, Packet, QoS, SubscribeReasonCode};
+use serde_json::json;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio::time::{sleep, sleep_until, timeout, Instant};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use iothub_proto::topics;
+
+use super::backoff::Backoff;
+use super::conn::{self, Conn};
+use super::handle::{Command, Reply};
+use super::session::{Inbound, PendingPatch, Session};
+use super::{auth, tls, ConnectPacer, LinkError, LinkEvent, LinkSettings, LinkState};
+use crate::metrics::Metrics;
+
+const SUBSCRIPTIONS: [&str; 3] = [
+    topics::METHODS_FILTER,
+    topics::TWIN_RES_FILTER,
+    topics::DESIRED_FILTER,
+];
+
+/// Work waiting for a connection.
+#[derive(Debug)]
+enum Queued {
+    Patch(PendingPatch),
+    Telemetry { body: Vec<u8>, reply: Reply<()> },
+}
+
+/// Why a connection ended.
+enum End {
+    Renew,
+    Lost(String),
+    Shutdown,
+}
+
+pub(crate) struct Link {
+    s: LinkSettings,
+    host_name: String,
+    port: u16,
+    pacer: ConnectPacer,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+    cmds: mpsc::Receiver<Command>,
+    cmds_open: bool,
+    events: mpsc::Sender<LinkEvent>,
+    state: watch::Sender<LinkState>,
+    session: Session,
+    backlog: VecDeque<Queued>,
+    backoff: Backoff,
+}
+
+impl Link {
+    pub(crate) fn new(
+        s: LinkSettings,
+        pacer: ConnectPacer,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+        cmds: mpsc::Receiver<Command>,
+        events: mpsc::Sender<LinkEvent>,
+        state: watch::Sender<LinkState>,
+    ) -> Self {
+        let (host_name, port) = auth::split_host(&s.host);
+        Link {
+            host_name: host_name.to_string(),
+            port,
+            backoff: Backoff::new(s.backoff),
+            s,
+            pacer,
+            metrics,
+            shutdown,
+            cmds,
+            cmds_open: true,
+            events,
+            state,
+            session: Session::default(),
+            backlog: VecDeque::new(),
+        }
+    }
+
+    fn device(&self) -> &str {
+        &self.s.device_id
+    }
+
+    pub(crate) async fn run(mut self) {
+        let up = self.metrics.link_up.with_label_values(&[self.device()]);
+        up.set(0);
+        let tls = match self
+            .s
+            .check_offline()
+            .and_then(|()| tls::client_config(self.s.extra_ca_pem.as_deref()))
+        {
+            Ok(t) => t,
+            Err(e) => {
+                warn!(device = %self.s.device_id, reason = %e, "door link cannot start");
+                self.stop(Some(e.to_string()));
+                return;
+            }
+        };
+        let mut after_failure = false;
+        loop {
+            let attempt = self.backoff.failures() + 1;
+            self.state.send_replace(LinkState::Connecting { attempt });
+            let pacer = self.pacer.clone();
+            if !self.offline_until(pacer.acquire()).await {
+                break;
+            }
+            let started = Instant::now();
+            let end = match Conn::open(&self.s, &self.host_name, self.port, &tls) {
+                Err(reason) => End::Lost(reason),
+                Ok(conn) => {
+                    let end = self.serve(conn, after_failure).await;
+                    up.set(0);
+                    self.backoff.connection_ended(started.elapsed());
+                    for p in self.session.connection_lost().into_iter().rev() {
+                        self.backlog.push_front(Queued::Patch(p));
+                    }
+                    end
+                }
+            };
+            match end {
+                End::Shutdown => break,
+                End::Renew => {
+                    self.metrics
+                        .token_renewals
+                        .with_label_values(&[self.device()])
+                        .inc();
+                    info!(device = %self.s.device_id, host = %self.host_name, "renewing SAS token");
+                    after_failure = false;
+                }
+                End::Lost(reason) => {
+                    after_failure = true;
+                    let delay = self.backoff.next_delay(rand::random::<f64>());
+                    warn!(device = %self.s.device_id, host = %self.host_name, reason = %reason, retry_in = ?delay, "door link down");
+                    self.state.send_replace(LinkState::Disconnected {
+                        reason,
+                        retry_in: delay,
+                    });
+                    if !self.offline_until(sleep(delay)).await {
+                        break;
+                    }
+                }
+            }
+        }
+        self.stop(None);
+    }
+
+    fn stop(&mut self, reason: Option<String>) {
+        self.metrics
+            .link_up
+            .with_label_values(&[self.device()])
+            .set(0);
+        for q in self.backlog.drain(..) {
+            match q {
+                Queued::Patch(p) => drop(p.reply.send(Err(LinkError::Stopped))),
+                Queued::Telemetry { reply, .. } => drop(reply.send(Err(LinkError::Stopped))),
+            }
+        }
+        self.session.connection_lost();
+        self.state.send_replace(LinkState::Stopped { reason });
+    }
+
+    /// Waits for `fut` while serving commands as an offline link does; `false` on shutdown.
+    async fn offline_until(&mut self, fut: impl std::future::Future<Output = ()>) -> bool {
+        tokio::pin!(fut);
+        loop {
+            tokio::select! {
+                () = self.shutdown.cancelled() => return false,
+                () = &mut fut => return true,
+                cmd = self.cmds.recv(), if self.cmds_open => match cmd {
+                    Some(cmd) => self.offline_command(cmd),
+                    None => self.cmds_open = false,
+                },
+            }
+        }
+    }
+
+    fn offline_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Respond { rid, reply, .. } => self.method_lost(rid, reply),
+            Command::PatchReported { body, reply } => {
+                self.enqueue(Queued::Patch(PendingPatch { body, reply }))
+            }
+            Command::Telemetry { body, reply } => self.enqueue(Queued::Telemetry { body, reply }),
+        }
+    }
+
+    fn enqueue(&mut self, q: Queued) {
+        self.backlog.retain(|q| match q {
+            Queued::Patch(p) => !p.reply.is_closed(),
+            Queued::Telemetry { reply, .. } => !reply.is_closed(),
+        });
+        if self.backlog.len() < self.s.queue.max(1) {
+            self.backlog.push_back(q);
+            return;
+        }
+        match q {
+            Queued::Patch(p) => drop(p.reply.send(Err(LinkError::Busy))),
+            Queued::Telemetry { reply, .. } => drop(reply.send(Err(LinkError::Busy))),
+        }
+    }
+
+    fn method_lost(&self, rid: String, reply: Reply<()>) {
+        warn!(device = %self.s.device_id, rid = %rid, "method response dropped: its connection is gone");
+        self.metrics
+            .link_method_responses_lost
+            .with_label_values(&[self.device()])
+            .inc();
+        let _ = reply.send(Err(LinkError::MethodLost { rid }));
+    }
+
+    /// Runs one connection from CONNACK to its end.
+    async fn serve(&mut self, mut conn: Conn, after_failure: bool) -> End {
+        // The token was signed just before dialling: renewal counts from here, not from the
+        // twin, so a slow setup cannot outlive the token.
+        let issued = Instant::now();
+        let setup_deadline = issued + self.s.connect_timeout;
+        let mut renew_at = None;
+        let mut subacks = 0;
+        let mut connacked = false;
+        loop {
+            let online = renew_at.is_some();
+            if online && self.session.resync && !self.session.twin_get_outstanding() {
+                let topic = self.session.twin_get();
+                if conn
+                    .client
+                    .try_publish(topic, QoS::AtMostOnce, false, Vec::new())
+                    .is_err()
+                {
+                    self.session.resync = true;
+                }
+            }
+            let event = tokio::select! {
+                () = self.shutdown.cancelled() => {
+                    // Before CONNACK there is no session to close; dropping the socket is enough.
+                    if connacked {
+                        conn.disconnect(&self.s.device_id, "shutdown").await;
+                    }
+                    self.lost(online, "shutdown".into());
+                    return End::Shutdown;
+                }
+                () = sleep_until(setup_deadline), if !online => {
+                    return End::Lost(format!("no twin within {:?} of dialling", self.s.connect_timeout));
+                }
+                () = sleep_until(renew_at.unwrap_or(setup_deadline)), if online => {
+                    conn.disconnect(&self.s.device_id, "token renewal").await;
+                    self.lost(online, "SAS token renewal".into());
+                    return End::Renew;
+                }
+                cmd = self.cmds.recv(), if self.cmds_open => {
+                    match cmd {
+                        Some(cmd) if online => self.online_command(&conn.client, cmd),
+                        // Method requests arrive as soon as the hub has our subscription,
+                        // possibly before the twin: their answers must go out on this connection.
+                        Some(cmd @ Command::Respond { .. }) => self.online_command(&conn.client, cmd),
+                        Some(cmd) => self.offline_command(cmd),
+                        None => self.cmds_open = false,
+                    }
+                    continue;
+                }
+                event = conn.events.recv() => event,
+            };
+            let event = match event {
+                Some(Ok(event)) => event,
+                Some(Err(e)) => return self.lost(online, conn::describe(&e)),
+                None => return self.lost(online, "connection closed".into()),
+            };
+            match event {
+                Event::Incoming(Packet::ConnAck(_)) => {
+                    connacked = true;
+                    debug!(device = %self.s.device_id, "CONNACK");
+                    for filter in SUBSCRIPTIONS {
+                        if let Err(e) = conn.client.try_subscribe(filter, QoS::AtLeastOnce) {
+                            return End::Lost(format!("subscribe: {e}"));
+                        }
+                    }
+                }
+                Event::Incoming(Packet::SubAck(ack)) => {
+                    if ack.return_codes.contains(&SubscribeReasonCode::Failure) {
+                        return End::Lost("hub refused a subscription".into());
+                    }
+                    subacks += 1;
+                    if subacks == SUBSCRIPTIONS.len() {
+                        let topic = self.session.twin_get();
+                        if let Err(e) =
+                            conn.client
+                                .try_publish(topic, QoS::AtMostOnce, false, Vec::new())
+                        {
+                            return End::Lost(format!("twin GET: {e}"));
+                        }
+                    }
+                }
+                Event::Incoming(Packet::Publish(p)) => {
+                    match self.session.inbound(&p.topic, &p.payload) {
+                        Inbound::Method { name, rid, payload } => {
+                            self.method_request(&conn.client, name, rid, payload)
+                        }
+                        Inbound::Desired { version, patch } => self.desired(version, patch),
+                        Inbound::Twin { twin, newer } => {
+                            if !online {
+                                // At least a second of service between renewals, whatever the setup took.
+                                let renew = issued + auth::renew_after(self.s.token_lifetime);
+                                renew_at = Some(renew.max(Instant::now() + Duration::from_secs(1)));
+                                self.connected(after_failure);
+                                self.flush_backlog(&conn.client);
+                            }
+                            if !self.deliver(LinkEvent::Connected { twin }).await {
+                                self.session.resync = true;
+                            }
+                            for (version, patch) in newer {
+                                self.desired(version, patch);
+                            }
+                        }
+                        Inbound::TwinFailed(reason) => return self.lost(online, reason),
+                        Inbound::Handled => {}
+                        Inbound::Dropped(why) => {
+                            debug!(device = %self.s.device_id, reason = %why, "inbound publish dropped")
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Tells the bridge a connection that had delivered `Connected` is gone.
+    fn lost(&mut self, online: bool, reason: String) -> End {
+        if online {
+            let _ = self.events.try_send(LinkEvent::Disconnected {
+                reason: reason.clone(),
+            });
+        }
+        End::Lost(reason)
+    }
+
+    fn connected(&mut self, after_failure: bool) {
+        if after_failure {
+            self.metrics
+                .link_reconnects
+                .with_label_values(&[self.device()])
+                .inc();
+        }
+        self.metrics
+            .link_up
+            .with_label_values(&[self.device()])
+            .set(1);
+        self.state.send_replace(LinkState::Connected);
+        info!(device = %self.s.device_id, host = %self.host_name, "door link up");
+    }
+
+    /// A full twin matters too much to drop on a momentarily full queue: wait up to
+    /// `op_timeout` for room; `false` means the bridge is not draining (resync later).
+    async fn deliver(&mut self, event: LinkEvent) -> bool {
+        matches!(
+            timeout(self.s.op_timeout, self.events.send(event)).await,
+            Ok(Ok(()))
+        )
+    }
+
+    fn desired(&mut self, version: u64, patch: serde_json::Value) {
+        if let Err(e) = self
+            .events
+            .try_send(LinkEvent::DesiredPatch { version, patch })
+        {
+            if matches!(e, mpsc::error::TrySendError::Full(_)) {
+                warn!(device = %self.s.device_id, version, "event queue full: desired patch dropped, fetching the twin again");
+                self.session.resync = true;
+            }
+        }
+    }
+
+    fn method_request(
+        &mut self,
+        client: &AsyncClient,
+        name: String,
+        rid: String,
+        payload: Vec<u8>,
+    ) {
+        let event = LinkEvent::MethodRequest {
+            name: name.clone(),
+            rid: rid.clone(),
+            payload,
+        };
+        if self.events.try_send(event).is_ok() {
+            return;
+        }
+        // Never silence: a request the bridge cannot take is refused now, before the hub's timeout.
+        warn!(device = %self.s.device_id, method = %name, "event queue full: answering 503");
+        self.session.take_method(&rid);
+        let body = json!({"message": "gateway busy, retry later"}).to_string();
+        let _ = client.try_publish(
+            topics::method_response(503, &rid),
+            QoS::AtMostOnce,
+            false,
+            body,
+        );
+        self.metrics
+            .methods
+            .with_label_values(&[&name, "503"])
+            .inc();
+    }
+
+    fn online_command(&mut self, client: &AsyncClient, cmd: Command) {
+        self.session.prune_abandoned();
+        match cmd {
+            Command::Respond {
+                rid,
+                status,
+                body,
+                reply,
+            } => {
+                if self.session.take_method(&rid).is_none() {
+                    return self.method_lost(rid, reply);
+                }
+                let r = client
+                    .try_publish(
+                        topics::method_response(status, &rid),
+                        QoS::AtMostOnce,
+                        false,
+                        body,
+                    )
+                    .map_err(|_| LinkError::Busy);
+                let _ = reply.send(r);
+            }
+            Command::PatchReported { body, reply } => {
+                self.publish_patch(client, PendingPatch { body, reply })
+            }
+            Command::Telemetry { body, reply } => {
+                let topic = topics::telemetry(&self.s.device_id);
+                let r = client
+                    .try_publish(topic, QoS::AtLeastOnce, false, body)
+                    .map_err(|_| LinkError::Busy);
+                let _ = reply.send(r);
+            }
+        }
+    }
+
+    fn publish_patch(&mut self, client: &AsyncClient, patch: PendingPatch) {
+        let body = patch.body.clone();
+        let topic = self.session.reported_patch(patch);
+        // On a full request channel the patch stays pending: re-sent on the next connection
+        // or failed by its caller's timeout.
+        if client
+            .try_publish(topic, QoS::AtMostOnce, false, body)
+            .is_err()
+        {
+            warn!(device = %self.s.device_id, "request channel full: reported patch waits for the next connection");
+        }
+    }
+
+    fn flush_backlog(&mut self, client: &AsyncClient) {
+        while let Some(q) = self.backlog.pop_front() {
+            match q {
+                Queued::Patch(p) if !p.reply.is_closed() => self.publish_patch(client, p),
+                Queued::Telemetry { body, reply } if !reply.is_closed() => {
+                    let topic = topics::telemetry(&self.s.device_id);
+                    let r = client
+                        .try_publish(topic, QoS::AtLeastOnce, false, body)
+                        .map_err(|_| LinkError::Busy);
+                    let _ = reply.send(r);
+                }
+                _ => {}
+            }
+        }
+    }
+}

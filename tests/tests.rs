@@ -1,0 +1,4 @@
+//! fieldgate's integration tests, one binary (house style, after ripgrep): each module covers
+//! one part through real sockets.
+
+mod link;
