@@ -203,6 +203,8 @@ impl BusTask {
             match self.attempt(job, &at).await {
                 Attempt::Done(result) => return result,
                 Attempt::Retry(e) => last_error = Some(e),
+                // Running out of time on a retry: the caller wants to know why the try failed.
+                Attempt::Stop(BusError::DeadlineExpired { .. }) if last_error.is_some() => break,
                 Attempt::Stop(e) => return Err(e),
             }
         }

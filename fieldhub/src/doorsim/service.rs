@@ -39,6 +39,9 @@ pub struct WriteRecord {
     /// Register values, or coil values as 0/1.
     pub values: Vec<u16>,
     pub at: Instant,
+    /// Position of the write's request among all requests the simulator received (1-based),
+    /// so tests can check the order in which a client sent requests.
+    pub seq: u64,
 }
 
 #[derive(Debug)]
@@ -91,7 +94,11 @@ impl Shared {
     async fn handle(&self, req: SlaveRequest<'static>) -> Result<Option<Response>, ExceptionCode> {
         let unit = req.slave;
         *lock(&self.requests).entry(unit).or_default() += 1;
-        self.seen.send_modify(|n| *n += 1);
+        let mut seq = 0;
+        self.seen.send_modify(|n| {
+            *n += 1;
+            seq = *n;
+        });
         let fault = lock(&self.faults).get(&unit).copied().unwrap_or(Fault::None);
 
         let result = match fault {
@@ -113,6 +120,7 @@ impl Shared {
                                 addr: w.addr,
                                 values: w.values,
                                 at: Instant::now(),
+                                seq,
                             });
                         }
                         Ok(Some(response))

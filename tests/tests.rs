@@ -1,0 +1,4 @@
+//! fieldgate's integration tests: one test binary, one module per area (real sockets).
+
+mod bus;
+mod bus_peers;
