@@ -25,7 +25,10 @@ async fn start(units: Vec<u8>, line_baud: Option<u32>) -> DoorSim {
         units,
         line_baud,
     };
-    timeout(LIMIT, doorsim::start(config)).await.unwrap().unwrap()
+    timeout(LIMIT, doorsim::start(config))
+        .await
+        .unwrap()
+        .unwrap()
 }
 
 async fn client(sim: &DoorSim, unit: u8) -> Context {
@@ -40,30 +43,66 @@ async fn client(sim: &DoorSim, unit: u8) -> Context {
 async fn register_map_matches_the_door_profile() {
     let sim = start(vec![1, 2], None).await;
     let mut c = client(&sim, 1).await;
-    let coils = timeout(LIMIT, c.read_coils(0, 2)).await.unwrap().unwrap().unwrap();
+    let coils = timeout(LIMIT, c.read_coils(0, 2))
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(&coils[..2], &[true, false], "locked, no alarm");
-    let holding = timeout(LIMIT, c.read_holding_registers(0, 4)).await.unwrap().unwrap().unwrap();
+    let holding = timeout(LIMIT, c.read_holding_registers(0, 4))
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(holding, vec![1, 0, 0, 5000]);
-    let mode = timeout(LIMIT, c.read_holding_registers(10, 1)).await.unwrap().unwrap().unwrap();
+    let mode = timeout(LIMIT, c.read_holding_registers(10, 1))
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(mode, vec![0]);
     sim.handle.set_input(1, 0, 2);
     sim.handle.set_discrete(1, 0, true);
-    let inputs = timeout(LIMIT, c.read_input_registers(0, 4)).await.unwrap().unwrap().unwrap();
+    let inputs = timeout(LIMIT, c.read_input_registers(0, 4))
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(inputs, vec![2, 1320, 0, 0]);
-    let open = timeout(LIMIT, c.read_discrete_inputs(0, 1)).await.unwrap().unwrap().unwrap();
+    let open = timeout(LIMIT, c.read_discrete_inputs(0, 1))
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert!(open[0]);
     for r in [
-        timeout(LIMIT, c.read_holding_registers(4, 1)).await.unwrap().unwrap(),
-        timeout(LIMIT, c.read_input_registers(3, 2)).await.unwrap().unwrap(),
+        timeout(LIMIT, c.read_holding_registers(4, 1))
+            .await
+            .unwrap()
+            .unwrap(),
+        timeout(LIMIT, c.read_input_registers(3, 2))
+            .await
+            .unwrap()
+            .unwrap(),
     ] {
         assert_eq!(r, Err(ExceptionCode::IllegalDataAddress));
     }
-    let w = timeout(LIMIT, c.write_single_coil(5, true)).await.unwrap().unwrap();
+    let w = timeout(LIMIT, c.write_single_coil(5, true))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(w, Err(ExceptionCode::IllegalDataAddress));
-    assert!(sim.handle.write_log().is_empty(), "refused writes are not logged");
+    assert!(
+        sim.handle.write_log().is_empty(),
+        "refused writes are not logged"
+    );
 
     // Writes land on the addressed unit only, and are logged in order.
-    timeout(LIMIT, c.write_single_coil(0, false)).await.unwrap().unwrap().unwrap();
+    timeout(LIMIT, c.write_single_coil(0, false))
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     c.set_slave(Slave(2));
     timeout(LIMIT, c.write_multiple_registers(1, &[0xFFFF, 0, 2500]))
         .await
@@ -75,8 +114,19 @@ async fn register_map_matches_the_door_profile() {
     assert_eq!(sim.handle.input(1, 3), 1, "lock change counted as an event");
     let log = sim.handle.write_log();
     assert_eq!(log.len(), 2);
-    assert_eq!((log[0].unit, log[0].table, log[0].addr, log[0].values.clone()), (1, Table::Coil, 0, vec![0]));
-    assert_eq!((log[1].unit, log[1].table, log[1].addr), (2, Table::Holding, 1));
+    assert_eq!(
+        (
+            log[0].unit,
+            log[0].table,
+            log[0].addr,
+            log[0].values.clone()
+        ),
+        (1, Table::Coil, 0, vec![0])
+    );
+    assert_eq!(
+        (log[1].unit, log[1].table, log[1].addr),
+        (2, Table::Holding, 1)
+    );
     assert_eq!(log[1].values, vec![0xFFFF, 0, 2500]);
     assert!(log[0].at <= log[1].at && log[0].seq < log[1].seq);
     sim.shutdown().await;
@@ -86,13 +136,19 @@ async fn register_map_matches_the_door_profile() {
 async fn faults_are_injected_and_cleared_at_runtime() {
     let sim = start(vec![1, 2], None).await;
     let mut c = client(&sim, 1).await;
-    sim.handle.set_fault(1, Fault::Exception(ExceptionCode::ServerDeviceFailure));
+    sim.handle
+        .set_fault(1, Fault::Exception(ExceptionCode::ServerDeviceFailure));
     let r = timeout(LIMIT, c.read_coils(0, 1)).await.unwrap().unwrap();
     assert_eq!(r, Err(ExceptionCode::ServerDeviceFailure));
 
-    sim.handle.set_fault(1, Fault::Delay(Duration::from_millis(300)));
+    sim.handle
+        .set_fault(1, Fault::Delay(Duration::from_millis(300)));
     let started = Instant::now();
-    timeout(LIMIT, c.read_coils(0, 1)).await.unwrap().unwrap().unwrap();
+    timeout(LIMIT, c.read_coils(0, 1))
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert!(started.elapsed() >= Duration::from_millis(300));
 
     sim.handle.set_fault(1, Fault::NoReply);
@@ -103,7 +159,11 @@ async fn faults_are_injected_and_cleared_at_runtime() {
     // A fresh connection (the old one may still get the late nothing) sees the cleared fault.
     sim.handle.set_fault(1, Fault::None);
     let mut c = client(&sim, 1).await;
-    let r = timeout(LIMIT, c.read_coils(0, 1)).await.unwrap().unwrap().unwrap();
+    let r = timeout(LIMIT, c.read_coils(0, 1))
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert!(r[0]);
     sim.shutdown().await;
 }
@@ -117,8 +177,16 @@ async fn line_speed_paces_answers_and_units_share_one_line() {
     assert!(one >= Duration::from_millis(250), "{one:?}");
     let mut a = client(&sim, 1).await;
     let started = Instant::now();
-    timeout(LIMIT, a.read_input_registers(0, 4)).await.unwrap().unwrap().unwrap();
-    assert!(started.elapsed() >= one, "{:?} < {one:?}", started.elapsed());
+    timeout(LIMIT, a.read_input_registers(0, 4))
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(
+        started.elapsed() >= one,
+        "{:?} < {one:?}",
+        started.elapsed()
+    );
 
     // Two clients at once still share one line: the second answer waits for the first.
     let mut b = client(&sim, 2).await;
@@ -142,7 +210,11 @@ async fn doorsim_binary_prints_ready_and_serves_the_given_units() {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = timeout(LIMIT, lines.next_line()).await.unwrap().unwrap().unwrap();
+    let line = timeout(LIMIT, lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     let addr = line
         .strip_prefix("doorsim ready ")
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
@@ -150,7 +222,11 @@ async fn doorsim_binary_prints_ready_and_serves_the_given_units() {
         .await
         .unwrap()
         .unwrap();
-    let r = timeout(LIMIT, c.read_input_registers(1, 1)).await.unwrap().unwrap().unwrap();
+    let r = timeout(LIMIT, c.read_input_registers(1, 1))
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(r, vec![1320]);
     c.set_slave(Slave(4));
     let silent = timeout(Duration::from_millis(300), c.read_input_registers(1, 1)).await;

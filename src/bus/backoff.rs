@@ -128,7 +128,10 @@ mod tests {
         assert!(m.is_dead(3));
         let until = m.is_backed_off(3, now).expect("backed off");
         assert!(until > now && until <= now + Duration::from_secs(1));
-        assert!(m.is_backed_off(3, until).is_none(), "probe allowed after back-off");
+        assert!(
+            m.is_backed_off(3, until).is_none(),
+            "probe allowed after back-off"
+        );
         assert!(m.is_backed_off(4, now).is_none(), "other units unaffected");
         // Another timeout doubles the back-off, bounded by the maximum.
         m.timed_out(3, until);

@@ -166,12 +166,18 @@ mod tests {
         );
         // A gap of 9 unused registers is bridged when allowed.
         let bridged = plan_reads(&points, 9);
-        assert!(bridged.iter().any(|b| b.op() == Op::ReadHolding { addr: 0, count: 11 }));
+        assert!(bridged
+            .iter()
+            .any(|b| b.op() == Op::ReadHolding { addr: 0, count: 11 }));
     }
 
     #[test]
     fn reply_slices_back_into_points() {
-        let points = [pt(Table::Input, 2, 2), pt(Table::Input, 0, 1), pt(Table::Input, 1, 1)];
+        let points = [
+            pt(Table::Input, 2, 2),
+            pt(Table::Input, 0, 1),
+            pt(Table::Input, 1, 1),
+        ];
         let blocks = plan_reads(&points, 0);
         assert_eq!(blocks.len(), 1);
         let reply = Reply::Words(vec![10, 1320, 0, 7]);
@@ -192,15 +198,28 @@ mod tests {
     fn limits_split_blocks_and_top_address_fits() {
         let points: Vec<Point> = (0..300).map(|a| pt(Table::Holding, a, 1)).collect();
         let blocks = plan_reads(&points, 0);
-        assert_eq!(blocks.iter().map(|b| b.count).collect::<Vec<_>>(), vec![125, 125, 50]);
+        assert_eq!(
+            blocks.iter().map(|b| b.count).collect::<Vec<_>>(),
+            vec![125, 125, 50]
+        );
         let top = plan_reads(&[pt(Table::Coil, 65535, 1), pt(Table::Coil, 65534, 1)], 0);
-        assert_eq!(top[0].op(), Op::ReadCoils { addr: 65534, count: 2 });
+        assert_eq!(
+            top[0].op(),
+            Op::ReadCoils {
+                addr: 65534,
+                count: 2
+            }
+        );
     }
 
     fn arb_point() -> impl Strategy<Value = Point> {
         (0..4u8, 0..400u16).prop_flat_map(|(t, addr)| {
-            let kind = [Table::Coil, Table::DiscreteInput, Table::Holding, Table::Input]
-                [usize::from(t)];
+            let kind = [
+                Table::Coil,
+                Table::DiscreteInput,
+                Table::Holding,
+                Table::Input,
+            ][usize::from(t)];
             (1..=kind.read_limit().min(130)).prop_map(move |count| pt(kind, addr, count))
         })
     }

@@ -63,11 +63,7 @@ pub(crate) async fn open(transport: &Transport) -> io::Result<Context> {
 
 /// Runs one transaction against `unit`. Coil replies are cut to the requested count
 /// (the wire pads them to whole bytes).
-pub(crate) async fn transact(
-    ctx: &mut Context,
-    unit: u8,
-    op: &Op,
-) -> tokio_modbus::Result<Reply> {
+pub(crate) async fn transact(ctx: &mut Context, unit: u8, op: &Op) -> tokio_modbus::Result<Reply> {
     ctx.set_slave(Slave(unit));
     let bits = |count: u16| {
         move |mut v: Vec<bool>| {
@@ -94,10 +90,9 @@ pub(crate) async fn transact(
         Op::WriteCoils { addr, values } => {
             ctx.write_multiple_coils(*addr, values).await?.map(written)
         }
-        Op::WriteRegister { addr, value } => ctx
-            .write_single_register(*addr, *value)
-            .await?
-            .map(written),
+        Op::WriteRegister { addr, value } => {
+            ctx.write_single_register(*addr, *value).await?.map(written)
+        }
         Op::WriteRegisters { addr, values } => ctx
             .write_multiple_registers(*addr, values)
             .await?

@@ -38,8 +38,12 @@ fn parse_units(spec: &str) -> anyhow::Result<Vec<u8>> {
             Some((lo, hi)) => (lo.trim(), hi.trim()),
             None => (part, part),
         };
-        let lo: u8 = lo.parse().with_context(|| format!("bad unit id {lo:?} in --units"))?;
-        let hi: u8 = hi.parse().with_context(|| format!("bad unit id {hi:?} in --units"))?;
+        let lo: u8 = lo
+            .parse()
+            .with_context(|| format!("bad unit id {lo:?} in --units"))?;
+        let hi: u8 = hi
+            .parse()
+            .with_context(|| format!("bad unit id {hi:?} in --units"))?;
         if lo == 0 || lo > hi || hi > 247 {
             bail!("bad unit range {part:?} in --units (unit ids are 1-247)");
         }

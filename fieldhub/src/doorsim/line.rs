@@ -35,7 +35,9 @@ pub fn response_pdu_len(resp: Option<&Response>) -> usize {
     match resp {
         None => 2,
         Some(Response::ReadCoils(v) | Response::ReadDiscreteInputs(v)) => 2 + bit_bytes(v.len()),
-        Some(Response::ReadHoldingRegisters(v) | Response::ReadInputRegisters(v)) => 2 + 2 * v.len(),
+        Some(Response::ReadHoldingRegisters(v) | Response::ReadInputRegisters(v)) => {
+            2 + 2 * v.len()
+        }
         Some(_) => 5,
     }
 }

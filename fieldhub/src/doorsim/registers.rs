@@ -90,11 +90,17 @@ impl UnitState {
             }
             Request::ReadDiscreteInputs(addr, cnt) => {
                 let r = range(*addr, *cnt, self.discrete.len())?;
-                Ok((Response::ReadDiscreteInputs(self.discrete[r].to_vec()), None))
+                Ok((
+                    Response::ReadDiscreteInputs(self.discrete[r].to_vec()),
+                    None,
+                ))
             }
             Request::ReadHoldingRegisters(addr, cnt) => {
                 let r = holding_range(*addr, *cnt)?;
-                Ok((Response::ReadHoldingRegisters(self.holding[r].to_vec()), None))
+                Ok((
+                    Response::ReadHoldingRegisters(self.holding[r].to_vec()),
+                    None,
+                ))
             }
             Request::ReadInputRegisters(addr, cnt) => {
                 let r = range(*addr, *cnt, self.input.len())?;

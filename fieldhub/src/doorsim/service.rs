@@ -99,7 +99,10 @@ impl Shared {
             *n += 1;
             seq = *n;
         });
-        let fault = lock(&self.faults).get(&unit).copied().unwrap_or(Fault::None);
+        let fault = lock(&self.faults)
+            .get(&unit)
+            .copied()
+            .unwrap_or(Fault::None);
 
         let result = match fault {
             Fault::NoReply => Ok(None),
