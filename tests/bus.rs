@@ -634,3 +634,45 @@ async fn shutdown_fails_queued_requests_and_stops_the_task() {
     assert!(matches!(r, Err(BusError::Shutdown { .. })), "{r:?}");
     assert!(!handle.is_connected());
 }
+
+#[tokio::test]
+async fn unreachable_bus_fails_fast_and_its_task_ends_with_its_handles() {
+    // A port with nothing listening on it.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut opts = options(
+        Transport::Tcp {
+            addr: addr.to_string(),
+        },
+        Duration::from_millis(500),
+    );
+    opts.reconnect_backoff_max = Duration::from_millis(200);
+    let metrics = Arc::new(Metrics::new());
+    let (handle, join) = bus::spawn(opts, Arc::clone(&metrics), CancellationToken::new());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let r = timeout(
+        LIMIT,
+        handle.call(
+            1,
+            Op::ReadCoils { addr: 0, count: 1 },
+            Priority::Operator,
+            deadline,
+        ),
+    )
+    .await
+    .unwrap();
+    match r {
+        Err(BusError::Unavailable { reason, .. }) => {
+            assert!(reason.contains("not connected"), "{reason}")
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    assert!(!handle.is_connected());
+    assert!(metrics
+        .render()
+        .contains(r#"fieldgate_bus_connected{bus="test-bus"} 0"#));
+    drop(handle);
+    timeout(LIMIT, join).await.expect("task ends").unwrap();
+}

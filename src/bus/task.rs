@@ -78,6 +78,14 @@ impl BusTask {
         shutdown: CancellationToken,
     ) {
         loop {
+            // Every handle dropped and nothing left to serve: no one will ever ask again.
+            let abandoned = operator_rx.is_closed()
+                && poll_rx.is_closed()
+                && operator_rx.is_empty()
+                && poll_rx.is_empty();
+            if abandoned {
+                break;
+            }
             let job = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
