@@ -1,4 +1,6 @@
 //! fieldgate's integration tests, one binary (house style, after ripgrep): each module covers
 //! one part through real sockets.
 
+mod bus;
+mod bus_peers;
 mod link;

@@ -1,6 +1,132 @@
 //! Modbus buses: one task per bus owns its tokio-modbus context; everyone else holds a
-//! cloneable handle and sends prioritised requests with deadlines.
+//! cloneable [`BusHandle`] and sends prioritised requests with deadlines.
+//!
+//! - [`options`]: resolved bus settings.
+//! - [`request`]: operations, replies, priorities, errors.
+//! - [`plan`]: coalescing polled points into block reads (pure).
+//! - `task`: the bus task (queueing, timeouts, retries, reconnects, dead units).
+//! - `backoff`: exponential backoff with jitter and per-unit health (pure).
+//! - `transport`: opening TCP / RTU / RTU-over-TCP and running one transaction.
 
+mod backoff;
 pub mod options;
+pub mod plan;
+pub mod request;
+mod task;
+mod transport;
+
+use std::sync::Arc;
+
+use prometheus::IntGauge;
+use tokio::{
+    sync::{mpsc, oneshot, watch},
+    task::JoinHandle,
+    time::Instant,
+};
+use tokio_util::sync::CancellationToken;
 
 pub use options::{BusOptions, Parity, Transport};
+pub use plan::{plan_reads, BlockRead, Point, Table};
+pub use request::{BusError, ExceptionCode, Op, Priority, Reply, Target};
+
+use crate::metrics::Metrics;
+use task::{BusTask, Job};
+
+/// Sends requests to one bus task. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct BusHandle {
+    name: Arc<str>,
+    operator_tx: mpsc::Sender<Job>,
+    poll_tx: mpsc::Sender<Job>,
+    connected: watch::Receiver<bool>,
+    queue_depth: IntGauge,
+}
+
+/// Starts the task owning the bus connection. It connects at once, reconnects with backoff,
+/// and stops when `shutdown` is cancelled (after the transaction in flight), failing queued
+/// requests with [`BusError::Shutdown`].
+///
+/// The queue holds `opts.queue_capacity` requests: a quarter (at least one) is reserved for
+/// operator requests so a flood of polls cannot lock out a method call.
+pub fn spawn(
+    opts: BusOptions,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) -> (BusHandle, JoinHandle<()>) {
+    let total = opts.queue_capacity.max(2);
+    let operator_share = (total / 4).max(1);
+    let (operator_tx, operator_rx) = mpsc::channel(operator_share);
+    let (poll_tx, poll_rx) = mpsc::channel(total - operator_share);
+    let (connected_tx, connected) = watch::channel(false);
+    let queue_depth = metrics.bus_queue_depth.with_label_values(&[&opts.name]);
+    metrics
+        .bus_connected
+        .with_label_values(&[&opts.name])
+        .set(0);
+    let handle = BusHandle {
+        name: opts.name.as_str().into(),
+        operator_tx,
+        poll_tx,
+        connected,
+        queue_depth: queue_depth.clone(),
+    };
+    let task = BusTask::new(opts, metrics, queue_depth, connected_tx);
+    let join = tokio::spawn(task.run(operator_rx, poll_rx, shutdown));
+    (handle, join)
+}
+
+impl BusHandle {
+    /// The bus name (as configured).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Runs `op` on `unit`. Answers by `deadline` (plus at most the transaction already in
+    /// flight when the request was queued). Poll requests are refused with
+    /// [`BusError::QueueFull`] when the queue is full, never queued without bound.
+    pub async fn call(
+        &self,
+        unit: u8,
+        op: Op,
+        priority: Priority,
+        deadline: Instant,
+    ) -> Result<Reply, BusError> {
+        let at = Target {
+            bus: Arc::clone(&self.name),
+            unit,
+            function: op.function(),
+            addr: op.addr(),
+        };
+        let (reply, rx) = oneshot::channel();
+        let job = Job {
+            unit,
+            op,
+            priority,
+            deadline,
+            reply,
+        };
+        let queue = match priority {
+            Priority::Operator => &self.operator_tx,
+            Priority::Poll => &self.poll_tx,
+        };
+        self.queue_depth.inc();
+        if let Err(e) = queue.try_send(job) {
+            self.queue_depth.dec();
+            return Err(match e {
+                mpsc::error::TrySendError::Full(_) => BusError::QueueFull { at },
+                mpsc::error::TrySendError::Closed(_) => BusError::Shutdown { at },
+            });
+        }
+        rx.await.unwrap_or(Err(BusError::Shutdown { at }))
+    }
+
+    /// Whether the bus connection is open right now.
+    pub fn is_connected(&self) -> bool {
+        *self.connected.borrow()
+    }
+
+    /// A watch of the connection state, to wait for (re)connection or report it.
+    pub fn connected(&self) -> watch::Receiver<bool> {
+        self.connected.clone()
+    }
+}

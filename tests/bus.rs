@@ -1,0 +1,678 @@
+//! The bus layer against doorsim through real sockets: writes and read-back, operator
+//! priority, dead units, timeouts, deadlines, queue bounds, reconnects, RTU over TCP.
+
+use std::{sync::Arc, time::Duration};
+
+use fieldgate::{
+    bus::{self, BusError, BusHandle, BusOptions, ExceptionCode, Op, Priority, Reply, Transport},
+    metrics::Metrics,
+};
+use fieldhub::doorsim::{self, DoorSim, DoorSimConfig, Fault, Listen, Table};
+use tokio::time::{timeout, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// Bound on every await in these tests; generous so a loaded CI machine does not flake.
+const LIMIT: Duration = Duration::from_secs(20);
+
+pub(crate) async fn sim(listen: Listen, units: Vec<u8>) -> DoorSim {
+    let config = DoorSimConfig {
+        listen,
+        units,
+        line_baud: None,
+    };
+    timeout(LIMIT, doorsim::start(config))
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+pub(crate) fn options(transport: Transport, op_timeout: Duration) -> BusOptions {
+    let mut opts = BusOptions::new("test-bus", transport);
+    opts.timeout = op_timeout;
+    opts
+}
+
+pub(crate) struct Bus {
+    pub(crate) handle: BusHandle,
+    pub(crate) metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+    join: tokio::task::JoinHandle<()>,
+}
+
+impl Bus {
+    pub(crate) async fn start(opts: BusOptions) -> Bus {
+        let metrics = Arc::new(Metrics::new());
+        let shutdown = CancellationToken::new();
+        let (handle, join) = bus::spawn(opts, Arc::clone(&metrics), shutdown.clone());
+        let mut up = handle.connected();
+        timeout(LIMIT, up.wait_for(|&c| c))
+            .await
+            .expect("bus connects")
+            .unwrap();
+        Bus {
+            handle,
+            metrics,
+            shutdown,
+            join,
+        }
+    }
+
+    pub(crate) async fn call(
+        &self,
+        unit: u8,
+        op: Op,
+        priority: Priority,
+    ) -> Result<Reply, BusError> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        timeout(LIMIT, self.handle.call(unit, op, priority, deadline))
+            .await
+            .expect("bus answers by the deadline")
+    }
+
+    pub(crate) async fn stop(self) {
+        self.shutdown.cancel();
+        timeout(LIMIT, self.join).await.unwrap().unwrap();
+    }
+}
+
+fn tcp(sim: &DoorSim) -> Transport {
+    Transport::Tcp {
+        addr: sim.local_addr.unwrap().to_string(),
+    }
+}
+
+#[tokio::test]
+async fn write_coil_reaches_exactly_that_unit_and_reads_back() {
+    let sim = sim(Listen::Tcp("127.0.0.1:0".parse().unwrap()), vec![1, 2, 3]).await;
+    let bus = Bus::start(options(tcp(&sim), Duration::from_secs(1))).await;
+
+    let written = bus
+        .call(
+            2,
+            Op::WriteCoil {
+                addr: 0,
+                value: false,
+            },
+            Priority::Operator,
+        )
+        .await;
+    assert_eq!(written, Ok(Reply::Written));
+    let read = bus
+        .call(2, Op::ReadCoils { addr: 0, count: 2 }, Priority::Operator)
+        .await;
+    assert_eq!(read, Ok(Reply::Bits(vec![false, false])));
+
+    let log = sim.handle.write_log();
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert_eq!(
+        (log[0].unit, log[0].table, log[0].addr),
+        (2, Table::Coil, 0)
+    );
+    assert_eq!(log[0].values, vec![0]);
+    assert!(!sim.handle.coil(2, 0));
+    assert!(
+        sim.handle.coil(1, 0) && sim.handle.coil(3, 0),
+        "other units untouched"
+    );
+
+    // Registers: a u32 written as two words, read back in one block.
+    let regs = bus
+        .call(
+            3,
+            Op::WriteRegisters {
+                addr: 2,
+                values: vec![0, 9000],
+            },
+            Priority::Operator,
+        )
+        .await;
+    assert_eq!(regs, Ok(Reply::Written));
+    let back = bus
+        .call(3, Op::ReadHolding { addr: 0, count: 4 }, Priority::Poll)
+        .await;
+    assert_eq!(back, Ok(Reply::Words(vec![1, 0, 0, 9000])));
+    let text = bus.metrics.render();
+    assert!(
+        text.contains(r#"fieldgate_modbus_requests_total{bus="test-bus",function="write_single_coil",result="ok"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"fieldgate_bus_connected{bus="test-bus"} 1"#));
+    bus.stop().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn exceptions_are_named_and_do_not_mark_the_unit_dead() {
+    let sim = sim(Listen::Tcp("127.0.0.1:0".parse().unwrap()), vec![1]).await;
+    let bus = Bus::start(options(tcp(&sim), Duration::from_secs(1))).await;
+    let err = bus
+        .call(1, Op::ReadHolding { addr: 5, count: 1 }, Priority::Poll)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            BusError::Exception {
+                code: ExceptionCode::IllegalDataAddress,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.contains("test-bus")
+            && msg.contains("unit 1")
+            && msg.contains("read_holding_registers"),
+        "{msg}"
+    );
+    let err = bus
+        .call(
+            1,
+            Op::WriteRegister { addr: 10, value: 9 },
+            Priority::Operator,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        BusError::Exception {
+            code: ExceptionCode::IllegalDataValue,
+            ..
+        }
+    ));
+    sim.handle
+        .set_fault(1, Fault::Exception(ExceptionCode::ServerDeviceBusy));
+    for _ in 0..3 {
+        let err = bus
+            .call(1, Op::ReadInput { addr: 0, count: 1 }, Priority::Poll)
+            .await;
+        assert!(matches!(
+            err,
+            Err(BusError::Exception {
+                code: ExceptionCode::ServerDeviceBusy,
+                ..
+            })
+        ));
+    }
+    assert_eq!(
+        sim.handle.request_count(1),
+        5,
+        "every request reached the unit"
+    );
+    assert!(sim.handle.write_log().is_empty());
+    bus.stop().await;
+}
+
+#[tokio::test]
+async fn operator_request_jumps_queued_polls() {
+    let sim = sim(Listen::Tcp("127.0.0.1:0".parse().unwrap()), vec![1, 2]).await;
+    let bus = Bus::start(options(tcp(&sim), Duration::from_secs(10))).await;
+    // Unit 2 holds the bus with a slow answer while the other requests queue up.
+    sim.handle
+        .set_fault(2, Fault::Delay(Duration::from_millis(1500)));
+    let h = bus.handle.clone();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let slow = tokio::spawn(async move {
+        h.call(
+            2,
+            Op::ReadInput { addr: 0, count: 1 },
+            Priority::Poll,
+            deadline,
+        )
+        .await
+    });
+    assert!(
+        sim.handle.wait_requests(1, LIMIT).await,
+        "slow request in flight"
+    );
+
+    let mut polls = Vec::new();
+    for i in 0..3u16 {
+        let h = bus.handle.clone();
+        polls.push(tokio::spawn(async move {
+            h.call(
+                1,
+                Op::WriteRegister {
+                    addr: 0,
+                    value: 100 + i,
+                },
+                Priority::Poll,
+                deadline,
+            )
+            .await
+        }));
+        // Enqueue in a known order: wait until this one is counted in the queue.
+        let depth = bus.metrics.bus_queue_depth.with_label_values(&["test-bus"]);
+        timeout(LIMIT, async {
+            while depth.get() < i64::from(i) + 1 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("poll queued");
+    }
+    assert_eq!(
+        sim.handle.total_requests(),
+        1,
+        "polls still queued behind the slow one"
+    );
+    let operator = bus
+        .call(
+            1,
+            Op::WriteCoil {
+                addr: 0,
+                value: false,
+            },
+            Priority::Operator,
+        )
+        .await;
+    assert_eq!(operator, Ok(Reply::Written));
+    for p in polls {
+        assert_eq!(
+            timeout(LIMIT, p).await.unwrap().unwrap(),
+            Ok(Reply::Written)
+        );
+    }
+    assert!(timeout(LIMIT, slow).await.unwrap().unwrap().is_ok());
+
+    // The server saw: 1 = slow read, 2 = the operator write, then the three polls in order.
+    let log = sim.handle.write_log();
+    let order: Vec<(u64, Table)> = log.iter().map(|w| (w.seq, w.table)).collect();
+    assert_eq!(
+        order,
+        vec![
+            (2, Table::Coil),
+            (3, Table::Holding),
+            (4, Table::Holding),
+            (5, Table::Holding)
+        ]
+    );
+    assert_eq!(log[3].values, vec![102]);
+    bus.stop().await;
+}
+
+#[tokio::test]
+async fn dead_unit_fails_fast_while_other_units_keep_answering() {
+    let sim = sim(Listen::Tcp("127.0.0.1:0".parse().unwrap()), vec![1, 2]).await;
+    let op_timeout = Duration::from_millis(300);
+    let mut opts = options(tcp(&sim), op_timeout);
+    opts.retries = 1;
+    let bus = Bus::start(opts).await;
+    sim.handle.set_fault(2, Fault::NoReply);
+
+    let started = Instant::now();
+    let first = bus
+        .call(2, Op::ReadInput { addr: 0, count: 1 }, Priority::Poll)
+        .await;
+    assert!(matches!(first, Err(BusError::Timeout { .. })), "{first:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "within the deadline"
+    );
+    assert_eq!(sim.handle.request_count(2), 2, "one try plus one retry");
+
+    // Now dead: polls fail at once without touching the line ...
+    for _ in 0..5 {
+        let r = bus
+            .call(2, Op::ReadInput { addr: 0, count: 1 }, Priority::Poll)
+            .await;
+        assert!(matches!(r, Err(BusError::Unavailable { .. })), "{r:?}");
+    }
+    assert_eq!(sim.handle.request_count(2), 2, "dead unit not polled");
+    // ... while the other unit on the line answers.
+    for _ in 0..5 {
+        let r = bus
+            .call(1, Op::ReadInput { addr: 1, count: 1 }, Priority::Poll)
+            .await;
+        assert_eq!(r, Ok(Reply::Words(vec![1320])));
+    }
+    // An operator request still gets one real try (and only one).
+    let r = bus
+        .call(
+            2,
+            Op::WriteCoil {
+                addr: 0,
+                value: false,
+            },
+            Priority::Operator,
+        )
+        .await;
+    assert!(matches!(r, Err(BusError::Timeout { .. })), "{r:?}");
+    assert_eq!(sim.handle.request_count(2), 3);
+
+    // The unit recovers: an operator try succeeds and polls flow again.
+    sim.handle.set_fault(2, Fault::None);
+    let r = bus
+        .call(
+            2,
+            Op::WriteCoil {
+                addr: 0,
+                value: false,
+            },
+            Priority::Operator,
+        )
+        .await;
+    assert_eq!(r, Ok(Reply::Written));
+    let r = bus
+        .call(2, Op::ReadCoils { addr: 0, count: 1 }, Priority::Poll)
+        .await;
+    assert_eq!(r, Ok(Reply::Bits(vec![false])));
+    bus.stop().await;
+}
+
+#[tokio::test]
+async fn timeout_is_reported_within_the_configured_timeout_and_the_bus_recovers() {
+    let sim = sim(Listen::Tcp("127.0.0.1:0".parse().unwrap()), vec![1, 2]).await;
+    let op_timeout = Duration::from_millis(400);
+    let mut opts = options(tcp(&sim), op_timeout);
+    opts.retries = 0;
+    let bus = Bus::start(opts).await;
+    sim.handle.set_fault(1, Fault::NoReply);
+    let started = Instant::now();
+    let r = bus
+        .call(1, Op::ReadCoils { addr: 0, count: 1 }, Priority::Operator)
+        .await;
+    let elapsed = started.elapsed();
+    match r {
+        Err(BusError::Timeout { after, .. }) => assert_eq!(after, op_timeout),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    assert!(
+        elapsed < op_timeout + Duration::from_secs(2),
+        "took {elapsed:?}"
+    );
+    // The connection was reopened after the timeout and serves the next request.
+    let r = bus
+        .call(2, Op::ReadInput { addr: 1, count: 1 }, Priority::Poll)
+        .await;
+    assert_eq!(r, Ok(Reply::Words(vec![1320])));
+    let text = bus.metrics.render();
+    assert!(
+        text.contains(r#"function="read_coils",result="timeout"} 1"#),
+        "{text}"
+    );
+    bus.stop().await;
+}
+
+#[tokio::test]
+async fn deadline_bounds_the_transaction_and_expired_requests_never_reach_the_bus() {
+    let sim = sim(Listen::Tcp("127.0.0.1:0".parse().unwrap()), vec![1, 2]).await;
+    let bus = Bus::start(options(tcp(&sim), Duration::from_secs(10))).await;
+    // A deadline shorter than the timeout wins.
+    sim.handle.set_fault(1, Fault::NoReply);
+    let started = Instant::now();
+    let deadline = started + Duration::from_millis(300);
+    let r = timeout(
+        LIMIT,
+        bus.handle.call(
+            1,
+            Op::ReadCoils { addr: 0, count: 1 },
+            Priority::Poll,
+            deadline,
+        ),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(r, Err(BusError::Timeout { .. })), "{r:?}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+
+    // A request whose deadline passes while it waits behind a slow one is failed unsent.
+    sim.handle
+        .set_fault(2, Fault::Delay(Duration::from_millis(800)));
+    let before = sim.handle.total_requests();
+    let h = bus.handle.clone();
+    let slow = tokio::spawn(async move {
+        let d = Instant::now() + Duration::from_secs(10);
+        h.call(2, Op::ReadCoils { addr: 0, count: 1 }, Priority::Poll, d)
+            .await
+    });
+    assert!(sim.handle.wait_requests(before + 1, LIMIT).await);
+    let short = Instant::now() + Duration::from_millis(100);
+    let r = timeout(
+        LIMIT,
+        bus.handle.call(
+            1,
+            Op::WriteCoil {
+                addr: 0,
+                value: false,
+            },
+            Priority::Operator,
+            short,
+        ),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(r, Err(BusError::DeadlineExpired { .. })), "{r:?}");
+    assert!(timeout(LIMIT, slow).await.unwrap().unwrap().is_ok());
+    assert_eq!(
+        sim.handle.total_requests(),
+        before + 1,
+        "expired request never sent"
+    );
+    assert!(sim.handle.coil(1, 0), "nothing written");
+    bus.stop().await;
+}
+
+#[tokio::test]
+async fn full_queue_refuses_polls_but_keeps_room_for_operators() {
+    let sim = sim(Listen::Tcp("127.0.0.1:0".parse().unwrap()), vec![1, 2]).await;
+    let mut opts = options(tcp(&sim), Duration::from_secs(10));
+    opts.queue_capacity = 4; // 1 operator slot, 3 poll slots
+    let bus = Bus::start(opts).await;
+    sim.handle
+        .set_fault(2, Fault::Delay(Duration::from_millis(800)));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let h = bus.handle.clone();
+    let slow = tokio::spawn(async move {
+        h.call(
+            2,
+            Op::ReadCoils { addr: 0, count: 1 },
+            Priority::Poll,
+            deadline,
+        )
+        .await
+    });
+    assert!(sim.handle.wait_requests(1, LIMIT).await);
+    let mut queued = Vec::new();
+    let depth = bus.metrics.bus_queue_depth.with_label_values(&["test-bus"]);
+    for i in 0..3 {
+        let h = bus.handle.clone();
+        queued.push(tokio::spawn(async move {
+            h.call(
+                1,
+                Op::ReadCoils { addr: 0, count: 1 },
+                Priority::Poll,
+                deadline,
+            )
+            .await
+        }));
+        timeout(LIMIT, async {
+            while depth.get() < i + 1 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .unwrap();
+    }
+    let refused = bus.handle.call(
+        1,
+        Op::ReadCoils { addr: 0, count: 1 },
+        Priority::Poll,
+        deadline,
+    );
+    let refused = timeout(LIMIT, refused).await.unwrap();
+    assert!(
+        matches!(refused, Err(BusError::QueueFull { .. })),
+        "{refused:?}"
+    );
+    let operator = bus
+        .call(
+            1,
+            Op::WriteCoil {
+                addr: 1,
+                value: true,
+            },
+            Priority::Operator,
+        )
+        .await;
+    assert_eq!(operator, Ok(Reply::Written));
+    for q in queued {
+        assert!(timeout(LIMIT, q).await.unwrap().unwrap().is_ok());
+    }
+    assert!(timeout(LIMIT, slow).await.unwrap().unwrap().is_ok());
+    bus.stop().await;
+}
+
+#[tokio::test]
+async fn bus_reconnects_after_the_server_restarts() {
+    let first = sim(Listen::Tcp("127.0.0.1:0".parse().unwrap()), vec![1]).await;
+    let addr = first.local_addr.unwrap();
+    let mut opts = options(tcp(&first), Duration::from_millis(500));
+    opts.reconnect_backoff_max = Duration::from_millis(200);
+    let bus = Bus::start(opts).await;
+    assert!(bus
+        .call(1, Op::ReadCoils { addr: 0, count: 1 }, Priority::Poll)
+        .await
+        .is_ok());
+    first.shutdown().await;
+
+    // The server is gone: requests fail with a bus error, never hang.
+    let r = bus
+        .call(1, Op::ReadCoils { addr: 0, count: 1 }, Priority::Poll)
+        .await;
+    assert!(
+        matches!(
+            r,
+            Err(BusError::Unavailable { .. } | BusError::Timeout { .. })
+        ),
+        "{r:?}"
+    );
+    let mut up = bus.handle.connected();
+    timeout(LIMIT, up.wait_for(|&c| !c)).await.unwrap().unwrap();
+
+    let second = sim(Listen::Tcp(addr), vec![1]).await;
+    timeout(LIMIT, up.wait_for(|&c| c))
+        .await
+        .expect("reconnected")
+        .unwrap();
+    let r = bus
+        .call(
+            1,
+            Op::WriteCoil {
+                addr: 0,
+                value: false,
+            },
+            Priority::Operator,
+        )
+        .await;
+    assert_eq!(r, Ok(Reply::Written));
+    assert!(!second.handle.coil(1, 0));
+    bus.stop().await;
+}
+
+#[tokio::test]
+async fn rtu_over_tcp_against_doorsim() {
+    let sim = sim(
+        Listen::RtuOverTcp("127.0.0.1:0".parse().unwrap()),
+        vec![5, 6],
+    )
+    .await;
+    let transport = Transport::RtuOverTcp {
+        addr: sim.local_addr.unwrap().to_string(),
+    };
+    let bus = Bus::start(options(transport, Duration::from_secs(1))).await;
+    let r = bus
+        .call(
+            6,
+            Op::WriteRegister { addr: 10, value: 2 },
+            Priority::Operator,
+        )
+        .await;
+    assert_eq!(r, Ok(Reply::Written));
+    assert_eq!(sim.handle.holding(6, 10), 2);
+    assert_eq!(sim.handle.holding(5, 10), 0);
+    sim.handle.set_input(5, 0, 3);
+    let r = bus
+        .call(5, Op::ReadInput { addr: 0, count: 4 }, Priority::Poll)
+        .await;
+    assert_eq!(r, Ok(Reply::Words(vec![3, 1320, 0, 0])));
+    // Unknown units stay silent on a serial-style line.
+    let mut opts = options(
+        Transport::RtuOverTcp {
+            addr: sim.local_addr.unwrap().to_string(),
+        },
+        Duration::from_millis(200),
+    );
+    opts.retries = 0;
+    let quiet = Bus::start(opts).await;
+    let r = quiet
+        .call(9, Op::ReadCoils { addr: 0, count: 1 }, Priority::Poll)
+        .await;
+    assert!(matches!(r, Err(BusError::Timeout { .. })), "{r:?}");
+    quiet.stop().await;
+    bus.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_fails_queued_requests_and_stops_the_task() {
+    let sim = sim(Listen::Tcp("127.0.0.1:0".parse().unwrap()), vec![1]).await;
+    let bus = Bus::start(options(tcp(&sim), Duration::from_secs(1))).await;
+    let handle = bus.handle.clone();
+    bus.stop().await;
+    let r = timeout(
+        LIMIT,
+        handle.call(
+            1,
+            Op::ReadCoils { addr: 0, count: 1 },
+            Priority::Poll,
+            Instant::now() + LIMIT,
+        ),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(r, Err(BusError::Shutdown { .. })), "{r:?}");
+    assert!(!handle.is_connected());
+}
+
+#[tokio::test]
+async fn unreachable_bus_fails_fast_and_its_task_ends_with_its_handles() {
+    // A port with nothing listening on it.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut opts = options(
+        Transport::Tcp {
+            addr: addr.to_string(),
+        },
+        Duration::from_millis(500),
+    );
+    opts.reconnect_backoff_max = Duration::from_millis(200);
+    let metrics = Arc::new(Metrics::new());
+    let (handle, join) = bus::spawn(opts, Arc::clone(&metrics), CancellationToken::new());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let r = timeout(
+        LIMIT,
+        handle.call(
+            1,
+            Op::ReadCoils { addr: 0, count: 1 },
+            Priority::Operator,
+            deadline,
+        ),
+    )
+    .await
+    .unwrap();
+    match r {
+        Err(BusError::Unavailable { reason, .. }) => {
+            assert!(reason.contains("not connected"), "{reason}")
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    assert!(!handle.is_connected());
+    assert!(metrics
+        .render()
+        .contains(r#"fieldgate_bus_connected{bus="test-bus"} 0"#));
+    drop(handle);
+    timeout(LIMIT, join).await.expect("task ends").unwrap();
+}
