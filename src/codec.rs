@@ -1,1 +1,678 @@
 //! Register value codec: data types, byte/word order, scale/offset, ranges, enum maps, bits.
+//!
+//! Pure: turns the 16-bit words a Modbus read returns into the JSON value a twin shows
+//! (`decode`), and a JSON value from a method payload or desired patch back into the words to
+//! write (`encode`), refusing anything that would not round-trip.
+//!
+//! # Word and byte order
+//! A value's bytes, most significant first, are named `A B C D` (32-bit) or `A … H` (64-bit).
+//! The order names say how those bytes sit in consecutive registers, as Modbus tools name them:
+//!
+//! | order | 32-bit registers | 64-bit registers      | 16-bit register | meaning                          |
+//! |-------|------------------|-----------------------|-----------------|----------------------------------|
+//! | ABCD  | `AB CD`          | `AB CD EF GH`         | `AB`            | big-endian (Modbus default)      |
+//! | CDAB  | `CD AB`          | `GH EF CD AB`         | `AB`            | words swapped, bytes big-endian  |
+//! | BADC  | `BA DC`          | `BA DC FE HG`         | `BA`            | bytes swapped within each word   |
+//! | DCBA  | `DC BA`          | `HG FE DC BA`         | `BA`            | little-endian                    |
+//!
+//! So for every width: CDAB reverses the word sequence, BADC swaps the two bytes of each
+//! word, DCBA does both.
+//!
+//! # Engineering values
+//! `eng = raw * scale + offset`. Integer types with scale 1 and an integral offset decode to
+//! JSON integers; everything else to JSON floats rounded to the precision the scale and offset
+//! imply (so `1234 × 0.01` shows as `12.34`, not `12.340000000000002`). An enum map turns the
+//! raw integer into a name (`0 → "closed"`); a raw value missing from the map is shown as the
+//! number, so an unexpected device state stays visible. A `bit` point is one bit of one
+//! register and its value is a bool; so are coils and discrete inputs (`DataType::Bool`,
+//! one "register" holding 0 or 1).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// How the raw register contents are interpreted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DataType {
+    U16,
+    I16,
+    U32,
+    I32,
+    U64,
+    I64,
+    F32,
+    F64,
+    Bool,
+}
+
+impl DataType {
+    /// Number of 16-bit registers one value occupies.
+    pub fn register_count(self) -> u16 {
+        match self {
+            DataType::U16 | DataType::I16 | DataType::Bool => 1,
+            DataType::U32 | DataType::I32 | DataType::F32 => 2,
+            DataType::U64 | DataType::I64 | DataType::F64 => 4,
+        }
+    }
+
+    pub fn is_integer(self) -> bool {
+        !matches!(self, DataType::F32 | DataType::F64 | DataType::Bool)
+    }
+
+    pub fn is_float(self) -> bool {
+        matches!(self, DataType::F32 | DataType::F64)
+    }
+
+    /// Smallest and largest raw value of the type (floats: the finite range).
+    pub fn raw_range(self) -> (f64, f64) {
+        match self {
+            DataType::U16 => (0.0, u16::MAX as f64),
+            DataType::I16 => (i16::MIN as f64, i16::MAX as f64),
+            DataType::U32 => (0.0, u32::MAX as f64),
+            DataType::I32 => (i32::MIN as f64, i32::MAX as f64),
+            DataType::U64 => (0.0, u64::MAX as f64),
+            DataType::I64 => (i64::MIN as f64, i64::MAX as f64),
+            DataType::F32 => (f32::MIN as f64, f32::MAX as f64),
+            DataType::F64 => (f64::MIN, f64::MAX),
+            DataType::Bool => (0.0, 1.0),
+        }
+    }
+
+    /// Whether the raw integer fits the type (integers only).
+    fn fits(self, raw: i128) -> bool {
+        match self {
+            DataType::U16 => u16::try_from(raw).is_ok(),
+            DataType::I16 => i16::try_from(raw).is_ok(),
+            DataType::U32 => u32::try_from(raw).is_ok(),
+            DataType::I32 => i32::try_from(raw).is_ok(),
+            DataType::U64 => u64::try_from(raw).is_ok(),
+            DataType::I64 => i64::try_from(raw).is_ok(),
+            DataType::Bool => raw == 0 || raw == 1,
+            DataType::F32 | DataType::F64 => false,
+        }
+    }
+
+    fn range_text(self) -> String {
+        match self {
+            DataType::U16 => "0 to 65535".into(),
+            DataType::I16 => "-32768 to 32767".into(),
+            DataType::U32 => "0 to 4294967295".into(),
+            DataType::I32 => "-2147483648 to 2147483647".into(),
+            DataType::U64 => format!("0 to {}", u64::MAX),
+            DataType::I64 => format!("{} to {}", i64::MIN, i64::MAX),
+            DataType::F32 => "a finite 32-bit float".into(),
+            DataType::F64 => "a finite 64-bit float".into(),
+            DataType::Bool => "0 or 1".into(),
+        }
+    }
+}
+
+impl fmt::Display for DataType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            DataType::U16 => "u16",
+            DataType::I16 => "i16",
+            DataType::U32 => "u32",
+            DataType::I32 => "i32",
+            DataType::U64 => "u64",
+            DataType::I64 => "i64",
+            DataType::F32 => "f32",
+            DataType::F64 => "f64",
+            DataType::Bool => "bool",
+        };
+        f.write_str(s)
+    }
+}
+
+/// Byte/word order of multi-byte values (see the module docs for the exact layouts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum WordOrder {
+    #[default]
+    ABCD,
+    CDAB,
+    BADC,
+    DCBA,
+}
+
+impl WordOrder {
+    fn swaps(self) -> (bool, bool) {
+        // (reverse word sequence, swap bytes within each word)
+        match self {
+            WordOrder::ABCD => (false, false),
+            WordOrder::CDAB => (true, false),
+            WordOrder::BADC => (false, true),
+            WordOrder::DCBA => (true, true),
+        }
+    }
+
+    /// Big-endian value bytes → registers in this order.
+    fn to_registers(self, be_bytes: &[u8]) -> Vec<u16> {
+        let (rev_words, swap_bytes) = self.swaps();
+        let mut words: Vec<u16> = be_bytes
+            .chunks_exact(2)
+            .map(|c| {
+                if swap_bytes {
+                    u16::from_be_bytes([c[1], c[0]])
+                } else {
+                    u16::from_be_bytes([c[0], c[1]])
+                }
+            })
+            .collect();
+        if rev_words && words.len() > 1 {
+            words.reverse();
+        }
+        words
+    }
+
+    /// Registers in this order → big-endian value bytes (the exact inverse of `to_registers`).
+    fn to_be_bytes(self, regs: &[u16]) -> Vec<u8> {
+        let (rev_words, swap_bytes) = self.swaps();
+        let mut words = regs.to_vec();
+        if rev_words && words.len() > 1 {
+            words.reverse();
+        }
+        words
+            .into_iter()
+            .flat_map(|w| {
+                let b = w.to_be_bytes();
+                if swap_bytes {
+                    [b[1], b[0]]
+                } else {
+                    b
+                }
+            })
+            .collect()
+    }
+}
+
+/// Why a value could not be decoded or encoded, in words an operator can act on.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CodecError {
+    #[error("expected {expected}, got {got}")]
+    WrongType { expected: &'static str, got: String },
+    #[error("{got} is not one of: {allowed}")]
+    UnknownName { got: String, allowed: String },
+    #[error("{value} is below the minimum {min}")]
+    BelowMin { value: f64, min: f64 },
+    #[error("{value} is above the maximum {max}")]
+    AboveMax { value: f64, max: f64 },
+    #[error(
+        "{value} is not a whole multiple of the register's step {scale} (after offset {offset})"
+    )]
+    NotAStep { value: f64, scale: f64, offset: f64 },
+    #[error("{value} needs raw value {raw}, which does not fit a {data_type} register ({range})")]
+    Overflow {
+        value: String,
+        raw: String,
+        data_type: DataType,
+        range: String,
+    },
+    #[error("expected {expected} register(s) for a {data_type} value, got {got}")]
+    RegisterCount {
+        expected: u16,
+        got: usize,
+        data_type: DataType,
+    },
+    #[error("the register holds {0}, which is not a finite number")]
+    NotFinite(String),
+    #[error("invalid value map: {0}")]
+    BadSpec(String),
+}
+
+/// How one point's registers map to an engineering value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValueSpec {
+    pub data_type: DataType,
+    pub order: WordOrder,
+    pub scale: f64,
+    pub offset: f64,
+    /// Engineering-unit bounds enforced on encode (decode reports whatever the device holds).
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    /// Raw integer → name. Non-empty makes the point an enum: names in, names out.
+    pub enum_map: BTreeMap<i64, String>,
+    /// The point is this bit (0 = least significant) of one register; the value is a bool.
+    pub bit: Option<u8>,
+}
+
+impl Default for ValueSpec {
+    fn default() -> Self {
+        ValueSpec::new(DataType::U16)
+    }
+}
+
+impl ValueSpec {
+    /// A plain value of the given type: ABCD, scale 1, offset 0, no bounds, no enum, no bit.
+    pub fn new(data_type: DataType) -> Self {
+        ValueSpec {
+            data_type,
+            order: WordOrder::ABCD,
+            scale: 1.0,
+            offset: 0.0,
+            min: None,
+            max: None,
+            enum_map: BTreeMap::new(),
+            bit: None,
+        }
+    }
+
+    /// A bool (coil, discrete input, or a nonzero register).
+    pub fn bool() -> Self {
+        ValueSpec::new(DataType::Bool)
+    }
+
+    /// Bit `bit` of one register, as a bool.
+    pub fn bit(bit: u8) -> Self {
+        ValueSpec {
+            bit: Some(bit),
+            ..ValueSpec::new(DataType::Bool)
+        }
+    }
+
+    pub fn with_order(mut self, order: WordOrder) -> Self {
+        self.order = order;
+        self
+    }
+
+    pub fn with_scale(mut self, scale: f64, offset: f64) -> Self {
+        self.scale = scale;
+        self.offset = offset;
+        self
+    }
+
+    pub fn with_range(mut self, min: Option<f64>, max: Option<f64>) -> Self {
+        self.min = min;
+        self.max = max;
+        self
+    }
+
+    pub fn with_enum<S: Into<String>>(mut self, map: impl IntoIterator<Item = (i64, S)>) -> Self {
+        self.enum_map = map.into_iter().map(|(k, v)| (k, v.into())).collect();
+        self
+    }
+
+    /// Registers one value occupies.
+    pub fn register_count(&self) -> u16 {
+        self.data_type.register_count()
+    }
+
+    pub fn is_enum(&self) -> bool {
+        !self.enum_map.is_empty()
+    }
+
+    /// Whether the value is a number that a deadband applies to.
+    pub fn is_numeric(&self) -> bool {
+        self.data_type != DataType::Bool && !self.is_enum()
+    }
+
+    /// Checks the spec is self-consistent; each problem is one message.
+    pub fn validate(&self) -> Vec<String> {
+        let mut errs = Vec::new();
+        let t = self.data_type;
+        if let Some(b) = self.bit {
+            if b > 15 {
+                errs.push(format!(
+                    "bit {b} does not exist: a register has bits 0 to 15"
+                ));
+            }
+            if t != DataType::Bool {
+                errs.push(format!("a bit point is a bool; type {t} does not apply"));
+            }
+        }
+        if !(self.scale.is_finite() && self.scale != 0.0) {
+            errs.push(format!(
+                "scale {} must be a finite nonzero number",
+                self.scale
+            ));
+        }
+        if !self.offset.is_finite() {
+            errs.push(format!("offset {} must be finite", self.offset));
+        }
+        let scaled = self.scale != 1.0 || self.offset != 0.0;
+        if t == DataType::Bool {
+            if scaled {
+                errs.push("scale and offset do not apply to a bool".into());
+            }
+            if self.min.is_some() || self.max.is_some() {
+                errs.push("min and max do not apply to a bool".into());
+            }
+        }
+        if self.is_enum() {
+            if !t.is_integer() {
+                errs.push(format!("an enum needs an integer type, not {t}"));
+            }
+            if scaled {
+                errs.push("scale and offset do not apply to an enum".into());
+            }
+            if self.min.is_some() || self.max.is_some() {
+                errs.push("min and max do not apply to an enum (its names are the range)".into());
+            }
+            let mut seen = BTreeMap::new();
+            for (raw, name) in &self.enum_map {
+                if t.is_integer() && !t.fits(*raw as i128) {
+                    errs.push(format!(
+                        "enum value {raw} (\"{name}\") does not fit a {t} register ({})",
+                        t.range_text()
+                    ));
+                }
+                if name.is_empty() {
+                    errs.push(format!("enum value {raw} has an empty name"));
+                }
+                if let Some(prev) = seen.insert(name.as_str(), *raw) {
+                    errs.push(format!(
+                        "enum name \"{name}\" is used for both {prev} and {raw}"
+                    ));
+                }
+            }
+        }
+        if let (Some(lo), Some(hi)) = (self.min, self.max) {
+            if lo > hi {
+                errs.push(format!("min {lo} is above max {hi}"));
+            }
+        }
+        if t != DataType::Bool && self.scale.is_finite() && self.scale != 0.0 {
+            let (a, b) = t.raw_range();
+            let (e1, e2) = (a * self.scale + self.offset, b * self.scale + self.offset);
+            let (elo, ehi) = (e1.min(e2), e1.max(e2));
+            for (name, bound) in [("min", self.min), ("max", self.max)] {
+                if let Some(v) = bound {
+                    if !v.is_finite() || v < elo || v > ehi {
+                        errs.push(format!(
+                            "{name} {v} cannot be held by a {t} register (with this scale and offset: {} to {})",
+                            fmt_num(elo),
+                            fmt_num(ehi)
+                        ));
+                    }
+                }
+            }
+        }
+        errs
+    }
+
+    fn check_len(&self, regs: &[u16]) -> Result<(), CodecError> {
+        let n = self.register_count();
+        if regs.len() != n as usize {
+            return Err(CodecError::RegisterCount {
+                expected: n,
+                got: regs.len(),
+                data_type: self.data_type,
+            });
+        }
+        Ok(())
+    }
+
+    /// Registers (as read) → engineering JSON value.
+    pub fn decode(&self, regs: &[u16]) -> Result<Value, CodecError> {
+        self.check_len(regs)?;
+        if let Some(b) = self.bit {
+            return Ok(Value::Bool((regs[0] >> (b & 15)) & 1 == 1));
+        }
+        let bytes = self.order.to_be_bytes(regs);
+        let raw = match self.data_type {
+            DataType::Bool => return Ok(Value::Bool(regs[0] != 0)),
+            DataType::U16 => Raw::Int(u16::from_be_bytes(arr(&bytes)) as i128),
+            DataType::I16 => Raw::Int(i16::from_be_bytes(arr(&bytes)) as i128),
+            DataType::U32 => Raw::Int(u32::from_be_bytes(arr(&bytes)) as i128),
+            DataType::I32 => Raw::Int(i32::from_be_bytes(arr(&bytes)) as i128),
+            DataType::U64 => Raw::Int(u64::from_be_bytes(arr(&bytes)) as i128),
+            DataType::I64 => Raw::Int(i64::from_be_bytes(arr(&bytes)) as i128),
+            DataType::F32 => {
+                let f = f32::from_be_bytes(arr(&bytes));
+                if !f.is_finite() {
+                    return Err(CodecError::NotFinite(f.to_string()));
+                }
+                // Shortest f32 text, so 0.1f32 reads 0.1 rather than 0.10000000149011612.
+                Raw::Float(f.to_string().parse().unwrap_or(f as f64))
+            }
+            DataType::F64 => {
+                let f = f64::from_be_bytes(arr(&bytes));
+                if !f.is_finite() {
+                    return Err(CodecError::NotFinite(f.to_string()));
+                }
+                Raw::Float(f)
+            }
+        };
+        if let Raw::Int(i) = raw {
+            if self.is_enum() {
+                let name = i64::try_from(i).ok().and_then(|k| self.enum_map.get(&k));
+                return Ok(match name {
+                    Some(n) => Value::String(n.clone()),
+                    None => int_json(i),
+                });
+            }
+            if self.scale == 1.0 && self.offset.fract() == 0.0 && self.offset.abs() < 1e15 {
+                return Ok(int_json(i + self.offset as i128));
+            }
+        }
+        let x = match raw {
+            Raw::Int(i) => i as f64,
+            Raw::Float(f) => f,
+        };
+        let eng = x * self.scale + self.offset;
+        let eng = if self.scale == 1.0 && self.offset == 0.0 {
+            eng
+        } else {
+            round_to(eng, decimals(self.scale).max(decimals(self.offset)))
+        };
+        serde_json::Number::from_f64(eng)
+            .map(Value::Number)
+            .ok_or_else(|| CodecError::NotFinite(eng.to_string()))
+    }
+
+    /// Engineering JSON value → registers to write. Checks type, enum names, min/max,
+    /// whole steps of the scale and the raw type's range; writes nothing on error.
+    pub fn encode(&self, v: &Value) -> Result<Vec<u16>, CodecError> {
+        if let Some(b) = self.bit {
+            let on = as_bool(v)?;
+            return Ok(vec![u16::from(on) << (b & 15)]);
+        }
+        if self.data_type == DataType::Bool {
+            return Ok(vec![u16::from(as_bool(v)?)]);
+        }
+        if self.is_enum() {
+            let name = v.as_str().ok_or_else(|| CodecError::WrongType {
+                expected: "one of the names",
+                got: describe(v),
+            })?;
+            let raw = self
+                .enum_map
+                .iter()
+                .find(|(_, n)| n.as_str() == name)
+                .map(|(k, _)| *k)
+                .ok_or_else(|| CodecError::UnknownName {
+                    got: format!("\"{name}\""),
+                    allowed: self.enum_names().join(", "),
+                })?;
+            return self.pack_int(raw as i128, v);
+        }
+        let n = match v {
+            Value::Number(n) => n,
+            other => {
+                return Err(CodecError::WrongType {
+                    expected: "a number",
+                    got: describe(other),
+                })
+            }
+        };
+        let eng = n.as_f64().unwrap_or(f64::NAN);
+        if let Some(min) = self.min {
+            if eng < min {
+                return Err(CodecError::BelowMin { value: eng, min });
+            }
+        }
+        if let Some(max) = self.max {
+            if eng > max {
+                return Err(CodecError::AboveMax { value: eng, max });
+            }
+        }
+        if self.data_type.is_integer() {
+            // Exact path for unscaled integers: f64 cannot hold every 64-bit value.
+            if self.scale == 1.0 && self.offset == 0.0 {
+                if let Some(i) = n.as_i64() {
+                    return self.pack_int(i as i128, v);
+                }
+                if let Some(u) = n.as_u64() {
+                    return self.pack_int(u as i128, v);
+                }
+            }
+            let raw = (eng - self.offset) / self.scale;
+            let rounded = raw.round();
+            if (raw - rounded).abs() > 1e-6 * rounded.abs().max(1.0) {
+                return Err(CodecError::NotAStep {
+                    value: eng,
+                    scale: self.scale,
+                    offset: self.offset,
+                });
+            }
+            if rounded.abs() > 1.8e19 {
+                return Err(self.overflow(v, fmt_num(rounded)));
+            }
+            return self.pack_int(rounded as i128, v);
+        }
+        let raw = (eng - self.offset) / self.scale;
+        match self.data_type {
+            DataType::F32 => {
+                let f = raw as f32;
+                if !f.is_finite() {
+                    return Err(self.overflow(v, fmt_num(raw)));
+                }
+                Ok(self.order.to_registers(&f.to_be_bytes()))
+            }
+            _ => {
+                if !raw.is_finite() {
+                    return Err(self.overflow(v, fmt_num(raw)));
+                }
+                Ok(self.order.to_registers(&raw.to_be_bytes()))
+            }
+        }
+    }
+
+    /// Like `encode`, but for a `bit` point changes only that bit of `current` (the register
+    /// as just read), so the other bits survive a read-modify-write.
+    pub fn encode_onto(&self, v: &Value, current: &[u16]) -> Result<Vec<u16>, CodecError> {
+        match self.bit {
+            Some(b) => {
+                self.check_len(current)?;
+                let mask = 1u16 << (b & 15);
+                let on = as_bool(v)?;
+                Ok(vec![if on {
+                    current[0] | mask
+                } else {
+                    current[0] & !mask
+                }])
+            }
+            None => self.encode(v),
+        }
+    }
+
+    /// Whether a write must read the register first (`encode_onto`).
+    pub fn needs_read_modify_write(&self) -> bool {
+        self.bit.is_some()
+    }
+
+    /// The enum's names in raw-value order.
+    pub fn enum_names(&self) -> Vec<&str> {
+        self.enum_map.values().map(String::as_str).collect()
+    }
+
+    /// Whether a new value differs enough from the last reported one to report it again.
+    /// Numbers move by more than `deadband`; anything else changes on any difference.
+    pub fn changed(&self, old: &Value, new: &Value, deadband: f64) -> bool {
+        match (old.as_f64(), new.as_f64()) {
+            (Some(a), Some(b)) if old.is_number() && new.is_number() => (b - a).abs() > deadband,
+            _ => old != new,
+        }
+    }
+
+    fn pack_int(&self, raw: i128, v: &Value) -> Result<Vec<u16>, CodecError> {
+        if !self.data_type.fits(raw) {
+            return Err(self.overflow(v, raw.to_string()));
+        }
+        // Two's complement truncation is exact once `fits` holds.
+        let be: Vec<u8> = match self.data_type {
+            DataType::U16 | DataType::I16 | DataType::Bool => (raw as u16).to_be_bytes().to_vec(),
+            DataType::U32 | DataType::I32 => (raw as u32).to_be_bytes().to_vec(),
+            _ => (raw as u64).to_be_bytes().to_vec(),
+        };
+        Ok(self.order.to_registers(&be))
+    }
+
+    fn overflow(&self, v: &Value, raw: String) -> CodecError {
+        CodecError::Overflow {
+            value: v.to_string(),
+            raw,
+            data_type: self.data_type,
+            range: self.data_type.range_text(),
+        }
+    }
+}
+
+enum Raw {
+    Int(i128),
+    Float(f64),
+}
+
+fn arr<const N: usize>(b: &[u8]) -> [u8; N] {
+    let mut a = [0u8; N];
+    a.copy_from_slice(&b[..N]);
+    a
+}
+
+fn int_json(i: i128) -> Value {
+    if let Ok(x) = i64::try_from(i) {
+        Value::from(x)
+    } else if let Ok(x) = u64::try_from(i) {
+        Value::from(x)
+    } else {
+        Value::from(i as f64)
+    }
+}
+
+fn as_bool(v: &Value) -> Result<bool, CodecError> {
+    v.as_bool().ok_or_else(|| CodecError::WrongType {
+        expected: "true or false",
+        got: describe(v),
+    })
+}
+
+/// The offending value as the operator sent it, typed so the mistake is obvious.
+fn describe(v: &Value) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(b) => format!("the bool {b}"),
+        Value::Number(n) => format!("the number {n}"),
+        Value::String(s) => format!("the string \"{s}\""),
+        Value::Array(_) => "a list".into(),
+        Value::Object(_) => "an object".into(),
+    }
+}
+
+/// Decimal places needed to write `x` exactly (shortest form), capped at 10.
+fn decimals(x: f64) -> i32 {
+    let s = format!("{}", x.abs());
+    s.split_once('.').map_or(0, |(_, f)| f.len().min(10) as i32)
+}
+
+fn round_to(x: f64, places: i32) -> f64 {
+    let p = 10f64.powi(places);
+    let r = (x * p).round() / p;
+    if r.is_finite() {
+        r
+    } else {
+        x
+    }
+}
+
+fn fmt_num(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e16 {
+        format!("{}", x as i64)
+    } else {
+        format!("{x}")
+    }
+}
+
+#[cfg(test)]
+mod tests;

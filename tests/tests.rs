@@ -3,4 +3,5 @@
 
 mod bus;
 mod bus_peers;
+mod config;
 mod link;

@@ -1,0 +1,227 @@
+//! The resolved, validated device map: what the gateway runs on. No `Option` here means
+//! "not given, use the default"; an `Option` is a real choice (no extra CA, no payload field).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::bus::BusOptions;
+use crate::codec::ValueSpec;
+
+/// A device or group key (base64). `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
+    /// The key itself: only for signing and for writing the key files the operator asked for.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The file (or origin name) the config came from, for messages.
+    pub origin: String,
+    pub hub: HubSettings,
+    pub metrics: MetricsSettings,
+    pub buses: Vec<BusOptions>,
+    /// In file order.
+    pub doors: Vec<Door>,
+}
+
+impl Config {
+    pub fn bus(&self, name: &str) -> Option<&BusOptions> {
+        self.buses.iter().find(|b| b.name == name)
+    }
+
+    pub fn door(&self, device_id: &str) -> Option<&Door> {
+        self.doors.iter().find(|d| d.device_id == device_id)
+    }
+
+    /// One line for `fieldgate check`: what the file describes.
+    pub fn summary(&self) -> String {
+        let profiles: std::collections::BTreeSet<&str> =
+            self.doors.iter().map(|d| d.profile.as_str()).collect();
+        format!(
+            "{}: hub {}, {} bus(es), {} door(s) using {} profile(s), metrics on {}",
+            self.origin,
+            self.hub.hostname,
+            self.buses.len(),
+            self.doors.len(),
+            profiles.len(),
+            self.metrics.listen
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HubSettings {
+    /// `host` or `host:port` (fieldhub on a high port).
+    pub hostname: String,
+    /// Extra CA certificate(s) (PEM) trusted besides the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// Validity of each SAS token the gateway signs.
+    pub token_lifetime: Duration,
+    /// A token is renewed this long before it expires.
+    pub token_renew_margin: Duration,
+    /// Pacing of new MQTT connections across all doors (IoT Hub S1: 100/s per hub).
+    pub connects_per_second: u32,
+    pub keep_alive: Duration,
+    /// Deadline of one hub operation (CONNECT, SUBSCRIBE, twin GET/PATCH).
+    pub operation_timeout: Duration,
+    pub reconnect_backoff_min: Duration,
+    pub reconnect_backoff_max: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsSettings {
+    pub listen: SocketAddr,
+}
+
+/// Where a door's key came from (for messages and provisioning; the key is in `Door::key`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    Inline,
+    /// Absolute path (resolved against the config file's directory).
+    File(PathBuf),
+    /// Derived from the hub's group key: HMAC-SHA256(group key, device id), base64.
+    Group,
+}
+
+/// One door controller: a Modbus unit on a bus, presented as one IoT Hub device.
+/// The profile's maps with the door's overrides already merged in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Door {
+    pub device_id: String,
+    pub bus: String,
+    pub unit: u8,
+    pub profile: String,
+    pub key: Secret,
+    pub key_source: KeySource,
+    /// Twin tags (for provisioning and queries such as `tags.building = '43'`).
+    pub tags: serde_json::Map<String, serde_json::Value>,
+    pub poll_interval: Duration,
+    pub methods: BTreeMap<String, MethodAction>,
+    pub desired: BTreeMap<String, DesiredPoint>,
+    pub reported: BTreeMap<String, ReportedPoint>,
+}
+
+/// Where a written value comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ValueSource {
+    /// Always this value (already checked to encode).
+    Fixed(serde_json::Value),
+    /// This member of the method's JSON payload (`{"mode": "lockdown"}`).
+    Payload(String),
+}
+
+/// What a direct method does on the bus. Every write is read back by the bridge.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MethodAction {
+    WriteCoil {
+        address: u16,
+        value: ValueSource,
+    },
+    WriteRegister {
+        address: u16,
+        spec: ValueSpec,
+        value: ValueSource,
+    },
+    /// Write `value` to the coil, hold it, then write `!value` back (e.g. unlock for 5 s).
+    PulseCoil {
+        address: u16,
+        value: bool,
+        /// Payload member with the duration in seconds; without it, always `default`.
+        seconds_from: Option<String>,
+        default: Duration,
+        /// Longest duration a payload may ask for.
+        max: Duration,
+    },
+}
+
+/// Writable Modbus tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum WriteTable {
+    Coil,
+    Holding,
+}
+
+/// Readable Modbus tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ReadTable {
+    Coil,
+    DiscreteInput,
+    Holding,
+    Input,
+}
+
+impl fmt::Display for ReadTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ReadTable::Coil => "coil",
+            ReadTable::DiscreteInput => "discrete input",
+            ReadTable::Holding => "holding register",
+            ReadTable::Input => "input register",
+        })
+    }
+}
+
+impl From<WriteTable> for ReadTable {
+    fn from(t: WriteTable) -> Self {
+        match t {
+            WriteTable::Coil => ReadTable::Coil,
+            WriteTable::Holding => ReadTable::Holding,
+        }
+    }
+}
+
+/// A desired property written to the device. Coils carry `ValueSpec::bool()`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredPoint {
+    pub table: WriteTable,
+    pub address: u16,
+    pub spec: ValueSpec,
+}
+
+/// A reported property polled from the device.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportedPoint {
+    pub table: ReadTable,
+    pub address: u16,
+    pub spec: ValueSpec,
+    /// Numbers are reported again only after moving by more than this (0: any change).
+    pub deadband: f64,
+    /// Changes are also sent as a telemetry event.
+    pub telemetry: bool,
+}
+
+impl MethodAction {
+    /// The table and first address this action writes.
+    pub fn target(&self) -> (WriteTable, u16) {
+        match self {
+            MethodAction::WriteCoil { address, .. } | MethodAction::PulseCoil { address, .. } => {
+                (WriteTable::Coil, *address)
+            }
+            MethodAction::WriteRegister { address, .. } => (WriteTable::Holding, *address),
+        }
+    }
+}

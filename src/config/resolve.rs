@@ -1,0 +1,411 @@
+//! Top-level resolution: splits the document into its sections, resolves `[hub]`,
+//! `[metrics]` and `[[bus]]`, then hands profiles and doors to `points` and `doors`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine;
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
+
+use super::de;
+use super::doors::{self, Pending};
+use super::error::{ConfigErrors, Errors};
+use super::model::{HubSettings, MetricsSettings, Secret};
+use super::raw::{dur, Dur, RawBus, RawHub, RawMetrics, RawParity};
+use super::{points, Config};
+use crate::bus::{BusOptions, Parity, Transport};
+
+/// Default `[hub]` settings (documented in `config/demo.toml`).
+pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
+pub const DEFAULT_TOKEN_RENEW_MARGIN: Duration = Duration::from_secs(300);
+pub const DEFAULT_CONNECTS_PER_SECOND: u32 = 10;
+pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(60);
+pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_RECONNECT_MIN: Duration = Duration::from_secs(1);
+pub const DEFAULT_RECONNECT_MAX: Duration = Duration::from_secs(60);
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9898";
+/// Serial defaults: 9600 baud, 8 data bits, even parity, 1 stop bit (Modbus RTU's 8E1).
+pub const DEFAULT_BAUD: u32 = 9600;
+
+const SECTIONS: &str = "hub, metrics, bus, profile, door";
+
+/// Whether missing key files are an error (running) or a job to do (provisioning).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Run,
+    Provision,
+}
+
+pub(crate) fn resolve(
+    text: &str,
+    origin: &str,
+    base: &Path,
+    mode: Mode,
+) -> Result<(Config, Vec<Pending>), ConfigErrors> {
+    let (doc, syntax) = DeTable::parse_recoverable(text);
+    let doc = doc.into_inner();
+    let mut errs = Errors::new(origin, text, &doc);
+    for e in &syntax {
+        errs.at(e.span().unwrap_or(0..0), e.message().to_string());
+    }
+    if !syntax.is_empty() {
+        // A broken document yields mostly follow-on errors; the syntax ones are what to fix.
+        return Err(errs.finish());
+    }
+
+    let mut hub_v = None;
+    let mut metrics_v = None;
+    let mut bus_v = Vec::new();
+    let mut profile_v = Vec::new();
+    let mut door_v = Vec::new();
+    for (k, v) in doc.iter() {
+        match k.get_ref().as_ref() {
+            "hub" => hub_v = Some(v),
+            "metrics" => metrics_v = Some(v),
+            "bus" => bus_v = array(k, v, &mut errs),
+            "door" => door_v = array(k, v, &mut errs),
+            "profile" => {
+                profile_v = de::entries(k, v.clone(), &mut errs);
+            }
+            other => errs.at(
+                k.span(),
+                format!("unknown section `{other}` (known sections: {SECTIONS})"),
+            ),
+        }
+    }
+
+    let (hub, group_key) = match hub_v {
+        Some(v) => hub(v, base, &mut errs),
+        None => {
+            errs.at(0..0, "missing section [hub] (at least `hostname = \"…\"`)");
+            (None, None)
+        }
+    };
+    let metrics = metrics(metrics_v, &mut errs);
+
+    let mut buses: Vec<BusOptions> = Vec::new();
+    let mut broken_buses = Vec::new();
+    for v in &bus_v {
+        match de::item::<RawBus>(v, &mut errs).and_then(|raw| bus(&raw, &buses, &mut errs)) {
+            Some(b) => buses.push(b),
+            None => broken_buses.extend(name_of(v)),
+        }
+    }
+
+    let mut profiles = std::collections::BTreeMap::new();
+    let mut broken_profiles = Vec::new();
+    for (name, v) in &profile_v {
+        match points::resolve(v, &mut errs) {
+            Some(m) => {
+                profiles.insert(name.get_ref().clone(), (v.clone(), m));
+            }
+            None => broken_profiles.push(name.get_ref().clone()),
+        }
+    }
+
+    let ctx = doors::Context {
+        buses: &buses,
+        broken_buses: &broken_buses,
+        profiles: &profiles,
+        broken_profiles: &broken_profiles,
+        group_key: group_key.as_ref(),
+        base,
+        mode,
+    };
+    let (doors, pending) = doors::resolve_all(&door_v, &ctx, &mut errs);
+
+    match (hub, errs.is_empty()) {
+        (Some(hub), true) => Ok((
+            Config {
+                origin: origin.to_string(),
+                hub,
+                metrics,
+                buses,
+                doors,
+            },
+            pending,
+        )),
+        _ => Err(errs.finish()),
+    }
+}
+
+fn array<'a, 'i>(
+    k: &Spanned<toml::de::DeString<'i>>,
+    v: &'a Spanned<DeValue<'i>>,
+    errs: &mut Errors<'_>,
+) -> Vec<Spanned<DeValue<'i>>> {
+    match v.get_ref() {
+        DeValue::Array(a) => a.iter().cloned().collect(),
+        other => {
+            errs.at(
+                k.span(),
+                format!("`{}` must be written [[{}]] (a list of tables), not {}", k.get_ref(), k.get_ref(), other.type_str()),
+            );
+            Vec::new()
+        }
+    }
+}
+
+fn name_of(v: &Spanned<DeValue<'_>>) -> Option<String> {
+    v.get_ref().as_table()?.get("name")?.get_ref().as_str().map(str::to_string)
+}
+
+/// Resolves `rel` against the config file's directory.
+pub(crate) fn path_in(base: &Path, rel: &str) -> PathBuf {
+    let p = Path::new(rel);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+pub(crate) fn check_base64_key(what: &str, key: &str) -> Result<(), String> {
+    match base64::engine::general_purpose::STANDARD.decode(key.trim()) {
+        Ok(bytes) if !bytes.is_empty() => Ok(()),
+        Ok(_) => Err(format!("{what} is empty")),
+        Err(e) => Err(format!("{what} is not valid base64 ({e})")),
+    }
+}
+
+fn positive(d: &Option<Dur>, default: Duration, key: &str, errs: &mut Errors<'_>) -> Duration {
+    match d {
+        Some(d) if dur(d).is_zero() => {
+            errs.at_spanned(d, format!("{key} must be longer than 0"));
+            default
+        }
+        Some(d) => dur(d),
+        None => default,
+    }
+}
+
+fn hub(
+    v: &Spanned<DeValue<'_>>,
+    base: &Path,
+    errs: &mut Errors<'_>,
+) -> (Option<HubSettings>, Option<Secret>) {
+    let Some(raw) = de::item::<RawHub>(v, errs) else {
+        return (None, None);
+    };
+    let host = raw.hostname.get_ref();
+    if let Err(e) = check_host_port(host, false) {
+        errs.at_spanned(&raw.hostname, format!("hostname {e}"));
+    }
+    let ca_file = raw.ca_file.as_ref().map(|f| {
+        let path = path_in(base, f.get_ref());
+        match std::fs::read(&path) {
+            Ok(pem) => {
+                let certs = rustls_pemfile::certs(&mut pem.as_slice()).filter(Result::is_ok).count();
+                if certs == 0 {
+                    errs.at_spanned(f, format!("{} holds no PEM certificate", path.display()));
+                }
+            }
+            Err(e) => errs.at_spanned(f, format!("cannot read {}: {e}", path.display())),
+        }
+        path
+    });
+    let token_lifetime = positive(&raw.token_lifetime, DEFAULT_TOKEN_LIFETIME, "token_lifetime", errs);
+    let mut token_renew_margin = raw.token_renew_margin.as_ref().map_or(DEFAULT_TOKEN_RENEW_MARGIN, dur);
+    match &raw.token_renew_margin {
+        Some(m) if dur(m) >= token_lifetime => errs.at_spanned(
+            m,
+            "token_renew_margin must be shorter than token_lifetime (tokens are renewed this long before they expire)",
+        ),
+        None if token_renew_margin >= token_lifetime => token_renew_margin = token_lifetime / 5,
+        _ => {}
+    }
+    let connects_per_second = match &raw.connects_per_second {
+        Some(c) if *c.get_ref() == 0 => {
+            errs.at_spanned(c, "connects_per_second must be at least 1");
+            1
+        }
+        Some(c) => *c.get_ref(),
+        None => DEFAULT_CONNECTS_PER_SECOND,
+    };
+    let reconnect_backoff_min = positive(&raw.reconnect_backoff_min, DEFAULT_RECONNECT_MIN, "reconnect_backoff_min", errs);
+    let reconnect_backoff_max = positive(&raw.reconnect_backoff_max, DEFAULT_RECONNECT_MAX, "reconnect_backoff_max", errs);
+    if reconnect_backoff_min > reconnect_backoff_max {
+        if let Some(m) = raw.reconnect_backoff_max.as_ref().or(raw.reconnect_backoff_min.as_ref()) {
+            errs.at_spanned(m, "reconnect_backoff_max is shorter than reconnect_backoff_min");
+        }
+    }
+    let group_key = match (&raw.group_key, &raw.group_key_file) {
+        (Some(k), None) => {
+            if let Err(e) = check_base64_key("group_key", k.get_ref()) {
+                errs.at_spanned(k, e);
+            }
+            Some(Secret::new(k.get_ref().trim()))
+        }
+        (None, Some(f)) => {
+            let path = path_in(base, f.get_ref());
+            match std::fs::read_to_string(&path) {
+                Ok(s) => {
+                    if let Err(e) = check_base64_key(&format!("the group key in {}", path.display()), &s) {
+                        errs.at_spanned(f, e);
+                    }
+                    Some(Secret::new(s.trim()))
+                }
+                Err(e) => {
+                    errs.at_spanned(f, format!("cannot read {}: {e}", path.display()));
+                    None
+                }
+            }
+        }
+        (Some(_), Some(f)) => {
+            errs.at_spanned(f, "give either group_key or group_key_file, not both");
+            None
+        }
+        (None, None) => None,
+    };
+    let settings = HubSettings {
+        hostname: host.clone(),
+        ca_file,
+        token_lifetime,
+        token_renew_margin,
+        connects_per_second,
+        keep_alive: positive(&raw.keep_alive, DEFAULT_KEEP_ALIVE, "keep_alive", errs),
+        operation_timeout: positive(&raw.operation_timeout, DEFAULT_OPERATION_TIMEOUT, "operation_timeout", errs),
+        reconnect_backoff_min,
+        reconnect_backoff_max,
+    };
+    (Some(settings), group_key)
+}
+
+fn metrics(v: Option<&Spanned<DeValue<'_>>>, errs: &mut Errors<'_>) -> MetricsSettings {
+    let default: SocketAddr = DEFAULT_METRICS_LISTEN.parse().expect("valid default");
+    let raw = match v {
+        Some(v) => de::item::<RawMetrics>(v, errs).unwrap_or_default(),
+        None => RawMetrics::default(),
+    };
+    let listen = match &raw.listen {
+        Some(l) => l.get_ref().parse().unwrap_or_else(|_| {
+            errs.at_spanned(l, format!("`{}` is not an address:port such as 127.0.0.1:9898", l.get_ref()));
+            default
+        }),
+        None => default,
+    };
+    MetricsSettings { listen }
+}
+
+/// `host` or `host:port` (`need_port`: the port is required).
+pub(crate) fn check_host_port(s: &str, need_port: bool) -> Result<(), String> {
+    if s.is_empty() {
+        return Err("is empty".into());
+    }
+    if s.contains("://") || s.contains('/') || s.chars().any(char::is_whitespace) {
+        return Err(format!("`{s}` must be a bare host name (no scheme, path or spaces)"));
+    }
+    // A bracketed IPv6 literal keeps its colons inside the brackets.
+    let port = match s.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(':') && (!h.contains(':') || h.ends_with(']')) => Some(p),
+        _ => None,
+    };
+    match port {
+        Some(p) if p.parse::<u16>().map_or(true, |p| p == 0) => {
+            Err(format!("`{s}` has an invalid port `{p}`"))
+        }
+        None if need_port => Err(format!("`{s}` needs a port, e.g. `{s}:502`")),
+        _ => Ok(()),
+    }
+}
+
+fn bus(raw: &RawBus, known: &[BusOptions], errs: &mut Errors<'_>) -> Option<BusOptions> {
+    let name = raw.name.get_ref();
+    if name.is_empty() {
+        errs.at_spanned(&raw.name, "bus name is empty");
+    }
+    if known.iter().any(|b| &b.name == name) {
+        errs.at_spanned(&raw.name, format!("bus name `{name}` is used twice"));
+    }
+    let chosen: Vec<_> = [("tcp", &raw.tcp), ("serial", &raw.serial), ("rtu_over_tcp", &raw.rtu_over_tcp)]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
+        .collect();
+    let transport = match chosen.as_slice() {
+        [] => {
+            errs.at_spanned(&raw.name, format!("bus `{name}` needs one of `tcp = \"host:502\"`, `serial = \"/dev/ttyUSB0\"` or `rtu_over_tcp = \"host:4001\"`"));
+            return None;
+        }
+        [(kind, addr)] => {
+            let a = addr.get_ref().clone();
+            if *kind != "serial" {
+                if let Err(e) = check_host_port(&a, true) {
+                    errs.at_spanned(addr, format!("{kind} address {e}"));
+                }
+                for (k, span) in [
+                    ("baud", raw.baud.as_ref().map(|s| s.span())),
+                    ("parity", raw.parity.as_ref().map(|s| s.span())),
+                    ("data_bits", raw.data_bits.as_ref().map(|s| s.span())),
+                    ("stop_bits", raw.stop_bits.as_ref().map(|s| s.span())),
+                ] {
+                    if let Some(s) = span {
+                        errs.at(s, format!("`{k}` applies only to a serial bus; the device server sets the line speed"));
+                    }
+                }
+            } else if a.is_empty() {
+                errs.at_spanned(addr, "serial path is empty");
+            }
+            match *kind {
+                "tcp" => Transport::Tcp { addr: a },
+                "rtu_over_tcp" => Transport::RtuOverTcp { addr: a },
+                _ => serial(raw, a, errs),
+            }
+        }
+        [_, (_, second), ..] => {
+            errs.at_spanned(*second, format!(
+                "bus `{name}` names more than one transport; keep exactly one of tcp, serial, rtu_over_tcp"
+            ));
+            return None;
+        }
+    };
+    let mut b = BusOptions::new(name.clone(), transport);
+    b.timeout = positive(&raw.timeout, b.timeout, "timeout", errs);
+    if let Some(r) = &raw.retries {
+        b.retries = *r.get_ref();
+        if b.retries > 10 {
+            errs.at_spanned(r, "more than 10 retries would hold the line for too long; use 0 to 10");
+        }
+    }
+    if let Some(d) = &raw.inter_request_delay {
+        b.inter_request_delay = dur(d);
+    }
+    if let Some(q) = &raw.queue_capacity {
+        if *q.get_ref() == 0 {
+            errs.at_spanned(q, "queue_capacity must be at least 1");
+        } else {
+            b.queue_capacity = *q.get_ref();
+        }
+    }
+    b.dead_unit_backoff_max = positive(&raw.dead_unit_backoff_max, b.dead_unit_backoff_max, "dead_unit_backoff_max", errs);
+    b.reconnect_backoff_max = positive(&raw.reconnect_backoff_max, b.reconnect_backoff_max, "reconnect_backoff_max", errs);
+    Some(b)
+}
+
+fn serial(raw: &RawBus, path: String, errs: &mut Errors<'_>) -> Transport {
+    let baud = raw.baud.as_ref().map_or(DEFAULT_BAUD, |b| *b.get_ref());
+    if let Some(b) = &raw.baud {
+        if !(300..=4_000_000).contains(b.get_ref()) {
+            errs.at_spanned(b, format!("baud {} is outside 300 to 4000000", b.get_ref()));
+        }
+    }
+    let data_bits = raw.data_bits.as_ref().map_or(8, |b| *b.get_ref());
+    if let Some(b) = &raw.data_bits {
+        if !(5..=8).contains(b.get_ref()) {
+            errs.at_spanned(b, "data_bits must be 5, 6, 7 or 8 (Modbus RTU uses 8)");
+        }
+    }
+    let stop_bits = raw.stop_bits.as_ref().map_or(1, |b| *b.get_ref());
+    if let Some(b) = &raw.stop_bits {
+        if !(1..=2).contains(b.get_ref()) {
+            errs.at_spanned(b, "stop_bits must be 1 or 2");
+        }
+    }
+    let parity = match raw.parity.as_ref().map(|p| *p.get_ref()) {
+        None | Some(RawParity::Even) => Parity::Even,
+        Some(RawParity::Odd) => Parity::Odd,
+        Some(RawParity::None) => Parity::None,
+    };
+    Transport::Rtu { path, baud, parity, data_bits, stop_bits }
+}
