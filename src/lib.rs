@@ -15,6 +15,9 @@ pub mod bus;
 pub mod codec;
 pub mod config;
 pub mod ctl;
+#[cfg(feature = "hub")]
+pub mod demo;
+pub mod gateway;
 pub mod http;
 pub mod link;
 pub mod metrics;

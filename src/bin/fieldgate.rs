@@ -1,1 +1,98 @@
-fn main() {}
+//! `fieldgate`: the gateway service (`run`), its config checker (`check`) and the offline demo
+//! (`demo`). Everything is in the library; this file parses arguments and wires it up.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Presents Modbus door controllers as Azure IoT Hub devices.
+///
+/// Each [[door]] of the TOML device map becomes its own IoT Hub device: direct methods become
+/// coil writes, desired properties become holding-register writes, polled status becomes
+/// reported properties. Metrics on http://127.0.0.1:9898/metrics by default.
+#[derive(Debug, Parser)]
+#[command(name = "fieldgate", version, about, long_about)]
+struct Cli {
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `fieldgate=debug`. RUST_LOG wins.
+    #[arg(long, global = true, default_value = "info")]
+    log: String,
+    /// Log as JSON lines (for journald/log shippers) instead of text.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the doors of a device map until SIGTERM/Ctrl-C; SIGHUP reloads the map.
+    Run {
+        /// The device map (TOML).
+        #[arg(long, short, default_value = "/etc/fieldgate/fieldgate.toml")]
+        config: PathBuf,
+    },
+    /// Validate a device map and report every error with file:line:column; exit 1 if invalid.
+    Check {
+        #[arg(long, short, default_value = "/etc/fieldgate/fieldgate.toml")]
+        config: PathBuf,
+    },
+    /// Run the whole system offline: a local hub, simulated doors, the gateway, and the seed jobs.
+    #[cfg(feature = "hub")]
+    Demo(fieldgate::demo::DemoArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(&cli.log, cli.log_json);
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("fieldgate: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_tracing(filter: &str, json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(filter));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Check { config } => match fieldgate::config::load(&config) {
+            Ok(cfg) => {
+                println!(
+                    "{}: OK ({} buses, {} doors)",
+                    config.display(),
+                    cfg.buses.len(),
+                    cfg.doors.len()
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                Ok(ExitCode::from(1))
+            }
+        },
+        Command::Run { config } => {
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(fieldgate::gateway::serve(config))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        #[cfg(feature = "hub")]
+        Command::Demo(args) => {
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(fieldgate::demo::run(args))
+        }
+    }
+}

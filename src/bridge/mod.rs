@@ -1,1 +1,150 @@
-//! Per door: direct methods and desired patches become bus requests; polled state becomes reported properties.
+//! Per door: direct methods and desired patches become bus requests; polled state becomes
+//! reported properties.
+//!
+//! Two tasks per door, so an operator write never waits behind the door's own poll cycle:
+//! - the **bridge** task ([`run`]) answers method requests and applies desired patches
+//!   (operator priority on the bus), restores pulsed coils when their time is up, and on
+//!   every (re)connect reconciles the full desired state of the twin;
+//! - the **poller** task ([`poll::run`]) reads the reported points in coalesced blocks
+//!   (poll priority) and sends one reported patch per cycle with what changed.
+
+mod desired;
+mod io;
+mod method;
+pub mod poll;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::BusHandle;
+use crate::config::Door;
+use crate::link::{LinkEvent, LinkHandle};
+use crate::metrics::Metrics;
+
+pub use desired::DesiredOutcome;
+pub use method::MethodReply;
+
+/// What a door's bridge needs besides its config.
+#[derive(Debug, Clone)]
+pub struct DoorIo {
+    pub bus: BusHandle,
+    pub link: LinkHandle,
+    pub metrics: Arc<Metrics>,
+    /// Time one bus operation (write, or write + read-back) may take before the method is
+    /// answered 504: the bus timeout times its attempts, for each transaction involved.
+    pub op_budget: Duration,
+}
+
+/// A coil held by `pulse_coil` until `at`, then written back to `restore`.
+#[derive(Debug, Clone, Copy)]
+struct PendingRestore {
+    at: Instant,
+    restore: bool,
+}
+
+/// Runs the bridge of one door until `shutdown`; then answers queued method requests with
+/// 503, writes pending pulse restores (a door unlocked for 5 s must not stay unlocked because
+/// the gateway stopped), and returns. The link must outlive this task so answers get out.
+pub async fn run(
+    door: Arc<Door>,
+    io: DoorIo,
+    mut events: mpsc::Receiver<LinkEvent>,
+    shutdown: CancellationToken,
+) {
+    let mut restores: BTreeMap<u16, PendingRestore> = BTreeMap::new();
+    let mut desired_version: Option<u64> = None;
+    loop {
+        let next_restore = restores.values().map(|r| r.at).min();
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            ev = events.recv() => match ev {
+                None => break,
+                Some(LinkEvent::MethodRequest { name, rid, payload }) => {
+                    let started = Instant::now();
+                    let reply = method::handle(&door, &io, &name, &payload, &mut restores).await;
+                    io.metrics
+                        .methods
+                        .with_label_values(&[metric_method(&door, &name), &reply.status.to_string()])
+                        .inc();
+                    io.metrics
+                        .method_duration
+                        .with_label_values(&[metric_method(&door, &name)])
+                        .observe(started.elapsed().as_secs_f64());
+                    if let Err(e) = io.link.respond_method(&rid, reply.status, reply.body).await {
+                        tracing::warn!(device = %door.device_id, method = %name, error = %e, "method answer not delivered");
+                    }
+                }
+                Some(LinkEvent::DesiredPatch { version, patch }) => {
+                    if desired_version.is_some_and(|v| version <= v) {
+                        tracing::debug!(device = %door.device_id, version, "stale desired patch ignored");
+                        continue;
+                    }
+                    desired_version = Some(version);
+                    apply_desired(&door, &io, &patch, version, false).await;
+                }
+                Some(LinkEvent::Connected { twin }) => {
+                    let desired = twin.get("desired").cloned().unwrap_or_else(|| json!({}));
+                    let version = desired.get("$version").and_then(Value::as_u64).unwrap_or(0);
+                    desired_version = Some(version);
+                    apply_desired(&door, &io, &desired, version, true).await;
+                }
+                Some(LinkEvent::Disconnected { reason }) => {
+                    tracing::debug!(device = %door.device_id, %reason, "link down");
+                }
+            },
+            () = sleep_until_opt(next_restore) => {
+                method::restore_due(&door, &io, &mut restores).await;
+            }
+        }
+    }
+    events.close();
+    while let Ok(ev) = events.try_recv() {
+        if let LinkEvent::MethodRequest { rid, name, .. } = ev {
+            let body = json!({"error": "the gateway is shutting down; nothing was written", "method": name});
+            let _ = io.link.respond_method(&rid, 503, body).await;
+        }
+    }
+    method::restore_all(&door, &io, &mut restores).await;
+}
+
+/// Unmapped names would be unbounded label values; they are counted as one.
+fn metric_method<'a>(door: &Door, name: &'a str) -> &'a str {
+    if door.methods.contains_key(name) {
+        name
+    } else {
+        "unknown"
+    }
+}
+
+async fn apply_desired(door: &Door, io: &DoorIo, desired: &Value, version: u64, full: bool) {
+    let outcome = desired::apply(door, io, desired, version, full).await;
+    for (result, n) in outcome.counts() {
+        io.metrics.desired.with_label_values(&[result]).inc_by(n);
+    }
+    if let Some(patch) = outcome.reported_patch() {
+        match io.link.patch_reported(patch).await {
+            Ok(_) => io.metrics.reported_patches.with_label_values(&["ok"]).inc(),
+            Err(e) => {
+                io.metrics
+                    .reported_patches
+                    .with_label_values(&["failed"])
+                    .inc();
+                tracing::warn!(device = %door.device_id, error = %e, "desired acknowledgement not reported");
+            }
+        }
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,171 @@
+//! Desired properties → register writes. Every property of a patch is checked against the
+//! door's desired map (type, range, enum) before any write; invalid values are acknowledged
+//! with `ac` 400 and never written, unmapped ones with `ac` 404 ("ignored"), and the valid
+//! ones are written, read back and acknowledged `{"value", "ac": 200, "av": $version, "ad"}`
+//! in one reported patch. Registers that already hold the value are not written again, so
+//! the full reconcile on every reconnect is cheap and idempotent.
+
+use serde_json::{json, Map, Value};
+use tokio::time::Instant;
+
+use super::io::{self, WriteFailure};
+use super::DoorIo;
+use crate::config::{DesiredPoint, Door, WriteTable};
+
+/// The acknowledgements of one patch (or reconcile) and what happened, for metrics.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct DesiredOutcome {
+    pub acks: Map<String, Value>,
+    pub applied: u64,
+    pub rejected: u64,
+    pub ignored: u64,
+    pub failed: u64,
+}
+
+impl DesiredOutcome {
+    pub fn counts(&self) -> [(&'static str, u64); 4] {
+        [
+            ("applied", self.applied),
+            ("rejected", self.rejected),
+            ("ignored", self.ignored),
+            ("failed", self.failed),
+        ]
+    }
+
+    pub fn reported_patch(&self) -> Option<Value> {
+        (!self.acks.is_empty()).then(|| Value::Object(self.acks.clone()))
+    }
+
+    fn ack(&mut self, name: &str, value: &Value, ac: i32, av: u64, ad: impl Into<String>) {
+        self.acks.insert(
+            name.to_string(),
+            json!({"value": value, "ac": ac, "av": av, "ad": ad.into()}),
+        );
+    }
+}
+
+/// A property that passed validation: what to write where.
+struct Checked<'a> {
+    name: &'a str,
+    value: &'a Value,
+    point: &'a DesiredPoint,
+    words: Vec<u16>,
+}
+
+/// Validates every property of `desired` first, then writes the valid ones.
+pub(super) async fn apply(
+    door: &Door,
+    io: &DoorIo,
+    desired: &Value,
+    version: u64,
+    full: bool,
+) -> DesiredOutcome {
+    let mut out = DesiredOutcome::default();
+    let Some(props) = desired.as_object() else {
+        return out;
+    };
+    let mut checked = Vec::new();
+    for (name, value) in props.iter().filter(|(k, _)| !k.starts_with('$')) {
+        if value.is_null() {
+            // Deleting a desired property leaves the register as it is.
+            continue;
+        }
+        match door.desired.get(name) {
+            None => {
+                // On a full reconcile, unmapped properties were acknowledged when they arrived.
+                if !full {
+                    out.ignored += 1;
+                    out.ack(
+                        name,
+                        value,
+                        404,
+                        version,
+                        "not mapped to a register on this door; ignored",
+                    );
+                }
+            }
+            Some(point) => match point.spec.encode(value) {
+                Ok(words) => checked.push(Checked {
+                    name,
+                    value,
+                    point,
+                    words,
+                }),
+                Err(e) => {
+                    out.rejected += 1;
+                    tracing::info!(device = %door.device_id, property = %name, error = %e, "desired value refused");
+                    out.ack(name, value, 400, version, format!("not written: {e}"));
+                }
+            },
+        }
+    }
+    for c in checked {
+        match write(door, io, &c).await {
+            Ok(true) => {
+                out.applied += 1;
+                out.ack(c.name, c.value, 200, version, "applied");
+            }
+            Ok(false) => {
+                out.applied += 1;
+                out.ack(c.name, c.value, 200, version, "already applied");
+            }
+            Err(f) => {
+                out.failed += 1;
+                let reason = f
+                    .body
+                    .get("error")
+                    .and_then(Value::as_str)
+                    .unwrap_or("bus error")
+                    .to_string();
+                tracing::warn!(device = %door.device_id, property = %c.name, status = f.status, %reason, "desired value not applied");
+                out.ack(
+                    c.name,
+                    c.value,
+                    f.status,
+                    version,
+                    format!("not applied: {reason}"),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// Reads the target; writes (and reads back) only when it differs. `Ok(true)` = written.
+async fn write(door: &Door, io: &DoorIo, c: &Checked<'_>) -> Result<bool, WriteFailure> {
+    let deadline = Instant::now() + io.op_budget * 3;
+    let p = c.point;
+    let count = p.spec.register_count().max(1);
+    let current = io::read_words(io, door.unit, p.table.into(), p.address, count, deadline).await?;
+    let words = if p.spec.needs_read_modify_write() {
+        p.spec
+            .encode_onto(c.value, &current)
+            .map_err(|e| WriteFailure {
+                status: 400,
+                body: json!({"error": e.to_string()}),
+            })?
+    } else {
+        c.words.clone()
+    };
+    let wanted: Vec<u16> = match p.table {
+        WriteTable::Coil => vec![u16::from(words.first().is_some_and(|w| *w != 0))],
+        WriteTable::Holding => words.clone(),
+    };
+    let have: Vec<u16> = match p.table {
+        WriteTable::Coil => current.iter().map(|w| u16::from(*w != 0)).collect(),
+        WriteTable::Holding => current,
+    };
+    if have == wanted {
+        return Ok(false);
+    }
+    match p.table {
+        WriteTable::Coil => {
+            io::write_coil(io, door.unit, p.address, wanted[0] != 0, deadline).await?
+        }
+        WriteTable::Holding => {
+            io::write_registers(io, door.unit, p.address, &words, deadline).await?;
+            true
+        }
+    };
+    Ok(true)
+}

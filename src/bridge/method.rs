@@ -1,0 +1,375 @@
+//! Direct methods: the payload is checked against the door's method map before anything
+//! touches the bus (400 with a JSON reason otherwise), then the mapped write runs at
+//! operator priority and is read back. Status codes: 200 done; 400 bad payload; 404 unknown
+//! method; 502 Modbus exception or read-back mismatch; 503 bus unavailable; 504 bus timeout.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+use tokio::time::Instant;
+
+use super::io::{self, WriteFailure};
+use super::{DoorIo, PendingRestore};
+use crate::codec::ValueSpec;
+use crate::config::{Door, MethodAction, ReadTable, ValueSource, WriteTable};
+
+/// The answer to one method request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MethodReply {
+    pub status: i32,
+    pub body: Value,
+}
+
+impl MethodReply {
+    fn bad_request(reason: impl Into<String>) -> Self {
+        MethodReply {
+            status: 400,
+            body: json!({"error": reason.into(), "code": "BadPayload"}),
+        }
+    }
+
+    fn failed(f: WriteFailure) -> Self {
+        MethodReply {
+            status: f.status,
+            body: f.body,
+        }
+    }
+}
+
+/// A method request checked against the map: exactly what will be written.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Planned {
+    Coil {
+        addr: u16,
+        value: bool,
+    },
+    Registers {
+        addr: u16,
+        words: Vec<u16>,
+        spec: ValueSpec,
+        value: Value,
+    },
+    Pulse {
+        addr: u16,
+        value: bool,
+        hold: Duration,
+    },
+}
+
+/// Parses and validates a payload for `action`. Pure: this is the gate that keeps malformed
+/// payloads off the bus.
+pub(super) fn plan(action: &MethodAction, payload: &[u8]) -> Result<Planned, String> {
+    let payload: Value = if payload.iter().all(u8::is_ascii_whitespace) {
+        Value::Null
+    } else {
+        serde_json::from_slice(payload).map_err(|e| format!("payload is not valid JSON: {e}"))?
+    };
+    match action {
+        MethodAction::WriteCoil { address, value } => {
+            let v = source_value(value, &payload)?;
+            let value = v
+                .as_bool()
+                .ok_or_else(|| format!("expected true or false, got {v}"))?;
+            Ok(Planned::Coil {
+                addr: *address,
+                value,
+            })
+        }
+        MethodAction::WriteRegister {
+            address,
+            spec,
+            value,
+        } => {
+            let v = source_value(value, &payload)?;
+            let words = spec.encode(&v).map_err(|e| e.to_string())?;
+            Ok(Planned::Registers {
+                addr: *address,
+                words,
+                spec: spec.clone(),
+                value: v,
+            })
+        }
+        MethodAction::PulseCoil {
+            address,
+            value,
+            seconds_from,
+            default,
+            max,
+        } => {
+            let hold = match seconds_from {
+                None => *default,
+                Some(field) => match field_of(&payload, field)? {
+                    None => *default,
+                    Some(v) => {
+                        let secs = v
+                            .as_f64()
+                            .filter(|s| s.is_finite() && *s > 0.0)
+                            .ok_or_else(|| {
+                                format!("'{field}' must be a positive number of seconds, got {v}")
+                            })?;
+                        let hold = Duration::from_secs_f64(secs);
+                        if hold > *max {
+                            return Err(format!(
+                                "'{field}' is {secs} s; at most {} s is allowed",
+                                max.as_secs_f64()
+                            ));
+                        }
+                        hold
+                    }
+                },
+            };
+            Ok(Planned::Pulse {
+                addr: *address,
+                value: *value,
+                hold,
+            })
+        }
+    }
+}
+
+fn source_value(source: &ValueSource, payload: &Value) -> Result<Value, String> {
+    match source {
+        ValueSource::Fixed(v) => Ok(v.clone()),
+        ValueSource::Payload(field) => {
+            field_of(payload, field)?.ok_or_else(|| format!("payload needs a '{field}' member"))
+        }
+    }
+}
+
+/// `payload[field]`; an error when the payload is neither an object nor empty.
+fn field_of(payload: &Value, field: &str) -> Result<Option<Value>, String> {
+    match payload {
+        Value::Null => Ok(None),
+        Value::Object(m) => Ok(m.get(field).cloned().filter(|v| !v.is_null())),
+        other => Err(format!("payload must be a JSON object, got {other}")),
+    }
+}
+
+pub(super) async fn handle(
+    door: &Door,
+    io: &DoorIo,
+    name: &str,
+    payload: &[u8],
+    restores: &mut BTreeMap<u16, PendingRestore>,
+) -> MethodReply {
+    let Some(action) = door.methods.get(name) else {
+        return MethodReply {
+            status: 404,
+            body: json!({
+                "error": format!("unknown method '{name}'"),
+                "code": "UnknownMethod",
+                "methods": door.methods.keys().collect::<Vec<_>>(),
+            }),
+        };
+    };
+    let planned = match plan(action, payload) {
+        Ok(p) => p,
+        Err(reason) => {
+            tracing::info!(device = %door.device_id, method = name, %reason, "method payload refused");
+            return MethodReply::bad_request(reason);
+        }
+    };
+    // Write plus read-back: two transactions.
+    let deadline = Instant::now() + io.op_budget * 2;
+    let result = match &planned {
+        Planned::Coil { addr, value } => io::write_coil(io, door.unit, *addr, *value, deadline)
+            .await
+            .map(|got| state(door, WriteTable::Coil, *addr, &Value::Bool(got))),
+        Planned::Registers {
+            addr, words, value, ..
+        } => io::write_registers(io, door.unit, *addr, words, deadline)
+            .await
+            .map(|_| state(door, WriteTable::Holding, *addr, value)),
+        Planned::Pulse { addr, value, hold } => {
+            match io::write_coil(io, door.unit, *addr, *value, deadline).await {
+                Ok(got) => {
+                    restores.insert(
+                        *addr,
+                        PendingRestore {
+                            at: Instant::now() + *hold,
+                            restore: !*value,
+                        },
+                    );
+                    let mut s = state(door, WriteTable::Coil, *addr, &Value::Bool(got));
+                    s.insert("seconds".into(), json!(hold.as_secs_f64()));
+                    Ok(s)
+                }
+                Err(e) => Err(e),
+            }
+        }
+    };
+    match result {
+        Ok(state) => MethodReply {
+            status: 200,
+            body: json!({"result": "done", "state": state}),
+        },
+        Err(f) => {
+            tracing::warn!(device = %door.device_id, method = name, status = f.status, error = %f.body, "method failed");
+            MethodReply::failed(f)
+        }
+    }
+}
+
+/// The resulting state named as the door reports it: every reported point that reads the
+/// written address, else `coil:N` / `holding:N`.
+fn state(door: &Door, table: WriteTable, addr: u16, value: &Value) -> Map<String, Value> {
+    let read_table = ReadTable::from(table);
+    let mut m: Map<String, Value> = door
+        .reported
+        .iter()
+        .filter(|(_, p)| p.table == read_table && p.address == addr)
+        .map(|(name, _)| (name.clone(), value.clone()))
+        .collect();
+    if m.is_empty() {
+        let key = match table {
+            WriteTable::Coil => format!("coil:{addr}"),
+            WriteTable::Holding => format!("holding:{addr}"),
+        };
+        m.insert(key, value.clone());
+    }
+    m
+}
+
+/// Writes back every pulsed coil whose time is up.
+pub(super) async fn restore_due(
+    door: &Door,
+    io: &DoorIo,
+    restores: &mut BTreeMap<u16, PendingRestore>,
+) {
+    let now = Instant::now();
+    let due: Vec<u16> = restores
+        .iter()
+        .filter(|(_, r)| r.at <= now)
+        .map(|(a, _)| *a)
+        .collect();
+    for addr in due {
+        if let Some(r) = restores.remove(&addr) {
+            restore(door, io, addr, r.restore).await;
+        }
+    }
+}
+
+/// Writes back every pulsed coil now (shutdown).
+pub(super) async fn restore_all(
+    door: &Door,
+    io: &DoorIo,
+    restores: &mut BTreeMap<u16, PendingRestore>,
+) {
+    for (addr, r) in std::mem::take(restores) {
+        restore(door, io, addr, r.restore).await;
+    }
+}
+
+async fn restore(door: &Door, io: &DoorIo, addr: u16, value: bool) {
+    let deadline = Instant::now() + io.op_budget * 2;
+    if let Err(f) = io::write_coil(io, door.unit, addr, value, deadline).await {
+        tracing::error!(device = %door.device_id, coil = addr, error = %f.body, "pulse restore failed; the coil keeps its pulsed value");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pulse() -> MethodAction {
+        MethodAction::PulseCoil {
+            address: 0,
+            value: false,
+            seconds_from: Some("seconds".into()),
+            default: Duration::from_secs(5),
+            max: Duration::from_secs(30),
+        }
+    }
+
+    #[test]
+    fn coil_from_fixed_value_ignores_payload() {
+        let a = MethodAction::WriteCoil {
+            address: 3,
+            value: ValueSource::Fixed(json!(true)),
+        };
+        assert_eq!(
+            plan(&a, b""),
+            Ok(Planned::Coil {
+                addr: 3,
+                value: true
+            })
+        );
+        assert_eq!(
+            plan(&a, b" {\"x\":1} "),
+            Ok(Planned::Coil {
+                addr: 3,
+                value: true
+            })
+        );
+    }
+
+    #[test]
+    fn malformed_payloads_are_refused_before_the_bus() {
+        let a = MethodAction::WriteCoil {
+            address: 0,
+            value: ValueSource::Payload("on".into()),
+        };
+        assert!(plan(&a, b"{not json")
+            .unwrap_err()
+            .contains("not valid JSON"));
+        assert!(plan(&a, b"{}").unwrap_err().contains("needs a 'on' member"));
+        assert!(plan(&a, b"{\"on\": 3}")
+            .unwrap_err()
+            .contains("true or false"));
+        assert!(plan(&a, b"[1]").unwrap_err().contains("JSON object"));
+        assert_eq!(
+            plan(&a, b"{\"on\": false}"),
+            Ok(Planned::Coil {
+                addr: 0,
+                value: false
+            })
+        );
+    }
+
+    #[test]
+    fn pulse_duration_from_payload_is_bounded() {
+        assert_eq!(
+            plan(&pulse(), b"{\"seconds\": 2.5}"),
+            Ok(Planned::Pulse {
+                addr: 0,
+                value: false,
+                hold: Duration::from_millis(2500)
+            })
+        );
+        assert_eq!(
+            plan(&pulse(), b""),
+            Ok(Planned::Pulse {
+                addr: 0,
+                value: false,
+                hold: Duration::from_secs(5)
+            })
+        );
+        assert!(plan(&pulse(), b"{\"seconds\": 31}")
+            .unwrap_err()
+            .contains("at most 30"));
+        assert!(plan(&pulse(), b"{\"seconds\": -1}")
+            .unwrap_err()
+            .contains("positive"));
+        assert!(plan(&pulse(), b"{\"seconds\": \"5\"}")
+            .unwrap_err()
+            .contains("positive"));
+    }
+
+    #[test]
+    fn register_values_are_encoded_and_range_checked() {
+        let spec = ValueSpec::new(crate::codec::DataType::U16).with_range(Some(0.0), Some(2.0));
+        let a = MethodAction::WriteRegister {
+            address: 10,
+            spec,
+            value: ValueSource::Payload("mode".into()),
+        };
+        match plan(&a, b"{\"mode\": 2}").unwrap() {
+            Planned::Registers { addr, words, .. } => assert_eq!((addr, words), (10, vec![2])),
+            other => panic!("{other:?}"),
+        }
+        assert!(plan(&a, b"{\"mode\": 7}")
+            .unwrap_err()
+            .contains("above the maximum"));
+    }
+}

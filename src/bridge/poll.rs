@@ -1,0 +1,234 @@
+//! The poller of one door: reads every reported point in coalesced block reads at poll
+//! priority, decodes them, and sends one reported patch per cycle holding only what changed
+//! (numbers beyond their deadband), plus a `connectivity` section when the bus's
+//! reachability flips (and every 10 minutes while it holds, so `lastPoll` stays useful
+//! without a patch every cycle).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Map, Value};
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+use super::DoorIo;
+use crate::bus::plan::{plan_reads, BlockRead, Point, Table};
+use crate::bus::{Priority, Reply};
+use crate::config::{Door, ReadTable, ReportedPoint};
+use crate::link::LinkState;
+
+/// Largest gap of unused addresses read through to merge two points into one block.
+pub const DEFAULT_MAX_GAP: u16 = 8;
+const CONNECTIVITY_REFRESH: Duration = Duration::from_secs(600);
+
+fn table(t: ReadTable) -> Table {
+    match t {
+        ReadTable::Coil => Table::Coil,
+        ReadTable::DiscreteInput => Table::DiscreteInput,
+        ReadTable::Holding => Table::Holding,
+        ReadTable::Input => Table::Input,
+    }
+}
+
+/// The read plan of a door: its reported points and the blocks that cover them.
+#[derive(Debug, Clone)]
+pub struct ReadPlan {
+    names: Vec<String>,
+    specs: Vec<ReportedPoint>,
+    points: Vec<Point>,
+    blocks: Vec<BlockRead>,
+}
+
+impl ReadPlan {
+    pub fn new(door: &Door, max_gap: u16) -> Self {
+        let (names, specs): (Vec<_>, Vec<_>) = door
+            .reported
+            .iter()
+            .map(|(n, p)| (n.clone(), p.clone()))
+            .unzip();
+        let points: Vec<Point> = specs
+            .iter()
+            .map(|p: &ReportedPoint| Point {
+                kind: table(p.table),
+                addr: p.address,
+                count: match p.table {
+                    ReadTable::Coil | ReadTable::DiscreteInput => 1,
+                    _ => p.spec.register_count().max(1),
+                },
+            })
+            .collect();
+        let blocks = plan_reads(&points, max_gap);
+        ReadPlan {
+            names,
+            specs,
+            points,
+            blocks,
+        }
+    }
+
+    pub fn blocks(&self) -> &[BlockRead] {
+        &self.blocks
+    }
+}
+
+/// Result of reading every block once.
+#[derive(Debug, Default)]
+struct Cycle {
+    values: Vec<(usize, Value)>,
+    failures: usize,
+    last_error: Option<String>,
+}
+
+async fn read_all(door: &Door, io: &DoorIo, plan: &ReadPlan, deadline: Instant) -> Cycle {
+    let mut c = Cycle::default();
+    for block in &plan.blocks {
+        match io
+            .bus
+            .call(door.unit, block.op(), Priority::Poll, deadline)
+            .await
+        {
+            Ok(reply) => {
+                let Some(parts) = block.split(&plan.points, &reply) else {
+                    c.failures += 1;
+                    c.last_error = Some("reply does not fit the block read".into());
+                    continue;
+                };
+                for (i, part) in parts {
+                    let words: Vec<u16> = match part {
+                        Reply::Words(w) => w,
+                        Reply::Bits(b) => b.into_iter().map(u16::from).collect(),
+                        Reply::Written => continue,
+                    };
+                    match plan.specs[i].spec.decode(&words) {
+                        Ok(v) => c.values.push((i, v)),
+                        Err(e) => {
+                            tracing::debug!(device = %door.device_id, point = %plan.names[i], error = %e, "undecodable value");
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                c.failures += 1;
+                c.last_error = Some(e.to_string());
+            }
+        }
+    }
+    c
+}
+
+/// What the poller last got through to the hub.
+#[derive(Debug, Default)]
+struct Reported {
+    values: Map<String, Value>,
+    reachable: Option<bool>,
+    connectivity_at: Option<Instant>,
+    last_ok: Option<DateTime<Utc>>,
+}
+
+/// Builds the reported patch of a cycle: changed values and, when due, connectivity.
+fn diff(
+    plan: &ReadPlan,
+    state: &Reported,
+    cycle: &Cycle,
+    now: Instant,
+) -> (Map<String, Value>, Vec<usize>) {
+    let mut patch = Map::new();
+    let mut changed = Vec::new();
+    for (i, v) in &cycle.values {
+        let (name, p) = (&plan.names[*i], &plan.specs[*i]);
+        let report = match state.values.get(name) {
+            None => true,
+            Some(old) => p.spec.changed(old, v, p.deadband),
+        };
+        if report {
+            patch.insert(name.clone(), v.clone());
+            changed.push(*i);
+        }
+    }
+    let reachable = cycle.failures < plan.blocks.len() || plan.blocks.is_empty();
+    let due = state.reachable != Some(reachable)
+        || state
+            .connectivity_at
+            .is_none_or(|t| now.duration_since(t) >= CONNECTIVITY_REFRESH);
+    if due {
+        patch.insert(
+            "connectivity".into(),
+            json!({
+                "busReachable": reachable,
+                "lastPoll": state.last_ok.map(|t| t.to_rfc3339()),
+                "error": cycle.last_error,
+            }),
+        );
+    }
+    (patch, changed)
+}
+
+/// Polls until `shutdown`. Cycles start at a random offset within the first interval so a
+/// thousand doors do not hit the bus in the same millisecond.
+pub async fn run(door: Arc<Door>, io: DoorIo, max_gap: u16, shutdown: CancellationToken) {
+    let plan = ReadPlan::new(&door, max_gap);
+    if plan.blocks.is_empty() {
+        return;
+    }
+    let every = door.poll_interval;
+    let offset = every.mul_f64(rand::random::<f64>());
+    let mut ticker = tokio::time::interval_at(Instant::now() + offset, every);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut state = Reported::default();
+    let poll_hist = io
+        .metrics
+        .poll_cycle_duration
+        .with_label_values(&[io.bus.name()]);
+    loop {
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        // Readings nobody can receive would only load the line.
+        if io.link.state() != LinkState::Connected {
+            continue;
+        }
+        let started = Instant::now();
+        let cycle = read_all(&door, &io, &plan, started + every.max(io.op_budget)).await;
+        poll_hist.observe(started.elapsed().as_secs_f64());
+        let now = Instant::now();
+        if cycle.failures == 0 {
+            state.last_ok = Some(Utc::now());
+        }
+        let (patch, changed) = diff(&plan, &state, &cycle, now);
+        if patch.is_empty() {
+            continue;
+        }
+        let has_connectivity = patch.contains_key("connectivity");
+        match io.link.patch_reported(Value::Object(patch.clone())).await {
+            Ok(_) => {
+                io.metrics.reported_patches.with_label_values(&["ok"]).inc();
+                for (k, v) in patch {
+                    if k != "connectivity" {
+                        state.values.insert(k, v);
+                    }
+                }
+                if has_connectivity {
+                    state.reachable = Some(cycle.failures < plan.blocks.len());
+                    state.connectivity_at = Some(now);
+                }
+                for i in changed.into_iter().filter(|i| plan.specs[*i].telemetry) {
+                    let event = json!({ plan.names[i].clone(): state.values.get(&plan.names[i]) });
+                    if let Err(e) = io.link.send_telemetry(event).await {
+                        tracing::debug!(device = %door.device_id, error = %e, "state-change telemetry dropped");
+                    }
+                }
+            }
+            Err(e) => {
+                // Not marked as reported: the next cycle sends it again.
+                io.metrics
+                    .reported_patches
+                    .with_label_values(&["failed"])
+                    .inc();
+                tracing::warn!(device = %door.device_id, error = %e, "reported patch failed");
+            }
+        }
+    }
+}
