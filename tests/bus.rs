@@ -676,3 +676,53 @@ async fn unreachable_bus_fails_fast_and_its_task_ends_with_its_handles() {
     drop(handle);
     timeout(LIMIT, join).await.expect("task ends").unwrap();
 }
+
+#[tokio::test]
+async fn late_answer_after_a_timeout_is_never_taken_for_the_next_one() {
+    // RTU framing has no transaction id: only the reconnect keeps a late answer out.
+    let sim = sim(Listen::RtuOverTcp("127.0.0.1:0".parse().unwrap()), vec![1]).await;
+    let transport = Transport::RtuOverTcp {
+        addr: sim.local_addr.unwrap().to_string(),
+    };
+    let mut opts = options(transport, Duration::from_millis(300));
+    opts.retries = 0;
+    let bus = Bus::start(opts).await;
+    sim.handle.set_holding(1, 1, 77);
+    sim.handle
+        .set_fault(1, Fault::Delay(Duration::from_millis(600)));
+    let r = bus
+        .call(1, Op::ReadHolding { addr: 0, count: 1 }, Priority::Poll)
+        .await;
+    assert!(matches!(r, Err(BusError::Timeout { .. })), "{r:?}");
+    sim.handle.set_fault(1, Fault::None);
+    // Same function, same length: a stale [1] would decode fine, so it must not arrive here.
+    for _ in 0..3 {
+        let r = bus
+            .call(1, Op::ReadHolding { addr: 1, count: 1 }, Priority::Poll)
+            .await;
+        assert_eq!(r, Ok(Reply::Words(vec![77])));
+    }
+    bus.stop().await;
+}
+
+#[tokio::test]
+async fn inter_request_delay_keeps_the_line_quiet_between_transactions() {
+    let sim = sim(Listen::Tcp("127.0.0.1:0".parse().unwrap()), vec![1]).await;
+    let gap = Duration::from_millis(250);
+    let mut opts = options(tcp(&sim), Duration::from_secs(1));
+    opts.inter_request_delay = gap;
+    let bus = Bus::start(opts).await;
+    for value in [false, true, false] {
+        let r = bus
+            .call(1, Op::WriteCoil { addr: 1, value }, Priority::Operator)
+            .await;
+        assert_eq!(r, Ok(Reply::Written));
+    }
+    let log = sim.handle.write_log();
+    assert_eq!(log.len(), 3);
+    for pair in log.windows(2) {
+        let between = pair[1].at - pair[0].at;
+        assert!(between >= gap, "only {between:?} between writes");
+    }
+    bus.stop().await;
+}
