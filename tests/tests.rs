@@ -2,3 +2,4 @@
 
 mod bus;
 mod bus_peers;
+mod bus_scheduling;
