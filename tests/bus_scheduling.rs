@@ -356,3 +356,51 @@ async fn late_answer_after_a_timeout_is_never_taken_for_the_next_one() {
     }
     bus.stop().await;
 }
+
+#[tokio::test]
+async fn a_request_whose_caller_gave_up_is_not_sent() {
+    let sim = sim(Listen::Tcp("127.0.0.1:0".parse().unwrap()), vec![1, 2]).await;
+    let bus = Bus::start(options(tcp(&sim), Duration::from_secs(10))).await;
+    sim.handle
+        .set_fault(2, Fault::Delay(Duration::from_millis(600)));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let h = bus.handle.clone();
+    let slow = tokio::spawn(async move {
+        h.call(
+            2,
+            Op::ReadCoils { addr: 0, count: 1 },
+            Priority::Poll,
+            deadline,
+        )
+        .await
+    });
+    assert!(sim.handle.wait_requests(1, LIMIT).await);
+    // The caller stops waiting while its write is queued behind the slow read.
+    let gave_up = timeout(
+        Duration::from_millis(50),
+        bus.handle.call(
+            1,
+            Op::WriteCoil {
+                addr: 0,
+                value: false,
+            },
+            Priority::Operator,
+            deadline,
+        ),
+    )
+    .await;
+    assert!(gave_up.is_err());
+    assert!(timeout(LIMIT, slow).await.unwrap().unwrap().is_ok());
+    // A later request proves the queue moved past the abandoned one.
+    let r = bus
+        .call(1, Op::ReadCoils { addr: 0, count: 1 }, Priority::Poll)
+        .await;
+    assert_eq!(
+        r,
+        Ok(Reply::Bits(vec![true])),
+        "abandoned write never applied"
+    );
+    assert!(sim.handle.write_log().is_empty());
+    assert_eq!(sim.handle.total_requests(), 2);
+    bus.stop().await;
+}

@@ -184,7 +184,9 @@ impl BusTask {
         let at = self.target(job);
         let function = job.op.function();
         let now = Instant::now();
-        if now >= job.deadline {
+        // Expired, or the caller gave up waiting: a write nobody will hear about must not
+        // reach the door.
+        if now >= job.deadline || job.reply.is_closed() {
             self.count(function, "expired");
             return Err(BusError::DeadlineExpired { at });
         }
