@@ -404,3 +404,51 @@ async fn a_request_whose_caller_gave_up_is_not_sent() {
     assert_eq!(sim.handle.total_requests(), 2);
     bus.stop().await;
 }
+
+#[tokio::test]
+async fn a_failing_poll_gives_up_its_retries_to_a_waiting_operator_request() {
+    let sim = sim(Listen::Tcp("127.0.0.1:0".parse().unwrap()), vec![1, 2]).await;
+    let mut opts = options(tcp(&sim), Duration::from_millis(500));
+    opts.retries = 3;
+    let bus = Bus::start(opts).await;
+    sim.handle.set_fault(2, Fault::NoReply);
+    let h = bus.handle.clone();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let poll = tokio::spawn(async move {
+        h.call(
+            2,
+            Op::ReadCoils { addr: 0, count: 1 },
+            Priority::Poll,
+            deadline,
+        )
+        .await
+    });
+    assert!(sim.handle.wait_requests(1, LIMIT).await, "poll in flight");
+    let r = bus
+        .call(
+            1,
+            Op::WriteCoil {
+                addr: 0,
+                value: false,
+            },
+            Priority::Operator,
+        )
+        .await;
+    assert_eq!(r, Ok(Reply::Written));
+    let polled = timeout(LIMIT, poll).await.unwrap().unwrap();
+    assert!(
+        matches!(polled, Err(BusError::Timeout { .. })),
+        "{polled:?}"
+    );
+    assert_eq!(
+        sim.handle.request_count(2),
+        1,
+        "no retry while the operator waited"
+    );
+    assert_eq!(
+        sim.handle.write_log()[0].seq,
+        2,
+        "the write went right after the one try"
+    );
+    bus.stop().await;
+}
