@@ -1,5 +1,6 @@
-//! The bus layer against doorsim through real sockets: writes and read-back, operator
-//! priority, dead units, timeouts, deadlines, queue bounds, reconnects, RTU over TCP.
+//! The bus layer against doorsim through real sockets: writes and read-back, exceptions,
+//! reconnects, RTU over TCP, shutdown, inter-request delay. Shared helpers for the other
+//! `bus_*` modules live here.
 
 use std::{sync::Arc, time::Duration};
 
@@ -12,7 +13,7 @@ use tokio::time::{timeout, Instant};
 use tokio_util::sync::CancellationToken;
 
 /// Bound on every await in these tests; generous so a loaded CI machine does not flake.
-const LIMIT: Duration = Duration::from_secs(20);
+pub(crate) const LIMIT: Duration = Duration::from_secs(20);
 
 pub(crate) async fn sim(listen: Listen, units: Vec<u8>) -> DoorSim {
     let config = DoorSimConfig {
@@ -75,7 +76,7 @@ impl Bus {
     }
 }
 
-fn tcp(sim: &DoorSim) -> Transport {
+pub(crate) fn tcp(sim: &DoorSim) -> Transport {
     Transport::Tcp {
         addr: sim.local_addr.unwrap().to_string(),
     }
@@ -201,326 +202,6 @@ async fn exceptions_are_named_and_do_not_mark_the_unit_dead() {
         "every request reached the unit"
     );
     assert!(sim.handle.write_log().is_empty());
-    bus.stop().await;
-}
-
-#[tokio::test]
-async fn operator_request_jumps_queued_polls() {
-    let sim = sim(Listen::Tcp("127.0.0.1:0".parse().unwrap()), vec![1, 2]).await;
-    let bus = Bus::start(options(tcp(&sim), Duration::from_secs(10))).await;
-    // Unit 2 holds the bus with a slow answer while the other requests queue up.
-    sim.handle
-        .set_fault(2, Fault::Delay(Duration::from_millis(1500)));
-    let h = bus.handle.clone();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let slow = tokio::spawn(async move {
-        h.call(
-            2,
-            Op::ReadInput { addr: 0, count: 1 },
-            Priority::Poll,
-            deadline,
-        )
-        .await
-    });
-    assert!(
-        sim.handle.wait_requests(1, LIMIT).await,
-        "slow request in flight"
-    );
-
-    let mut polls = Vec::new();
-    for i in 0..3u16 {
-        let h = bus.handle.clone();
-        polls.push(tokio::spawn(async move {
-            h.call(
-                1,
-                Op::WriteRegister {
-                    addr: 0,
-                    value: 100 + i,
-                },
-                Priority::Poll,
-                deadline,
-            )
-            .await
-        }));
-        // Enqueue in a known order: wait until this one is counted in the queue.
-        let depth = bus.metrics.bus_queue_depth.with_label_values(&["test-bus"]);
-        timeout(LIMIT, async {
-            while depth.get() < i64::from(i) + 1 {
-                tokio::task::yield_now().await;
-            }
-        })
-        .await
-        .expect("poll queued");
-    }
-    assert_eq!(
-        sim.handle.total_requests(),
-        1,
-        "polls still queued behind the slow one"
-    );
-    let operator = bus
-        .call(
-            1,
-            Op::WriteCoil {
-                addr: 0,
-                value: false,
-            },
-            Priority::Operator,
-        )
-        .await;
-    assert_eq!(operator, Ok(Reply::Written));
-    for p in polls {
-        assert_eq!(
-            timeout(LIMIT, p).await.unwrap().unwrap(),
-            Ok(Reply::Written)
-        );
-    }
-    assert!(timeout(LIMIT, slow).await.unwrap().unwrap().is_ok());
-
-    // The server saw: 1 = slow read, 2 = the operator write, then the three polls in order.
-    let log = sim.handle.write_log();
-    let order: Vec<(u64, Table)> = log.iter().map(|w| (w.seq, w.table)).collect();
-    assert_eq!(
-        order,
-        vec![
-            (2, Table::Coil),
-            (3, Table::Holding),
-            (4, Table::Holding),
-            (5, Table::Holding)
-        ]
-    );
-    assert_eq!(log[3].values, vec![102]);
-    bus.stop().await;
-}
-
-#[tokio::test]
-async fn dead_unit_fails_fast_while_other_units_keep_answering() {
-    let sim = sim(Listen::Tcp("127.0.0.1:0".parse().unwrap()), vec![1, 2]).await;
-    let op_timeout = Duration::from_millis(300);
-    let mut opts = options(tcp(&sim), op_timeout);
-    opts.retries = 1;
-    let bus = Bus::start(opts).await;
-    sim.handle.set_fault(2, Fault::NoReply);
-
-    let started = Instant::now();
-    let first = bus
-        .call(2, Op::ReadInput { addr: 0, count: 1 }, Priority::Poll)
-        .await;
-    assert!(matches!(first, Err(BusError::Timeout { .. })), "{first:?}");
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "within the deadline"
-    );
-    assert_eq!(sim.handle.request_count(2), 2, "one try plus one retry");
-
-    // Now dead: polls fail at once without touching the line ...
-    for _ in 0..5 {
-        let r = bus
-            .call(2, Op::ReadInput { addr: 0, count: 1 }, Priority::Poll)
-            .await;
-        assert!(matches!(r, Err(BusError::Unavailable { .. })), "{r:?}");
-    }
-    assert_eq!(sim.handle.request_count(2), 2, "dead unit not polled");
-    // ... while the other unit on the line answers.
-    for _ in 0..5 {
-        let r = bus
-            .call(1, Op::ReadInput { addr: 1, count: 1 }, Priority::Poll)
-            .await;
-        assert_eq!(r, Ok(Reply::Words(vec![1320])));
-    }
-    // An operator request still gets one real try (and only one).
-    let r = bus
-        .call(
-            2,
-            Op::WriteCoil {
-                addr: 0,
-                value: false,
-            },
-            Priority::Operator,
-        )
-        .await;
-    assert!(matches!(r, Err(BusError::Timeout { .. })), "{r:?}");
-    assert_eq!(sim.handle.request_count(2), 3);
-
-    // The unit recovers: an operator try succeeds and polls flow again.
-    sim.handle.set_fault(2, Fault::None);
-    let r = bus
-        .call(
-            2,
-            Op::WriteCoil {
-                addr: 0,
-                value: false,
-            },
-            Priority::Operator,
-        )
-        .await;
-    assert_eq!(r, Ok(Reply::Written));
-    let r = bus
-        .call(2, Op::ReadCoils { addr: 0, count: 1 }, Priority::Poll)
-        .await;
-    assert_eq!(r, Ok(Reply::Bits(vec![false])));
-    bus.stop().await;
-}
-
-#[tokio::test]
-async fn timeout_is_reported_within_the_configured_timeout_and_the_bus_recovers() {
-    let sim = sim(Listen::Tcp("127.0.0.1:0".parse().unwrap()), vec![1, 2]).await;
-    let op_timeout = Duration::from_millis(400);
-    let mut opts = options(tcp(&sim), op_timeout);
-    opts.retries = 0;
-    let bus = Bus::start(opts).await;
-    sim.handle.set_fault(1, Fault::NoReply);
-    let started = Instant::now();
-    let r = bus
-        .call(1, Op::ReadCoils { addr: 0, count: 1 }, Priority::Operator)
-        .await;
-    let elapsed = started.elapsed();
-    match r {
-        Err(BusError::Timeout { after, .. }) => assert_eq!(after, op_timeout),
-        other => panic!("expected a timeout, got {other:?}"),
-    }
-    assert!(
-        elapsed < op_timeout + Duration::from_secs(2),
-        "took {elapsed:?}"
-    );
-    // The connection was reopened after the timeout and serves the next request.
-    let r = bus
-        .call(2, Op::ReadInput { addr: 1, count: 1 }, Priority::Poll)
-        .await;
-    assert_eq!(r, Ok(Reply::Words(vec![1320])));
-    let text = bus.metrics.render();
-    assert!(
-        text.contains(r#"function="read_coils",result="timeout"} 1"#),
-        "{text}"
-    );
-    bus.stop().await;
-}
-
-#[tokio::test]
-async fn deadline_bounds_the_transaction_and_expired_requests_never_reach_the_bus() {
-    let sim = sim(Listen::Tcp("127.0.0.1:0".parse().unwrap()), vec![1, 2]).await;
-    let bus = Bus::start(options(tcp(&sim), Duration::from_secs(10))).await;
-    // A deadline shorter than the timeout wins.
-    sim.handle.set_fault(1, Fault::NoReply);
-    let started = Instant::now();
-    let deadline = started + Duration::from_millis(300);
-    let r = timeout(
-        LIMIT,
-        bus.handle.call(
-            1,
-            Op::ReadCoils { addr: 0, count: 1 },
-            Priority::Poll,
-            deadline,
-        ),
-    )
-    .await
-    .unwrap();
-    assert!(matches!(r, Err(BusError::Timeout { .. })), "{r:?}");
-    assert!(started.elapsed() < Duration::from_secs(3));
-
-    // A request whose deadline passes while it waits behind a slow one is failed unsent.
-    sim.handle
-        .set_fault(2, Fault::Delay(Duration::from_millis(800)));
-    let before = sim.handle.total_requests();
-    let h = bus.handle.clone();
-    let slow = tokio::spawn(async move {
-        let d = Instant::now() + Duration::from_secs(10);
-        h.call(2, Op::ReadCoils { addr: 0, count: 1 }, Priority::Poll, d)
-            .await
-    });
-    assert!(sim.handle.wait_requests(before + 1, LIMIT).await);
-    let short = Instant::now() + Duration::from_millis(100);
-    let r = timeout(
-        LIMIT,
-        bus.handle.call(
-            1,
-            Op::WriteCoil {
-                addr: 0,
-                value: false,
-            },
-            Priority::Operator,
-            short,
-        ),
-    )
-    .await
-    .unwrap();
-    assert!(matches!(r, Err(BusError::DeadlineExpired { .. })), "{r:?}");
-    assert!(timeout(LIMIT, slow).await.unwrap().unwrap().is_ok());
-    assert_eq!(
-        sim.handle.total_requests(),
-        before + 1,
-        "expired request never sent"
-    );
-    assert!(sim.handle.coil(1, 0), "nothing written");
-    bus.stop().await;
-}
-
-#[tokio::test]
-async fn full_queue_refuses_polls_but_keeps_room_for_operators() {
-    let sim = sim(Listen::Tcp("127.0.0.1:0".parse().unwrap()), vec![1, 2]).await;
-    let mut opts = options(tcp(&sim), Duration::from_secs(10));
-    opts.queue_capacity = 4; // 1 operator slot, 3 poll slots
-    let bus = Bus::start(opts).await;
-    sim.handle
-        .set_fault(2, Fault::Delay(Duration::from_millis(800)));
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let h = bus.handle.clone();
-    let slow = tokio::spawn(async move {
-        h.call(
-            2,
-            Op::ReadCoils { addr: 0, count: 1 },
-            Priority::Poll,
-            deadline,
-        )
-        .await
-    });
-    assert!(sim.handle.wait_requests(1, LIMIT).await);
-    let mut queued = Vec::new();
-    let depth = bus.metrics.bus_queue_depth.with_label_values(&["test-bus"]);
-    for i in 0..3 {
-        let h = bus.handle.clone();
-        queued.push(tokio::spawn(async move {
-            h.call(
-                1,
-                Op::ReadCoils { addr: 0, count: 1 },
-                Priority::Poll,
-                deadline,
-            )
-            .await
-        }));
-        timeout(LIMIT, async {
-            while depth.get() < i + 1 {
-                tokio::task::yield_now().await;
-            }
-        })
-        .await
-        .unwrap();
-    }
-    let refused = bus.handle.call(
-        1,
-        Op::ReadCoils { addr: 0, count: 1 },
-        Priority::Poll,
-        deadline,
-    );
-    let refused = timeout(LIMIT, refused).await.unwrap();
-    assert!(
-        matches!(refused, Err(BusError::QueueFull { .. })),
-        "{refused:?}"
-    );
-    let operator = bus
-        .call(
-            1,
-            Op::WriteCoil {
-                addr: 1,
-                value: true,
-            },
-            Priority::Operator,
-        )
-        .await;
-    assert_eq!(operator, Ok(Reply::Written));
-    for q in queued {
-        assert!(timeout(LIMIT, q).await.unwrap().unwrap().is_ok());
-    }
-    assert!(timeout(LIMIT, slow).await.unwrap().unwrap().is_ok());
     bus.stop().await;
 }
 
@@ -675,4 +356,26 @@ async fn unreachable_bus_fails_fast_and_its_task_ends_with_its_handles() {
         .contains(r#"fieldgate_bus_connected{bus="test-bus"} 0"#));
     drop(handle);
     timeout(LIMIT, join).await.expect("task ends").unwrap();
+}
+
+#[tokio::test]
+async fn inter_request_delay_keeps_the_line_quiet_between_transactions() {
+    let sim = sim(Listen::Tcp("127.0.0.1:0".parse().unwrap()), vec![1]).await;
+    let gap = Duration::from_millis(250);
+    let mut opts = options(tcp(&sim), Duration::from_secs(1));
+    opts.inter_request_delay = gap;
+    let bus = Bus::start(opts).await;
+    for value in [false, true, false] {
+        let r = bus
+            .call(1, Op::WriteCoil { addr: 1, value }, Priority::Operator)
+            .await;
+        assert_eq!(r, Ok(Reply::Written));
+    }
+    let log = sim.handle.write_log();
+    assert_eq!(log.len(), 3);
+    for pair in log.windows(2) {
+        let between = pair[1].at - pair[0].at;
+        assert!(between >= gap, "only {between:?} between writes");
+    }
+    bus.stop().await;
 }

@@ -3,5 +3,6 @@
 
 mod bus;
 mod bus_peers;
+mod bus_scheduling;
 mod config;
 mod link;

@@ -84,6 +84,9 @@ impl BusHandle {
     /// Runs `op` on `unit`. Answers by `deadline` (plus at most the transaction already in
     /// flight when the request was queued). Poll requests are refused with
     /// [`BusError::QueueFull`] when the queue is full, never queued without bound.
+    ///
+    /// Cancel-safe: dropping the future before the bus task reaches the request means the
+    /// request is never sent (a write nobody waits for is not applied).
     pub async fn call(
         &self,
         unit: u8,

@@ -98,7 +98,7 @@ impl BusTask {
                 else => break,
             };
             self.queue_depth.dec();
-            let result = self.serve(&job).await;
+            let result = self.serve(&job, &operator_rx).await;
             // The caller may have given up; nothing to do then.
             let _ = job.reply.send(result);
         }
@@ -180,11 +180,17 @@ impl BusTask {
         self.set_connected(false);
     }
 
-    async fn serve(&mut self, job: &Job) -> Result<Reply, BusError> {
+    async fn serve(
+        &mut self,
+        job: &Job,
+        operators: &mpsc::Receiver<Job>,
+    ) -> Result<Reply, BusError> {
         let at = self.target(job);
         let function = job.op.function();
         let now = Instant::now();
-        if now >= job.deadline {
+        // Expired, or the caller gave up waiting: a write nobody will hear about must not
+        // reach the door.
+        if now >= job.deadline || job.reply.is_closed() {
             self.count(function, "expired");
             return Err(BusError::DeadlineExpired { at });
         }
@@ -208,6 +214,11 @@ impl BusTask {
         };
         let mut last_error = None;
         for _ in 0..attempts {
+            // A poll gives up its retries to a waiting operator request, which must wait
+            // for at most one transaction.
+            if job.priority == Priority::Poll && last_error.is_some() && !operators.is_empty() {
+                break;
+            }
             match self.attempt(job, &at).await {
                 Attempt::Done(result) => return result,
                 Attempt::Retry(e) => last_error = Some(e),
