@@ -63,7 +63,13 @@ impl FakeHub {
     }
 
     fn calls(&self, what: &str) -> Vec<Call> {
-        self.calls.lock().unwrap().iter().filter(|c| c.what == what).cloned().collect()
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| c.what == what)
+            .cloned()
+            .collect()
     }
 
     fn record(&self, device: &str, what: &str) -> Option<Behaviour> {
@@ -115,14 +121,22 @@ impl DeviceOps for FakeHub {
         // Devices take a moment to answer, so observers see `running` devices.
         sleep(Duration::from_millis(150)).await;
         match b {
-            Some(Behaviour::OfflineForever | Behaviour::OfflineFor(_)) => Err(DeviceOpError::not_online(device_id)),
+            Some(Behaviour::OfflineForever | Behaviour::OfflineFor(_)) => {
+                Err(DeviceOpError::not_online(device_id))
+            }
             Some(Behaviour::NotFound) => Err(DeviceOpError {
                 code: "DeviceNotFound".into(),
                 description: format!("no device '{device_id}'"),
                 retryable: false,
             }),
-            Some(Behaviour::Status(s)) => Ok(MethodOutcome { status: s, payload: json!({"error": "jammed"}) }),
-            None => Ok(MethodOutcome { status: 200, payload: json!({"result": "locked", "device": device_id}) }),
+            Some(Behaviour::Status(s)) => Ok(MethodOutcome {
+                status: s,
+                payload: json!({"error": "jammed"}),
+            }),
+            None => Ok(MethodOutcome {
+                status: 200,
+                payload: json!({"result": "locked", "device": device_id}),
+            }),
         }
     }
 
@@ -152,11 +166,19 @@ struct Running {
 impl Running {
     async fn stop(self) {
         self.token.cancel();
-        timeout(Duration::from_secs(60), self.task).await.expect("engine stops").unwrap();
+        timeout(Duration::from_secs(60), self.task)
+            .await
+            .expect("engine stops")
+            .unwrap();
     }
 }
 
-fn start(hub: &Arc<FakeHub>, store: &Arc<MemoryJobStore>, clock: &Arc<TokioClock>, limits: JobLimits) -> Running {
+fn start(
+    hub: &Arc<FakeHub>,
+    store: &Arc<MemoryJobStore>,
+    clock: &Arc<TokioClock>,
+    limits: JobLimits,
+) -> Running {
     let engine = JobEngine::with_clock(hub.clone(), store.clone(), limits, clock.clone());
     engine.resume().unwrap();
     let token = CancellationToken::new();
@@ -164,16 +186,28 @@ fn start(hub: &Arc<FakeHub>, store: &Arc<MemoryJobStore>, clock: &Arc<TokioClock
         let (engine, token) = (engine.clone(), token.clone());
         async move { engine.run(token).await }
     });
-    Running { engine, token, task }
+    Running {
+        engine,
+        token,
+        task,
+    }
 }
 
 fn setup(n: usize) -> (Arc<TokioClock>, Arc<FakeHub>, Arc<MemoryJobStore>) {
-    let clock = Arc::new(TokioClock::new(DateTime::from_timestamp(1_780_000_000, 0).unwrap()));
+    let clock = Arc::new(TokioClock::new(
+        DateTime::from_timestamp(1_780_000_000, 0).unwrap(),
+    ));
     let hub = FakeHub::new(clock.clone(), n);
     (clock, hub, Arc::new(MemoryJobStore::new()))
 }
 
-fn method_job(id: &str, method: &str, cond: &str, start: Option<DateTime<Utc>>, max_secs: u64) -> JobRequest {
+fn method_job(
+    id: &str,
+    method: &str,
+    cond: &str,
+    start: Option<DateTime<Utc>>,
+    max_secs: u64,
+) -> JobRequest {
     serde_json::from_value(json!({"jobId": id, "type": "scheduleDeviceMethod",
         "cloudToDeviceMethod": {"methodName": method, "payload": {"x": 1}, "responseTimeoutInSeconds": 30},
         "queryCondition": cond, "startTime": start, "maxExecutionTimeInSeconds": max_secs}))
@@ -187,11 +221,18 @@ fn check_invariant(r: &JobResponse) {
         s.failed_count + s.succeeded_count + s.running_count + s.pending_count,
         "statistics must add up: {s:?}"
     );
-    assert!(r.end_time.is_some() == r.status.is_terminal(), "endTime only when terminal: {r:?}");
+    assert!(
+        r.end_time.is_some() == r.status.is_terminal(),
+        "endTime only when terminal: {r:?}"
+    );
 }
 
 /// Polls the job (in paused time) until `done`, checking the statistics invariant every time.
-async fn wait_for(engine: &Engine, id: &str, mut done: impl FnMut(&JobResponse) -> bool) -> (JobResponse, usize) {
+async fn wait_for(
+    engine: &Engine,
+    id: &str,
+    mut done: impl FnMut(&JobResponse) -> bool,
+) -> (JobResponse, usize) {
     let mut observations = 0;
     timeout(Duration::from_secs(24 * 3600), async {
         loop {
@@ -222,7 +263,17 @@ async fn method_job_over_1000_devices_with_offline_devices_has_exact_statistics(
         }
     }
     let run = start(&hub, &store, &clock, JobLimits::default());
-    let created = run.engine.create(method_job("lock-all", "lockDoor", "tags.building = '43'", None, 600)).await.unwrap();
+    let created = run
+        .engine
+        .create(method_job(
+            "lock-all",
+            "lockDoor",
+            "tags.building = '43'",
+            None,
+            600,
+        ))
+        .await
+        .unwrap();
     assert_eq!(created.status, JobStatus::Queued);
     let t0 = clock.now();
 
@@ -235,7 +286,16 @@ async fn method_job_over_1000_devices_with_offline_devices_has_exact_statistics(
     assert!(observations > 100 && saw_running_devices);
     assert_eq!(r.status, JobStatus::Completed);
     let s = r.device_job_statistics.unwrap();
-    assert_eq!((s.device_count, s.succeeded_count, s.failed_count, s.running_count, s.pending_count), (1000, 976, 24, 0, 0));
+    assert_eq!(
+        (
+            s.device_count,
+            s.succeeded_count,
+            s.failed_count,
+            s.running_count,
+            s.pending_count
+        ),
+        (1000, 976, 24, 0, 0)
+    );
     // Offline devices are retried until the job's time runs out.
     let end = r.end_time.unwrap();
     assert!(end >= t0 + chrono::Duration::seconds(600), "{end} vs {t0}");
@@ -246,17 +306,45 @@ async fn method_job_over_1000_devices_with_offline_devices_has_exact_statistics(
         let err = d.error.as_ref().map(|e| e.code.as_str());
         match i % 50 {
             0 => {
-                assert_eq!((d.status, err), (DeviceJobStatus::Failed, Some("DeviceNotOnline")));
-                assert!(hub.calls("lockDoor").iter().filter(|c| &c.device == id).count() > 5, "retried");
+                assert_eq!(
+                    (d.status, err),
+                    (DeviceJobStatus::Failed, Some("DeviceNotOnline"))
+                );
+                assert!(
+                    hub.calls("lockDoor")
+                        .iter()
+                        .filter(|c| &c.device == id)
+                        .count()
+                        > 5,
+                    "retried"
+                );
             }
-            3 if i % 250 == 3 => assert_eq!((d.status, err), (DeviceJobStatus::Failed, Some("DeviceNotFound"))),
+            3 if i % 250 == 3 => assert_eq!(
+                (d.status, err),
+                (DeviceJobStatus::Failed, Some("DeviceNotFound"))
+            ),
             2 if i % 100 == 2 => {
                 assert_eq!(d.status, DeviceJobStatus::Completed);
-                assert_eq!(d.outcome.as_ref().unwrap().device_method_response.as_ref().unwrap().status, 500);
+                assert_eq!(
+                    d.outcome
+                        .as_ref()
+                        .unwrap()
+                        .device_method_response
+                        .as_ref()
+                        .unwrap()
+                        .status,
+                    500
+                );
             }
             _ => {
                 assert_eq!((d.status, err), (DeviceJobStatus::Completed, None), "{id}");
-                let resp = d.outcome.as_ref().unwrap().device_method_response.as_ref().unwrap();
+                let resp = d
+                    .outcome
+                    .as_ref()
+                    .unwrap()
+                    .device_method_response
+                    .as_ref()
+                    .unwrap();
                 assert_eq!((resp.status, &resp.payload["device"]), (200, &json!(id)));
             }
         }
@@ -267,18 +355,28 @@ async fn method_job_over_1000_devices_with_offline_devices_has_exact_statistics(
     let calls = hub.calls("lockDoor");
     assert!(calls.len() > 1000);
     for w in calls.windows(2) {
-        assert!(w[1].instant - w[0].instant >= Duration::from_millis(99), "{:?}", w);
+        assert!(
+            w[1].instant - w[0].instant >= Duration::from_millis(99),
+            "{:?}",
+            w
+        );
     }
 
     // devices.jobs lists every device's result.
     let records = run.engine.device_jobs();
-    let q = parse_query("SELECT * FROM devices.jobs WHERE devices.jobs.jobId = 'lock-all'").unwrap();
+    let q =
+        parse_query("SELECT * FROM devices.jobs WHERE devices.jobs.jobId = 'lock-all'").unwrap();
     let all = q.execute(records.iter());
-    assert_eq!((all.items.len(), all.item_type), (1000, ItemType::DeviceJob));
+    assert_eq!(
+        (all.items.len(), all.item_type),
+        (1000, ItemType::DeviceJob)
+    );
     let q = parse_query("SELECT * FROM devices.jobs WHERE devices.jobs.status = 'failed' AND devices.jobs.jobType = 'scheduleDeviceMethod'").unwrap();
     let failed = q.execute(records.iter()).items;
     assert_eq!(failed.len(), 24);
-    assert!(failed.iter().all(|f| f["error"]["code"].is_string() && f["endTimeUtc"] != "0001-01-01T00:00:00Z"));
+    assert!(failed
+        .iter()
+        .all(|f| f["error"]["code"].is_string() && f["endTimeUtc"] != "0001-01-01T00:00:00Z"));
     // The store holds the same final state.
     let stored = store.load_jobs().unwrap();
     assert_eq!(stored[0], state);
@@ -290,17 +388,31 @@ async fn future_start_time_stays_scheduled_then_runs_on_time() {
     let (clock, hub, store) = setup(5);
     let run = start(&hub, &store, &clock, JobLimits::default());
     let at = clock.now() + chrono::Duration::seconds(60);
-    let r = run.engine.create(method_job("later", "lockDoor", "*", Some(at), 300)).await.unwrap();
-    assert_eq!(r.status, JobStatus::Queued, "the hub answers queued even for a future start");
+    let r = run
+        .engine
+        .create(method_job("later", "lockDoor", "*", Some(at), 300))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status,
+        JobStatus::Queued,
+        "the hub answers queued even for a future start"
+    );
     let (r, _) = wait_for(&run.engine, "later", |r| r.status != JobStatus::Queued).await;
     assert_eq!(r.status, JobStatus::Scheduled);
     sleep(Duration::from_secs(59)).await;
-    assert_eq!(run.engine.get("later").unwrap().status, JobStatus::Scheduled);
+    assert_eq!(
+        run.engine.get("later").unwrap().status,
+        JobStatus::Scheduled
+    );
     assert!(hub.calls("lockDoor").is_empty());
     let (r, _) = wait_for(&run.engine, "later", |r| r.status == JobStatus::Completed).await;
     assert_eq!(r.device_job_statistics.unwrap().succeeded_count, 5);
     let first = hub.calls("lockDoor")[0].at;
-    assert!(first >= at && first < at + chrono::Duration::seconds(1), "{first} vs {at}");
+    assert!(
+        first >= at && first < at + chrono::Duration::seconds(1),
+        "{first} vs {at}"
+    );
     run.stop().await;
 }
 
@@ -309,17 +421,26 @@ async fn cancelled_scheduled_job_never_runs() {
     let (clock, hub, store) = setup(5);
     let run = start(&hub, &store, &clock, JobLimits::default());
     let at = clock.now() + chrono::Duration::seconds(30);
-    run.engine.create(method_job("never", "lockDoor", "*", Some(at), 300)).await.unwrap();
+    run.engine
+        .create(method_job("never", "lockDoor", "*", Some(at), 300))
+        .await
+        .unwrap();
     wait_for(&run.engine, "never", |r| r.status == JobStatus::Scheduled).await;
     let r = run.engine.cancel("never").unwrap();
     assert_eq!(r.status, JobStatus::Cancelled);
     sleep(Duration::from_secs(120)).await;
     assert!(hub.calls("lockDoor").is_empty());
     let r = run.engine.get("never").unwrap();
-    assert_eq!((r.status, r.device_job_statistics.unwrap().device_count), (JobStatus::Cancelled, 0));
+    assert_eq!(
+        (r.status, r.device_job_statistics.unwrap().device_count),
+        (JobStatus::Cancelled, 0)
+    );
     assert_eq!(store.load_jobs().unwrap()[0].status, JobStatus::Cancelled);
     // A cancelled job no longer counts as active.
-    run.engine.create(method_job("next", "lockDoor", "*", None, 300)).await.unwrap();
+    run.engine
+        .create(method_job("next", "lockDoor", "*", None, 300))
+        .await
+        .unwrap();
     run.stop().await;
 }
 
@@ -327,16 +448,35 @@ async fn cancelled_scheduled_job_never_runs() {
 async fn cancel_of_running_job_cancels_pending_devices() {
     let (clock, hub, store) = setup(100);
     let run = start(&hub, &store, &clock, JobLimits::default());
-    run.engine.create(method_job("stopme", "lockDoor", "*", None, 300)).await.unwrap();
-    wait_for(&run.engine, "stopme", |r| r.device_job_statistics.unwrap().succeeded_count >= 10).await;
+    run.engine
+        .create(method_job("stopme", "lockDoor", "*", None, 300))
+        .await
+        .unwrap();
+    wait_for(&run.engine, "stopme", |r| {
+        r.device_job_statistics.unwrap().succeeded_count >= 10
+    })
+    .await;
     let r = run.engine.cancel("stopme").unwrap();
     check_invariant(&r);
     let calls = hub.calls("lockDoor").len();
     sleep(Duration::from_secs(60)).await;
-    assert_eq!(hub.calls("lockDoor").len(), calls, "no operations after cancel");
+    assert_eq!(
+        hub.calls("lockDoor").len(),
+        calls,
+        "no operations after cancel"
+    );
     let state = run.engine.state("stopme").unwrap();
-    let canceled = state.devices.values().filter(|d| d.status == DeviceJobStatus::Canceled).count();
-    let s = run.engine.get("stopme").unwrap().device_job_statistics.unwrap();
+    let canceled = state
+        .devices
+        .values()
+        .filter(|d| d.status == DeviceJobStatus::Canceled)
+        .count();
+    let s = run
+        .engine
+        .get("stopme")
+        .unwrap()
+        .device_job_statistics
+        .unwrap();
     assert_eq!(s.succeeded_count as usize + canceled, 100);
     assert_eq!((s.pending_count, s.running_count), (0, 0));
     run.stop().await;
@@ -345,12 +485,30 @@ async fn cancel_of_running_job_cancels_pending_devices() {
 #[tokio::test(start_paused = true)]
 async fn restart_resumes_running_job_and_starts_scheduled_one_on_time() {
     let (clock, hub, store) = setup(200);
-    let limits = JobLimits { max_active_jobs: 2, ..JobLimits::default() };
+    let limits = JobLimits {
+        max_active_jobs: 2,
+        ..JobLimits::default()
+    };
     let run = start(&hub, &store, &clock, limits.clone());
-    run.engine.create(method_job("now", "lockDoor", "*", None, 3600)).await.unwrap();
+    run.engine
+        .create(method_job("now", "lockDoor", "*", None, 3600))
+        .await
+        .unwrap();
     let at = clock.now() + chrono::Duration::seconds(60);
-    run.engine.create(method_job("later", "unlockDoor", "tags.n < 10", Some(at), 3600)).await.unwrap();
-    wait_for(&run.engine, "now", |r| r.device_job_statistics.unwrap().succeeded_count >= 50).await;
+    run.engine
+        .create(method_job(
+            "later",
+            "unlockDoor",
+            "tags.n < 10",
+            Some(at),
+            3600,
+        ))
+        .await
+        .unwrap();
+    wait_for(&run.engine, "now", |r| {
+        r.device_job_statistics.unwrap().succeeded_count >= 50
+    })
+    .await;
     run.stop().await;
 
     let before = store.load_jobs().unwrap();
@@ -372,12 +530,19 @@ async fn restart_resumes_running_job_and_starts_scheduled_one_on_time() {
     assert_eq!(r.device_job_statistics.unwrap().succeeded_count, 200);
     let calls = hub.calls("lockDoor");
     for id in &done_before {
-        assert_eq!(calls.iter().filter(|c| &c.device == id).count(), 1, "{id} ran again after restart");
+        assert_eq!(
+            calls.iter().filter(|c| &c.device == id).count(),
+            1,
+            "{id} ran again after restart"
+        );
     }
     let (r, _) = wait_for(&run.engine, "later", |r| r.status.is_terminal()).await;
     assert_eq!(r.device_job_statistics.unwrap().succeeded_count, 10);
     let first = hub.calls("unlockDoor")[0].at;
-    assert!(first >= at && first < at + chrono::Duration::seconds(2), "{first} vs {at}");
+    assert!(
+        first >= at && first < at + chrono::Duration::seconds(2),
+        "{first} vs {at}"
+    );
     run.stop().await;
 }
 
@@ -386,13 +551,37 @@ async fn too_many_active_jobs_is_429004() {
     let (clock, hub, store) = setup(3);
     let run = start(&hub, &store, &clock, JobLimits::default());
     let at = clock.now() + chrono::Duration::seconds(600);
-    run.engine.create(method_job("one", "lockDoor", "*", Some(at), 60)).await.unwrap();
-    let err = run.engine.create(method_job("two", "lockDoor", "*", None, 60)).await.unwrap_err();
+    run.engine
+        .create(method_job("one", "lockDoor", "*", Some(at), 60))
+        .await
+        .unwrap();
+    let err = run
+        .engine
+        .create(method_job("two", "lockDoor", "*", None, 60))
+        .await
+        .unwrap_err();
     assert!(matches!(err, JobError::TooManyActiveJobs { max: 1 }));
-    assert_eq!((err.http_status(), err.error_code()), (429, (429004, "ThrottlingMaxActiveJobCountExceeded")));
-    let dup = run.engine.create(method_job("one", "lockDoor", "*", None, 60)).await.unwrap_err();
+    assert_eq!(
+        (err.http_status(), err.error_code()),
+        (429, (429004, "ThrottlingMaxActiveJobCountExceeded"))
+    );
+    let dup = run
+        .engine
+        .create(method_job("one", "lockDoor", "*", None, 60))
+        .await
+        .unwrap_err();
     assert!(matches!(dup, JobError::AlreadyExists(_)), "{dup:?}");
-    let bad = run.engine.create(method_job("three", "lockDoor", "deviceId IN ['a' 'b']", None, 60)).await.unwrap_err();
+    let bad = run
+        .engine
+        .create(method_job(
+            "three",
+            "lockDoor",
+            "deviceId IN ['a' 'b']",
+            None,
+            60,
+        ))
+        .await
+        .unwrap_err();
     assert_eq!((bad.http_status(), bad.position()), (400, Some(17)));
     assert!(matches!(run.engine.get("two"), Err(JobError::NotFound(_))));
     run.stop().await;
@@ -409,28 +598,51 @@ async fn twin_update_job_sets_desired_and_tags() {
     run.engine.create(req).await.unwrap();
     let (r, _) = wait_for(&run.engine, "where", |r| r.status.is_terminal()).await;
     let s = r.device_job_statistics.unwrap();
-    assert_eq!((r.status, s.device_count, s.succeeded_count), (JobStatus::Completed, 2, 2));
+    assert_eq!(
+        (r.status, s.device_count, s.succeeded_count),
+        (JobStatus::Completed, 2, 2)
+    );
     let twins = hub.twins();
-    assert_eq!(twins[1]["properties"]["desired"], json!({"Building": 43, "Floor": 3}));
+    assert_eq!(
+        twins[1]["properties"]["desired"],
+        json!({"Building": 43, "Floor": 3})
+    );
     assert_eq!(twins[2]["tags"]["zone"], "B");
     assert_eq!(twins[0]["properties"]["desired"], json!({}));
     assert_eq!(run.engine.list(None, Some(JobStatus::Completed)).len(), 1);
-    assert!(run.engine.list(Some(fieldhub::jobs::JobType::ScheduleDeviceMethod), None).is_empty());
+    assert!(run
+        .engine
+        .list(Some(fieldhub::jobs::JobType::ScheduleDeviceMethod), None)
+        .is_empty());
     run.stop().await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn devices_not_reached_in_time_fail_preempted() {
     let (clock, hub, store) = setup(100);
-    let limits = JobLimits { device_ops_per_second: Some(1.0), ..JobLimits::default() };
+    let limits = JobLimits {
+        device_ops_per_second: Some(1.0),
+        ..JobLimits::default()
+    };
     let run = start(&hub, &store, &clock, limits);
-    run.engine.create(method_job("slow", "lockDoor", "*", None, 10)).await.unwrap();
+    run.engine
+        .create(method_job("slow", "lockDoor", "*", None, 10))
+        .await
+        .unwrap();
     let (r, _) = wait_for(&run.engine, "slow", |r| r.status.is_terminal()).await;
     let s = r.device_job_statistics.unwrap();
     assert_eq!(r.status, JobStatus::Completed);
     assert!((9..=11).contains(&s.succeeded_count), "{s:?}");
     let state = run.engine.state("slow").unwrap();
-    let preempted = state.devices.values().filter(|d| d.error.as_ref().is_some_and(|e| e.code == "JobRunPreempted")).count();
+    let preempted = state
+        .devices
+        .values()
+        .filter(|d| {
+            d.error
+                .as_ref()
+                .is_some_and(|e| e.code == "JobRunPreempted")
+        })
+        .count();
     assert_eq!(preempted as u64, s.failed_count);
     assert_eq!(s.succeeded_count + s.failed_count, 100);
     run.stop().await;
@@ -439,9 +651,16 @@ async fn devices_not_reached_in_time_fail_preempted() {
 #[tokio::test(start_paused = true)]
 async fn finished_jobs_are_pruned_after_retention() {
     let (clock, hub, store) = setup(2);
-    let limits = JobLimits { retention: Duration::from_secs(3600), device_ops_per_second: None, ..JobLimits::default() };
+    let limits = JobLimits {
+        retention: Duration::from_secs(3600),
+        device_ops_per_second: None,
+        ..JobLimits::default()
+    };
     let run = start(&hub, &store, &clock, limits);
-    run.engine.create(method_job("old", "lockDoor", "*", None, 60)).await.unwrap();
+    run.engine
+        .create(method_job("old", "lockDoor", "*", None, 60))
+        .await
+        .unwrap();
     wait_for(&run.engine, "old", |r| r.status.is_terminal()).await;
     sleep(Duration::from_secs(3500)).await;
     assert!(run.engine.get("old").is_ok());

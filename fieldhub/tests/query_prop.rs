@@ -40,7 +40,11 @@ struct Twin {
 impl Twin {
     fn to_json(&self) -> Value {
         let obj = |m: &BTreeMap<String, V>| {
-            Value::Object(m.iter().map(|(k, v)| (k.clone(), v.to_json())).collect::<Map<_, _>>())
+            Value::Object(
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.to_json()))
+                    .collect::<Map<_, _>>(),
+            )
         };
         json!({"deviceId": self.device_id, "status": "enabled", "tags": obj(&self.tags),
                "properties": {"desired": {}, "reported": obj(&self.reported)}})
@@ -89,8 +93,10 @@ fn key() -> impl Strategy<Value = String> {
 }
 
 fn string_lit() -> impl Strategy<Value = String> {
-    prop::sample::select(vec!["x", "y", "43", "", "it's", "q\"d", "b\\s", "ü€", "tab\t"])
-        .prop_map(str::to_owned)
+    prop::sample::select(vec![
+        "x", "y", "43", "", "it's", "q\"d", "b\\s", "ü€", "tab\t",
+    ])
+    .prop_map(str::to_owned)
 }
 
 fn prim() -> impl Strategy<Value = V> {
@@ -134,12 +140,21 @@ fn operand() -> impl Strategy<Value = Operand> {
     prop_oneof![
         field().prop_map(Operand::Field),
         prim().prop_map(Operand::Lit),
-        prop::sample::select(vec!["door-01", "door-02"]).prop_map(|s| Operand::Lit(V::Str(s.into()))),
+        prop::sample::select(vec!["door-01", "door-02"])
+            .prop_map(|s| Operand::Lit(V::Str(s.into()))),
     ]
 }
 
 fn op() -> impl Strategy<Value = Op> {
-    prop::sample::select(vec![Op::Eq, Op::Ne, Op::Ne2, Op::Lt, Op::Le, Op::Gt, Op::Ge])
+    prop::sample::select(vec![
+        Op::Eq,
+        Op::Ne,
+        Op::Ne2,
+        Op::Lt,
+        Op::Le,
+        Op::Gt,
+        Op::Ge,
+    ])
 }
 
 fn cond() -> impl Strategy<Value = Cond> {
@@ -182,7 +197,13 @@ fn render_str(s: &str, double: bool) -> String {
 fn render_v(v: &V, alt: bool) -> String {
     match v {
         V::Null => if alt { "NULL" } else { "null" }.into(),
-        V::Bool(b) => if alt { b.to_string().to_uppercase() } else { b.to_string() },
+        V::Bool(b) => {
+            if alt {
+                b.to_string().to_uppercase()
+            } else {
+                b.to_string()
+            }
+        }
         V::Int(i) if alt && *i >= 0 => format!("0x{i:X}"),
         V::Int(i) => i.to_string(),
         V::Str(s) => render_str(s, alt),
@@ -201,7 +222,11 @@ fn render_field(f: &Field) -> String {
             }
         }
         Field::Reported(k, c) => {
-            let p = if *c { "Properties.Reported" } else { "properties.reported" };
+            let p = if *c {
+                "Properties.Reported"
+            } else {
+                "properties.reported"
+            };
             format!("{p}.{k}")
         }
     }

@@ -8,8 +8,8 @@
 //! Device operations are at-least-once: an operation in flight at shutdown runs again on resume.
 
 use super::model::{
-    CloudToDeviceMethod, DeviceJobError, JobRequest, JobResponse, JobStatus, JobType,
-    MethodOutcome,
+    CloudToDeviceMethod, DeviceJobError, DeviceJobStatus, JobRequest, JobResponse, JobStatus,
+    JobType, MethodOutcome,
 };
 use super::ops::{Clock, DeviceOpError, DeviceOps, SystemClock};
 use super::state::JobState;
@@ -18,6 +18,7 @@ use super::JobError;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -56,6 +57,8 @@ const OP_GRACE: Duration = Duration::from_secs(5);
 const TWIN_OP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest the run loop sleeps without a reason to wake (bounds clock drift effects).
 const IDLE_WAKE: Duration = Duration::from_secs(3600);
+/// Operations one job may have outstanding at once (bounds tasks when pacing is lifted).
+const MAX_IN_FLIGHT: usize = 1000;
 
 /// The job engine; a cheap `Clone` handle.
 pub struct JobEngine<O: DeviceOps, S: JobStore> {
@@ -252,9 +255,13 @@ impl<O: DeviceOps, S: JobStore> JobEngine<O, S> {
         let now = inner.clock.now();
         let any_due = inner.jobs().values().any(|j| j.is_due(now));
         // Twins are read outside the jobs lock: the hub's registry may be slow to copy.
-        let twins = if any_due { inner.ops.twins() } else { Vec::new() };
-        let retention = chrono::Duration::from_std(inner.limits.retention)
-            .unwrap_or(chrono::Duration::MAX);
+        let twins = if any_due {
+            inner.ops.twins()
+        } else {
+            Vec::new()
+        };
+        let retention =
+            chrono::Duration::from_std(inner.limits.retention).unwrap_or(chrono::Duration::MAX);
         let mut jobs = inner.jobs();
         let mut next: Option<DateTime<Utc>> = None;
         let mut expired = Vec::new();
@@ -372,7 +379,11 @@ async fn drive<O: DeviceOps, S: JobStore>(
             return;
         };
         match job.request.job_type {
-            JobType::ScheduleDeviceMethod => job.request.cloud_to_device_method.clone().map(Operation::Method),
+            JobType::ScheduleDeviceMethod => job
+                .request
+                .cloud_to_device_method
+                .clone()
+                .map(Operation::Method),
             _ => Some(Operation::Twin(job.twin_patch())),
         }
     };
@@ -383,11 +394,15 @@ async fn drive<O: DeviceOps, S: JobStore>(
     let mut inflight: JoinSet<(String, OpResult)> = JoinSet::new();
     let mut in_flight: HashSet<String> = HashSet::new();
     let mut retries: HashMap<String, (DateTime<Utc>, u32)> = HashMap::new();
+    // Devices are first dispatched in key order; the cursor keeps each pick O(log n).
+    let mut cursor: Option<String> = None;
     loop {
         let now = inner.clock.now();
         let (ready, wake_at) = {
             let mut jobs = inner.jobs();
-            let Some(job) = jobs.get_mut(&job_id) else { break };
+            let Some(job) = jobs.get_mut(&job_id) else {
+                break;
+            };
             if job.status != JobStatus::Running {
                 break;
             }
@@ -398,19 +413,18 @@ async fn drive<O: DeviceOps, S: JobStore>(
                 break;
             }
             let mut wake_at = job.deadline();
-            let mut ready = None;
-            for d in job.devices.values() {
-                if d.status != super::model::DeviceJobStatus::Pending || in_flight.contains(&d.device_id) {
-                    continue;
-                }
-                match retries.get(&d.device_id) {
-                    Some((at, _)) if *at > now => wake_at = wake_at.min(*at),
-                    _ => {
-                        ready = Some(d.device_id.clone());
-                        break;
-                    }
-                }
-            }
+            let ready = if in_flight.len() >= MAX_IN_FLIGHT {
+                None
+            } else {
+                next_device(
+                    job,
+                    now,
+                    cursor.as_deref(),
+                    &in_flight,
+                    &retries,
+                    &mut wake_at,
+                )
+            };
             (ready, wake_at)
         };
         let slot = inner.pacer.next_slot();
@@ -443,6 +457,9 @@ async fn drive<O: DeviceOps, S: JobStore>(
                     }
                 };
                 if started {
+                    if cursor.as_deref().is_none_or(|c| c < device.as_str()) {
+                        cursor = Some(device.clone());
+                    }
                     in_flight.insert(device.clone());
                     let ops = inner.ops.clone();
                     let op = op.clone();
@@ -459,6 +476,46 @@ async fn drive<O: DeviceOps, S: JobStore>(
     inner.wake.notify_one();
 }
 
+/// Picks the next device to operate on: a due retry first, else the next never-tried pending
+/// device after `cursor`. Lowers `wake_at` to the earliest retry not yet due.
+fn next_device(
+    job: &JobState,
+    now: DateTime<Utc>,
+    cursor: Option<&str>,
+    in_flight: &HashSet<String>,
+    retries: &HashMap<String, (DateTime<Utc>, u32)>,
+    wake_at: &mut DateTime<Utc>,
+) -> Option<String> {
+    let pending = |id: &str| {
+        job.devices
+            .get(id)
+            .is_some_and(|d| d.status == DeviceJobStatus::Pending)
+            && !in_flight.contains(id)
+    };
+    let mut due = None;
+    for (id, (at, _)) in retries {
+        if !pending(id) {
+            continue;
+        }
+        if *at <= now {
+            due = Some(id.clone());
+            break;
+        }
+        *wake_at = (*wake_at).min(*at);
+    }
+    if due.is_some() {
+        return due;
+    }
+    let after = match cursor {
+        Some(c) => (Bound::Excluded(c), Bound::Unbounded),
+        None => (Bound::Unbounded, Bound::Unbounded),
+    };
+    job.devices
+        .range::<str, _>(after)
+        .find(|(id, _)| pending(id) && !retries.contains_key(id.as_str()))
+        .map(|(id, _)| id.clone())
+}
+
 /// Records one operation's result in the job.
 fn apply<O, S: JobStore>(
     inner: &Inner<O, S>,
@@ -469,7 +526,9 @@ fn apply<O, S: JobStore>(
 ) {
     let now = inner.clock.now();
     let mut jobs = inner.jobs();
-    let Some(job) = jobs.get_mut(job_id) else { return };
+    let Some(job) = jobs.get_mut(job_id) else {
+        return;
+    };
     let changed = match result {
         Ok(outcome) => job.device_succeeded(device, outcome, now),
         Err(e) => {
@@ -487,6 +546,13 @@ fn apply<O, S: JobStore>(
             }
         }
     };
+    if job
+        .devices
+        .get(device)
+        .is_none_or(|d| d.status != DeviceJobStatus::Pending)
+    {
+        retries.remove(device);
+    }
     if changed {
         persist_device(&inner.store, job, device);
         if job.status.is_terminal() {

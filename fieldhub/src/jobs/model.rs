@@ -284,7 +284,10 @@ mod tests {
         assert_eq!(v["startTimeUtc"], "0001-01-01T00:00:00Z");
         assert_eq!(v["status"], "canceled");
         assert_eq!(v["jobType"], "scheduleUpdateTwin");
-        assert_eq!(serde_json::to_value(JobStatus::Cancelled).unwrap(), "cancelled");
+        assert_eq!(
+            serde_json::to_value(JobStatus::Cancelled).unwrap(),
+            "cancelled"
+        );
         assert_eq!(JobStatus::parse("Canceled"), Some(JobStatus::Cancelled));
     }
 }

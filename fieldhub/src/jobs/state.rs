@@ -41,21 +41,25 @@ fn invalid(message: impl Into<String>) -> JobError {
 /// Checks a request and returns its parsed `queryCondition`.
 pub fn validate(req: &JobRequest) -> Result<Condition, JobError> {
     let id = &req.job_id;
-    if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+    if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    {
         return Err(invalid(format!(
             "jobId '{id}' is invalid: use 1-64 ASCII letters, digits and '-'"
         )));
     }
     match req.job_type {
         JobType::ScheduleDeviceMethod => {
-            let m = req.cloud_to_device_method.as_ref().ok_or_else(|| {
-                invalid("a scheduleDeviceMethod job needs cloudToDeviceMethod")
-            })?;
+            let m = req
+                .cloud_to_device_method
+                .as_ref()
+                .ok_or_else(|| invalid("a scheduleDeviceMethod job needs cloudToDeviceMethod"))?;
             if m.method_name.is_empty() {
                 return Err(invalid("cloudToDeviceMethod.methodName is empty"));
             }
             if !(5..=300).contains(&m.response_timeout()) {
-                return Err(invalid("responseTimeoutInSeconds must be between 5 and 300"));
+                return Err(invalid(
+                    "responseTimeoutInSeconds must be between 5 and 300",
+                ));
             }
             if m.connect_timeout() > 300 {
                 return Err(invalid("connectTimeoutInSeconds must be at most 300"));
@@ -63,7 +67,11 @@ pub fn validate(req: &JobRequest) -> Result<Condition, JobError> {
         }
         JobType::ScheduleUpdateTwin => match &req.update_twin {
             Some(Value::Object(_)) => {}
-            _ => return Err(invalid("a scheduleUpdateTwin job needs an updateTwin object")),
+            _ => {
+                return Err(invalid(
+                    "a scheduleUpdateTwin job needs an updateTwin object",
+                ))
+            }
         },
         JobType::Unknown => {
             return Err(invalid(
@@ -259,15 +267,20 @@ impl JobState {
         if self.status != JobStatus::Running {
             return;
         }
-        for d in self.devices.values_mut().filter(|d| !d.status.is_terminal()) {
+        for d in self
+            .devices
+            .values_mut()
+            .filter(|d| !d.status.is_terminal())
+        {
             d.status = DeviceJobStatus::Failed;
             d.end_time_utc = now;
             d.last_updated_date_time_utc = now;
             if d.error.is_none() {
                 d.error = Some(DeviceJobError {
                     code: JOB_RUN_PREEMPTED.to_owned(),
-                    description: "maxExecutionTimeInSeconds elapsed before the device was processed"
-                        .to_owned(),
+                    description:
+                        "maxExecutionTimeInSeconds elapsed before the device was processed"
+                            .to_owned(),
                 });
             }
         }
@@ -282,7 +295,11 @@ impl JobState {
         }
         self.status = JobStatus::Cancelled;
         self.end_time = Some(now);
-        for d in self.devices.values_mut().filter(|d| !d.status.is_terminal()) {
+        for d in self
+            .devices
+            .values_mut()
+            .filter(|d| !d.status.is_terminal())
+        {
             d.status = DeviceJobStatus::Canceled;
             d.end_time_utc = now;
             d.last_updated_date_time_utc = now;
@@ -291,7 +308,9 @@ impl JobState {
     }
 
     fn finish_if_done(&mut self, now: DateTime<Utc>) {
-        if self.status == JobStatus::Running && self.devices.values().all(|d| d.status.is_terminal()) {
+        if self.status == JobStatus::Running
+            && self.devices.values().all(|d| d.status.is_terminal())
+        {
             self.status = JobStatus::Completed;
             self.end_time = Some(now);
         }
@@ -346,7 +365,10 @@ impl JobState {
                 .and_then(|p| p.get("desired"))
                 .filter(|d| !d.is_null())
             {
-                patch.insert("properties".into(), serde_json::json!({ "desired": desired }));
+                patch.insert(
+                    "properties".into(),
+                    serde_json::json!({ "desired": desired }),
+                );
             }
         }
         Value::Object(patch)
@@ -366,7 +388,9 @@ mod tests {
     }
 
     fn twins() -> Vec<Value> {
-        (0..4).map(|i| json!({"deviceId": format!("d{i}"), "tags": {"i": i}})).collect()
+        (0..4)
+            .map(|i| json!({"deviceId": format!("d{i}"), "tags": {"i": i}}))
+            .collect()
     }
 
     fn t(s: i64) -> DateTime<Utc> {
@@ -375,12 +399,15 @@ mod tests {
 
     fn assert_stats(j: &JobState) {
         let s = j.statistics();
-        assert_eq!(s.device_count, s.failed_count + s.succeeded_count + s.running_count + s.pending_count);
+        assert_eq!(
+            s.device_count,
+            s.failed_count + s.succeeded_count + s.running_count + s.pending_count
+        );
     }
 
     #[test]
     fn validation() {
-        assert!(matches!(JobState::new(req("*"), t(0)), Ok(_)));
+        assert!(JobState::new(req("*"), t(0)).is_ok());
         let mut r = req("*");
         r.job_id = "bad id".into();
         assert!(matches!(JobState::new(r, t(0)), Err(JobError::Invalid(_))));
@@ -420,13 +447,30 @@ mod tests {
         assert!(!j.device_started("d3", t(11)), "d3 was not selected");
         assert_stats(&j);
         assert_eq!(j.statistics().running_count, 1);
-        assert!(j.device_succeeded("d0", Some(MethodOutcome { status: 200, payload: json!(1) }), t(12)));
+        assert!(j.device_succeeded(
+            "d0",
+            Some(MethodOutcome {
+                status: 200,
+                payload: json!(1)
+            }),
+            t(12)
+        ));
         j.device_started("d1", t(12));
-        let err = DeviceJobError { code: "DeviceNotOnline".into(), description: "offline".into() };
+        let err = DeviceJobError {
+            code: "DeviceNotOnline".into(),
+            description: "offline".into(),
+        };
         assert!(j.device_retry("d1", err.clone(), t(13)));
         assert_eq!(j.statistics().pending_count, 2);
         j.device_started("d2", t(13));
-        j.device_failed("d2", DeviceJobError { code: "X".into(), description: "".into() }, t(14));
+        j.device_failed(
+            "d2",
+            DeviceJobError {
+                code: "X".into(),
+                description: "".into(),
+            },
+            t(14),
+        );
         assert_stats(&j);
         assert_eq!(j.status, JobStatus::Running);
         assert_eq!(j.deadline(), t(70));
@@ -447,8 +491,14 @@ mod tests {
         j.start(&twins(), t(0));
         j.device_started("d0", t(1));
         assert!(j.cancel(t(2)));
-        assert!(j.devices.values().all(|d| d.status == DeviceJobStatus::Canceled));
-        assert!(!j.device_succeeded("d0", None, t(3)), "results after cancel are ignored");
+        assert!(j
+            .devices
+            .values()
+            .all(|d| d.status == DeviceJobStatus::Canceled));
+        assert!(
+            !j.device_succeeded("d0", None, t(3)),
+            "results after cancel are ignored"
+        );
         assert!(!j.cancel(t(4)));
         assert_stats(&j);
         let mut j = JobState::new(req("deviceId = 'nobody'"), t(0)).unwrap();
@@ -463,6 +513,9 @@ mod tests {
         r.update_twin = Some(json!({"etag":"*","deviceId":null,"tags":{"Building":"43"},
             "properties":{"desired":{"Floor":3},"reported":{"x":1}}}));
         let j = JobState::new(r, t(0)).unwrap();
-        assert_eq!(j.twin_patch(), json!({"tags":{"Building":"43"},"properties":{"desired":{"Floor":3}}}));
+        assert_eq!(
+            j.twin_patch(),
+            json!({"tags":{"Building":"43"},"properties":{"desired":{"Floor":3}}})
+        );
     }
 }

@@ -101,9 +101,7 @@ fn eval<'a>(expr: &'a Expr, doc: &'a Value) -> Val<'a> {
             negated,
         } => {
             let v = eval(expr, doc);
-            let Some(v) = v.as_deref() else {
-                return None;
-            };
+            let v = v.as_deref()?;
             if v.is_object() || v.is_array() {
                 return None;
             }
