@@ -7,18 +7,16 @@
 //! (each its own task, so slow devices do not stall the pace) and applies their results.
 //! Device operations are at-least-once: an operation in flight at shutdown runs again on resume.
 
-use super::model::{
-    CloudToDeviceMethod, DeviceJobError, DeviceJobStatus, JobRequest, JobResponse, JobStatus,
-    JobType, MethodOutcome,
-};
-use super::ops::{Clock, DeviceOpError, DeviceOps, SystemClock};
+use super::driver::drive;
+use super::model::{JobRequest, JobResponse, JobStatus, JobType};
+use super::ops::{Clock, DeviceOps, SystemClock};
+use super::pacer::Pacer;
 use super::state::JobState;
 use super::store::JobStore;
 use super::JobError;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::ops::Bound;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -49,16 +47,8 @@ impl Default for JobLimits {
     }
 }
 
-/// Retry delay for a device that was offline: 1 s doubling to 30 s, with jitter.
-const RETRY_MAX: Duration = Duration::from_secs(30);
-/// Extra time the engine grants a method call beyond its own timeouts before giving up on it.
-const OP_GRACE: Duration = Duration::from_secs(5);
-/// Deadline for a twin update operation.
-const TWIN_OP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest the run loop sleeps without a reason to wake (bounds clock drift effects).
 const IDLE_WAKE: Duration = Duration::from_secs(3600);
-/// Operations one job may have outstanding at once (bounds tasks when pacing is lifted).
-const MAX_IN_FLIGHT: usize = 1000;
 
 /// The job engine; a cheap `Clone` handle.
 pub struct JobEngine<O: DeviceOps, S: JobStore> {
@@ -81,29 +71,29 @@ impl<O: DeviceOps, S: JobStore> std::fmt::Debug for JobEngine<O, S> {
     }
 }
 
-struct Inner<O, S> {
-    ops: Arc<O>,
-    store: S,
-    limits: JobLimits,
-    clock: Arc<dyn Clock>,
-    jobs: Mutex<BTreeMap<String, JobState>>,
+pub(super) struct Inner<O, S> {
+    pub(super) ops: Arc<O>,
+    pub(super) store: S,
+    pub(super) limits: JobLimits,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) jobs: Mutex<BTreeMap<String, JobState>>,
     /// Tokens of the running jobs' drivers, so cancel can stop one.
-    drivers: Mutex<HashMap<String, CancellationToken>>,
-    wake: Notify,
-    pacer: Pacer,
+    pub(super) drivers: Mutex<HashMap<String, CancellationToken>>,
+    pub(super) wake: Notify,
+    pub(super) pacer: Pacer,
 }
 
 impl<O, S> Inner<O, S> {
-    fn jobs(&self) -> MutexGuard<'_, BTreeMap<String, JobState>> {
+    pub(super) fn jobs(&self) -> MutexGuard<'_, BTreeMap<String, JobState>> {
         self.jobs.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn drivers(&self) -> MutexGuard<'_, HashMap<String, CancellationToken>> {
+    pub(super) fn drivers(&self) -> MutexGuard<'_, HashMap<String, CancellationToken>> {
         self.drivers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The tokio instant at which the job clock reads `t`.
-    fn instant_at(&self, t: DateTime<Utc>) -> Instant {
+    pub(super) fn instant_at(&self, t: DateTime<Utc>) -> Instant {
         let ahead = (t - self.clock.now()).to_std().unwrap_or(Duration::ZERO);
         Instant::now() + ahead.min(IDLE_WAKE)
     }
@@ -307,14 +297,14 @@ fn min_time(a: Option<DateTime<Utc>>, b: DateTime<Utc>) -> Option<DateTime<Utc>>
     Some(a.map_or(b, |a| a.min(b)))
 }
 
-fn persist_job<S: JobStore>(store: &S, job: &JobState) {
+pub(super) fn persist_job<S: JobStore>(store: &S, job: &JobState) {
     if let Err(e) = store.save_job(job) {
         tracing::warn!(job = job.id(), error = %e, "saving job failed");
     }
 }
 
 /// Persists a device transition: the device record, or the whole job when the job finished.
-fn persist_device<S: JobStore>(store: &S, job: &JobState, device_id: &str) {
+pub(super) fn persist_device<S: JobStore>(store: &S, job: &JobState, device_id: &str) {
     if job.status.is_terminal() {
         return persist_job(store, job);
     }
@@ -322,278 +312,5 @@ fn persist_device<S: JobStore>(store: &S, job: &JobState, device_id: &str) {
         if let Err(e) = store.save_device(job.id(), d) {
             tracing::warn!(job = job.id(), device = device_id, error = %e, "saving device job failed");
         }
-    }
-}
-
-/// The operation a job performs on each device.
-#[derive(Clone)]
-enum Operation {
-    Method(CloudToDeviceMethod),
-    Twin(Value),
-}
-
-type OpResult = Result<Option<MethodOutcome>, DeviceOpError>;
-
-async fn perform<O: DeviceOps>(ops: &O, device_id: &str, op: &Operation) -> OpResult {
-    match op {
-        Operation::Method(m) => {
-            let limit = Duration::from_secs(m.response_timeout() + m.connect_timeout()) + OP_GRACE;
-            match tokio::time::timeout(limit, ops.invoke_method(device_id, m)).await {
-                Ok(r) => r.map(Some),
-                Err(_) => Err(DeviceOpError {
-                    code: "GatewayTimeout".to_owned(),
-                    description: format!("device '{device_id}' did not answer in time"),
-                    retryable: false,
-                }),
-            }
-        }
-        Operation::Twin(patch) => {
-            match tokio::time::timeout(TWIN_OP_TIMEOUT, ops.update_twin(device_id, patch)).await {
-                Ok(r) => r.map(|()| None),
-                Err(_) => Err(DeviceOpError {
-                    code: "GatewayTimeout".to_owned(),
-                    description: format!("twin update of '{device_id}' timed out"),
-                    retryable: false,
-                }),
-            }
-        }
-    }
-}
-
-fn backoff(attempts: u32) -> Duration {
-    let base = Duration::from_secs(1u64 << attempts.saturating_sub(1).min(5)).min(RETRY_MAX);
-    base.mul_f64(rand::random_range(0.8..1.2))
-}
-
-/// Drives one running job until it is terminal, cancelled, or the engine shuts down.
-async fn drive<O: DeviceOps, S: JobStore>(
-    inner: Arc<Inner<O, S>>,
-    job_id: String,
-    token: CancellationToken,
-) {
-    let op = {
-        let jobs = inner.jobs();
-        let Some(job) = jobs.get(&job_id) else {
-            drop(jobs);
-            inner.drivers().remove(&job_id);
-            return;
-        };
-        match job.request.job_type {
-            JobType::ScheduleDeviceMethod => job
-                .request
-                .cloud_to_device_method
-                .clone()
-                .map(Operation::Method),
-            _ => Some(Operation::Twin(job.twin_patch())),
-        }
-    };
-    let Some(op) = op else {
-        inner.drivers().remove(&job_id);
-        return;
-    };
-    let mut inflight: JoinSet<(String, OpResult)> = JoinSet::new();
-    let mut in_flight: HashSet<String> = HashSet::new();
-    let mut retries: HashMap<String, (DateTime<Utc>, u32)> = HashMap::new();
-    // Devices are first dispatched in key order; the cursor keeps each pick O(log n).
-    let mut cursor: Option<String> = None;
-    loop {
-        let now = inner.clock.now();
-        let (ready, wake_at) = {
-            let mut jobs = inner.jobs();
-            let Some(job) = jobs.get_mut(&job_id) else {
-                break;
-            };
-            if job.status != JobStatus::Running {
-                break;
-            }
-            if now >= job.deadline() {
-                job.expire(now);
-                tracing::info!(job = job_id, "job reached maxExecutionTimeInSeconds");
-                persist_job(&inner.store, job);
-                break;
-            }
-            let mut wake_at = job.deadline();
-            let ready = if in_flight.len() >= MAX_IN_FLIGHT {
-                None
-            } else {
-                next_device(
-                    job,
-                    now,
-                    cursor.as_deref(),
-                    &in_flight,
-                    &retries,
-                    &mut wake_at,
-                )
-            };
-            (ready, wake_at)
-        };
-        let slot = inner.pacer.next_slot();
-        let wake = inner.instant_at(wake_at);
-        tokio::select! {
-            biased;
-            _ = token.cancelled() => break,
-            Some(joined) = inflight.join_next(), if !inflight.is_empty() => {
-                let Ok((device, result)) = joined else { continue };
-                in_flight.remove(&device);
-                apply(&inner, &job_id, &device, result, &mut retries);
-            }
-            _ = tokio::time::sleep_until(slot), if ready.is_some() => {
-                let Some(device) = ready else { continue };
-                if !inner.pacer.take() {
-                    continue;
-                }
-                let started = {
-                    let mut jobs = inner.jobs();
-                    let now = inner.clock.now();
-                    match jobs.get_mut(&job_id) {
-                        Some(job) => {
-                            let started = job.device_started(&device, now);
-                            if started {
-                                persist_device(&inner.store, job, &device);
-                            }
-                            started
-                        }
-                        None => false,
-                    }
-                };
-                if started {
-                    if cursor.as_deref().is_none_or(|c| c < device.as_str()) {
-                        cursor = Some(device.clone());
-                    }
-                    in_flight.insert(device.clone());
-                    let ops = inner.ops.clone();
-                    let op = op.clone();
-                    inflight.spawn(async move {
-                        let result = perform(&*ops, &device, &op).await;
-                        (device, result)
-                    });
-                }
-            }
-            _ = tokio::time::sleep_until(wake) => {}
-        }
-    }
-    inner.drivers().remove(&job_id);
-    inner.wake.notify_one();
-}
-
-/// Picks the next device to operate on: a due retry first, else the next never-tried pending
-/// device after `cursor`. Lowers `wake_at` to the earliest retry not yet due.
-fn next_device(
-    job: &JobState,
-    now: DateTime<Utc>,
-    cursor: Option<&str>,
-    in_flight: &HashSet<String>,
-    retries: &HashMap<String, (DateTime<Utc>, u32)>,
-    wake_at: &mut DateTime<Utc>,
-) -> Option<String> {
-    let pending = |id: &str| {
-        job.devices
-            .get(id)
-            .is_some_and(|d| d.status == DeviceJobStatus::Pending)
-            && !in_flight.contains(id)
-    };
-    let mut due = None;
-    for (id, (at, _)) in retries {
-        if !pending(id) {
-            continue;
-        }
-        if *at <= now {
-            due = Some(id.clone());
-            break;
-        }
-        *wake_at = (*wake_at).min(*at);
-    }
-    if due.is_some() {
-        return due;
-    }
-    let after = match cursor {
-        Some(c) => (Bound::Excluded(c), Bound::Unbounded),
-        None => (Bound::Unbounded, Bound::Unbounded),
-    };
-    job.devices
-        .range::<str, _>(after)
-        .find(|(id, _)| pending(id) && !retries.contains_key(id.as_str()))
-        .map(|(id, _)| id.clone())
-}
-
-/// Records one operation's result in the job.
-fn apply<O, S: JobStore>(
-    inner: &Inner<O, S>,
-    job_id: &str,
-    device: &str,
-    result: OpResult,
-    retries: &mut HashMap<String, (DateTime<Utc>, u32)>,
-) {
-    let now = inner.clock.now();
-    let mut jobs = inner.jobs();
-    let Some(job) = jobs.get_mut(job_id) else {
-        return;
-    };
-    let changed = match result {
-        Ok(outcome) => job.device_succeeded(device, outcome, now),
-        Err(e) => {
-            let error = DeviceJobError {
-                code: e.code.clone(),
-                description: e.description.clone(),
-            };
-            if e.retryable && now < job.deadline() {
-                let entry = retries.entry(device.to_owned()).or_insert((now, 0));
-                entry.1 += 1;
-                entry.0 = now + chrono::Duration::from_std(backoff(entry.1)).unwrap_or_default();
-                job.device_retry(device, error, now)
-            } else {
-                job.device_failed(device, error, now)
-            }
-        }
-    };
-    if job
-        .devices
-        .get(device)
-        .is_none_or(|d| d.status != DeviceJobStatus::Pending)
-    {
-        retries.remove(device);
-    }
-    if changed {
-        persist_device(&inner.store, job, device);
-        if job.status.is_terminal() {
-            tracing::info!(job = job_id, stats = ?job.statistics(), "job finished");
-        }
-    }
-}
-
-/// Spaces device operations `1/rate` apart across all jobs; no bursts after idle periods.
-struct Pacer {
-    interval: Option<Duration>,
-    next: Mutex<Instant>,
-}
-
-impl Pacer {
-    fn new(rate: Option<f64>) -> Self {
-        let interval = rate
-            .filter(|r| r.is_finite() && *r > 0.0)
-            .map(|r| Duration::from_secs_f64(1.0 / r));
-        Self {
-            interval,
-            next: Mutex::new(Instant::now()),
-        }
-    }
-
-    fn next_slot(&self) -> Instant {
-        let next = *self.next.lock().unwrap_or_else(|e| e.into_inner());
-        next.max(Instant::now())
-    }
-
-    /// Claims the current slot if it has come; false if another job took it first.
-    fn take(&self) -> bool {
-        let Some(interval) = self.interval else {
-            return true;
-        };
-        let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        if *next > now {
-            return false;
-        }
-        *next = now + interval;
-        true
     }
 }

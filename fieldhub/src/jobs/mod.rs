@@ -8,9 +8,11 @@
 //! - [`engine`]: the runner — schedules, paces device operations, retries offline devices,
 //!   bounds active jobs, prunes old jobs.
 
+mod driver;
 pub mod engine;
 pub mod model;
 pub mod ops;
+mod pacer;
 pub mod state;
 pub mod store;
 

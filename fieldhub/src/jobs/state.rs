@@ -29,6 +29,10 @@ pub struct JobState {
     pub status: JobStatus,
     pub created_time: DateTime<Utc>,
     pub end_time: Option<DateTime<Utc>>,
+    /// When the job actually started running (its time budget counts from here, so a job
+    /// whose `startTime` lies in the past still gets its full `maxExecutionTimeInSeconds`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_time: Option<DateTime<Utc>>,
     pub failure_reason: Option<String>,
     /// Devices selected when the job started, by device id.
     pub devices: BTreeMap<String, DeviceJob>,
@@ -102,6 +106,7 @@ impl JobState {
             status: JobStatus::Queued,
             created_time: now,
             end_time: None,
+            started_time: None,
             failure_reason: None,
             devices: BTreeMap::new(),
         })
@@ -115,13 +120,14 @@ impl JobState {
         self.request.start_time.unwrap_or(self.created_time)
     }
 
-    /// When the job's time runs out: `startTime + maxExecutionTimeInSeconds`.
+    /// When the job's time runs out: start of the run + `maxExecutionTimeInSeconds`.
     pub fn deadline(&self) -> DateTime<Utc> {
+        let from = self.started_time.unwrap_or_else(|| self.start_time());
         let secs = self
             .request
             .max_execution_time_in_seconds
             .unwrap_or(DEFAULT_MAX_EXECUTION_SECS);
-        self.start_time() + Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX / 1000))
+        from + Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX / 1000))
     }
 
     /// Not yet terminal: counts against the active-job limit.
@@ -156,6 +162,7 @@ impl JobState {
             .as_deref()
             .and_then(|q| parse_condition(q).ok());
         self.status = JobStatus::Running;
+        self.started_time = Some(now);
         for twin in twins {
             let Some(id) = twin.get("deviceId").and_then(Value::as_str) else {
                 continue;
@@ -483,6 +490,16 @@ mod tests {
         let resp = serde_json::to_value(j.response()).unwrap();
         assert_eq!(resp["deviceJobStatistics"]["succeededCount"], 1);
         assert_eq!(resp["status"], "completed");
+    }
+
+    #[test]
+    fn time_budget_counts_from_the_actual_start() {
+        let mut r = req("*");
+        r.start_time = Some(t(-100_000));
+        let mut j = JobState::new(r, t(0)).unwrap();
+        assert!(j.is_due(t(0)));
+        j.start(&twins(), t(5));
+        assert_eq!(j.deadline(), t(65));
     }
 
     #[test]
