@@ -188,6 +188,19 @@ mod tests {
     }
 
     #[test]
+    fn device_job_fields() {
+        let rec = json!({"deviceId":"door-01","jobId":"job01","jobType":"scheduleDeviceMethod",
+            "status":"failed","createdDateTimeUtc":"2026-01-02T03:04:05Z"});
+        let c = |q: &str| parse_condition(q).unwrap().matches(&rec);
+        assert!(c(
+            "devices.jobs.jobId = 'job01' AND devices.jobs.Status = 'failed'"
+        ));
+        assert!(c("devices.jobs.createdTimeUtc > '2026-01-01T00:00:00Z'"));
+        assert!(c("devices.jobs.createdDateTimeUtc < '2026-02-01'"));
+        assert!(!c("devices.jobs.jobId = 'job02'"));
+    }
+
+    #[test]
     fn in_and_nin() {
         assert!(m("deviceId IN ['door-02', 'door-01']"));
         assert!(m("deviceId NIN ['door-02']"));
