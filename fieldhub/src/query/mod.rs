@@ -1,1 +1,37 @@
-//! The IoT Hub query language: parser and evaluator over twins and device-job records.
+//! The IoT Hub query language (reference §4): parser and evaluator over twins and device-job
+//! records, plus result paging (§3.5).
+//!
+//! Parsing is hand-written (lexer + recursive descent) rather than built on `sqlparser`: the
+//! dialect needs `IN [..]`/`NIN [..]`, case-insensitive system properties and exact character
+//! positions in syntax errors, which a preprocessed general SQL grammar cannot give.
+//! Evaluation follows the documented semantics: a condition matches only when it evaluates to
+//! boolean `true`; comparisons between values of different kinds, or involving objects/arrays,
+//! are *undefined*, and undefined propagates through `AND`/`OR`/`NOT` three-valued logic.
+
+mod ast;
+mod eval;
+mod exec;
+mod lexer;
+mod parser;
+
+pub use ast::{CompareOp, Condition, Expr, Path, PathRoot, Projection, Query, Source};
+pub use exec::{page, ItemType, QueryResult, DEFAULT_PAGE_SIZE};
+pub use parser::{parse_condition, parse_query};
+
+/// A query that could not be parsed or executed; `position` is a character offset into the text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("query error at position {position}: {message}")]
+pub struct QueryError {
+    /// Character (not byte) offset of the offending token.
+    pub position: usize,
+    pub message: String,
+}
+
+impl QueryError {
+    pub(crate) fn new(position: usize, message: impl Into<String>) -> Self {
+        Self {
+            position,
+            message: message.into(),
+        }
+    }
+}

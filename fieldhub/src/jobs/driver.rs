@@ -1,0 +1,264 @@
+//! One running job's driver: picks the next device, waits for a pacing slot, runs the device
+//! operation as its own task (so slow devices do not stall the pace), applies results, retries
+//! retryable failures with backoff, and expires the job when its time runs out.
+
+use super::engine::{persist_device, persist_job, Inner};
+use super::model::{
+    CloudToDeviceMethod, DeviceJobError, DeviceJobStatus, JobStatus, JobType, MethodOutcome,
+};
+use super::ops::{DeviceOpError, DeviceOps};
+use super::state::JobState;
+use super::store::JobStore;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+use std::ops::Bound;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// Retry delay for a device that was offline: 1 s doubling to 30 s, with jitter.
+const RETRY_MAX: Duration = Duration::from_secs(30);
+/// Extra time the engine grants a method call beyond its own timeouts before giving up on it.
+const OP_GRACE: Duration = Duration::from_secs(5);
+/// Deadline for a twin update operation.
+const TWIN_OP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Operations one job may have outstanding at once (bounds tasks when pacing is lifted).
+const MAX_IN_FLIGHT: usize = 1000;
+
+/// The operation a job performs on each device.
+#[derive(Clone)]
+enum Operation {
+    Method(CloudToDeviceMethod),
+    Twin(Value),
+}
+
+type OpResult = Result<Option<MethodOutcome>, DeviceOpError>;
+
+async fn perform<O: DeviceOps>(ops: &O, device_id: &str, op: &Operation) -> OpResult {
+    match op {
+        Operation::Method(m) => {
+            let limit = Duration::from_secs(m.response_timeout() + m.connect_timeout()) + OP_GRACE;
+            match tokio::time::timeout(limit, ops.invoke_method(device_id, m)).await {
+                Ok(r) => r.map(Some),
+                Err(_) => Err(DeviceOpError {
+                    code: "GatewayTimeout".to_owned(),
+                    description: format!("device '{device_id}' did not answer in time"),
+                    retryable: false,
+                }),
+            }
+        }
+        Operation::Twin(patch) => {
+            match tokio::time::timeout(TWIN_OP_TIMEOUT, ops.update_twin(device_id, patch)).await {
+                Ok(r) => r.map(|()| None),
+                Err(_) => Err(DeviceOpError {
+                    code: "GatewayTimeout".to_owned(),
+                    description: format!("twin update of '{device_id}' timed out"),
+                    retryable: false,
+                }),
+            }
+        }
+    }
+}
+
+fn backoff(attempts: u32) -> Duration {
+    let base = Duration::from_secs(1u64 << attempts.saturating_sub(1).min(5)).min(RETRY_MAX);
+    base.mul_f64(rand::random_range(0.8..1.2))
+}
+
+/// Drives one running job until it is terminal, cancelled, or the engine shuts down.
+pub(super) async fn drive<O: DeviceOps, S: JobStore>(
+    inner: Arc<Inner<O, S>>,
+    job_id: String,
+    token: CancellationToken,
+) {
+    let op = {
+        let jobs = inner.jobs();
+        let Some(job) = jobs.get(&job_id) else {
+            drop(jobs);
+            inner.drivers().remove(&job_id);
+            return;
+        };
+        match job.request.job_type {
+            JobType::ScheduleDeviceMethod => job
+                .request
+                .cloud_to_device_method
+                .clone()
+                .map(Operation::Method),
+            _ => Some(Operation::Twin(job.twin_patch())),
+        }
+    };
+    let Some(op) = op else {
+        inner.drivers().remove(&job_id);
+        return;
+    };
+    let mut inflight: JoinSet<(String, OpResult)> = JoinSet::new();
+    let mut in_flight: HashSet<String> = HashSet::new();
+    let mut retries: HashMap<String, (DateTime<Utc>, u32)> = HashMap::new();
+    // Devices are first dispatched in key order; the cursor keeps each pick O(log n).
+    let mut cursor: Option<String> = None;
+    loop {
+        let now = inner.clock.now();
+        let (ready, wake_at) = {
+            let mut jobs = inner.jobs();
+            let Some(job) = jobs.get_mut(&job_id) else {
+                break;
+            };
+            if job.status != JobStatus::Running {
+                break;
+            }
+            if now >= job.deadline() {
+                job.expire(now);
+                tracing::info!(job = job_id, "job reached maxExecutionTimeInSeconds");
+                persist_job(&inner.store, job);
+                break;
+            }
+            let mut wake_at = job.deadline();
+            let ready = if in_flight.len() >= MAX_IN_FLIGHT {
+                None
+            } else {
+                next_device(
+                    job,
+                    now,
+                    cursor.as_deref(),
+                    &in_flight,
+                    &retries,
+                    &mut wake_at,
+                )
+            };
+            (ready, wake_at)
+        };
+        let slot = inner.pacer.next_slot();
+        let wake = inner.instant_at(wake_at);
+        tokio::select! {
+            biased;
+            _ = token.cancelled() => break,
+            Some(joined) = inflight.join_next(), if !inflight.is_empty() => {
+                let Ok((device, result)) = joined else { continue };
+                in_flight.remove(&device);
+                apply(&inner, &job_id, &device, result, &mut retries);
+            }
+            _ = tokio::time::sleep_until(slot), if ready.is_some() => {
+                let Some(device) = ready else { continue };
+                if !inner.pacer.take() {
+                    continue;
+                }
+                let started = {
+                    let mut jobs = inner.jobs();
+                    let now = inner.clock.now();
+                    match jobs.get_mut(&job_id) {
+                        Some(job) => {
+                            let started = job.device_started(&device, now);
+                            if started {
+                                persist_device(&inner.store, job, &device);
+                            }
+                            started
+                        }
+                        None => false,
+                    }
+                };
+                if started {
+                    if cursor.as_deref().is_none_or(|c| c < device.as_str()) {
+                        cursor = Some(device.clone());
+                    }
+                    in_flight.insert(device.clone());
+                    let ops = inner.ops.clone();
+                    let op = op.clone();
+                    inflight.spawn(async move {
+                        let result = perform(&*ops, &device, &op).await;
+                        (device, result)
+                    });
+                }
+            }
+            _ = tokio::time::sleep_until(wake) => {}
+        }
+    }
+    inner.drivers().remove(&job_id);
+    inner.wake.notify_one();
+}
+
+/// Picks the next device to operate on: a due retry first, else the next never-tried pending
+/// device after `cursor`. Lowers `wake_at` to the earliest retry not yet due.
+fn next_device(
+    job: &JobState,
+    now: DateTime<Utc>,
+    cursor: Option<&str>,
+    in_flight: &HashSet<String>,
+    retries: &HashMap<String, (DateTime<Utc>, u32)>,
+    wake_at: &mut DateTime<Utc>,
+) -> Option<String> {
+    let pending = |id: &str| {
+        job.devices
+            .get(id)
+            .is_some_and(|d| d.status == DeviceJobStatus::Pending)
+            && !in_flight.contains(id)
+    };
+    let mut due = None;
+    for (id, (at, _)) in retries {
+        if !pending(id) {
+            continue;
+        }
+        if *at <= now {
+            due = Some(id.clone());
+            break;
+        }
+        *wake_at = (*wake_at).min(*at);
+    }
+    if due.is_some() {
+        return due;
+    }
+    let after = match cursor {
+        Some(c) => (Bound::Excluded(c), Bound::Unbounded),
+        None => (Bound::Unbounded, Bound::Unbounded),
+    };
+    job.devices
+        .range::<str, _>(after)
+        .find(|(id, _)| pending(id) && !retries.contains_key(id.as_str()))
+        .map(|(id, _)| id.clone())
+}
+
+/// Records one operation's result in the job.
+fn apply<O, S: JobStore>(
+    inner: &Inner<O, S>,
+    job_id: &str,
+    device: &str,
+    result: OpResult,
+    retries: &mut HashMap<String, (DateTime<Utc>, u32)>,
+) {
+    let now = inner.clock.now();
+    let mut jobs = inner.jobs();
+    let Some(job) = jobs.get_mut(job_id) else {
+        return;
+    };
+    let changed = match result {
+        Ok(outcome) => job.device_succeeded(device, outcome, now),
+        Err(e) => {
+            let error = DeviceJobError {
+                code: e.code.clone(),
+                description: e.description.clone(),
+            };
+            if e.retryable && now < job.deadline() {
+                let entry = retries.entry(device.to_owned()).or_insert((now, 0));
+                entry.1 += 1;
+                entry.0 = now + chrono::Duration::from_std(backoff(entry.1)).unwrap_or_default();
+                job.device_retry(device, error, now)
+            } else {
+                job.device_failed(device, error, now)
+            }
+        }
+    };
+    if job
+        .devices
+        .get(device)
+        .is_none_or(|d| d.status != DeviceJobStatus::Pending)
+    {
+        retries.remove(device);
+    }
+    if changed {
+        persist_device(&inner.store, job, device);
+        if job.status.is_terminal() {
+            tracing::info!(job = job_id, stats = ?job.statistics(), "job finished");
+        }
+    }
+}

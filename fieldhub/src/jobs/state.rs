@@ -1,0 +1,538 @@
+//! The pure job state machine (reference §5.1): validation, scheduling, device selection,
+//! per-device transitions, expiry and cancellation. No I/O and no clock: every transition takes
+//! `now`, so the engine and the tests drive it deterministically.
+//!
+//! Invariant: `deviceJobStatistics` are computed from the device records on demand, never kept
+//! as counters, so they are exact whenever they are read.
+
+use super::model::{
+    unknown_time, DeviceJob, DeviceJobError, DeviceJobOutcome, DeviceJobStatistics,
+    DeviceJobStatus, JobRequest, JobResponse, JobStatus, JobType, MethodOutcome,
+    DEFAULT_MAX_EXECUTION_SECS,
+};
+use super::JobError;
+use crate::query::{parse_condition, Condition};
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// Error code for devices still unprocessed when `maxExecutionTimeInSeconds` runs out.
+pub const JOB_RUN_PREEMPTED: &str = "JobRunPreempted";
+
+/// A job and its device records: what the engine persists after every transition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobState {
+    /// The validated request; `startTime` and `maxExecutionTimeInSeconds` are filled in.
+    pub request: JobRequest,
+    pub status: JobStatus,
+    pub created_time: DateTime<Utc>,
+    pub end_time: Option<DateTime<Utc>>,
+    /// When the job actually started running (its time budget counts from here, so a job
+    /// whose `startTime` lies in the past still gets its full `maxExecutionTimeInSeconds`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_time: Option<DateTime<Utc>>,
+    pub failure_reason: Option<String>,
+    /// Devices selected when the job started, by device id.
+    pub devices: BTreeMap<String, DeviceJob>,
+}
+
+fn invalid(message: impl Into<String>) -> JobError {
+    JobError::Invalid(message.into())
+}
+
+/// Checks a request and returns its parsed `queryCondition`.
+pub fn validate(req: &JobRequest) -> Result<Condition, JobError> {
+    let id = &req.job_id;
+    if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    {
+        return Err(invalid(format!(
+            "jobId '{id}' is invalid: use 1-64 ASCII letters, digits and '-'"
+        )));
+    }
+    match req.job_type {
+        JobType::ScheduleDeviceMethod => {
+            let m = req
+                .cloud_to_device_method
+                .as_ref()
+                .ok_or_else(|| invalid("a scheduleDeviceMethod job needs cloudToDeviceMethod"))?;
+            if m.method_name.is_empty() {
+                return Err(invalid("cloudToDeviceMethod.methodName is empty"));
+            }
+            if !(5..=300).contains(&m.response_timeout()) {
+                return Err(invalid(
+                    "responseTimeoutInSeconds must be between 5 and 300",
+                ));
+            }
+            if m.connect_timeout() > 300 {
+                return Err(invalid("connectTimeoutInSeconds must be at most 300"));
+            }
+        }
+        JobType::ScheduleUpdateTwin => match &req.update_twin {
+            Some(Value::Object(_)) => {}
+            _ => {
+                return Err(invalid(
+                    "a scheduleUpdateTwin job needs an updateTwin object",
+                ))
+            }
+        },
+        JobType::Unknown => {
+            return Err(invalid(
+                "type must be scheduleDeviceMethod or scheduleUpdateTwin",
+            ))
+        }
+    }
+    let text = req
+        .query_condition
+        .as_deref()
+        .filter(|q| !q.trim().is_empty())
+        .ok_or_else(|| invalid("queryCondition is required"))?;
+    parse_condition(text).map_err(JobError::InvalidQuery)
+}
+
+impl JobState {
+    /// Validates `req` and creates the job in `queued` (even for a future start, as the hub does).
+    pub fn new(mut req: JobRequest, now: DateTime<Utc>) -> Result<Self, JobError> {
+        validate(&req)?;
+        req.start_time = Some(req.start_time.unwrap_or(now));
+        req.max_execution_time_in_seconds = Some(
+            req.max_execution_time_in_seconds
+                .filter(|s| *s > 0)
+                .unwrap_or(DEFAULT_MAX_EXECUTION_SECS),
+        );
+        Ok(Self {
+            request: req,
+            status: JobStatus::Queued,
+            created_time: now,
+            end_time: None,
+            started_time: None,
+            failure_reason: None,
+            devices: BTreeMap::new(),
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.request.job_id
+    }
+
+    pub fn start_time(&self) -> DateTime<Utc> {
+        self.request.start_time.unwrap_or(self.created_time)
+    }
+
+    /// When the job's time runs out: start of the run + `maxExecutionTimeInSeconds`.
+    pub fn deadline(&self) -> DateTime<Utc> {
+        let from = self.started_time.unwrap_or_else(|| self.start_time());
+        let secs = self
+            .request
+            .max_execution_time_in_seconds
+            .unwrap_or(DEFAULT_MAX_EXECUTION_SECS);
+        from + Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX / 1000))
+    }
+
+    /// Not yet terminal: counts against the active-job limit.
+    pub fn is_active(&self) -> bool {
+        !self.status.is_terminal()
+    }
+
+    /// Whether a queued/scheduled job should start now.
+    pub fn is_due(&self, now: DateTime<Utc>) -> bool {
+        matches!(self.status, JobStatus::Queued | JobStatus::Scheduled) && self.start_time() <= now
+    }
+
+    /// `queued` → `scheduled` when the start time is in the future. Returns whether it changed.
+    pub fn defer(&mut self, now: DateTime<Utc>) -> bool {
+        if self.status == JobStatus::Queued && self.start_time() > now {
+            self.status = JobStatus::Scheduled;
+            return true;
+        }
+        false
+    }
+
+    /// Starts the job: evaluates `queryCondition` once over `twins` (devices added later are not
+    /// included) and makes every selected device `pending`. A job selecting no device completes.
+    pub fn start(&mut self, twins: &[Value], now: DateTime<Utc>) {
+        if !matches!(self.status, JobStatus::Queued | JobStatus::Scheduled) {
+            return;
+        }
+        // Validated at creation; a stored job whose condition no longer parses selects nothing.
+        let condition = self
+            .request
+            .query_condition
+            .as_deref()
+            .and_then(|q| parse_condition(q).ok());
+        self.status = JobStatus::Running;
+        self.started_time = Some(now);
+        for twin in twins {
+            let Some(id) = twin.get("deviceId").and_then(Value::as_str) else {
+                continue;
+            };
+            if !condition.as_ref().is_some_and(|c| c.matches(twin)) {
+                continue;
+            }
+            let record = DeviceJob {
+                device_id: id.to_owned(),
+                job_id: self.id().to_owned(),
+                job_type: self.request.job_type,
+                status: DeviceJobStatus::Pending,
+                start_time_utc: unknown_time(),
+                end_time_utc: unknown_time(),
+                created_date_time_utc: now,
+                last_updated_date_time_utc: now,
+                outcome: None,
+                error: None,
+            };
+            self.devices.insert(id.to_owned(), record);
+        }
+        self.finish_if_done(now);
+    }
+
+    fn device_mut(&mut self, id: &str, from: DeviceJobStatus) -> Option<&mut DeviceJob> {
+        if self.status != JobStatus::Running {
+            return None;
+        }
+        self.devices.get_mut(id).filter(|d| d.status == from)
+    }
+
+    /// `pending` → `running`. Returns false (no change) if the device is not pending.
+    pub fn device_started(&mut self, id: &str, now: DateTime<Utc>) -> bool {
+        let Some(d) = self.device_mut(id, DeviceJobStatus::Pending) else {
+            return false;
+        };
+        d.status = DeviceJobStatus::Running;
+        if d.start_time_utc == unknown_time() {
+            d.start_time_utc = now;
+        }
+        d.last_updated_date_time_utc = now;
+        true
+    }
+
+    /// `running` → `completed`, recording the method response if any.
+    pub fn device_succeeded(
+        &mut self,
+        id: &str,
+        response: Option<MethodOutcome>,
+        now: DateTime<Utc>,
+    ) -> bool {
+        let Some(d) = self.device_mut(id, DeviceJobStatus::Running) else {
+            return false;
+        };
+        d.status = DeviceJobStatus::Completed;
+        d.end_time_utc = now;
+        d.last_updated_date_time_utc = now;
+        d.error = None;
+        d.outcome = response.map(|r| DeviceJobOutcome {
+            device_method_response: Some(r),
+        });
+        self.finish_if_done(now);
+        true
+    }
+
+    /// `running` → `failed` with `error`.
+    pub fn device_failed(&mut self, id: &str, error: DeviceJobError, now: DateTime<Utc>) -> bool {
+        let Some(d) = self.device_mut(id, DeviceJobStatus::Running) else {
+            return false;
+        };
+        d.status = DeviceJobStatus::Failed;
+        d.end_time_utc = now;
+        d.last_updated_date_time_utc = now;
+        d.error = Some(error);
+        self.finish_if_done(now);
+        true
+    }
+
+    /// `running` → `pending` after a retryable error (e.g. device offline), keeping the error so
+    /// that expiry can report it.
+    pub fn device_retry(&mut self, id: &str, error: DeviceJobError, now: DateTime<Utc>) -> bool {
+        let Some(d) = self.device_mut(id, DeviceJobStatus::Running) else {
+            return false;
+        };
+        d.status = DeviceJobStatus::Pending;
+        d.last_updated_date_time_utc = now;
+        d.error = Some(error);
+        true
+    }
+
+    /// After a restart: operations that were in flight are lost, so `running` devices become
+    /// `pending` again (device operations are at-least-once).
+    pub fn interrupt(&mut self, now: DateTime<Utc>) -> Vec<String> {
+        let mut changed = Vec::new();
+        for d in self.devices.values_mut() {
+            if d.status == DeviceJobStatus::Running {
+                d.status = DeviceJobStatus::Pending;
+                d.last_updated_date_time_utc = now;
+                changed.push(d.device_id.clone());
+            }
+        }
+        changed
+    }
+
+    /// The job's time ran out: every device not yet terminal fails — with its last operation
+    /// error (e.g. `DeviceNotOnline`) if it had one, else [`JOB_RUN_PREEMPTED`] — and the job
+    /// completes.
+    pub fn expire(&mut self, now: DateTime<Utc>) {
+        if self.status != JobStatus::Running {
+            return;
+        }
+        for d in self
+            .devices
+            .values_mut()
+            .filter(|d| !d.status.is_terminal())
+        {
+            d.status = DeviceJobStatus::Failed;
+            d.end_time_utc = now;
+            d.last_updated_date_time_utc = now;
+            if d.error.is_none() {
+                d.error = Some(DeviceJobError {
+                    code: JOB_RUN_PREEMPTED.to_owned(),
+                    description:
+                        "maxExecutionTimeInSeconds elapsed before the device was processed"
+                            .to_owned(),
+                });
+            }
+        }
+        self.finish_if_done(now);
+    }
+
+    /// Cancels a job that is not terminal: job `cancelled`, unfinished devices `canceled`.
+    /// Returns false if the job had already finished (cancel is then a no-op).
+    pub fn cancel(&mut self, now: DateTime<Utc>) -> bool {
+        if self.status.is_terminal() {
+            return false;
+        }
+        self.status = JobStatus::Cancelled;
+        self.end_time = Some(now);
+        for d in self
+            .devices
+            .values_mut()
+            .filter(|d| !d.status.is_terminal())
+        {
+            d.status = DeviceJobStatus::Canceled;
+            d.end_time_utc = now;
+            d.last_updated_date_time_utc = now;
+        }
+        true
+    }
+
+    fn finish_if_done(&mut self, now: DateTime<Utc>) {
+        if self.status == JobStatus::Running
+            && self.devices.values().all(|d| d.status.is_terminal())
+        {
+            self.status = JobStatus::Completed;
+            self.end_time = Some(now);
+        }
+    }
+
+    /// Statistics derived from the device records (canceled devices count as failed).
+    pub fn statistics(&self) -> DeviceJobStatistics {
+        let mut s = DeviceJobStatistics {
+            device_count: self.devices.len() as u64,
+            ..DeviceJobStatistics::default()
+        };
+        for d in self.devices.values() {
+            match d.status {
+                DeviceJobStatus::Pending | DeviceJobStatus::Scheduled => s.pending_count += 1,
+                DeviceJobStatus::Running => s.running_count += 1,
+                DeviceJobStatus::Completed => s.succeeded_count += 1,
+                DeviceJobStatus::Failed | DeviceJobStatus::Canceled => s.failed_count += 1,
+            }
+        }
+        s
+    }
+
+    /// The `GET /jobs/v2/{id}` body.
+    pub fn response(&self) -> JobResponse {
+        let r = &self.request;
+        JobResponse {
+            job_id: r.job_id.clone(),
+            job_type: r.job_type,
+            status: self.status,
+            query_condition: r.query_condition.clone(),
+            created_time: Some(self.created_time),
+            start_time: r.start_time,
+            end_time: self.end_time,
+            max_execution_time_in_seconds: r.max_execution_time_in_seconds,
+            cloud_to_device_method: r.cloud_to_device_method.clone(),
+            update_twin: r.update_twin.clone(),
+            failure_reason: self.failure_reason.clone(),
+            status_message: None,
+            device_job_statistics: Some(self.statistics()),
+        }
+    }
+
+    /// The twin patch a `scheduleUpdateTwin` job applies: only `tags` and `properties.desired`.
+    pub fn twin_patch(&self) -> Value {
+        let mut patch = serde_json::Map::new();
+        if let Some(u) = &self.request.update_twin {
+            if let Some(tags) = u.get("tags").filter(|t| !t.is_null()) {
+                patch.insert("tags".into(), tags.clone());
+            }
+            if let Some(desired) = u
+                .get("properties")
+                .and_then(|p| p.get("desired"))
+                .filter(|d| !d.is_null())
+            {
+                patch.insert(
+                    "properties".into(),
+                    serde_json::json!({ "desired": desired }),
+                );
+            }
+        }
+        Value::Object(patch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn req(cond: &str) -> JobRequest {
+        serde_json::from_value(json!({"jobId":"job-1","type":"scheduleDeviceMethod",
+            "cloudToDeviceMethod":{"methodName":"lockDoor"},"queryCondition":cond,
+            "maxExecutionTimeInSeconds":60}))
+        .unwrap()
+    }
+
+    fn twins() -> Vec<Value> {
+        (0..4)
+            .map(|i| json!({"deviceId": format!("d{i}"), "tags": {"i": i}}))
+            .collect()
+    }
+
+    fn t(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000 + s, 0).unwrap()
+    }
+
+    fn assert_stats(j: &JobState) {
+        let s = j.statistics();
+        assert_eq!(
+            s.device_count,
+            s.failed_count + s.succeeded_count + s.running_count + s.pending_count
+        );
+    }
+
+    #[test]
+    fn validation() {
+        assert!(JobState::new(req("*"), t(0)).is_ok());
+        let mut r = req("*");
+        r.job_id = "bad id".into();
+        assert!(matches!(JobState::new(r, t(0)), Err(JobError::Invalid(_))));
+        r = req("*");
+        r.job_id = "a".repeat(65);
+        assert!(matches!(JobState::new(r, t(0)), Err(JobError::Invalid(_))));
+        r = req("*");
+        r.cloud_to_device_method = None;
+        assert!(matches!(JobState::new(r, t(0)), Err(JobError::Invalid(_))));
+        r = req("*");
+        r.job_type = JobType::ScheduleUpdateTwin;
+        assert!(matches!(JobState::new(r, t(0)), Err(JobError::Invalid(_))));
+        r = req("*");
+        r.job_type = JobType::Unknown;
+        assert!(matches!(JobState::new(r, t(0)), Err(JobError::Invalid(_))));
+        match JobState::new(req("deviceId = "), t(0)) {
+            Err(JobError::InvalidQuery(e)) => assert_eq!(e.position, 11),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn lifecycle_with_statistics() {
+        let mut r = req("tags.i < 3");
+        r.start_time = Some(t(10));
+        let mut j = JobState::new(r, t(0)).unwrap();
+        assert_eq!(j.status, JobStatus::Queued);
+        assert!(j.defer(t(0)));
+        assert_eq!(j.status, JobStatus::Scheduled);
+        assert!(!j.is_due(t(9)));
+        assert!(j.is_due(t(10)));
+        j.start(&twins(), t(10));
+        assert_eq!(j.status, JobStatus::Running);
+        assert_eq!(j.statistics().pending_count, 3);
+        assert!(j.device_started("d0", t(11)));
+        assert!(!j.device_started("d0", t(11)));
+        assert!(!j.device_started("d3", t(11)), "d3 was not selected");
+        assert_stats(&j);
+        assert_eq!(j.statistics().running_count, 1);
+        assert!(j.device_succeeded(
+            "d0",
+            Some(MethodOutcome {
+                status: 200,
+                payload: json!(1)
+            }),
+            t(12)
+        ));
+        j.device_started("d1", t(12));
+        let err = DeviceJobError {
+            code: "DeviceNotOnline".into(),
+            description: "offline".into(),
+        };
+        assert!(j.device_retry("d1", err.clone(), t(13)));
+        assert_eq!(j.statistics().pending_count, 2);
+        j.device_started("d2", t(13));
+        j.device_failed(
+            "d2",
+            DeviceJobError {
+                code: "X".into(),
+                description: "".into(),
+            },
+            t(14),
+        );
+        assert_stats(&j);
+        assert_eq!(j.status, JobStatus::Running);
+        assert_eq!(j.deadline(), t(70));
+        j.expire(t(70));
+        assert_eq!(j.status, JobStatus::Completed);
+        assert_eq!(j.end_time, Some(t(70)));
+        assert_eq!(j.devices["d1"].error, Some(err));
+        let s = j.statistics();
+        assert_eq!((s.succeeded_count, s.failed_count), (1, 2));
+        let resp = serde_json::to_value(j.response()).unwrap();
+        assert_eq!(resp["deviceJobStatistics"]["succeededCount"], 1);
+        assert_eq!(resp["status"], "completed");
+    }
+
+    #[test]
+    fn time_budget_counts_from_the_actual_start() {
+        let mut r = req("*");
+        r.start_time = Some(t(-100_000));
+        let mut j = JobState::new(r, t(0)).unwrap();
+        assert!(j.is_due(t(0)));
+        j.start(&twins(), t(5));
+        assert_eq!(j.deadline(), t(65));
+    }
+
+    #[test]
+    fn cancel_and_empty_selection() {
+        let mut j = JobState::new(req("*"), t(0)).unwrap();
+        j.start(&twins(), t(0));
+        j.device_started("d0", t(1));
+        assert!(j.cancel(t(2)));
+        assert!(j
+            .devices
+            .values()
+            .all(|d| d.status == DeviceJobStatus::Canceled));
+        assert!(
+            !j.device_succeeded("d0", None, t(3)),
+            "results after cancel are ignored"
+        );
+        assert!(!j.cancel(t(4)));
+        assert_stats(&j);
+        let mut j = JobState::new(req("deviceId = 'nobody'"), t(0)).unwrap();
+        j.start(&twins(), t(0));
+        assert_eq!(j.status, JobStatus::Completed);
+    }
+
+    #[test]
+    fn twin_patch_keeps_tags_and_desired_only() {
+        let mut r = req("*");
+        r.job_type = JobType::ScheduleUpdateTwin;
+        r.update_twin = Some(json!({"etag":"*","deviceId":null,"tags":{"Building":"43"},
+            "properties":{"desired":{"Floor":3},"reported":{"x":1}}}));
+        let j = JobState::new(r, t(0)).unwrap();
+        assert_eq!(
+            j.twin_patch(),
+            json!({"tags":{"Building":"43"},"properties":{"desired":{"Floor":3}}})
+        );
+    }
+}

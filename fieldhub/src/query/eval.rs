@@ -1,0 +1,211 @@
+//! Evaluation of conditions against a JSON document (a twin or a device-job record).
+//!
+//! Values are three-state: a JSON value, or *undefined* (`None`). Only a boolean `true` result
+//! makes a condition match.
+
+use super::ast::{CompareOp, Condition, Expr, Path};
+use serde_json::Value;
+use std::borrow::Cow;
+use std::cmp::Ordering;
+
+type Val<'a> = Option<Cow<'a, Value>>;
+
+impl Condition {
+    /// Whether `doc` satisfies the condition (evaluates to exactly `true`).
+    pub fn matches(&self, doc: &Value) -> bool {
+        match self {
+            Condition::All => true,
+            Condition::Expr(e) => e.matches(doc),
+        }
+    }
+}
+
+impl Expr {
+    /// Whether this expression evaluates to boolean `true` on `doc`.
+    pub fn matches(&self, doc: &Value) -> bool {
+        matches!(eval(self, doc).as_deref(), Some(Value::Bool(true)))
+    }
+
+    /// Evaluates the expression; `None` is *undefined*.
+    pub fn evaluate(&self, doc: &Value) -> Option<Value> {
+        eval(self, doc).map(Cow::into_owned)
+    }
+}
+
+impl Path {
+    /// Looks the path up in `doc`. The first segment (a system property, `tags` or `properties`)
+    /// and the `desired`/`reported` level match case-insensitively; keys below are exact.
+    pub fn resolve<'a>(&self, doc: &'a Value) -> Option<&'a Value> {
+        let mut cur = doc;
+        for (i, seg) in self.segments.iter().enumerate() {
+            let obj = cur.as_object()?;
+            let loose = i == 0
+                || (i == 1 && self.segments[0].eq_ignore_ascii_case("properties"))
+                || (i == 1 && self.segments[0].eq_ignore_ascii_case("capabilities"));
+            cur = match obj.get(seg.as_str()) {
+                Some(v) => v,
+                None if loose => obj
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(seg))
+                    .map(|(_, v)| v)?,
+                None => return None,
+            };
+        }
+        Some(cur)
+    }
+}
+
+fn boolean<'a>(b: Option<bool>) -> Val<'a> {
+    b.map(|b| Cow::Owned(Value::Bool(b)))
+}
+
+fn as_bool(v: &Val<'_>) -> Option<bool> {
+    match v.as_deref() {
+        Some(Value::Bool(b)) => Some(*b),
+        _ => None,
+    }
+}
+
+fn eval<'a>(expr: &'a Expr, doc: &'a Value) -> Val<'a> {
+    match expr {
+        Expr::Literal(v) => v.as_ref().map(Cow::Borrowed),
+        Expr::Path(p) => p.resolve(doc).map(Cow::Borrowed),
+        Expr::IsDefined(p) => boolean(Some(p.resolve(doc).is_some())),
+        Expr::Not(e) => boolean(as_bool(&eval(e, doc)).map(|b| !b)),
+        Expr::And(a, b) => {
+            let (a, b) = (as_bool(&eval(a, doc)), as_bool(&eval(b, doc)));
+            boolean(match (a, b) {
+                (Some(false), _) | (_, Some(false)) => Some(false),
+                (Some(true), Some(true)) => Some(true),
+                _ => None,
+            })
+        }
+        Expr::Or(a, b) => {
+            let (a, b) = (as_bool(&eval(a, doc)), as_bool(&eval(b, doc)));
+            boolean(match (a, b) {
+                (Some(true), _) | (_, Some(true)) => Some(true),
+                (Some(false), Some(false)) => Some(false),
+                _ => None,
+            })
+        }
+        Expr::Compare(op, a, b) => {
+            let (a, b) = (eval(a, doc), eval(b, doc));
+            boolean(match (a.as_deref(), b.as_deref()) {
+                (Some(a), Some(b)) => compare(*op, a, b),
+                _ => None,
+            })
+        }
+        Expr::In {
+            expr,
+            list,
+            negated,
+        } => {
+            let v = eval(expr, doc);
+            let v = v.as_deref()?;
+            if v.is_object() || v.is_array() {
+                return None;
+            }
+            let found = list.iter().any(|item| {
+                eval(item, doc)
+                    .as_deref()
+                    .is_some_and(|item| compare(CompareOp::Eq, v, item) == Some(true))
+            });
+            boolean(Some(found != *negated))
+        }
+    }
+}
+
+/// Compares two primitives of the same kind; anything else is undefined (`None`).
+/// `null` equals `null` but has no order.
+pub(crate) fn compare(op: CompareOp, a: &Value, b: &Value) -> Option<bool> {
+    let ord = match (a, b) {
+        (Value::Null, Value::Null) => {
+            return match op {
+                CompareOp::Eq => Some(true),
+                CompareOp::Ne => Some(false),
+                _ => None,
+            }
+        }
+        (Value::Bool(a), Value::Bool(b)) => a.cmp(b),
+        (Value::String(a), Value::String(b)) => a.cmp(b),
+        (Value::Number(a), Value::Number(b)) => match (a.as_i64(), b.as_i64()) {
+            (Some(a), Some(b)) => a.cmp(&b),
+            _ => a.as_f64()?.partial_cmp(&b.as_f64()?)?,
+        },
+        _ => return None,
+    };
+    Some(match op {
+        CompareOp::Eq => ord == Ordering::Equal,
+        CompareOp::Ne => ord != Ordering::Equal,
+        CompareOp::Lt => ord == Ordering::Less,
+        CompareOp::Le => ord != Ordering::Greater,
+        CompareOp::Gt => ord == Ordering::Greater,
+        CompareOp::Ge => ord != Ordering::Less,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::query::parse_condition;
+    use serde_json::json;
+
+    fn twin() -> serde_json::Value {
+        json!({"deviceId":"door-01","status":"enabled","connectionState":"Connected",
+               "tags":{"building":"43","floor":3,"Zone":"B","flag":true,"n":null},
+               "properties":{"desired":{"openDurationSec":7},"reported":{"locked":false,"fw":"1.2"}}})
+    }
+
+    fn m(cond: &str) -> bool {
+        parse_condition(cond).unwrap().matches(&twin())
+    }
+
+    #[test]
+    fn system_properties_are_case_insensitive_but_keys_are_not() {
+        assert!(m("DeviceId = 'door-01'"));
+        assert!(m("Tags.building = '43'"));
+        assert!(m("properties.Reported.locked = false"));
+        assert!(m("tags.Zone = 'B'"));
+        assert!(!m("tags.zone = 'B'"));
+        assert!(m("NOT IS_DEFINED(tags.zone)"));
+    }
+
+    #[test]
+    fn comparisons_need_same_kind() {
+        assert!(!m("tags.building = 43"));
+        assert!(!m("NOT (tags.building = 43)"));
+        assert!(m(
+            "tags.floor = 3.0 AND tags.floor >= 0x3 AND tags.floor < 4"
+        ));
+        assert!(m("tags.floor != 2"));
+        assert!(m("tags.n = null AND IS_DEFINED(tags.n)"));
+        assert!(!m("tags.missing = null"));
+        assert!(!m("tags.missing != 'x'"));
+        assert!(m("tags.flag"));
+        assert!(!m("tags.building"));
+        assert!(!m("tags = tags"));
+        assert!(m("true OR tags.missing = 1"));
+        assert!(!m("NOT (false OR tags.missing = 1)"));
+    }
+
+    #[test]
+    fn device_job_fields() {
+        let rec = json!({"deviceId":"door-01","jobId":"job01","jobType":"scheduleDeviceMethod",
+            "status":"failed","createdDateTimeUtc":"2026-01-02T03:04:05Z"});
+        let c = |q: &str| parse_condition(q).unwrap().matches(&rec);
+        assert!(c(
+            "devices.jobs.jobId = 'job01' AND devices.jobs.Status = 'failed'"
+        ));
+        assert!(c("devices.jobs.createdTimeUtc > '2026-01-01T00:00:00Z'"));
+        assert!(c("devices.jobs.createdDateTimeUtc < '2026-02-01'"));
+        assert!(!c("devices.jobs.jobId = 'job02'"));
+    }
+
+    #[test]
+    fn in_and_nin() {
+        assert!(m("deviceId IN ['door-02', 'door-01']"));
+        assert!(m("deviceId NIN ['door-02']"));
+        assert!(!m("tags.missing NIN ['door-02']"));
+        assert!(!m("tags.floor IN ['3']"));
+        assert!(m("tags.floor NOT IN ('3')"));
+    }
+}
