@@ -18,8 +18,10 @@ use crate::bus::{Priority, Reply};
 use crate::config::{Door, ReadTable, ReportedPoint};
 use crate::link::LinkState;
 
-/// Largest gap of unused addresses read through to merge two points into one block.
-pub const DEFAULT_MAX_GAP: u16 = 8;
+/// Largest gap of unused addresses read through to merge two points into one block. 0:
+/// only contiguous points merge, because many controllers (doorsim too) refuse a read that
+/// spans an unmapped address.
+pub const DEFAULT_MAX_GAP: u16 = 0;
 const CONNECTIVITY_REFRESH: Duration = Duration::from_secs(600);
 
 fn table(t: ReadTable) -> Table {
