@@ -18,10 +18,11 @@ pub enum StoreError {
     #[error("database {path}: {source}")]
     Open {
         path: String,
-        source: redb::DatabaseError,
+        source: Box<redb::DatabaseError>,
     },
+    /// Boxed: redb's error is large and every store call returns this type.
     #[error("database: {0}")]
-    Db(#[from] redb::Error),
+    Db(Box<redb::Error>),
     #[error("stored record is not valid: {0}")]
     Decode(#[from] serde_json::Error),
     #[error("database is closed (hub shut down)")]
@@ -30,7 +31,7 @@ pub enum StoreError {
 
 macro_rules! db_err {
     ($($t:ty),*) => {$(impl From<$t> for StoreError {
-        fn from(e: $t) -> Self { StoreError::Db(e.into()) }
+        fn from(e: $t) -> Self { StoreError::Db(Box::new(e.into())) }
     })*};
 }
 db_err!(
@@ -52,7 +53,7 @@ impl Store {
         let path = dir.join("fieldhub.redb");
         let db = Database::create(&path).map_err(|source| StoreError::Open {
             path: path.display().to_string(),
-            source,
+            source: Box::new(source),
         })?;
         let store = Store {
             db: Mutex::new(Some(db)),

@@ -117,7 +117,7 @@ impl Hub {
     /// another device, are dropped.
     pub(crate) fn complete_method(&self, id: &str, rid: &str, status: i32, body: &[u8]) {
         let mut st = self.lock();
-        if !st.pending.get(rid).is_some_and(|p| p.device_id == id) {
+        if st.pending.get(rid).is_none_or(|p| p.device_id != id) {
             tracing::debug!(device = id, rid, "method response for no pending request");
             return;
         }

@@ -81,11 +81,12 @@ fn check_connect(hub: &Hub, c: &Connect) -> Result<(String, u64), ConnectReturnC
     }
 }
 
-pub(crate) async fn run(hub: Hub, acceptor: TlsAcceptor, tcp: TcpStream) {
-    let tls = match timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-        Ok(Ok(s)) => s,
-        _ => return,
-    };
+/// TLS handshake and the CONNECT packet, each with a deadline.
+async fn handshake(acceptor: TlsAcceptor, tcp: TcpStream) -> Option<(Stream, Connect)> {
+    let tls = timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
+        .await
+        .ok()?
+        .ok()?;
     let mut framed = Framed::new(
         tls,
         Codec {
@@ -93,9 +94,21 @@ pub(crate) async fn run(hub: Hub, acceptor: TlsAcceptor, tcp: TcpStream) {
             max_outgoing_size: MAX_PACKET,
         },
     );
-    let connect = match timeout(CONNECT_TIMEOUT, framed.next()).await {
-        Ok(Some(Ok(Packet::Connect(c)))) => c,
-        _ => return,
+    match timeout(CONNECT_TIMEOUT, framed.next()).await {
+        Ok(Some(Ok(Packet::Connect(c)))) => Some((framed, c)),
+        _ => None,
+    }
+}
+
+pub(crate) async fn run(hub: Hub, acceptor: TlsAcceptor, tcp: TcpStream) {
+    // Before attaching, only shutdown can interrupt; afterwards the link's kill token does.
+    let shutdown = hub.inner.shutdown.clone();
+    let (mut framed, connect) = tokio::select! {
+        _ = shutdown.cancelled() => return,
+        r = handshake(acceptor, tcp) => match r {
+            Some(x) => x,
+            None => return,
+        },
     };
     let (id, expiry) = match check_connect(&hub, &connect) {
         Ok(ok) => ok,
