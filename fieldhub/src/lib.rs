@@ -1,8 +1,27 @@
 //! fieldhub: a local, IoT Hub-compatible hub (device MQTT endpoint over TLS, registry, twins,
 //! direct methods, queries, jobs) and `doorsim`, simulated Modbus door controllers.
+//!
+//! Start a hub with [`start`] and a [`HubConfig`]; the returned [`RunningHub`] carries the
+//! addresses, the CA to trust, the service connection string and a [`Hub`] handle.
 #![forbid(unsafe_code)]
 #![warn(rust_2018_idioms, missing_debug_implementations)]
+
+pub mod auth;
+pub mod error;
+pub mod hub;
+pub mod mqtt;
+pub mod registry;
+pub mod rest;
+pub mod server;
+pub mod store;
+pub mod tls;
+pub mod twin;
 
 pub mod doorsim;
 pub mod jobs;
 pub mod query;
+
+pub use error::HubError;
+pub use hub::{Hub, MethodResponse, TelemetryMessage};
+pub use registry::DeviceIdentity;
+pub use server::{start, HubConfig, RunningHub};

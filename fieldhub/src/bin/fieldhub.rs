@@ -1,0 +1,99 @@
+//! `fieldhub serve --data-dir DIR`: runs a local IoT Hub until Ctrl-C or SIGTERM.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "fieldhub", version, about = "A local, IoT Hub-compatible hub")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the device (MQTT/TLS) and service (HTTPS) endpoints.
+    Serve {
+        /// Directory for the database, CA and service.connstr (created if missing).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Hub host name (SAS resource, MQTT usernames, server certificate).
+        #[arg(long, default_value = "localhost")]
+        hostname: String,
+        /// MQTT over TLS listen address.
+        #[arg(long, default_value = "127.0.0.1:8883")]
+        mqtt: SocketAddr,
+        /// HTTPS listen address.
+        #[arg(long, default_value = "127.0.0.1:443")]
+        https: SocketAddr,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fieldhub: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        match cli.command {
+            Command::Serve {
+                data_dir,
+                hostname,
+                mqtt,
+                https,
+            } => {
+                let cfg = fieldhub::HubConfig {
+                    data_dir,
+                    hostname,
+                    mqtt_addr: mqtt,
+                    https_addr: https,
+                };
+                let hub = fieldhub::start(cfg).await?;
+                let mut out = std::io::stdout();
+                writeln!(
+                    out,
+                    "fieldhub ready mqtt={} https={}",
+                    hub.mqtt_addr, hub.https_addr
+                )?;
+                out.flush()?;
+                wait_for_signal().await?;
+                tracing::info!("shutting down");
+                hub.shutdown().await;
+                Ok(())
+            }
+        }
+    })
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r?,
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}

@@ -1,0 +1,331 @@
+//! Registry and twin operations on the hub state: create/update/delete identities, read and
+//! write twins (service side), and the device-side twin GET and reported PATCH.
+
+use serde_json::Value;
+
+use super::{now_iso, Device, DeviceRecord, Hub, State};
+use crate::auth::generate_key;
+use crate::error::HubError;
+use crate::registry::{validate_device_id, validate_key, DeviceIdentity};
+use crate::twin::{self, TwinDoc};
+
+/// A registry create-or-update (`PUT /devices/{id}`); `None` fields keep (or generate) values.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeviceUpdate {
+    pub enabled: Option<bool>,
+    pub status_reason: Option<String>,
+    pub primary_key: Option<String>,
+    pub secondary_key: Option<String>,
+    pub iot_edge: Option<bool>,
+}
+
+/// `If-Match` semantics (reference §3.1): missing, `*` and `"*"` match anything; otherwise
+/// the (unquoted) value must equal the current etag.
+pub fn if_match_ok(if_match: Option<&str>, current: &str) -> bool {
+    match if_match.map(|s| s.trim().trim_matches('"')) {
+        None | Some("*") | Some("") => true,
+        Some(tag) => tag == current,
+    }
+}
+
+fn not_found(id: &str) -> HubError {
+    HubError::DeviceNotFound(id.to_string())
+}
+
+impl State {
+    pub(crate) fn device(&self, id: &str) -> Result<&Device, HubError> {
+        self.devices.get(id).ok_or_else(|| not_found(id))
+    }
+
+    fn full_twin(&self, d: &Device) -> Value {
+        let id = &d.rec.identity.device_id;
+        let (tags, properties) = d.rec.twin.service_parts();
+        serde_json::json!({
+            "deviceId": id,
+            "etag": d.rec.twin.etag_string(),
+            "deviceEtag": d.rec.identity.etag_string(),
+            "status": d.rec.identity.status_str(),
+            "statusReason": d.rec.identity.status_reason,
+            "statusUpdateTime": d.rec.identity.status_updated.as_deref().unwrap_or(crate::registry::NEVER),
+            "connectionState": if self.links.contains_key(id) { "Connected" } else { "Disconnected" },
+            "lastActivityTime": d.last_activity.as_deref().unwrap_or(crate::registry::NEVER),
+            "cloudToDeviceMessageCount": 0,
+            "authenticationType": "sas",
+            "x509Thumbprint": {"primaryThumbprint": null, "secondaryThumbprint": null},
+            "modelId": "",
+            "version": d.rec.twin.version,
+            "tags": tags,
+            "properties": properties,
+            "capabilities": {"iotEdge": d.rec.identity.iot_edge}
+        })
+    }
+}
+
+impl Hub {
+    /// Creates a device with generated keys. 409 when it exists.
+    pub fn create_device(&self, id: &str) -> Result<DeviceIdentity, HubError> {
+        self.upsert_device(id, DeviceUpdate::default(), None)
+    }
+
+    /// Registry PUT: create when absent (any `If-Match`), update when present and `If-Match`
+    /// is given and matches; present without `If-Match` is 409 (reference §3.2).
+    pub fn upsert_device(
+        &self,
+        id: &str,
+        upd: DeviceUpdate,
+        if_match: Option<&str>,
+    ) -> Result<DeviceIdentity, HubError> {
+        validate_device_id(id)?;
+        for k in [&upd.primary_key, &upd.secondary_key].into_iter().flatten() {
+            validate_key(k)?;
+        }
+        let mut st = self.lock();
+        let (rec, kick) = match st.devices.get(id) {
+            Some(d) => {
+                if if_match.is_none() {
+                    return Err(HubError::DeviceAlreadyExists(id.to_string()));
+                }
+                if !if_match_ok(if_match, &d.rec.identity.etag_string()) {
+                    return Err(HubError::PreconditionFailed(format!(
+                        "etag of device '{id}' does not match"
+                    )));
+                }
+                let mut rec = d.rec.clone();
+                let ident = &mut rec.identity;
+                let mut kick = false;
+                if let Some(e) = upd.enabled {
+                    if e != ident.enabled {
+                        ident.status_updated = Some(now_iso());
+                        kick = !e;
+                    }
+                    ident.enabled = e;
+                }
+                if upd.status_reason.is_some() {
+                    ident.status_reason = upd.status_reason;
+                }
+                if let Some(k) = upd.primary_key {
+                    kick |= k != ident.primary_key;
+                    ident.primary_key = k;
+                }
+                if let Some(k) = upd.secondary_key {
+                    kick |= k != ident.secondary_key;
+                    ident.secondary_key = k;
+                }
+                if let Some(e) = upd.iot_edge {
+                    ident.iot_edge = e;
+                }
+                ident.etag += 1;
+                (rec, kick)
+            }
+            None => {
+                let mut ident = DeviceIdentity::new(
+                    id,
+                    upd.primary_key.unwrap_or_else(generate_key),
+                    upd.secondary_key.unwrap_or_else(generate_key),
+                );
+                ident.enabled = upd.enabled.unwrap_or(true);
+                ident.status_reason = upd.status_reason;
+                ident.iot_edge = upd.iot_edge.unwrap_or(false);
+                let rec = DeviceRecord {
+                    identity: ident,
+                    twin: TwinDoc::new(&now_iso()),
+                };
+                (rec, false)
+            }
+        };
+        self.persist(id, Some(&rec), true)?;
+        let ident = rec.identity.clone();
+        match st.devices.get_mut(id) {
+            Some(d) => d.rec = rec,
+            None => {
+                st.devices.insert(
+                    id.to_string(),
+                    Device {
+                        rec,
+                        last_activity: None,
+                    },
+                );
+            }
+        }
+        if kick {
+            // Changed keys or a disabled status end the current connection.
+            if let Some(l) = st.links.get(id) {
+                l.kill.cancel();
+            }
+        }
+        Ok(ident)
+    }
+
+    pub fn get_device(&self, id: &str) -> Result<DeviceIdentity, HubError> {
+        Ok(self.lock().device(id)?.rec.identity.clone())
+    }
+
+    /// The registry JSON of a device (REST shape).
+    pub fn device_json(&self, id: &str) -> Result<Value, HubError> {
+        let st = self.lock();
+        let d = st.device(id)?;
+        Ok(d.rec
+            .identity
+            .to_json(st.links.contains_key(id), d.last_activity.as_deref()))
+    }
+
+    /// Registry JSON of up to `top` devices, ordered by id.
+    pub fn list_devices(&self, top: Option<usize>) -> Vec<Value> {
+        let st = self.lock();
+        st.devices
+            .values()
+            .take(top.unwrap_or(usize::MAX))
+            .map(|d| {
+                let id = &d.rec.identity.device_id;
+                d.rec
+                    .identity
+                    .to_json(st.links.contains_key(id), d.last_activity.as_deref())
+            })
+            .collect()
+    }
+
+    pub fn device_ids(&self) -> Vec<String> {
+        self.lock().devices.keys().cloned().collect()
+    }
+
+    /// Deletes a device, its twin, session and telemetry; closes its connection.
+    pub fn delete_device(&self, id: &str, if_match: Option<&str>) -> Result<(), HubError> {
+        let mut st = self.lock();
+        let d = st.device(id)?;
+        if !if_match_ok(if_match, &d.rec.identity.etag_string()) {
+            return Err(HubError::PreconditionFailed(format!(
+                "etag of device '{id}' does not match"
+            )));
+        }
+        self.persist(id, None, true)?;
+        let _ = self
+            .inner
+            .store
+            .put::<()>(crate::store::SESSIONS, id, None, false);
+        st.devices.remove(id);
+        st.sessions.remove(id);
+        st.telemetry.remove(id);
+        if let Some(l) = st.links.remove(id) {
+            l.kill.cancel();
+        }
+        Ok(())
+    }
+
+    /// Device connection string. `GatewayHostName=host:port` is added when the MQTT port is
+    /// not 8883 (the Node SDK and our gateway dial it; `HostName` stays what SAS signs).
+    pub fn device_connection_string(&self, id: &str) -> Option<String> {
+        let st = self.lock();
+        let d = st.devices.get(id)?;
+        let mut s = format!(
+            "HostName={};DeviceId={id};SharedAccessKey={}",
+            self.inner.hostname, d.rec.identity.primary_key
+        );
+        let port = self.inner.mqtt_addr.port();
+        if port != 8883 {
+            s.push_str(&format!(";GatewayHostName={}:{port}", self.inner.hostname));
+        }
+        Some(s)
+    }
+
+    /// The full service-side twin (reference §3.3).
+    pub fn get_twin(&self, id: &str) -> Result<Value, HubError> {
+        let st = self.lock();
+        let d = st.device(id)?;
+        Ok(st.full_twin(d))
+    }
+
+    /// All full twins (for queries and jobs), ordered by device id.
+    pub fn twins(&self) -> Vec<Value> {
+        let st = self.lock();
+        st.devices.values().map(|d| st.full_twin(d)).collect()
+    }
+
+    /// Service PATCH: merge of `tags` and `properties.desired`; notifies the device.
+    pub fn update_twin(
+        &self,
+        id: &str,
+        patch: Value,
+        if_match: Option<&str>,
+    ) -> Result<Value, HubError> {
+        self.write_twin(id, &patch, if_match, false)
+    }
+
+    /// Service PUT: replaces `tags` and `properties.desired`; notifies the device.
+    pub fn replace_twin(
+        &self,
+        id: &str,
+        twin: Value,
+        if_match: Option<&str>,
+    ) -> Result<Value, HubError> {
+        self.write_twin(id, &twin, if_match, true)
+    }
+
+    fn write_twin(
+        &self,
+        id: &str,
+        body: &Value,
+        if_match: Option<&str>,
+        replace: bool,
+    ) -> Result<Value, HubError> {
+        let w = twin::parse_service_write(body)?;
+        let mut st = self.lock();
+        let d = st.device(id)?;
+        if !if_match_ok(if_match, &d.rec.twin.etag_string()) {
+            return Err(HubError::PreconditionFailed(format!(
+                "etag of twin '{id}' does not match"
+            )));
+        }
+        let mut rec = d.rec.clone();
+        let at = now_iso();
+        let notify = if replace {
+            rec.twin.apply_replace(&w, &at)?
+        } else {
+            rec.twin.apply_patch(&w, &at)?
+        };
+        self.persist(id, Some(&rec), true)?;
+        let version = rec.twin.desired.version;
+        if let Some(d) = st.devices.get_mut(id) {
+            d.rec = rec;
+        }
+        if let Some(body) = notify {
+            st.notify_desired(id, version, &body);
+        }
+        let d = st.device(id)?;
+        Ok(st.full_twin(d))
+    }
+
+    /// Device-side twin GET body.
+    pub(crate) fn device_twin(&self, id: &str) -> Result<Value, HubError> {
+        Ok(self.lock().device(id)?.rec.twin.device_view())
+    }
+
+    /// Device-side reported PATCH; returns the new reported `$version`.
+    pub(crate) fn patch_reported(&self, id: &str, body: &[u8]) -> Result<u64, HubError> {
+        let mut st = self.lock();
+        let mut rec = st.device(id)?.rec.clone();
+        let at = now_iso();
+        let v = rec.twin.apply_reported(body, &at)?;
+        // Reported state is re-sent by devices on reconnect: skip waiting for the fsync.
+        self.persist(id, Some(&rec), false)?;
+        if let Some(d) = st.devices.get_mut(id) {
+            d.rec = rec;
+            d.last_activity = Some(at);
+        }
+        Ok(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_match_forms() {
+        assert!(if_match_ok(None, "AAE="));
+        assert!(if_match_ok(Some("*"), "AAE="));
+        assert!(if_match_ok(Some("\"*\""), "AAE="));
+        assert!(if_match_ok(Some("\"AAE=\""), "AAE="));
+        assert!(if_match_ok(Some("AAE="), "AAE="));
+        assert!(!if_match_ok(Some("\"AAI=\""), "AAE="));
+    }
+}

@@ -1,0 +1,300 @@
+//! Live device links and MQTT sessions: one [`Link`] per connected device (a bounded outbox
+//! to its connection task and a kill switch), persisted subscriptions per client id, the
+//! per-device telemetry ring buffers, and desired-change notifications.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use super::{now_iso, unix_now, Hub, State};
+use crate::auth::{self, AuthError};
+
+/// Telemetry messages kept per device; the oldest is dropped when full.
+pub const TELEMETRY_BUFFER: usize = 1000;
+/// Hub-to-device messages queued per link; when full the link is closed (the device
+/// reconnects and re-reads its twin, so nothing is silently lost).
+const OUTBOX: usize = 64;
+
+/// A topic filter kind a device may subscribe to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Sub {
+    Methods,
+    TwinResponses,
+    DesiredPatches,
+    CloudToDevice,
+}
+
+/// One telemetry message as received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TelemetryMessage {
+    pub device_id: String,
+    /// Property bag, percent-decoded, in wire order (`$.ct`, custom keys, `mqtt-retain`...).
+    pub properties: Vec<(String, String)>,
+    pub payload: Bytes,
+    pub received_at: String,
+}
+
+/// A message for the device's connection task to publish (QoS 0).
+#[derive(Debug, Clone)]
+pub(crate) struct Outbound {
+    pub topic: String,
+    pub payload: Bytes,
+}
+
+#[derive(Debug)]
+pub(crate) struct Link {
+    pub conn_id: u64,
+    pub tx: mpsc::Sender<Outbound>,
+    pub kill: CancellationToken,
+}
+
+/// What a connection task gets when its device is attached.
+#[derive(Debug)]
+pub(crate) struct Attached {
+    pub conn_id: u64,
+    pub rx: mpsc::Receiver<Outbound>,
+    pub kill: CancellationToken,
+    pub session_present: bool,
+}
+
+/// Why a CONNECT is refused (mapped to CONNACK codes by the MQTT layer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    NotAuthorized(String),
+}
+
+impl State {
+    /// Queues a desired notification for a connected device subscribed to desired patches.
+    pub(crate) fn notify_desired(&self, id: &str, version: u64, body: &serde_json::Value) {
+        let subscribed = self
+            .sessions
+            .get(id)
+            .is_some_and(|s| s.contains(&Sub::DesiredPatches));
+        if let (true, Some(link)) = (subscribed, self.links.get(id)) {
+            let msg = Outbound {
+                topic: iothub_proto::topics::desired_patch(version),
+                payload: Bytes::from(body.to_string()),
+            };
+            link.send(msg);
+        }
+    }
+}
+
+impl Link {
+    pub(crate) fn send(&self, msg: Outbound) -> bool {
+        if self.tx.try_send(msg).is_err() {
+            tracing::warn!(conn = self.conn_id, "device outbox full; closing the link");
+            self.kill.cancel();
+            return false;
+        }
+        true
+    }
+}
+
+impl Hub {
+    /// Verifies a device CONNECT password; returns the token expiry (Unix seconds).
+    pub(crate) fn authorize_device(&self, id: &str, password: &str) -> Result<u64, Refusal> {
+        let st = self.lock();
+        let d = st
+            .devices
+            .get(id)
+            .ok_or_else(|| Refusal::NotAuthorized(format!("unknown device '{id}'")))?;
+        if !d.rec.identity.enabled {
+            return Err(Refusal::NotAuthorized(format!("device '{id}' is disabled")));
+        }
+        let keys = (
+            d.rec.identity.primary_key.as_str(),
+            d.rec.identity.secondary_key.as_str(),
+        );
+        auth::verify_device_token(
+            password,
+            &self.inner.hostname,
+            id,
+            keys,
+            &self.inner.policies,
+            unix_now(),
+        )
+        .map_err(|e: AuthError| Refusal::NotAuthorized(e.to_string()))
+    }
+
+    /// Registers a new connection for `id`, closing any older one (one link per device).
+    pub(crate) fn attach(&self, id: &str, clean_session: bool) -> Attached {
+        let mut st = self.lock();
+        st.next_id += 1;
+        let conn_id = st.next_id;
+        let (tx, rx) = mpsc::channel(OUTBOX);
+        let kill = self.inner.shutdown.child_token();
+        if let Some(old) = st.links.insert(
+            id.to_string(),
+            Link {
+                conn_id,
+                tx,
+                kill: kill.clone(),
+            },
+        ) {
+            tracing::info!(device = id, "new connection replaces the old one");
+            old.kill.cancel();
+        }
+        let session_present = if clean_session {
+            st.sessions.remove(id);
+            let _ = self
+                .inner
+                .store
+                .put::<()>(crate::store::SESSIONS, id, None, false);
+            false
+        } else {
+            let present = st.sessions.contains_key(id);
+            if !present {
+                st.sessions.insert(id.to_string(), BTreeSet::new());
+            }
+            present
+        };
+        if let Some(d) = st.devices.get_mut(id) {
+            d.last_activity = Some(now_iso());
+        }
+        drop(st);
+        self.inner.link_changes.notify_waiters();
+        Attached {
+            conn_id,
+            rx,
+            kill,
+            session_present,
+        }
+    }
+
+    /// Removes the link if it is still `conn_id` (a newer connection may have replaced it).
+    pub(crate) fn detach(&self, id: &str, conn_id: u64, clean_session: bool) {
+        let mut st = self.lock();
+        if st.links.get(id).is_some_and(|l| l.conn_id == conn_id) {
+            st.links.remove(id);
+            if clean_session {
+                st.sessions.remove(id);
+            }
+        }
+        drop(st);
+        self.inner.link_changes.notify_waiters();
+    }
+
+    pub(crate) fn set_subscription(&self, id: &str, sub: Sub, on: bool) {
+        let mut st = self.lock();
+        let subs = st.sessions.entry(id.to_string()).or_default();
+        let changed = if on {
+            subs.insert(sub)
+        } else {
+            subs.remove(&sub)
+        };
+        if changed {
+            let snapshot = subs.clone();
+            let _ = self
+                .inner
+                .store
+                .put(crate::store::SESSIONS, id, Some(&snapshot), false);
+        }
+        drop(st);
+        self.inner.link_changes.notify_waiters();
+    }
+
+    pub(crate) fn record_telemetry(&self, msg: TelemetryMessage) {
+        let mut st = self.lock();
+        if let Some(d) = st.devices.get_mut(&msg.device_id) {
+            d.last_activity = Some(msg.received_at.clone());
+        }
+        let buf = st.telemetry.entry(msg.device_id.clone()).or_default();
+        if buf.len() >= TELEMETRY_BUFFER {
+            buf.pop_front();
+        }
+        buf.push_back(msg.clone());
+        drop(st);
+        // Nobody listening is fine.
+        let _ = self.inner.telemetry_tx.send(msg);
+    }
+
+    /// Telemetry received from `id`, oldest first (at most [`TELEMETRY_BUFFER`]).
+    pub fn telemetry(&self, id: &str) -> Vec<TelemetryMessage> {
+        self.lock()
+            .telemetry
+            .get(id)
+            .map(|b| b.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Every telemetry message from now on (lagging receivers lose the oldest).
+    pub fn telemetry_events(&self) -> broadcast::Receiver<TelemetryMessage> {
+        self.inner.telemetry_tx.subscribe()
+    }
+
+    pub fn is_connected(&self, id: &str) -> bool {
+        self.lock().links.contains_key(id)
+    }
+
+    /// The persisted MQTT subscriptions of `id`.
+    pub fn subscriptions(&self, id: &str) -> BTreeSet<Sub> {
+        self.lock().sessions.get(id).cloned().unwrap_or_default()
+    }
+
+    /// Waits until `id` is connected and subscribed to `sub` (or just connected with `None`);
+    /// false on timeout. For tests and callers that need readiness without sleeping.
+    pub async fn wait_ready(&self, id: &str, sub: Option<Sub>, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let changed = self.inner.link_changes.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            {
+                let st = self.lock();
+                let linked = st.links.contains_key(id);
+                let subscribed =
+                    sub.is_none_or(|s| st.sessions.get(id).is_some_and(|x| x.contains(&s)));
+                if linked && subscribed {
+                    return true;
+                }
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return false;
+            }
+        }
+    }
+
+    /// Waits until `id` is connected.
+    pub async fn wait_connected(&self, id: &str, timeout: Duration) -> bool {
+        self.wait_ready(id, None, timeout).await
+    }
+
+    /// Waits until `id` has no live connection.
+    pub async fn wait_disconnected(&self, id: &str, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let changed = self.inner.link_changes.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if !self.is_connected(id) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return false;
+            }
+        }
+    }
+
+    /// Cuts every device connection (fault injection); sessions are kept.
+    pub fn disconnect_all(&self) {
+        for l in self.lock().links.values() {
+            l.kill.cancel();
+        }
+    }
+
+    /// Cuts one device's connection; true if it was connected.
+    pub fn disconnect(&self, id: &str) -> bool {
+        match self.lock().links.get(id) {
+            Some(l) => {
+                l.kill.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+}

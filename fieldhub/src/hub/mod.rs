@@ -1,0 +1,210 @@
+//! The hub's shared state and its `Clone` handle [`Hub`]: registry, twins, live device links,
+//! MQTT sessions, telemetry buffers and pending method calls. REST handlers, MQTT connection
+//! tasks, jobs and tests all go through this handle. State sits behind one `std` mutex that
+//! is never held across an `.await`; the database is written inside it so that the store and
+//! the in-memory view change in the same order.
+
+mod devices;
+pub(crate) mod links;
+mod methods;
+
+pub use devices::{if_match_ok, DeviceUpdate};
+pub use links::{Sub, TelemetryMessage, TELEMETRY_BUFFER};
+pub use methods::MethodResponse;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, Notify};
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::{self, Permission, Policy};
+use crate::error::HubError;
+use crate::registry::DeviceIdentity;
+use crate::store::Store;
+use crate::twin::TwinDoc;
+
+/// What the store keeps per device.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct DeviceRecord {
+    pub identity: DeviceIdentity,
+    pub twin: TwinDoc,
+}
+
+#[derive(Debug)]
+pub(crate) struct Device {
+    pub rec: DeviceRecord,
+    pub last_activity: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    pub devices: BTreeMap<String, Device>,
+    pub links: HashMap<String, links::Link>,
+    pub sessions: HashMap<String, BTreeSet<Sub>>,
+    pub telemetry: HashMap<String, VecDeque<TelemetryMessage>>,
+    pub pending: HashMap<String, methods::Pending>,
+    pub next_id: u64,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub hostname: String,
+    pub mqtt_addr: SocketAddr,
+    pub https_addr: SocketAddr,
+    pub store: Store,
+    pub policies: Vec<Policy>,
+    pub state: Mutex<State>,
+    /// Signalled whenever a link or subscription changes (method calls waiting for a device).
+    pub link_changes: Notify,
+    pub telemetry_tx: broadcast::Sender<TelemetryMessage>,
+    pub shutdown: CancellationToken,
+}
+
+/// Cheap `Clone` handle on the hub state.
+#[derive(Debug, Clone)]
+pub struct Hub {
+    pub(crate) inner: Arc<Inner>,
+}
+
+/// Current UTC time in the hub's timestamp format.
+pub(crate) fn now_iso() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Hub {
+    /// Builds the hub over an opened store: loads devices, sessions and policies (creating the
+    /// default policies on first start).
+    pub(crate) fn open(
+        hostname: String,
+        mqtt_addr: SocketAddr,
+        https_addr: SocketAddr,
+        store: Store,
+        shutdown: CancellationToken,
+    ) -> Result<Hub, HubError> {
+        let mut policies: Vec<Policy> = store
+            .load::<Policy>(crate::store::POLICIES)?
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect();
+        if policies.is_empty() {
+            policies = auth::default_policies();
+            for p in &policies {
+                store.put(crate::store::POLICIES, &p.name, Some(p), true)?;
+            }
+        }
+        let mut state = State::default();
+        for (id, rec) in store.load::<DeviceRecord>(crate::store::DEVICES)? {
+            state.devices.insert(
+                id,
+                Device {
+                    rec,
+                    last_activity: None,
+                },
+            );
+        }
+        for (id, subs) in store.load::<BTreeSet<Sub>>(crate::store::SESSIONS)? {
+            state.sessions.insert(id, subs);
+        }
+        let (telemetry_tx, _) = broadcast::channel(1024);
+        Ok(Hub {
+            inner: Arc::new(Inner {
+                hostname,
+                mqtt_addr,
+                https_addr,
+                store,
+                policies,
+                state: Mutex::new(state),
+                link_changes: Notify::new(),
+                telemetry_tx,
+                shutdown,
+            }),
+        })
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves consistent-enough state for a dev hub.
+        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn hostname(&self) -> &str {
+        &self.inner.hostname
+    }
+
+    pub fn mqtt_addr(&self) -> SocketAddr {
+        self.inner.mqtt_addr
+    }
+
+    pub fn https_addr(&self) -> SocketAddr {
+        self.inner.https_addr
+    }
+
+    /// The store, for modules that keep their own tables (jobs).
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn policies(&self) -> &[Policy] {
+        &self.inner.policies
+    }
+
+    /// `HostName` for connection strings: the hostname plus `:port` unless the port is 443.
+    pub fn service_host(&self) -> String {
+        match self.inner.https_addr.port() {
+            443 => self.inner.hostname.clone(),
+            p => format!("{}:{p}", self.inner.hostname),
+        }
+    }
+
+    /// Connection string of a shared access policy (e.g. `iothubowner`).
+    pub fn policy_connection_string(&self, policy: &str) -> Option<String> {
+        let p = self.inner.policies.iter().find(|p| p.name == policy)?;
+        Some(format!(
+            "HostName={};SharedAccessKeyName={};SharedAccessKey={}",
+            self.service_host(),
+            p.name,
+            p.primary_key
+        ))
+    }
+
+    /// Checks a REST `Authorization` header value for one of `needed` permissions.
+    pub fn authorize_service(
+        &self,
+        authorization: Option<&str>,
+        needed: &[Permission],
+    ) -> Result<(), HubError> {
+        let token = authorization
+            .ok_or_else(|| HubError::Unauthorized("missing Authorization header".into()))?;
+        auth::verify_service_token(
+            token,
+            &self.inner.hostname,
+            needed,
+            &self.inner.policies,
+            unix_now(),
+        )
+        .map_err(|e| HubError::Unauthorized(e.to_string()))
+    }
+
+    fn persist(&self, id: &str, rec: Option<&DeviceRecord>, durable: bool) -> Result<(), HubError> {
+        self.inner
+            .store
+            .put(crate::store::DEVICES, id, rec, durable)
+            .map_err(HubError::from)
+    }
+
+    /// Closes the database; later writes fail with a storage error.
+    pub(crate) fn close_store(&self) {
+        if let Err(e) = self.inner.store.close() {
+            tracing::warn!(error = %e, "closing the database");
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! Pure device-endpoint rules: CONNECT username parsing (reference §2.2), which topic filters
+//! a device may subscribe to, which topics it may publish to (per-device isolation, §2.1/2.3),
+//! and telemetry property-bag decoding (§2.5).
+
+use iothub_proto::topics::{self, Topic};
+use percent_encoding::percent_decode_str;
+
+use crate::hub::Sub;
+
+/// Parsed `{host}/{deviceId}[/{moduleId}]/?api-version=…` (the `?` is optional, as in older
+/// docs: `{host}/{deviceId}/api-version=…`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Username {
+    pub host: String,
+    pub device_id: String,
+    pub module_id: Option<String>,
+    pub api_version: Option<String>,
+}
+
+pub fn parse_username(u: &str) -> Option<Username> {
+    let (path, query) = match u.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (u, None),
+    };
+    let mut segs: Vec<&str> = path.split('/').collect();
+    let mut query = query.map(str::to_string);
+    // Older form: the api-version sits in the last path segment.
+    if let Some(last) = segs.last() {
+        if last.starts_with("api-version=") {
+            query = Some(last.to_string());
+            segs.pop();
+        }
+    }
+    while segs.last() == Some(&"") {
+        segs.pop();
+    }
+    let api_version = query.as_deref().and_then(|q| {
+        q.split('&')
+            .find_map(|kv| kv.strip_prefix("api-version="))
+            .map(str::to_string)
+    });
+    match segs.as_slice() {
+        [host, dev] if !host.is_empty() && !dev.is_empty() => Some(Username {
+            host: host.to_string(),
+            device_id: dev.to_string(),
+            module_id: None,
+            api_version,
+        }),
+        [host, dev, module] if !host.is_empty() && !dev.is_empty() && !module.is_empty() => {
+            Some(Username {
+                host: host.to_string(),
+                device_id: dev.to_string(),
+                module_id: Some(module.to_string()),
+                api_version,
+            })
+        }
+        _ => None,
+    }
+}
+
+/// What a SUBSCRIBE filter means for a device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilterVerdict {
+    Allowed(Sub),
+    /// Names another device's topics (or wildcards over devices): the connection is closed.
+    Foreign,
+    /// Not an IoT Hub filter: SUBACK 0x80.
+    Unsupported,
+}
+
+pub fn classify_filter(filter: &str, own_id: &str) -> FilterVerdict {
+    match filter {
+        topics::METHODS_FILTER => return FilterVerdict::Allowed(Sub::Methods),
+        topics::TWIN_RES_FILTER => return FilterVerdict::Allowed(Sub::TwinResponses),
+        topics::DESIRED_FILTER => return FilterVerdict::Allowed(Sub::DesiredPatches),
+        _ => {}
+    }
+    if let Some(rest) = filter.strip_prefix("devices/") {
+        let (dev, tail) = rest.split_once('/').unwrap_or((rest, ""));
+        if dev != own_id {
+            return FilterVerdict::Foreign;
+        }
+        return match tail {
+            "messages/devicebound/#" | "messages/devicebound" | "messages/devicebound/" => {
+                FilterVerdict::Allowed(Sub::CloudToDevice)
+            }
+            _ => FilterVerdict::Unsupported,
+        };
+    }
+    if filter.starts_with('#') || filter.starts_with("+/") || filter == "+" {
+        // Would match other devices' topics.
+        return FilterVerdict::Foreign;
+    }
+    // Per-method filters (`$iothub/methods/POST/{name}/#`) are documented, though the
+    // wildcard one is recommended.
+    if let Some(m) = filter.strip_prefix("$iothub/methods/POST/") {
+        if !m.is_empty() && !m.starts_with('#') {
+            return FilterVerdict::Allowed(Sub::Methods);
+        }
+    }
+    FilterVerdict::Unsupported
+}
+
+/// What a device PUBLISH means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublishVerdict {
+    Telemetry {
+        properties: String,
+    },
+    TwinGet {
+        rid: String,
+    },
+    ReportedPatch {
+        rid: String,
+    },
+    MethodResponse {
+        status: i32,
+        rid: String,
+    },
+    /// Another device's topic, a hub-to-device topic, or an unknown topic: close.
+    Violation,
+}
+
+pub fn classify_publish(topic: &str, own_id: &str) -> PublishVerdict {
+    match topics::parse(topic) {
+        Some(Topic::Telemetry {
+            device_id,
+            properties,
+        }) if device_id == own_id => PublishVerdict::Telemetry { properties },
+        Some(Topic::TwinGet { rid }) => PublishVerdict::TwinGet { rid },
+        Some(Topic::TwinReportedPatch { rid }) => PublishVerdict::ReportedPatch { rid },
+        Some(Topic::MethodResponse { status, rid }) => {
+            PublishVerdict::MethodResponse { status, rid }
+        }
+        _ => PublishVerdict::Violation,
+    }
+}
+
+fn decode(s: &str) -> String {
+    percent_decode_str(&s.replace('+', " "))
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// Decodes `k1=v1&k2&k3=` (keys and values percent-encoded; a key without `=` has an empty
+/// value).
+pub fn parse_property_bag(bag: &str) -> Vec<(String, String)> {
+    bag.split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames() {
+        let u = parse_username(
+            "h.azure-devices.net/door-1/?api-version=2021-04-12&DeviceClientType=x%2F1",
+        )
+        .unwrap();
+        assert_eq!(
+            u,
+            Username {
+                host: "h.azure-devices.net".into(),
+                device_id: "door-1".into(),
+                module_id: None,
+                api_version: Some("2021-04-12".into())
+            }
+        );
+        let old = parse_username("h/d/api-version=2016-11-14").unwrap();
+        assert_eq!(
+            (old.device_id.as_str(), old.api_version.as_deref()),
+            ("d", Some("2016-11-14"))
+        );
+        let m = parse_username("h/d/m/?api-version=1").unwrap();
+        assert_eq!(m.module_id.as_deref(), Some("m"));
+        assert_eq!(parse_username("h/d").unwrap().api_version, None);
+        assert!(parse_username("justhost").is_none());
+        assert!(parse_username("/d/?api-version=1").is_none());
+        assert!(parse_username("").is_none());
+    }
+
+    #[test]
+    fn filters() {
+        use FilterVerdict::*;
+        assert_eq!(
+            classify_filter("$iothub/methods/POST/#", "a"),
+            Allowed(Sub::Methods)
+        );
+        assert_eq!(
+            classify_filter("$iothub/twin/res/#", "a"),
+            Allowed(Sub::TwinResponses)
+        );
+        assert_eq!(
+            classify_filter("$iothub/twin/PATCH/properties/desired/#", "a"),
+            Allowed(Sub::DesiredPatches)
+        );
+        assert_eq!(
+            classify_filter("devices/a/messages/devicebound/#", "a"),
+            Allowed(Sub::CloudToDevice)
+        );
+        assert_eq!(
+            classify_filter("devices/b/messages/devicebound/#", "a"),
+            Foreign
+        );
+        assert_eq!(
+            classify_filter("devices/+/messages/devicebound/#", "a"),
+            Foreign
+        );
+        assert_eq!(classify_filter("#", "a"), Foreign);
+        assert_eq!(
+            classify_filter("devices/a/messages/events/", "a"),
+            Unsupported
+        );
+        assert_eq!(classify_filter("$iothub/other/#", "a"), Unsupported);
+        assert_eq!(
+            classify_filter("$iothub/methods/POST/lockDoor/#", "a"),
+            Allowed(Sub::Methods)
+        );
+    }
+
+    #[test]
+    fn publishes() {
+        use PublishVerdict::*;
+        assert_eq!(
+            classify_publish("devices/a/messages/events/%24.ct=x", "a"),
+            Telemetry {
+                properties: "%24.ct=x".into()
+            }
+        );
+        assert_eq!(
+            classify_publish("devices/b/messages/events/", "a"),
+            Violation
+        );
+        assert_eq!(
+            classify_publish("$iothub/twin/GET/?$rid=1", "a"),
+            TwinGet { rid: "1".into() }
+        );
+        assert_eq!(
+            classify_publish("$iothub/methods/POST/x/?$rid=1", "a"),
+            Violation
+        );
+        assert_eq!(
+            classify_publish("$iothub/twin/PATCH/properties/desired/?$version=1", "a"),
+            Violation
+        );
+        assert_eq!(classify_publish("random/topic", "a"), Violation);
+        assert_eq!(
+            classify_publish("$iothub/methods/res/200/?$rid=7", "a"),
+            MethodResponse {
+                status: 200,
+                rid: "7".into()
+            }
+        );
+    }
+
+    #[test]
+    fn property_bags() {
+        assert_eq!(
+            parse_property_bag("%24.mid=a%20b%2Fc&%24.ct=application%2Fjson&flag&e="),
+            vec![
+                ("$.mid".to_string(), "a b/c".to_string()),
+                ("$.ct".to_string(), "application/json".to_string()),
+                ("flag".to_string(), String::new()),
+                ("e".to_string(), String::new()),
+            ]
+        );
+        assert!(parse_property_bag("").is_empty());
+    }
+}

@@ -1,0 +1,68 @@
+//! The `fieldhub serve` binary: first start creates the data dir contents, prints the ready
+//! line with the bound ports, and SIGTERM stops it cleanly.
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Command, Stdio};
+
+#[test]
+fn serve_prints_ready_line_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fieldhub"))
+        .args(["serve", "--data-dir"])
+        .arg(dir.path())
+        .args(["--mqtt", "127.0.0.1:0", "--https", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // A reader thread with a bounded wait, so a hung binary fails the test instead of hanging.
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx.recv_timeout(std::time::Duration::from_secs(20));
+    let line = match line {
+        Ok(l) => l,
+        Err(_) => {
+            let _ = child.kill();
+            panic!("no ready line");
+        }
+    };
+    let words: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(words[..2], ["fieldhub", "ready"], "line: {line}");
+    let mqtt: std::net::SocketAddr = words[2].strip_prefix("mqtt=").unwrap().parse().unwrap();
+    let https: std::net::SocketAddr = words[3].strip_prefix("https=").unwrap().parse().unwrap();
+    assert_ne!(mqtt.port(), 0);
+    std::net::TcpStream::connect(mqtt).unwrap();
+    std::net::TcpStream::connect(https).unwrap();
+
+    for f in ["ca.pem", "service.connstr", "fieldhub.redb"] {
+        assert!(dir.path().join(f).exists(), "{f} missing");
+    }
+    let connstr = std::fs::read_to_string(dir.path().join("service.connstr")).unwrap();
+    let cs = iothub_proto::ConnectionString::parse(connstr.trim()).unwrap();
+    assert_eq!(cs.host_name, format!("localhost:{}", https.port()));
+    assert_eq!(cs.key_name.as_deref(), Some("iothubowner"));
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // Bounded wait for exit.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            assert!(st.success(), "exit status {st}");
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("fieldhub did not stop on SIGTERM");
+        }
+        std::thread::park_timeout(std::time::Duration::from_millis(50));
+    }
+}

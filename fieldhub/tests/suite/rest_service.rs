@@ -1,0 +1,267 @@
+//! Service endpoint: registry, twins with etags, methods, SAS permissions, error bodies.
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::util::*;
+
+/// Envelope B carries the error as a JSON string inside `Message`.
+fn envelope_b_code(body: &Value) -> i64 {
+    let inner: Value = serde_json::from_str(body["Message"].as_str().unwrap()).unwrap();
+    inner["errorCode"].as_i64().unwrap()
+}
+
+#[tokio::test]
+async fn registry_create_get_list_delete() {
+    let th = start_hub().await;
+    let s = Service::new(&th.hub, "iothubowner");
+    let body = json!({"deviceId": "door-01", "status": "enabled",
+        "authentication": {"type": "sas", "symmetricKey": {"primaryKey": "", "secondaryKey": ""}},
+        "capabilities": {"iotEdge": false}});
+    let (st, _, dev) = parts(s.req(Method::PUT, "/devices/door-01").json(&body)).await;
+    assert_eq!(st, 200);
+    assert_eq!(dev["deviceId"], "door-01");
+    assert_eq!(dev["connectionState"], "Disconnected");
+    let pk = dev["authentication"]["symmetricKey"]["primaryKey"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(pk.len(), 44, "32 random bytes, base64");
+
+    // Existing device without If-Match → 409; with a stale etag → 412; with "*" → update.
+    let (st, code, err) = parts(s.req(Method::PUT, "/devices/door-01").json(&body)).await;
+    assert_eq!((st, code.as_deref()), (409, Some("DeviceAlreadyExists")));
+    assert!(err["Message"]
+        .as_str()
+        .unwrap()
+        .starts_with("ErrorCode:DeviceAlreadyExists;"));
+    let (st, code, _) = parts(
+        s.req(Method::PUT, "/devices/door-01")
+            .header("If-Match", "\"bm9wZQ==\"")
+            .json(&body),
+    )
+    .await;
+    assert_eq!((st, code.as_deref()), (412, Some("PreconditionFailed")));
+    let (st, _, upd) = parts(
+        s.req(Method::PUT, "/devices/door-01")
+            .header("If-Match", "\"*\"")
+            .json(&json!({"deviceId": "door-01", "status": "disabled"})),
+    )
+    .await;
+    assert_eq!((st, upd["status"].as_str()), (200, Some("disabled")));
+    assert_eq!(
+        upd["authentication"]["symmetricKey"]["primaryKey"], pk,
+        "keys kept"
+    );
+
+    let (st, _, got) = parts(s.req(Method::GET, "/devices/door-01")).await;
+    assert_eq!((st, got["etag"].clone()), (200, upd["etag"].clone()));
+    for path in ["/devices", "/devices/"] {
+        let (st, _, list) = parts(s.req(Method::GET, path)).await;
+        assert_eq!(st, 200);
+        assert_eq!(list.as_array().unwrap().len(), 1);
+    }
+
+    let resp = s
+        .req(Method::DELETE, "/devices/door-01")
+        .header("If-Match", "\"*\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 204);
+    let (st, code, err) = parts(s.req(Method::GET, "/devices/door-01")).await;
+    assert_eq!((st, code.as_deref()), (404, Some("DeviceNotFound")));
+    assert!(err["Message"]
+        .as_str()
+        .unwrap()
+        .starts_with("ErrorCode:DeviceNotFound;"));
+}
+
+#[tokio::test]
+async fn twin_patch_put_and_etags() {
+    let th = start_hub().await;
+    th.hub.hub.create_device("d").unwrap();
+    let s = Service::new(&th.hub, "service");
+    let (st, _, twin) = parts(s.req(Method::GET, "/twins/d")).await;
+    assert_eq!(st, 200);
+    assert_eq!(twin["properties"]["desired"]["$version"], 1);
+    let etag = twin["etag"].as_str().unwrap().to_string();
+
+    let patch = json!({"tags": {"building": "43"}, "properties": {"desired": {"mode": "auto"}}});
+    let (st, _, t2) = parts(
+        s.req(Method::PATCH, "/twins/d")
+            .header("If-Match", format!("\"{etag}\""))
+            .json(&patch),
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert_eq!(t2["tags"], json!({"building": "43"}));
+    assert_eq!(t2["properties"]["desired"]["mode"], "auto");
+    assert_eq!(t2["properties"]["desired"]["$version"], 2);
+    assert_eq!(
+        t2["properties"]["desired"]["$metadata"]["mode"]["$lastUpdatedVersion"],
+        2
+    );
+    assert_ne!(t2["etag"], twin["etag"]);
+
+    // The old etag no longer matches.
+    let (st, code, _) = parts(
+        s.req(Method::PATCH, "/twins/d")
+            .header("If-Match", format!("\"{etag}\""))
+            .json(&patch),
+    )
+    .await;
+    assert_eq!((st, code.as_deref()), (412, Some("PreconditionFailed")));
+
+    // PUT replaces tags and desired; reported from the service is ignored.
+    let (st, _, t3) = parts(
+        s.req(Method::PUT, "/twins/d")
+            .header("If-Match", "*")
+            .json(&json!({
+                "deviceId": "d", "etag": null,
+                "tags": {"floor": "3"},
+                "properties": {"desired": {"x": 1, "$version": 99}, "reported": {"evil": 1}}
+            })),
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert_eq!(t3["tags"], json!({"floor": "3"}));
+    assert_eq!(t3["properties"]["desired"]["x"], 1);
+    assert!(t3["properties"]["desired"].get("mode").is_none());
+    assert!(t3["properties"]["reported"].get("evil").is_none());
+
+    // Invalid key names → 400 400004.
+    let (st, code, _) = parts(
+        s.req(Method::PATCH, "/twins/d")
+            .json(&json!({"properties": {"desired": {"a.b": 1}}})),
+    )
+    .await;
+    assert_eq!((st, code.as_deref()), (400, Some("ArgumentInvalid")));
+}
+
+#[tokio::test]
+async fn malformed_json_and_oversized_twin_are_400() {
+    let th = start_hub().await;
+    th.hub.hub.create_device("d").unwrap();
+    let s = Service::new(&th.hub, "iothubowner");
+    let (st, code, err) = parts(
+        s.req(Method::PATCH, "/twins/d")
+            .header("Content-Type", "application/json; charset=utf-8")
+            .body("{\"tags\": "),
+    )
+    .await;
+    assert_eq!((st, code.as_deref()), (400, Some("IotHubFormatError")));
+    assert!(err["Message"]
+        .as_str()
+        .unwrap()
+        .starts_with("ErrorCode:IotHubFormatError;"));
+
+    let mut desired = serde_json::Map::new();
+    for i in 0..10 {
+        desired.insert(format!("k{i}"), json!("z".repeat(4000)));
+    }
+    let (st, code, _) = parts(
+        s.req(Method::PATCH, "/twins/d")
+            .json(&json!({"properties": {"desired": desired}})),
+    )
+    .await;
+    assert_eq!((st, code.as_deref()), (400, Some("ArgumentInvalid")));
+    // Nothing was applied, and the hub keeps serving.
+    let (st, _, twin) = parts(s.req(Method::GET, "/twins/d")).await;
+    assert_eq!(
+        (st, twin["properties"]["desired"]["$version"].as_i64()),
+        (200, Some(1))
+    );
+}
+
+#[tokio::test]
+async fn permissions_are_checked_per_policy() {
+    let th = start_hub().await;
+    th.hub.hub.create_device("d").unwrap();
+    let ro = Service::new(&th.hub, "registryRead");
+    let (st, _, _) = parts(ro.req(Method::GET, "/devices/d")).await;
+    assert_eq!(st, 200);
+    let call = json!({"methodName": "lockDoor", "payload": null, "responseTimeoutInSeconds": 5});
+    let (st, code, _) = parts(ro.req(Method::POST, "/twins/d/methods").json(&call)).await;
+    assert_eq!(
+        (st, code.as_deref()),
+        (401, Some("IotHubUnauthorizedAccess"))
+    );
+    let (st, code, _) = parts(ro.req(Method::PUT, "/devices/e").json(&json!({}))).await;
+    assert_eq!(
+        (st, code.as_deref()),
+        (401, Some("IotHubUnauthorizedAccess"))
+    );
+
+    // The service policy cannot write the registry.
+    let svc = Service::new(&th.hub, "service");
+    let (st, _, _) = parts(svc.req(Method::PUT, "/devices/e").json(&json!({}))).await;
+    assert_eq!(st, 401);
+
+    // No token, a garbage token, an expired token.
+    let url = format!("{}/devices/d?api-version=2021-04-12", ro.base);
+    let (st, _, _) = parts(ro.http.get(&url)).await;
+    assert_eq!(st, 401);
+    let (st, _, _) = parts(ro.http.get(&url).header("Authorization", "Bearer x")).await;
+    assert_eq!(st, 401);
+    let owner = th
+        .hub
+        .hub
+        .policies()
+        .iter()
+        .find(|p| p.name == "iothubowner")
+        .unwrap()
+        .clone();
+    let expired = iothub_proto::sas::generate(
+        &format!("localhost:{}", th.hub.https_addr.port()),
+        &owner.primary_key,
+        Some("iothubowner"),
+        now() - 5,
+    )
+    .unwrap();
+    let (st, _, _) = parts(ro.http.get(&url).header("Authorization", expired)).await;
+    assert_eq!(st, 401);
+}
+
+#[tokio::test]
+async fn methods_offline_unknown_timeout_and_success() {
+    let th = start_hub().await;
+    let hub = &th.hub.hub;
+    let d = hub.create_device("d").unwrap();
+    let s = Service::new(&th.hub, "service");
+    let call = json!({"methodName": "lockDoor", "payload": {"a": 1},
+        "responseTimeoutInSeconds": 1, "connectTimeoutInSeconds": 0});
+
+    let (st, code, err) = parts(s.req(Method::POST, "/twins/d/methods").json(&call)).await;
+    assert_eq!((st, code.as_deref()), (404, Some("DeviceNotOnline")));
+    assert_eq!(envelope_b_code(&err), 404103);
+    let (st, code, _) = parts(s.req(Method::POST, "/twins/nobody/methods").json(&call)).await;
+    assert_eq!((st, code.as_deref()), (404, Some("DeviceNotFound")));
+
+    // Connected and subscribed, but never answering → 504 504101.
+    let mut dev = TestDevice::with_key(&th.hub, "d", &d.primary_key, false);
+    dev.connected().await;
+    dev.subscribe("$iothub/methods/POST/#").await;
+    let (st, code, err) = parts(s.req(Method::POST, "/twins/d/methods").json(&call)).await;
+    assert_eq!((st, code.as_deref()), (504, Some("GatewayTimeout")));
+    assert_eq!(envelope_b_code(&err), 504101);
+    let stale = dev.publish_received().await;
+    assert!(stale
+        .topic
+        .starts_with("$iothub/methods/POST/lockDoor/?$rid="));
+
+    // Answering device → 200 {status, payload}.
+    let req = s.req(Method::POST, "/twins/d/methods").json(&json!({
+        "methodName": "lockDoor", "payload": {"a": 1}, "responseTimeoutInSeconds": 10}));
+    let pending = tokio::spawn(parts(req));
+    let p = dev.publish_received().await;
+    let rid = p.topic.split("$rid=").nth(1).unwrap().to_string();
+    dev.send(
+        &format!("$iothub/methods/res/500/?$rid={rid}"),
+        r#"{"error":"jammed"}"#,
+    )
+    .await;
+    let (st, _, body) = tokio::time::timeout(T, pending).await.unwrap().unwrap();
+    assert_eq!(st, 200);
+    assert_eq!(body, json!({"status": 500, "payload": {"error": "jammed"}}));
+}
