@@ -96,29 +96,62 @@ fn base_is_valid() {
 fn demo_config_validates() {
     let c = config::load(&examples().join("demo.toml")).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(c.doors.len(), 4);
-    assert!(matches!(c.bus("sim-tcp").unwrap().transport, Transport::Tcp { .. }));
-    assert!(matches!(c.bus("sim-rtu").unwrap().transport, Transport::Rtu { baud: 9600, parity: Parity::Even, data_bits: 8, stop_bits: 1, .. }));
+    assert!(matches!(
+        c.bus("sim-tcp").unwrap().transport,
+        Transport::Tcp { .. }
+    ));
+    assert!(matches!(
+        c.bus("sim-rtu").unwrap().transport,
+        Transport::Rtu {
+            baud: 9600,
+            parity: Parity::Even,
+            data_bits: 8,
+            stop_bits: 1,
+            ..
+        }
+    ));
     let d = c.door("door-01").unwrap();
     assert_eq!(d.key_source, KeySource::Group);
     assert_eq!(d.tags["building"], json!("43"));
     assert_eq!(
         d.methods["lockDoor"],
-        MethodAction::WriteCoil { address: 0, value: ValueSource::Fixed(json!(true)) }
+        MethodAction::WriteCoil {
+            address: 0,
+            value: ValueSource::Fixed(json!(true))
+        }
     );
     match &d.methods["unlockDoor"] {
-        MethodAction::PulseCoil { address: 0, value: false, seconds_from: Some(f), default, max } => {
+        MethodAction::PulseCoil {
+            address: 0,
+            value: false,
+            seconds_from: Some(f),
+            default,
+            max,
+        } => {
             assert_eq!(f, "seconds");
-            assert_eq!((*default, *max), (Duration::from_secs(5), Duration::from_secs(60)));
+            assert_eq!(
+                (*default, *max),
+                (Duration::from_secs(5), Duration::from_secs(60))
+            );
         }
         other => panic!("{other:?}"),
     }
     // The register map doorsim implements.
-    assert_eq!((d.desired["Building"].table, d.desired["Building"].address), (WriteTable::Holding, 0));
+    assert_eq!(
+        (d.desired["Building"].table, d.desired["Building"].address),
+        (WriteTable::Holding, 0)
+    );
     assert_eq!(d.desired["Floor"].spec.data_type, DataType::I16);
     let dur = &d.desired["openDurationSec"];
-    assert_eq!((dur.address, dur.spec.data_type, dur.spec.order), (2, DataType::U32, WordOrder::ABCD));
+    assert_eq!(
+        (dur.address, dur.spec.data_type, dur.spec.order),
+        (2, DataType::U32, WordOrder::ABCD)
+    );
     assert_eq!(dur.spec.encode(&json!(5)).unwrap(), [0, 5000]);
-    assert_eq!(d.desired["mode"].spec.encode(&json!("lockdown")).unwrap(), [2]);
+    assert_eq!(
+        d.desired["mode"].spec.encode(&json!("lockdown")).unwrap(),
+        [2]
+    );
     let state = &d.reported["doorState"];
     assert_eq!((state.table, state.address), (ReadTable::Input, 0));
     assert_eq!(state.spec.decode(&[2]).unwrap(), json!("forced"));
@@ -130,7 +163,10 @@ fn demo_config_validates() {
     assert_eq!(batt.deadband, 0.05);
     assert_eq!(d.reported["eventCount"].spec.register_count(), 2);
     // door-04's override
-    assert_eq!(c.door("door-04").unwrap().poll_interval, Duration::from_secs(2));
+    assert_eq!(
+        c.door("door-04").unwrap().poll_interval,
+        Duration::from_secs(2)
+    );
     assert_eq!(d.poll_interval, Duration::from_secs(1));
     // keys derive as DPS does, and differ per door
     assert_ne!(c.doors[0].key, c.doors[1].key);
@@ -145,10 +181,15 @@ fn rs485_with_keys() -> (tempfile::TempDir, std::path::PathBuf) {
     std::fs::create_dir(dir.path().join("keys")).unwrap();
     let prov = config::load_for_provisioning(&path).unwrap_or_else(|e| panic!("{e}"));
     for (i, d) in prov.doors.iter().enumerate() {
-        let ProvisionKey::MissingFile { path } = &d.key else { panic!("{d:?}") };
+        let ProvisionKey::MissingFile { path } = &d.key else {
+            panic!("{d:?}")
+        };
         let key = Secret::new(KEY);
         let text = if i == 0 {
-            format!("HostName=contoso-doors.azure-devices.net;DeviceId={};SharedAccessKey={KEY}", d.device_id)
+            format!(
+                "HostName=contoso-doors.azure-devices.net;DeviceId={};SharedAccessKey={KEY}",
+                d.device_id
+            )
         } else {
             config::key_file_contents(&key)
         };
@@ -165,10 +206,20 @@ fn rs485_site_config_validates() {
     let bus = &c.buses[0];
     assert_eq!(
         bus.transport,
-        Transport::Rtu { path: "/dev/ttyUSB0".into(), baud: 19200, parity: Parity::Even, data_bits: 8, stop_bits: 1 }
+        Transport::Rtu {
+            path: "/dev/ttyUSB0".into(),
+            baud: 19200,
+            parity: Parity::Even,
+            data_bits: 8,
+            stop_bits: 1
+        }
     );
-    assert_eq!((bus.timeout, bus.inter_request_delay), (Duration::from_millis(300), Duration::from_millis(10)));
-    let profiles: std::collections::BTreeSet<_> = c.doors.iter().map(|d| d.profile.as_str()).collect();
+    assert_eq!(
+        (bus.timeout, bus.inter_request_delay),
+        (Duration::from_millis(300), Duration::from_millis(10))
+    );
+    let profiles: std::collections::BTreeSet<_> =
+        c.doors.iter().map(|d| d.profile.as_str()).collect();
     assert_eq!(profiles.len(), 2);
     for d in &c.doors {
         assert_eq!(d.key.expose(), KEY, "{}", d.device_id);
@@ -180,35 +231,59 @@ fn rs485_site_config_validates() {
     assert_eq!(server.poll_interval, Duration::from_secs(1));
     assert_eq!(server.methods["lockDoor"].target(), (WriteTable::Coil, 2));
     match &server.methods["unlockDoor"] {
-        MethodAction::PulseCoil { address: 2, max, default, .. } => {
-            assert_eq!((*default, *max), (Duration::from_secs(5), Duration::from_secs(10)))
+        MethodAction::PulseCoil {
+            address: 2,
+            max,
+            default,
+            ..
+        } => {
+            assert_eq!(
+                (*default, *max),
+                (Duration::from_secs(5), Duration::from_secs(10))
+            )
         }
         other => panic!("{other:?}"),
     }
     assert_eq!(server.reported["locked"].address, 2);
-    assert_eq!(c.door("b43-f1-main").unwrap().methods["lockDoor"].target(), (WriteTable::Coil, 0));
+    assert_eq!(
+        c.door("b43-f1-main").unwrap().methods["lockDoor"].target(),
+        (WriteTable::Coil, 0)
+    );
     let gate = c.door("gate-north").unwrap();
-    assert_eq!(gate.reported["tamper"].spec.decode(&[0b1000]).unwrap(), json!(true));
+    assert_eq!(
+        gate.reported["tamper"].spec.decode(&[0b1000]).unwrap(),
+        json!(true)
+    );
     assert_eq!(gate.desired["holdOpenSec"].spec.order, WordOrder::CDAB);
 }
 
 #[test]
 fn rs485_site_without_key_files_is_ready_for_provisioning() {
-    let p = config::load_for_provisioning(&examples().join("rs485-site.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let p = config::load_for_provisioning(&examples().join("rs485-site.toml"))
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(p.hub_hostname, "contoso-doors.azure-devices.net");
     assert_eq!(p.doors.len(), 8);
-    assert!(p.doors.iter().all(|d| matches!(d.key, ProvisionKey::MissingFile { .. })));
+    assert!(p
+        .doors
+        .iter()
+        .all(|d| matches!(d.key, ProvisionKey::MissingFile { .. })));
     assert_eq!(p.doors[0].tags["building"], json!("43"));
     // ...while running needs them, and says how to make them.
     let e = config::load(&examples().join("rs485-site.toml")).unwrap_err();
     assert_eq!(e.len(), 8, "{e}");
-    assert!(e.errors[0].message.contains("fieldctl devices provision"), "{e}");
+    assert!(
+        e.errors[0].message.contains("fieldctl devices provision"),
+        "{e}"
+    );
     assert_eq!(e.errors[0].key, "door[0].key_file");
 }
 
 #[test]
 fn unknown_key_is_rejected_with_its_name() {
-    let text = base().replace("tcp = \"127.0.0.1:502\"", "tcp = \"127.0.0.1:502\"\nspeed = 9600");
+    let text = base().replace(
+        "tcp = \"127.0.0.1:502\"",
+        "tcp = \"127.0.0.1:502\"\nspeed = 9600",
+    );
     assert_one(&text, "speed", "bus[0].speed", "unknown key `speed`");
     let (_, col) = place(&text, "speed");
     assert_eq!(errors(&text)[0].column, col);
@@ -216,10 +291,19 @@ fn unknown_key_is_rejected_with_its_name() {
 
 #[test]
 fn unknown_key_in_a_point_and_unknown_section() {
-    let text = base().replace("address = 0\n\n[profile.p.reported", "address = 0\nscael = 2\n\n[profile.p.reported") + "\n[hubb]\nx = 1\n";
+    let text = base().replace(
+        "address = 0\n\n[profile.p.reported",
+        "address = 0\nscael = 2\n\n[profile.p.reported",
+    ) + "\n[hubb]\nx = 1\n";
     let errs = errors(&text);
     assert_eq!(errs.len(), 2, "{errs:#?}");
-    assert_at(&errs[0], &text, "scael", "profile.p.desired.Building.scael", "unknown key `scael`");
+    assert_at(
+        &errs[0],
+        &text,
+        "scael",
+        "profile.p.desired.Building.scael",
+        "unknown key `scael`",
+    );
     assert_at(&errs[1], &text, "[hubb]", "hubb", "unknown section `hubb`");
 }
 
@@ -231,7 +315,10 @@ fn wrong_type_names_line_and_key() {
 
 #[test]
 fn bad_duration_names_line_and_key() {
-    let text = base().replace("tcp = \"127.0.0.1:502\"", "tcp = \"127.0.0.1:502\"\ntimeout = \"5 sekunden\"");
+    let text = base().replace(
+        "tcp = \"127.0.0.1:502\"",
+        "tcp = \"127.0.0.1:502\"\ntimeout = \"5 sekunden\"",
+    );
     assert_one(&text, "timeout", "bus[0].timeout", "");
 }
 
@@ -243,58 +330,113 @@ fn unit_out_of_range() {
 
 #[test]
 fn duplicate_device_ids_and_units() {
-    let door2 = format!("\n[[door]]\ndevice_id = \"d1\"\nbus = \"a\"\nunit = 1\nprofile = \"p\"\nkey = \"{KEY}\"\n");
+    let door2 = format!(
+        "\n[[door]]\ndevice_id = \"d1\"\nbus = \"a\"\nunit = 1\nprofile = \"p\"\nkey = \"{KEY}\"\n"
+    );
     let text = base() + &door2;
     let errs = errors(&text);
     assert_eq!(errs.len(), 2, "{errs:#?}");
     assert_eq!(errs[0].key, "door[1].device_id");
-    assert!(errs[0].message.contains("already used by door[0]"), "{}", errs[0]);
+    assert!(
+        errs[0].message.contains("already used by door[0]"),
+        "{}",
+        errs[0]
+    );
     assert_eq!(errs[1].key, "door[1].unit");
-    assert!(errs[1].message.contains("unit 1 on bus `a` is already door `d1`"), "{}", errs[1]);
+    assert!(
+        errs[1]
+            .message
+            .contains("unit 1 on bus `a` is already door `d1`"),
+        "{}",
+        errs[1]
+    );
     assert_eq!(errs[1].line, text.lines().count() - 2);
 }
 
 #[test]
 fn references_to_missing_bus_and_profile() {
-    let text = base().replace("bus = \"a\"", "bus = \"b\"").replace("profile = \"p\"", "profile = \"q\"");
+    let text = base()
+        .replace("bus = \"a\"", "bus = \"b\"")
+        .replace("profile = \"p\"", "profile = \"q\"");
     let errs = errors(&text);
     assert_eq!(errs.len(), 2, "{errs:#?}");
-    assert_at(&errs[0], &text, "bus = \"b\"", "door[0].bus", "no [[bus]] is named `b` (buses: a)");
-    assert_at(&errs[1], &text, "profile = \"q\"", "door[0].profile", "no [profile.q] is defined (profiles: p)");
+    assert_at(
+        &errs[0],
+        &text,
+        "bus = \"b\"",
+        "door[0].bus",
+        "no [[bus]] is named `b` (buses: a)",
+    );
+    assert_at(
+        &errs[1],
+        &text,
+        "profile = \"q\"",
+        "door[0].profile",
+        "no [profile.q] is defined (profiles: p)",
+    );
 }
 
 #[test]
 fn key_must_be_base64_and_exactly_one_source() {
     let text = base().replace(KEY, "not base64!");
     assert_one(&text, "key =", "door[0].key", "not valid base64");
-    let text = base().replace("profile = \"p\"\n", "profile = \"p\"\nkey_file = \"d1.key\"\n");
-    assert_one(&text, "key_file", "door[0].key_file", "exactly one of key, key_file or group_key");
+    let text = base().replace(
+        "profile = \"p\"\n",
+        "profile = \"p\"\nkey_file = \"d1.key\"\n",
+    );
+    assert_one(
+        &text,
+        "key_file",
+        "door[0].key_file",
+        "exactly one of key, key_file or group_key",
+    );
     let text = base().replace(&format!("key = \"{KEY}\""), "group_key = true");
-    assert_one(&text, "group_key", "door[0].group_key", "needs `group_key` or `group_key_file` in [hub]");
+    assert_one(
+        &text,
+        "group_key",
+        "door[0].group_key",
+        "needs `group_key` or `group_key_file` in [hub]",
+    );
 }
 
 #[test]
 fn key_file_relative_to_config_dir_and_connection_string_checked() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("d1.key"), format!("HostName=h;DeviceId=other;SharedAccessKey={KEY}\n")).unwrap();
+    std::fs::write(
+        dir.path().join("d1.key"),
+        format!("HostName=h;DeviceId=other;SharedAccessKey={KEY}\n"),
+    )
+    .unwrap();
     let text = base().replace(&format!("key = \"{KEY}\""), "key_file = \"d1.key\"");
     let origin = dir.path().join("site.toml").display().to_string();
     let e = config::parse(&text, &origin).unwrap_err();
     assert_eq!(e.len(), 1, "{e}");
-    assert!(e.errors[0].message.contains("for device `other`, not `d1`"), "{e}");
+    assert!(
+        e.errors[0].message.contains("for device `other`, not `d1`"),
+        "{e}"
+    );
     std::fs::write(dir.path().join("d1.key"), format!("{KEY}\n")).unwrap();
     let c = config::parse(&text, &origin).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(c.doors[0].key.expose(), KEY);
-    assert_eq!(c.doors[0].key_source, KeySource::File(dir.path().join("d1.key")));
+    assert_eq!(
+        c.doors[0].key_source,
+        KeySource::File(dir.path().join("d1.key"))
+    );
 }
 
 #[test]
 fn transport_must_be_exactly_one() {
-    let text = base().replace("tcp = \"127.0.0.1:502\"", "tcp = \"127.0.0.1:502\"\nserial = \"/dev/ttyUSB0\"");
+    let text = base().replace(
+        "tcp = \"127.0.0.1:502\"",
+        "tcp = \"127.0.0.1:502\"\nserial = \"/dev/ttyUSB0\"",
+    );
     assert_one(&text, "serial", "bus[0].serial", "more than one transport");
     let text = base().replace("tcp = \"127.0.0.1:502\"", "tcp = \"127.0.0.1\"");
     assert_one(&text, "tcp =", "bus[0].tcp", "needs a port");
-    let text = base().replace("tcp = \"127.0.0.1:502\"", "tcp = \"127.0.0.1:502\"\nbaud = 9600");
+    let text = base().replace(
+        "tcp = \"127.0.0.1:502\"",
+        "tcp = \"127.0.0.1:502\"\nbaud = 9600",
+    );
     assert_one(&text, "baud", "bus[0].baud", "only to a serial bus");
 }
 
@@ -309,49 +451,119 @@ fn overlapping_desired_points_are_refused() {
 
 #[test]
 fn methods_sharing_a_coil_are_fine_but_desired_coil_is_not() {
-    let text = base() + "\n[profile.p.methods.unlockDoor]\naction = \"pulse_coil\"\naddress = 0\nvalue = false\n";
+    let text = base()
+        + "\n[profile.p.methods.unlockDoor]\naction = \"pulse_coil\"\naddress = 0\nvalue = false\n";
     config::parse(&text, "site.toml").unwrap_or_else(|e| panic!("{e}"));
-    let text = base().replace("[profile.p.reported", "[profile.p.desired.locked]\ntarget = \"coil\"\naddress = 0 # here\n\n[profile.p.reported");
-    assert_one(&text, "# here", "profile.p.desired.locked.address", "overlaps method `lockDoor` (coil 0)");
+    let text = base().replace(
+        "[profile.p.reported",
+        "[profile.p.desired.locked]\ntarget = \"coil\"\naddress = 0 # here\n\n[profile.p.reported",
+    );
+    assert_one(
+        &text,
+        "# here",
+        "profile.p.desired.locked.address",
+        "overlaps method `lockDoor` (coil 0)",
+    );
 }
 
 #[test]
 fn names_must_be_valid_for_iot_hub() {
-    let text = base().replace("[profile.p.methods.lockDoor]", "[profile.p.methods.\"lock door\"]");
-    assert_one(&text, "lock door", "profile.p.methods.lock door", "method name `lock door` contains ' '");
-    let text = base().replace("[profile.p.reported.doorState]", "[profile.p.reported.\"door$state\"]");
-    assert_one(&text, "door$state", "profile.p.reported.door$state", "twin names cannot contain");
+    let text = base().replace(
+        "[profile.p.methods.lockDoor]",
+        "[profile.p.methods.\"lock door\"]",
+    );
+    assert_one(
+        &text,
+        "lock door",
+        "profile.p.methods.lock door",
+        "method name `lock door` contains ' '",
+    );
+    let text = base().replace(
+        "[profile.p.reported.doorState]",
+        "[profile.p.reported.\"door$state\"]",
+    );
+    assert_one(
+        &text,
+        "door$state",
+        "profile.p.reported.door$state",
+        "twin names cannot contain",
+    );
     let text = base().replace("device_id = \"d1\"", "device_id = \"d1/x\"");
     assert_one(&text, "device_id", "door[0].device_id", "contains '/'");
 }
 
 #[test]
 fn ranges_must_fit_the_data_type() {
-    let text = base().replace("[profile.p.desired.Building]\naddress = 0\n", "[profile.p.desired.Building]\naddress = 0\nmax = 70000\n");
-    assert_one(&text, "max = 70000", "profile.p.desired.Building.max", "cannot be held by a u16 register");
-    let text = base().replace("enum = { 0 = \"closed\", 1 = \"open\" }", "type = \"i16\"\nenum = { 0 = \"closed\", 40000 = \"open\" }");
+    let text = base().replace(
+        "[profile.p.desired.Building]\naddress = 0\n",
+        "[profile.p.desired.Building]\naddress = 0\nmax = 70000\n",
+    );
+    assert_one(
+        &text,
+        "max = 70000",
+        "profile.p.desired.Building.max",
+        "cannot be held by a u16 register",
+    );
+    let text = base().replace(
+        "enum = { 0 = \"closed\", 1 = \"open\" }",
+        "type = \"i16\"\nenum = { 0 = \"closed\", 40000 = \"open\" }",
+    );
     assert_one(&text, "enum", "profile.p.reported.doorState.enum", "40000");
     let text = base().replace("address = 0\nvalue = true", "address = 0\nvalue = 3");
-    assert_one(&text, "value = 3", "profile.p.methods.lockDoor.value", "expected true or false");
-    let text = base().replace("address = 0\n\n[profile.p.reported", "address = 65536\n\n[profile.p.reported");
-    assert_one(&text, "65536", "profile.p.desired.Building.address", "outside Modbus addresses");
+    assert_one(
+        &text,
+        "value = 3",
+        "profile.p.methods.lockDoor.value",
+        "expected true or false",
+    );
+    let text = base().replace(
+        "address = 0\n\n[profile.p.reported",
+        "address = 65536\n\n[profile.p.reported",
+    );
+    assert_one(
+        &text,
+        "65536",
+        "profile.p.desired.Building.address",
+        "outside Modbus addresses",
+    );
 }
 
 #[test]
 fn poll_interval_must_be_positive() {
-    let text = base().replace("[profile.p.methods.lockDoor]", "[profile.p]\npoll_interval = \"0s\"\n\n[profile.p.methods.lockDoor]");
-    assert_one(&text, "poll_interval", "profile.p.poll_interval", "longer than 0");
+    let text = base().replace(
+        "[profile.p.methods.lockDoor]",
+        "[profile.p]\npoll_interval = \"0s\"\n\n[profile.p.methods.lockDoor]",
+    );
+    assert_one(
+        &text,
+        "poll_interval",
+        "profile.p.poll_interval",
+        "longer than 0",
+    );
 }
 
 #[test]
 fn overrides_must_name_existing_entries_and_point_at_themselves() {
     let text = base() + "[door.overrides.methods.lockDor]\naddress = 5\n";
-    assert_one(&text, "lockDor", "door[0].overrides.methods.lockDor", "profile `p` has no method entry `lockDor`");
+    assert_one(
+        &text,
+        "lockDor",
+        "door[0].overrides.methods.lockDor",
+        "profile `p` has no method entry `lockDor`",
+    );
     let text = base() + "[door.overrides.methods.lockDoor]\naddress = -1\n";
-    assert_one(&text, "address = -1", "door[0].overrides.methods.lockDoor.address", "outside Modbus addresses");
+    assert_one(
+        &text,
+        "address = -1",
+        "door[0].overrides.methods.lockDoor.address",
+        "outside Modbus addresses",
+    );
     let text = base() + "[door.overrides.methods.lockDoor]\naddress = 5\n";
     let c = config::parse(&text, "site.toml").unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(c.doors[0].methods["lockDoor"].target(), (WriteTable::Coil, 5));
+    assert_eq!(
+        c.doors[0].methods["lockDoor"].target(),
+        (WriteTable::Coil, 5)
+    );
 }
 
 #[test]
@@ -365,9 +577,18 @@ fn syntax_errors_name_the_line() {
 #[test]
 fn several_errors_are_all_reported_in_file_order() {
     let text = base()
-        .replace("hostname = \"hub.example\"", "hostname = \"hub.example\"\nconnects_per_second = 0")
-        .replace("tcp = \"127.0.0.1:502\"", "tcp = \"127.0.0.1:502\"\nretries = \"many\"\nqueue_capacity = 0")
-        .replace("address = 0\nvalue = true", "address = 0\nvalue = true\nscale = 2")
+        .replace(
+            "hostname = \"hub.example\"",
+            "hostname = \"hub.example\"\nconnects_per_second = 0",
+        )
+        .replace(
+            "tcp = \"127.0.0.1:502\"",
+            "tcp = \"127.0.0.1:502\"\nretries = \"many\"\nqueue_capacity = 0",
+        )
+        .replace(
+            "address = 0\nvalue = true",
+            "address = 0\nvalue = true\nscale = 2",
+        )
         .replace("unit = 1", "unit = 0")
         .replace(KEY, "***not-base64***");
     let errs = config::parse(&text, "site.toml").unwrap_err();
@@ -384,12 +605,20 @@ fn several_errors_are_all_reported_in_file_order() {
     ];
     for (line, (needle, key)) in lines.iter().zip(expect) {
         let (l, _) = place(&text, needle);
-        assert!(line.starts_with(&format!("site.toml:{l}:")), "{line}\n{shown}");
+        assert!(
+            line.starts_with(&format!("site.toml:{l}:")),
+            "{line}\n{shown}"
+        );
         assert!(line.contains(&format!(": {key}: ")), "{line}\n{shown}");
     }
     // columns point at the offending value
     let (l, _) = place(&text, "unit = 0");
-    assert!(shown.contains(&format!("site.toml:{l}:8: door[0].unit: unit 0 is not a Modbus unit id (1 to 247)")), "{shown}");
+    assert!(
+        shown.contains(&format!(
+            "site.toml:{l}:8: door[0].unit: unit 0 is not a Modbus unit id (1 to 247)"
+        )),
+        "{shown}"
+    );
 }
 
 #[test]
@@ -409,4 +638,3 @@ fn group_key_derivation_matches_dps() {
     let k = config::derive_device_key(&Secret::new(KEY), "d1").unwrap();
     assert_eq!(k.expose(), "8kX60ki/sBapva5ymjcwaJcUymXWmNWY0gI3L9w9gJA=");
 }
-

@@ -57,7 +57,10 @@ fn missing_field(message: &str) -> Option<&str> {
 fn tidy(message: &str) -> String {
     if let Some(rest) = message.strip_prefix("unknown field `") {
         if let Some((name, expected)) = rest.split_once("`, expected ") {
-            return format!("unknown key `{name}` (known keys: {})", expected.trim_start_matches("one of "));
+            return format!(
+                "unknown key `{name}` (known keys: {})",
+                expected.trim_start_matches("one of ")
+            );
         }
         if let Some(name) = rest.strip_suffix("`, there are no fields") {
             return format!("unknown key `{name}` (this table takes no keys)");
@@ -132,7 +135,11 @@ pub(crate) fn entries<'i>(
         other => {
             errs.at(
                 k.span(),
-                format!("`{}` must be a table, not {}", k.get_ref(), other.type_str()),
+                format!(
+                    "`{}` must be a table, not {}",
+                    k.get_ref(),
+                    other.type_str()
+                ),
             );
             let _ = span;
             Vec::new()

@@ -69,37 +69,56 @@ pub(crate) fn resolve_all(
             DeValue::Table(t) => t.remove_entry("overrides"),
             _ => None,
         };
-        let Some(raw) = de::item::<RawDoor>(&v, errs) else { continue };
+        let Some(raw) = de::item::<RawDoor>(&v, errs) else {
+            continue;
+        };
         let id = raw.device_id.get_ref().clone();
         if let Err(e) = check_device_id(&id) {
             errs.at_spanned(&raw.device_id, e);
         }
         if let Some(first) = seen_ids.insert(id.clone(), i) {
-            errs.at_spanned(&raw.device_id, format!("device id `{id}` is already used by door[{first}]"));
+            errs.at_spanned(
+                &raw.device_id,
+                format!("device id `{id}` is already used by door[{first}]"),
+            );
         }
         let bus = raw.bus.get_ref().clone();
         if !ctx.buses.iter().any(|b| b.name == bus) && !ctx.broken_buses.contains(&bus) {
             let names: Vec<&str> = ctx.buses.iter().map(|b| b.name.as_str()).collect();
-            errs.at_spanned(&raw.bus, format!("no [[bus]] is named `{bus}` (buses: {})", list(&names)));
+            errs.at_spanned(
+                &raw.bus,
+                format!("no [[bus]] is named `{bus}` (buses: {})", list(&names)),
+            );
         }
         let unit = *raw.unit.get_ref();
         let unit = if (1..=247).contains(&unit) {
             unit as u8
         } else {
-            errs.at_spanned(&raw.unit, format!("unit {unit} is not a Modbus unit id (1 to 247)"));
+            errs.at_spanned(
+                &raw.unit,
+                format!("unit {unit} is not a Modbus unit id (1 to 247)"),
+            );
             0
         };
         if unit != 0 {
             if let Some(other) = seen_units.insert((bus.clone(), unit), id.clone()) {
-                errs.at_spanned(&raw.unit, format!("unit {unit} on bus `{bus}` is already door `{other}`"));
+                errs.at_spanned(
+                    &raw.unit,
+                    format!("unit {unit} on bus `{bus}` is already door `{other}`"),
+                );
             }
         }
         let tags = tags(&raw, errs);
         let maps = maps(&raw, overrides.as_ref(), ctx, errs);
         let key = key(&raw, ctx, errs);
-        let (Some(maps), Some((key, source, missing))) = (maps, key) else { continue };
+        let (Some(maps), Some((key, source, missing))) = (maps, key) else {
+            continue;
+        };
         if let Some(path) = missing {
-            pending.push(Pending { device_id: id.clone(), path });
+            pending.push(Pending {
+                device_id: id.clone(),
+                path,
+            });
         }
         out.push(Door {
             device_id: id,
@@ -127,7 +146,9 @@ fn list(names: &[&str]) -> String {
 }
 
 fn tags(raw: &RawDoor, errs: &mut Errors<'_>) -> serde_json::Map<String, serde_json::Value> {
-    let Some(t) = &raw.tags else { return serde_json::Map::new() };
+    let Some(t) = &raw.tags else {
+        return serde_json::Map::new();
+    };
     let json = toml_to_json(&toml::Value::Table(t.get_ref().clone()));
     fn check(v: &serde_json::Value, span: &Spanned<toml::Table>, errs: &mut Errors<'_>) {
         if let serde_json::Value::Object(m) = v {
@@ -156,36 +177,59 @@ fn maps(
     let Some((profile_v, maps)) = ctx.profiles.get(name) else {
         if !ctx.broken_profiles.contains(name) {
             let names: Vec<&str> = ctx.profiles.keys().map(String::as_str).collect();
-            errs.at_spanned(&raw.profile, format!("no [profile.{name}] is defined (profiles: {})", list(&names)));
+            errs.at_spanned(
+                &raw.profile,
+                format!(
+                    "no [profile.{name}] is defined (profiles: {})",
+                    list(&names)
+                ),
+            );
         }
         return None;
     };
-    let Some((ok, ov)) = overrides else { return Some(maps.clone()) };
+    let Some((ok, ov)) = overrides else {
+        return Some(maps.clone());
+    };
     let Some(over) = ov.get_ref().as_table() else {
-        errs.at(ok.span(), "`overrides` must be a table, e.g. [door.overrides.methods.lockDoor]");
+        errs.at(
+            ok.span(),
+            "`overrides` must be a table, e.g. [door.overrides.methods.lockDoor]",
+        );
         return None;
     };
     let mut fine = true;
     for (k, v) in over.iter() {
         let key = k.get_ref().as_ref();
         if !OVERRIDABLE.contains(&key) {
-            errs.at(k.span(), format!("`{key}` cannot be overridden (overridable: {})", OVERRIDABLE.join(", ")));
+            errs.at(
+                k.span(),
+                format!(
+                    "`{key}` cannot be overridden (overridable: {})",
+                    OVERRIDABLE.join(", ")
+                ),
+            );
             fine = false;
             continue;
         }
         if key == "poll_interval" {
             continue;
         }
-        let existing = profile_v.get_ref().get(key).and_then(|m| m.get_ref().as_table());
+        let existing = profile_v
+            .get_ref()
+            .get(key)
+            .and_then(|m| m.get_ref().as_table());
         match v.get_ref().as_table() {
             Some(entries) => {
                 for (ek, _) in entries.iter() {
                     if !existing.is_some_and(|m| m.contains_key(ek.get_ref().as_ref())) {
-                        errs.at(ek.span(), format!(
-                            "profile `{name}` has no {} entry `{}` to override",
-                            key.trim_end_matches('s'),
-                            ek.get_ref()
-                        ));
+                        errs.at(
+                            ek.span(),
+                            format!(
+                                "profile `{name}` has no {} entry `{}` to override",
+                                key.trim_end_matches('s'),
+                                ek.get_ref()
+                            ),
+                        );
                         fine = false;
                     }
                 }
@@ -213,7 +257,11 @@ fn key(
     errs: &mut Errors<'_>,
 ) -> Option<(Secret, KeySource, Option<PathBuf>)> {
     let group = raw.group_key.as_ref().filter(|g| *g.get_ref());
-    let given = [raw.key.as_ref().map(|k| k.span()), raw.key_file.as_ref().map(|k| k.span()), group.map(|g| g.span())];
+    let given = [
+        raw.key.as_ref().map(|k| k.span()),
+        raw.key_file.as_ref().map(|k| k.span()),
+        group.map(|g| g.span()),
+    ];
     let count = given.iter().flatten().count();
     if count == 0 {
         errs.at_spanned(&raw.device_id, format!(
@@ -238,7 +286,10 @@ fn key(
     }
     if let Some(g) = group {
         let Some(gk) = ctx.group_key else {
-            errs.at_spanned(g, "group_key = true needs `group_key` or `group_key_file` in [hub]");
+            errs.at_spanned(
+                g,
+                "group_key = true needs `group_key` or `group_key_file` in [hub]",
+            );
             return None;
         };
         let key = derive_device_key(gk, id)?;
@@ -257,7 +308,10 @@ fn key(
             } else {
                 ""
             };
-            errs.at_spanned(f, format!("cannot read key file {}: {e}{hint}", path.display()));
+            errs.at_spanned(
+                f,
+                format!("cannot read key file {}: {e}{hint}", path.display()),
+            );
             return None;
         }
     };
@@ -277,8 +331,17 @@ pub(crate) fn key_from_file(text: &str, device_id: &str) -> Result<Secret, Strin
         let cs = ConnectionString::parse(t).map_err(|e| e.to_string())?;
         match cs.device_id.as_deref() {
             Some(d) if d == device_id => {}
-            Some(d) => return Err(format!("the connection string is for device `{d}`, not `{device_id}`")),
-            None => return Err("the connection string is a service policy, not a device connection string".into()),
+            Some(d) => {
+                return Err(format!(
+                    "the connection string is for device `{d}`, not `{device_id}`"
+                ))
+            }
+            None => {
+                return Err(
+                    "the connection string is a service policy, not a device connection string"
+                        .into(),
+                )
+            }
         }
         check_base64_key("SharedAccessKey", &cs.key)?;
         return Ok(Secret::new(cs.key));

@@ -26,7 +26,11 @@ impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (self.line, self.key.is_empty()) {
             (0, _) => write!(f, "{}: {}", self.file, self.message),
-            (_, true) => write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message),
+            (_, true) => write!(
+                f,
+                "{}:{}:{}: {}",
+                self.file, self.line, self.column, self.message
+            ),
             _ => write!(
                 f,
                 "{}:{}:{}: {}: {}",
@@ -227,7 +231,10 @@ mod tests {
         let doc = doc.into_inner();
         assert_eq!(key_path(&doc, t.find("\"h\"").unwrap()), "hub.hostname");
         assert_eq!(key_path(&doc, t.rfind("unit").unwrap()), "door[1].unit");
-        assert_eq!(key_path(&doc, t.find("3").unwrap()), "profile.p.methods.m.address");
+        assert_eq!(
+            key_path(&doc, t.find("3").unwrap()),
+            "profile.p.methods.m.address"
+        );
     }
 
     #[test]

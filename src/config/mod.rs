@@ -116,7 +116,10 @@ fn read(path: &Path) -> Result<(String, String), ConfigErrors> {
     let origin = path.display().to_string();
     match std::fs::read_to_string(path) {
         Ok(t) => Ok((t, origin)),
-        Err(e) => Err(ConfigErrors::whole_file(&origin, format!("cannot read: {e}"))),
+        Err(e) => Err(ConfigErrors::whole_file(
+            &origin,
+            format!("cannot read: {e}"),
+        )),
     }
 }
 

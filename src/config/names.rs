@@ -6,7 +6,10 @@ pub(crate) fn check_device_id(id: &str) -> Result<(), String> {
         return Err("device id is empty".into());
     }
     if id.len() > 128 {
-        return Err(format!("device id is {} characters long; IoT Hub allows 128", id.len()));
+        return Err(format!(
+            "device id is {} characters long; IoT Hub allows 128",
+            id.len()
+        ));
     }
     if let Some(c) = id
         .chars()

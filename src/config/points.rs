@@ -11,9 +11,7 @@ use toml::Spanned;
 
 use super::de;
 use super::error::Errors;
-use super::model::{
-    DesiredPoint, MethodAction, ReadTable, ReportedPoint, ValueSource, WriteTable,
-};
+use super::model::{DesiredPoint, MethodAction, ReadTable, ReportedPoint, ValueSource, WriteTable};
 use super::names::{check_method_name, check_twin_key, toml_to_json};
 use super::raw::{
     dur, RawAction, RawDesired, RawMethod, RawProfileHead, RawReported, RawSource, RawTarget,
@@ -52,7 +50,11 @@ struct Writable {
 
 impl Writable {
     fn describe(&self) -> String {
-        let what = if self.desired { "desired property" } else { "method" };
+        let what = if self.desired {
+            "desired property"
+        } else {
+            "method"
+        };
         let table = match self.table {
             WriteTable::Coil => "coil",
             WriteTable::Holding => "holding register",
@@ -93,7 +95,9 @@ pub(crate) fn resolve(profile: &Spanned<DeValue<'_>>, errs: &mut Errors<'_>) -> 
         if let Err(e) = check_method_name("method name", name.get_ref()) {
             errs.at_spanned(name, e);
         }
-        let Some(raw) = de::item::<RawMethod>(v, errs) else { continue };
+        let Some(raw) = de::item::<RawMethod>(v, errs) else {
+            continue;
+        };
         if let Some(action) = method(&raw, errs) {
             let (table, address) = action.target();
             let (count, bit) = match &action {
@@ -117,13 +121,19 @@ pub(crate) fn resolve(profile: &Spanned<DeValue<'_>>, errs: &mut Errors<'_>) -> 
         if let Err(e) = check_twin_key("desired property name", name.get_ref()) {
             errs.at_spanned(name, e);
         }
-        let Some(raw) = de::item::<RawDesired>(v, errs) else { continue };
+        let Some(raw) = de::item::<RawDesired>(v, errs) else {
+            continue;
+        };
         let table = match raw.target.as_ref().map(|t| *t.get_ref()) {
             Some(RawTarget::Coil) => WriteTable::Coil,
             Some(RawTarget::Holding) | None => WriteTable::Holding,
         };
-        let Some(spec) = spec(raw.spec(), table.into(), &raw.address, errs) else { continue };
-        let Some(address) = address(&raw.address, spec.register_count(), errs) else { continue };
+        let Some(spec) = spec(raw.spec(), table.into(), &raw.address, errs) else {
+            continue;
+        };
+        let Some(address) = address(&raw.address, spec.register_count(), errs) else {
+            continue;
+        };
         writes.push(Writable {
             table,
             start: address as u32,
@@ -133,7 +143,14 @@ pub(crate) fn resolve(profile: &Spanned<DeValue<'_>>, errs: &mut Errors<'_>) -> 
             name: name.get_ref().clone(),
             span: raw.address.span(),
         });
-        maps.desired.insert(name.get_ref().clone(), DesiredPoint { table, address, spec });
+        maps.desired.insert(
+            name.get_ref().clone(),
+            DesiredPoint {
+                table,
+                address,
+                spec,
+            },
+        );
     }
 
     for (name, v) in &reported {
@@ -141,7 +158,13 @@ pub(crate) fn resolve(profile: &Spanned<DeValue<'_>>, errs: &mut Errors<'_>) -> 
             errs.at_spanned(name, e);
         }
         if RESERVED_REPORTED.contains(&name.get_ref().as_str()) {
-            errs.at_spanned(name, format!("`{}` is reserved: the gateway reports its own status under it", name.get_ref()));
+            errs.at_spanned(
+                name,
+                format!(
+                    "`{}` is reserved: the gateway reports its own status under it",
+                    name.get_ref()
+                ),
+            );
         }
         if desired.iter().any(|(d, _)| d.get_ref() == name.get_ref()) {
             errs.at_spanned(name, format!(
@@ -149,15 +172,21 @@ pub(crate) fn resolve(profile: &Spanned<DeValue<'_>>, errs: &mut Errors<'_>) -> 
                 name.get_ref()
             ));
         }
-        let Some(raw) = de::item::<RawReported>(v, errs) else { continue };
+        let Some(raw) = de::item::<RawReported>(v, errs) else {
+            continue;
+        };
         let table = match *raw.source.get_ref() {
             RawSource::Coil => ReadTable::Coil,
             RawSource::DiscreteInput => ReadTable::DiscreteInput,
             RawSource::Holding => ReadTable::Holding,
             RawSource::Input => ReadTable::Input,
         };
-        let Some(spec) = spec(raw.spec(), table, &raw.address, errs) else { continue };
-        let Some(address) = address(&raw.address, spec.register_count(), errs) else { continue };
+        let Some(spec) = spec(raw.spec(), table, &raw.address, errs) else {
+            continue;
+        };
+        let Some(address) = address(&raw.address, spec.register_count(), errs) else {
+            continue;
+        };
         let deadband = match &raw.deadband {
             Some(d) if !spec.is_numeric() => {
                 errs.at_spanned(d, "deadband applies only to numbers, not to bools or enums");
@@ -173,7 +202,13 @@ pub(crate) fn resolve(profile: &Spanned<DeValue<'_>>, errs: &mut Errors<'_>) -> 
         let telemetry = raw.telemetry.as_ref().is_some_and(|t| *t.get_ref());
         maps.reported.insert(
             name.get_ref().clone(),
-            ReportedPoint { table, address, spec, deadband, telemetry },
+            ReportedPoint {
+                table,
+                address,
+                spec,
+                deadband,
+                telemetry,
+            },
         );
     }
 
@@ -195,7 +230,10 @@ fn method(raw: &RawMethod, errs: &mut Errors<'_>) -> Option<MethodAction> {
     };
     if action != RawAction::PulseCoil {
         not_for(raw.seconds_from.as_ref().map(|s| s.span()), "seconds_from");
-        not_for(raw.default_duration.as_ref().map(|s| s.span()), "default_duration");
+        not_for(
+            raw.default_duration.as_ref().map(|s| s.span()),
+            "default_duration",
+        );
         not_for(raw.max_duration.as_ref().map(|s| s.span()), "max_duration");
     }
     if action == RawAction::PulseCoil {
@@ -212,7 +250,11 @@ fn method(raw: &RawMethod, errs: &mut Errors<'_>) -> Option<MethodAction> {
             let spec = spec(raw.spec(), ReadTable::Holding, &raw.address, errs)?;
             let address = address(&raw.address, spec.register_count(), errs)?;
             let value = source(raw, &spec, errs)?;
-            Some(MethodAction::WriteRegister { address, spec, value })
+            Some(MethodAction::WriteRegister {
+                address,
+                spec,
+                value,
+            })
         }
         RawAction::PulseCoil => {
             spec(raw.spec(), ReadTable::Coil, &raw.address, errs)?;
@@ -236,11 +278,14 @@ fn method(raw: &RawMethod, errs: &mut Errors<'_>) -> Option<MethodAction> {
                 if dur(d).is_zero() {
                     errs.at_spanned(d, "default_duration must be longer than 0");
                 } else if dur(d) > max {
-                    errs.at_spanned(d, format!(
-                        "default_duration {} is longer than max_duration {}",
-                        humantime::format_duration(default),
-                        humantime::format_duration(max)
-                    ));
+                    errs.at_spanned(
+                        d,
+                        format!(
+                            "default_duration {} is longer than max_duration {}",
+                            humantime::format_duration(default),
+                            humantime::format_duration(max)
+                        ),
+                    );
                 }
             }
             if let Some(s) = &raw.seconds_from {
@@ -279,11 +324,17 @@ fn source(raw: &RawMethod, spec: &ValueSpec, errs: &mut Errors<'_>) -> Option<Va
             Some(ValueSource::Payload(f.get_ref().clone()))
         }
         (Some(_), Some(f)) => {
-            errs.at_spanned(f, "give either `value` (always written) or `from` (taken from the payload), not both");
+            errs.at_spanned(
+                f,
+                "give either `value` (always written) or `from` (taken from the payload), not both",
+            );
             None
         }
         (None, None) => {
-            errs.at_spanned(&raw.action, "this action needs `value` (always written) or `from` (the payload field to write)");
+            errs.at_spanned(
+                &raw.action,
+                "this action needs `value` (always written) or `from` (the payload field to write)",
+            );
             None
         }
     }
@@ -316,7 +367,10 @@ fn spec(
         let mut ok = true;
         let mut reject = |span: Option<Range<usize>>, key: &str| {
             if let Some(s) = span {
-                errs.at(s, format!("`{key}` does not apply to a {table}: it holds a bool"));
+                errs.at(
+                    s,
+                    format!("`{key}` does not apply to a {table}: it holds a bool"),
+                );
                 ok = false;
             }
         };
@@ -334,7 +388,11 @@ fn spec(
         reject(f.bit.as_ref().map(|s| s.span()), "bit");
         return ok.then(ValueSpec::bool);
     }
-    let default_type = if f.bit.is_some() { DataType::Bool } else { DataType::U16 };
+    let default_type = if f.bit.is_some() {
+        DataType::Bool
+    } else {
+        DataType::U16
+    };
     let mut spec = ValueSpec::new(f.data_type.as_ref().map_or(default_type, |t| *t.get_ref()));
     if let Some(o) = f.order {
         spec.order = *o.get_ref();
@@ -352,7 +410,10 @@ fn spec(
                     spec.enum_map.insert(raw, name.get_ref().clone());
                 }
                 Err(_) => {
-                    errs.at_spanned(name, format!("enum key `{k}` is not an integer: write `0 = \"closed\"`"));
+                    errs.at_spanned(
+                        name,
+                        format!("enum key `{k}` is not an integer: write `0 = \"closed\"`"),
+                    );
                     ok = false;
                 }
             }
@@ -402,7 +463,10 @@ fn check_overlaps(writes: &[Writable], errs: &mut Errors<'_>) {
             if !a.desired && !b.desired && same_shape {
                 continue;
             }
-            errs.at(b.span.clone(), format!("{} overlaps {}", b.describe(), a.describe()));
+            errs.at(
+                b.span.clone(),
+                format!("{} overlaps {}", b.describe(), a.describe()),
+            );
         }
     }
 }

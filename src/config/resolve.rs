@@ -131,9 +131,9 @@ pub(crate) fn resolve(
     }
 }
 
-fn array<'a, 'i>(
+fn array<'i>(
     k: &Spanned<toml::de::DeString<'i>>,
-    v: &'a Spanned<DeValue<'i>>,
+    v: &Spanned<DeValue<'i>>,
     errs: &mut Errors<'_>,
 ) -> Vec<Spanned<DeValue<'i>>> {
     match v.get_ref() {
@@ -141,7 +141,12 @@ fn array<'a, 'i>(
         other => {
             errs.at(
                 k.span(),
-                format!("`{}` must be written [[{}]] (a list of tables), not {}", k.get_ref(), k.get_ref(), other.type_str()),
+                format!(
+                    "`{}` must be written [[{}]] (a list of tables), not {}",
+                    k.get_ref(),
+                    k.get_ref(),
+                    other.type_str()
+                ),
             );
             Vec::new()
         }
@@ -149,7 +154,12 @@ fn array<'a, 'i>(
 }
 
 fn name_of(v: &Spanned<DeValue<'_>>) -> Option<String> {
-    v.get_ref().as_table()?.get("name")?.get_ref().as_str().map(str::to_string)
+    v.get_ref()
+        .as_table()?
+        .get("name")?
+        .get_ref()
+        .as_str()
+        .map(str::to_string)
 }
 
 /// Resolves `rel` against the config file's directory.
@@ -197,7 +207,9 @@ fn hub(
         let path = path_in(base, f.get_ref());
         match std::fs::read(&path) {
             Ok(pem) => {
-                let certs = rustls_pemfile::certs(&mut pem.as_slice()).filter(Result::is_ok).count();
+                let certs = rustls_pemfile::certs(&mut pem.as_slice())
+                    .filter(Result::is_ok)
+                    .count();
                 if certs == 0 {
                     errs.at_spanned(f, format!("{} holds no PEM certificate", path.display()));
                 }
@@ -206,8 +218,16 @@ fn hub(
         }
         path
     });
-    let token_lifetime = positive(&raw.token_lifetime, DEFAULT_TOKEN_LIFETIME, "token_lifetime", errs);
-    let mut token_renew_margin = raw.token_renew_margin.as_ref().map_or(DEFAULT_TOKEN_RENEW_MARGIN, dur);
+    let token_lifetime = positive(
+        &raw.token_lifetime,
+        DEFAULT_TOKEN_LIFETIME,
+        "token_lifetime",
+        errs,
+    );
+    let mut token_renew_margin = raw
+        .token_renew_margin
+        .as_ref()
+        .map_or(DEFAULT_TOKEN_RENEW_MARGIN, dur);
     match &raw.token_renew_margin {
         Some(m) if dur(m) >= token_lifetime => errs.at_spanned(
             m,
@@ -224,11 +244,28 @@ fn hub(
         Some(c) => *c.get_ref(),
         None => DEFAULT_CONNECTS_PER_SECOND,
     };
-    let reconnect_backoff_min = positive(&raw.reconnect_backoff_min, DEFAULT_RECONNECT_MIN, "reconnect_backoff_min", errs);
-    let reconnect_backoff_max = positive(&raw.reconnect_backoff_max, DEFAULT_RECONNECT_MAX, "reconnect_backoff_max", errs);
+    let reconnect_backoff_min = positive(
+        &raw.reconnect_backoff_min,
+        DEFAULT_RECONNECT_MIN,
+        "reconnect_backoff_min",
+        errs,
+    );
+    let reconnect_backoff_max = positive(
+        &raw.reconnect_backoff_max,
+        DEFAULT_RECONNECT_MAX,
+        "reconnect_backoff_max",
+        errs,
+    );
     if reconnect_backoff_min > reconnect_backoff_max {
-        if let Some(m) = raw.reconnect_backoff_max.as_ref().or(raw.reconnect_backoff_min.as_ref()) {
-            errs.at_spanned(m, "reconnect_backoff_max is shorter than reconnect_backoff_min");
+        if let Some(m) = raw
+            .reconnect_backoff_max
+            .as_ref()
+            .or(raw.reconnect_backoff_min.as_ref())
+        {
+            errs.at_spanned(
+                m,
+                "reconnect_backoff_max is shorter than reconnect_backoff_min",
+            );
         }
     }
     let group_key = match (&raw.group_key, &raw.group_key_file) {
@@ -242,7 +279,9 @@ fn hub(
             let path = path_in(base, f.get_ref());
             match std::fs::read_to_string(&path) {
                 Ok(s) => {
-                    if let Err(e) = check_base64_key(&format!("the group key in {}", path.display()), &s) {
+                    if let Err(e) =
+                        check_base64_key(&format!("the group key in {}", path.display()), &s)
+                    {
                         errs.at_spanned(f, e);
                     }
                     Some(Secret::new(s.trim()))
@@ -266,7 +305,12 @@ fn hub(
         token_renew_margin,
         connects_per_second,
         keep_alive: positive(&raw.keep_alive, DEFAULT_KEEP_ALIVE, "keep_alive", errs),
-        operation_timeout: positive(&raw.operation_timeout, DEFAULT_OPERATION_TIMEOUT, "operation_timeout", errs),
+        operation_timeout: positive(
+            &raw.operation_timeout,
+            DEFAULT_OPERATION_TIMEOUT,
+            "operation_timeout",
+            errs,
+        ),
         reconnect_backoff_min,
         reconnect_backoff_max,
     };
@@ -281,7 +325,13 @@ fn metrics(v: Option<&Spanned<DeValue<'_>>>, errs: &mut Errors<'_>) -> MetricsSe
     };
     let listen = match &raw.listen {
         Some(l) => l.get_ref().parse().unwrap_or_else(|_| {
-            errs.at_spanned(l, format!("`{}` is not an address:port such as 127.0.0.1:9898", l.get_ref()));
+            errs.at_spanned(
+                l,
+                format!(
+                    "`{}` is not an address:port such as 127.0.0.1:9898",
+                    l.get_ref()
+                ),
+            );
             default
         }),
         None => default,
@@ -295,7 +345,9 @@ pub(crate) fn check_host_port(s: &str, need_port: bool) -> Result<(), String> {
         return Err("is empty".into());
     }
     if s.contains("://") || s.contains('/') || s.chars().any(char::is_whitespace) {
-        return Err(format!("`{s}` must be a bare host name (no scheme, path or spaces)"));
+        return Err(format!(
+            "`{s}` must be a bare host name (no scheme, path or spaces)"
+        ));
     }
     // A bracketed IPv6 literal keeps its colons inside the brackets.
     let port = match s.rsplit_once(':') {
@@ -319,10 +371,14 @@ fn bus(raw: &RawBus, known: &[BusOptions], errs: &mut Errors<'_>) -> Option<BusO
     if known.iter().any(|b| &b.name == name) {
         errs.at_spanned(&raw.name, format!("bus name `{name}` is used twice"));
     }
-    let chosen: Vec<_> = [("tcp", &raw.tcp), ("serial", &raw.serial), ("rtu_over_tcp", &raw.rtu_over_tcp)]
-        .into_iter()
-        .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
-        .collect();
+    let chosen: Vec<_> = [
+        ("tcp", &raw.tcp),
+        ("serial", &raw.serial),
+        ("rtu_over_tcp", &raw.rtu_over_tcp),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
+    .collect();
     let transport = match chosen.as_slice() {
         [] => {
             errs.at_spanned(&raw.name, format!("bus `{name}` needs one of `tcp = \"host:502\"`, `serial = \"/dev/ttyUSB0\"` or `rtu_over_tcp = \"host:4001\"`"));
@@ -365,7 +421,10 @@ fn bus(raw: &RawBus, known: &[BusOptions], errs: &mut Errors<'_>) -> Option<BusO
     if let Some(r) = &raw.retries {
         b.retries = *r.get_ref();
         if b.retries > 10 {
-            errs.at_spanned(r, "more than 10 retries would hold the line for too long; use 0 to 10");
+            errs.at_spanned(
+                r,
+                "more than 10 retries would hold the line for too long; use 0 to 10",
+            );
         }
     }
     if let Some(d) = &raw.inter_request_delay {
@@ -378,8 +437,18 @@ fn bus(raw: &RawBus, known: &[BusOptions], errs: &mut Errors<'_>) -> Option<BusO
             b.queue_capacity = *q.get_ref();
         }
     }
-    b.dead_unit_backoff_max = positive(&raw.dead_unit_backoff_max, b.dead_unit_backoff_max, "dead_unit_backoff_max", errs);
-    b.reconnect_backoff_max = positive(&raw.reconnect_backoff_max, b.reconnect_backoff_max, "reconnect_backoff_max", errs);
+    b.dead_unit_backoff_max = positive(
+        &raw.dead_unit_backoff_max,
+        b.dead_unit_backoff_max,
+        "dead_unit_backoff_max",
+        errs,
+    );
+    b.reconnect_backoff_max = positive(
+        &raw.reconnect_backoff_max,
+        b.reconnect_backoff_max,
+        "reconnect_backoff_max",
+        errs,
+    );
     Some(b)
 }
 
@@ -407,5 +476,11 @@ fn serial(raw: &RawBus, path: String, errs: &mut Errors<'_>) -> Transport {
         Some(RawParity::Odd) => Parity::Odd,
         Some(RawParity::None) => Parity::None,
     };
-    Transport::Rtu { path, baud, parity, data_bits, stop_bits }
+    Transport::Rtu {
+        path,
+        baud,
+        parity,
+        data_bits,
+        stop_bits,
+    }
 }
