@@ -376,12 +376,13 @@ impl ValueSpec {
         if t != DataType::Bool && self.scale.is_finite() && self.scale != 0.0 {
             let (a, b) = t.raw_range();
             let (e1, e2) = (a * self.scale + self.offset, b * self.scale + self.offset);
-            let (elo, ehi) = (e1.min(e2), e1.max(e2));
+            let places = decimals(self.scale).max(decimals(self.offset));
+            let (elo, ehi) = (round_to(e1.min(e2), places), round_to(e1.max(e2), places));
             for (name, bound) in [("min", self.min), ("max", self.max)] {
                 if let Some(v) = bound {
                     if !v.is_finite() || v < elo || v > ehi {
                         errs.push(format!(
-                            "{name} {v} cannot be held by a {t} register (with this scale and offset: {} to {})",
+                            "{name} {v} is outside what the register can hold ({t} with this scale and offset: {} to {})",
                             fmt_num(elo),
                             fmt_num(ehi)
                         ));

@@ -223,7 +223,7 @@ fn validate_names_every_inconsistency() {
     let s = ValueSpec::new(DataType::U16).with_range(Some(0.0), Some(70000.0));
     assert_eq!(
         s.validate(),
-        ["max 70000 cannot be held by a u16 register (with this scale and offset: 0 to 65535)"]
+        ["max 70000 is outside what the register can hold (u16 with this scale and offset: 0 to 65535)"]
     );
     let s = ValueSpec {
         bit: Some(16),

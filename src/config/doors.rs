@@ -25,6 +25,8 @@ pub(crate) struct Context<'a, 'i> {
     pub buses: &'a [BusOptions],
     /// Buses and profiles that failed to parse: doors naming them get no second error.
     pub broken_buses: &'a [String],
+    /// A bus too broken to have a name: any unknown bus name may be that one.
+    pub unnamed_broken_bus: bool,
     pub profiles: &'a BTreeMap<String, (Spanned<DeValue<'i>>, Maps)>,
     pub broken_profiles: &'a [String],
     pub group_key: Option<&'a Secret>,
@@ -83,7 +85,10 @@ pub(crate) fn resolve_all(
             );
         }
         let bus = raw.bus.get_ref().clone();
-        if !ctx.buses.iter().any(|b| b.name == bus) && !ctx.broken_buses.contains(&bus) {
+        let known = ctx.buses.iter().any(|b| b.name == bus)
+            || ctx.broken_buses.contains(&bus)
+            || ctx.unnamed_broken_bus;
+        if !known {
             let names: Vec<&str> = ctx.buses.iter().map(|b| b.name.as_str()).collect();
             errs.at_spanned(
                 &raw.bus,

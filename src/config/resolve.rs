@@ -79,7 +79,7 @@ pub(crate) fn resolve(
     let (hub, group_key) = match hub_v {
         Some(v) => hub(v, base, &mut errs),
         None => {
-            errs.at(0..0, "missing section [hub] (at least `hostname = \"…\"`)");
+            errs.whole("missing section [hub] (at least `hostname = \"…\"`)");
             (None, None)
         }
     };
@@ -87,10 +87,14 @@ pub(crate) fn resolve(
 
     let mut buses: Vec<BusOptions> = Vec::new();
     let mut broken_buses = Vec::new();
+    let mut unnamed_broken_bus = false;
     for v in &bus_v {
         match de::item::<RawBus>(v, &mut errs).and_then(|raw| bus(&raw, &buses, &mut errs)) {
             Some(b) => buses.push(b),
-            None => broken_buses.extend(name_of(v)),
+            None => match name_of(v) {
+                Some(n) => broken_buses.push(n),
+                None => unnamed_broken_bus = true,
+            },
         }
     }
 
@@ -108,6 +112,7 @@ pub(crate) fn resolve(
     let ctx = doors::Context {
         buses: &buses,
         broken_buses: &broken_buses,
+        unnamed_broken_bus,
         profiles: &profiles,
         broken_profiles: &broken_profiles,
         group_key: group_key.as_ref(),
