@@ -126,7 +126,6 @@ pub(crate) fn entries<'i>(
     sub: Spanned<DeValue<'i>>,
     errs: &mut Errors<'_>,
 ) -> Vec<(Spanned<String>, Spanned<DeValue<'i>>)> {
-    let span = sub.span();
     match sub.into_inner() {
         DeValue::Table(t) => t
             .into_iter()
@@ -141,7 +140,6 @@ pub(crate) fn entries<'i>(
                     other.type_str()
                 ),
             );
-            let _ = span;
             Vec::new()
         }
     }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use iothub_proto::ConnectionString;
+use iothub_proto::{ConnectionString, ConnectionStringError};
 use sha2::Sha256;
 use toml::de::DeValue;
 use toml::Spanned;
@@ -333,7 +333,13 @@ fn key(
 pub(crate) fn key_from_file(text: &str, device_id: &str) -> Result<Secret, String> {
     let t = text.trim();
     if t.contains("SharedAccessKey=") || t.contains("HostName=") {
-        let cs = ConnectionString::parse(t).map_err(|e| e.to_string())?;
+        let cs = ConnectionString::parse(t).map_err(|e| match e {
+            // Its text could be the key itself: do not echo it.
+            ConnectionStringError::NotKeyValue(_) => {
+                "the connection string has a part that is not Key=Value".to_string()
+            }
+            other => other.to_string(),
+        })?;
         match cs.device_id.as_deref() {
             Some(d) if d == device_id => {}
             Some(d) => {

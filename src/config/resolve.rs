@@ -177,11 +177,22 @@ pub(crate) fn path_in(base: &Path, rel: &str) -> PathBuf {
     }
 }
 
+/// Checks a key is base64 without echoing any of it (messages end up in logs).
 pub(crate) fn check_base64_key(what: &str, key: &str) -> Result<(), String> {
+    use base64::DecodeError as E;
     match base64::engine::general_purpose::STANDARD.decode(key.trim()) {
         Ok(bytes) if !bytes.is_empty() => Ok(()),
         Ok(_) => Err(format!("{what} is empty")),
-        Err(e) => Err(format!("{what} is not valid base64 ({e})")),
+        Err(E::InvalidByte(at, _)) => Err(format!(
+            "{what} is not valid base64 (character {} is not a base64 character)",
+            at + 1
+        )),
+        Err(E::InvalidLength(_)) => Err(format!(
+            "{what} is not valid base64 (its length is wrong: cut short?)"
+        )),
+        Err(_) => Err(format!(
+            "{what} is not valid base64 (bad ending or padding)"
+        )),
     }
 }
 
