@@ -551,6 +551,20 @@ fn overrides_must_name_existing_entries_and_point_at_themselves() {
         "door[0].overrides.methods.lockDor",
         "profile `p` has no method entry `lockDor`",
     );
+    let text = base() + "[door.overrides.methods.lockDoor]\nadress = 5\n";
+    assert_one(
+        &text,
+        "adress",
+        "door[0].overrides.methods.lockDoor.adress",
+        "unknown key `adress`",
+    );
+    let text = base() + "[door.overrides]\nkey = \"x\"\n";
+    assert_one(
+        &text,
+        "key = \"x\"",
+        "door[0].overrides.key",
+        "`key` cannot be overridden",
+    );
     let text = base() + "[door.overrides.methods.lockDoor]\naddress = -1\n";
     assert_one(
         &text,
@@ -629,6 +643,16 @@ fn keys_never_show_in_debug_or_errors() {
     let text = base().replace("unit = 1", "unit = 999");
     let e = config::parse(&text, "site.toml").unwrap_err();
     assert!(!e.to_string().contains(KEY));
+    // a mistyped key is not echoed either, not even the offending character
+    let text = base().replace(KEY, "c2VjcmV0LWtleS1ub3Qt%W4tbG9ncw==");
+    let e = config::parse(&text, "site.toml").unwrap_err();
+    assert!(!e.to_string().contains("c2VjcmV0"), "{e}");
+    assert!(!e.to_string().contains('%'), "{e}");
+    assert!(
+        e.to_string()
+            .contains("character 21 is not a base64 character"),
+        "{e}"
+    );
 }
 
 #[test]
