@@ -272,8 +272,15 @@ fn method(raw: &RawMethod, errs: &mut Errors<'_>) -> Option<MethodAction> {
                     None
                 }
             };
-            let default = raw.default_duration.as_ref().map_or(DEFAULT_PULSE, dur);
             let max = raw.max_duration.as_ref().map_or(DEFAULT_PULSE_MAX, dur);
+            if let Some(m) = raw.max_duration.as_ref().filter(|m| dur(m).is_zero()) {
+                errs.at_spanned(m, "max_duration must be longer than 0");
+            }
+            // Without a default, a short max caps the default pulse too.
+            let default = raw
+                .default_duration
+                .as_ref()
+                .map_or(DEFAULT_PULSE.min(max), dur);
             if let Some(d) = &raw.default_duration {
                 if dur(d).is_zero() {
                     errs.at_spanned(d, "default_duration must be longer than 0");
