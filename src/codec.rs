@@ -19,9 +19,10 @@
 //! word, DCBA does both.
 //!
 //! # Engineering values
-//! `eng = raw * scale + offset`. Integer types with scale 1 and an integral offset decode to
-//! JSON integers; everything else to JSON floats rounded to the precision the scale and offset
-//! imply (so `1234 × 0.01` shows as `12.34`, not `12.340000000000002`). An enum map turns the
+//! `eng = raw * scale + offset`. Integer registers decode to JSON integers when the result is
+//! whole (`5000 × 0.001` → `5`), otherwise to JSON floats rounded to the precision the scale
+//! and offset imply (so `1234 × 0.01` shows as `12.34`, not `12.340000000000002`); f32/f64
+//! registers always decode to floats. An enum map turns the
 //! raw integer into a name (`0 → "closed"`); a raw value missing from the map is shown as the
 //! number, so an unexpected device state stays visible. A `bit` point is one bit of one
 //! register and its value is a bool; so are coils and discrete inputs (`DataType::Bool`,
@@ -304,6 +305,11 @@ impl ValueSpec {
         } else {
             round_to(eng, decimals(self.scale).max(decimals(self.offset)))
         };
+        // A scaled integer register that lands on a whole number reads as an integer, so a
+        // desired `5` is echoed back as `5`, not `5.0`.
+        if self.data_type.is_integer() && eng.fract() == 0.0 && eng.abs() < 9.0e15 {
+            return Ok(Value::from(eng as i64));
+        }
         serde_json::Number::from_f64(eng)
             .map(Value::Number)
             .ok_or_else(|| CodecError::NotFinite(eng.to_string()))
