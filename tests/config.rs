@@ -502,7 +502,7 @@ fn ranges_must_fit_the_data_type() {
         &text,
         "max = 70000",
         "profile.p.desired.Building.max",
-        "cannot be held by a u16 register",
+        "outside what the register can hold (u16",
     );
     let text = base().replace(
         "enum = { 0 = \"closed\", 1 = \"open\" }",
@@ -550,6 +550,20 @@ fn overrides_must_name_existing_entries_and_point_at_themselves() {
         "lockDor",
         "door[0].overrides.methods.lockDor",
         "profile `p` has no method entry `lockDor`",
+    );
+    let text = base() + "[door.overrides.methods.lockDoor]\nadress = 5\n";
+    assert_one(
+        &text,
+        "adress",
+        "door[0].overrides.methods.lockDoor.adress",
+        "unknown key `adress`",
+    );
+    let text = base() + "[door.overrides]\nkey = \"x\"\n";
+    assert_one(
+        &text,
+        "key = \"x\"",
+        "door[0].overrides.key",
+        "`key` cannot be overridden",
     );
     let text = base() + "[door.overrides.methods.lockDoor]\naddress = -1\n";
     assert_one(
@@ -629,6 +643,16 @@ fn keys_never_show_in_debug_or_errors() {
     let text = base().replace("unit = 1", "unit = 999");
     let e = config::parse(&text, "site.toml").unwrap_err();
     assert!(!e.to_string().contains(KEY));
+    // a mistyped key is not echoed either, not even the offending character
+    let text = base().replace(KEY, "c2VjcmV0LWtleS1ub3Qt%W4tbG9ncw==");
+    let e = config::parse(&text, "site.toml").unwrap_err();
+    assert!(!e.to_string().contains("c2VjcmV0"), "{e}");
+    assert!(!e.to_string().contains('%'), "{e}");
+    assert!(
+        e.to_string()
+            .contains("character 21 is not a base64 character"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -637,4 +661,70 @@ fn group_key_derivation_matches_dps() {
     // computed with Python's hmac module.
     let k = config::derive_device_key(&Secret::new(KEY), "d1").unwrap();
     assert_eq!(k.expose(), "8kX60ki/sBapva5ymjcwaJcUymXWmNWY0gI3L9w9gJA=");
+}
+#[test]
+fn missing_keys_and_sections_are_named() {
+    let text = base().replace("unit = 1\n", "");
+    assert_one(&text, "[[door]]", "door[0]", "missing key `unit`");
+    let text = base().replace("[hub]\nhostname = \"hub.example\"\n", "");
+    let errs = errors(&text);
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert_eq!(
+        errs[0].to_string(),
+        "site.toml: missing section [hub] (at least `hostname = \"…\"`)"
+    );
+}
+
+#[test]
+fn a_bad_value_removed_does_not_hide_the_next_one() {
+    // two problems inside one table: both reported, no follow-on "missing key"
+    let text = base().replace("unit = 1", "unit = 1\ncolour = \"red\"\nshape = 3");
+    let errs = errors(&text);
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    assert_eq!(
+        (errs[0].key.as_str(), errs[1].key.as_str()),
+        ("door[0].colour", "door[0].shape")
+    );
+    // a broken required value is reported once, not also as missing
+    let text = base().replace(
+        "address = 0\nvalue = true",
+        "address = \"zero\"\nvalue = true",
+    );
+    assert_one(
+        &text,
+        "\"zero\"",
+        "profile.p.methods.lockDoor.address",
+        "invalid type",
+    );
+}
+
+#[test]
+fn unreadable_file_is_one_error_without_a_place() {
+    let e = config::load(Path::new("/nonexistent/fieldgate.toml")).unwrap_err();
+    assert_eq!(e.len(), 1);
+    assert!(
+        e.to_string()
+            .starts_with("/nonexistent/fieldgate.toml: cannot read:"),
+        "{e}"
+    );
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+    /// Damaged files never panic the loader, and every error has a place in the file.
+    #[test]
+    fn damaged_demo_config_never_panics(start in 0usize..10_000, len in 0usize..40, insert in "[ =\\[\\]\"a-z0-9.{}\n]{0,6}") {
+        let demo = std::fs::read_to_string(examples().join("demo.toml")).unwrap();
+        let start = start % demo.len();
+        let end = (start + len).min(demo.len());
+        if demo.is_char_boundary(start) && demo.is_char_boundary(end) {
+            let text = format!("{}{}{}", &demo[..start], insert, &demo[end..]);
+            if let Err(e) = config::parse(&text, "demo.toml") {
+                for err in &e.errors {
+                    proptest::prop_assert!(err.line >= 1 || err.message.starts_with("missing section"), "{err}");
+                    proptest::prop_assert!(!err.message.is_empty());
+                }
+            }
+        }
+    }
 }

@@ -84,6 +84,9 @@ fn scale_and_offset_give_clean_engineering_values() {
     let temp = ValueSpec::new(DataType::I16).with_scale(0.1, -40.0);
     assert_eq!(temp.decode(&[615]).unwrap(), json!(21.5));
     assert_eq!(temp.encode(&json!(21.5)).unwrap(), [615]);
+    let ms = ValueSpec::new(DataType::U32).with_scale(0.001, 0.0);
+    assert_eq!(ms.decode(&[0, 5000]).unwrap(), json!(5));
+    assert_eq!(ms.decode(&[0, 5500]).unwrap(), json!(5.5));
 }
 
 #[test]
@@ -223,7 +226,7 @@ fn validate_names_every_inconsistency() {
     let s = ValueSpec::new(DataType::U16).with_range(Some(0.0), Some(70000.0));
     assert_eq!(
         s.validate(),
-        ["max 70000 cannot be held by a u16 register (with this scale and offset: 0 to 65535)"]
+        ["max 70000 is outside what the register can hold (u16 with this scale and offset: 0 to 65535)"]
     );
     let s = ValueSpec {
         bit: Some(16),

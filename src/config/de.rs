@@ -32,7 +32,7 @@ pub(crate) fn item<T: DeserializeOwned>(
         };
         let span = err.span().unwrap_or_else(|| v.span());
         let message = tidy(err.message());
-        if let Some(field) = missing_field(&message) {
+        if let Some(field) = missing_field(err.message()) {
             if !removed.iter().any(|r| r == field) {
                 errs.at(span, message);
             }
@@ -67,7 +67,7 @@ fn tidy(message: &str) -> String {
         }
     }
     if let Some(name) = missing_field(message) {
-        return format!("missing field `{name}`");
+        return format!("missing key `{name}`");
     }
     if let Some(rest) = message.strip_prefix("unknown variant `") {
         if let Some((name, expected)) = rest.split_once("`, expected ") {
@@ -126,7 +126,6 @@ pub(crate) fn entries<'i>(
     sub: Spanned<DeValue<'i>>,
     errs: &mut Errors<'_>,
 ) -> Vec<(Spanned<String>, Spanned<DeValue<'i>>)> {
-    let span = sub.span();
     match sub.into_inner() {
         DeValue::Table(t) => t
             .into_iter()
@@ -141,7 +140,6 @@ pub(crate) fn entries<'i>(
                     other.type_str()
                 ),
             );
-            let _ = span;
             Vec::new()
         }
     }

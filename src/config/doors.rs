@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use iothub_proto::ConnectionString;
+use iothub_proto::{ConnectionString, ConnectionStringError};
 use sha2::Sha256;
 use toml::de::DeValue;
 use toml::Spanned;
@@ -25,6 +25,8 @@ pub(crate) struct Context<'a, 'i> {
     pub buses: &'a [BusOptions],
     /// Buses and profiles that failed to parse: doors naming them get no second error.
     pub broken_buses: &'a [String],
+    /// A bus too broken to have a name: any unknown bus name may be that one.
+    pub unnamed_broken_bus: bool,
     pub profiles: &'a BTreeMap<String, (Spanned<DeValue<'i>>, Maps)>,
     pub broken_profiles: &'a [String],
     pub group_key: Option<&'a Secret>,
@@ -83,7 +85,10 @@ pub(crate) fn resolve_all(
             );
         }
         let bus = raw.bus.get_ref().clone();
-        if !ctx.buses.iter().any(|b| b.name == bus) && !ctx.broken_buses.contains(&bus) {
+        let known = ctx.buses.iter().any(|b| b.name == bus)
+            || ctx.broken_buses.contains(&bus)
+            || ctx.unnamed_broken_bus;
+        if !known {
             let names: Vec<&str> = ctx.buses.iter().map(|b| b.name.as_str()).collect();
             errs.at_spanned(
                 &raw.bus,
@@ -328,7 +333,13 @@ fn key(
 pub(crate) fn key_from_file(text: &str, device_id: &str) -> Result<Secret, String> {
     let t = text.trim();
     if t.contains("SharedAccessKey=") || t.contains("HostName=") {
-        let cs = ConnectionString::parse(t).map_err(|e| e.to_string())?;
+        let cs = ConnectionString::parse(t).map_err(|e| match e {
+            // Its text could be the key itself: do not echo it.
+            ConnectionStringError::NotKeyValue(_) => {
+                "the connection string has a part that is not Key=Value".to_string()
+            }
+            other => other.to_string(),
+        })?;
         match cs.device_id.as_deref() {
             Some(d) if d == device_id => {}
             Some(d) => {

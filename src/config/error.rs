@@ -83,6 +83,9 @@ impl ConfigErrors {
     }
 }
 
+/// The span recorded for problems without a place; sorts after everything else.
+const WHOLE_FILE: Range<usize> = usize::MAX..usize::MAX;
+
 /// Collects span-addressed errors while the config is resolved.
 pub(crate) struct Errors<'a> {
     origin: &'a str,
@@ -110,6 +113,11 @@ impl<'a> Errors<'a> {
         }
     }
 
+    /// Records a problem of the file as a whole (a missing section).
+    pub(crate) fn whole(&mut self, message: impl Into<String>) {
+        self.at(WHOLE_FILE, message)
+    }
+
     pub(crate) fn at_spanned<T>(&mut self, v: &Spanned<T>, message: impl Into<String>) {
         self.at(v.span(), message)
     }
@@ -124,6 +132,15 @@ impl<'a> Errors<'a> {
         let errors = found
             .into_iter()
             .map(|(span, message)| {
+                if span == WHOLE_FILE {
+                    return ConfigError {
+                        file: self.origin.to_string(),
+                        line: 0,
+                        column: 0,
+                        key: String::new(),
+                        message,
+                    };
+                }
                 let (line, column) = line_col(self.text, span.start);
                 ConfigError {
                     file: self.origin.to_string(),

@@ -215,6 +215,14 @@ pub struct ReportedPoint {
 }
 
 impl MethodAction {
+    /// How the written value is encoded (coils: `ValueSpec::bool()`).
+    pub fn spec(&self) -> ValueSpec {
+        match self {
+            MethodAction::WriteRegister { spec, .. } => spec.clone(),
+            MethodAction::WriteCoil { .. } | MethodAction::PulseCoil { .. } => ValueSpec::bool(),
+        }
+    }
+
     /// The table and first address this action writes.
     pub fn target(&self) -> (WriteTable, u16) {
         match self {

@@ -260,20 +260,27 @@ fn method(raw: &RawMethod, errs: &mut Errors<'_>) -> Option<MethodAction> {
             spec(raw.spec(), ReadTable::Coil, &raw.address, errs)?;
             let address = address(&raw.address, 1, errs)?;
             let value = match &raw.value {
-                Some(v) => match v.get_ref().as_bool() {
-                    Some(b) => b,
-                    None => {
+                Some(v) => {
+                    let b = v.get_ref().as_bool();
+                    if b.is_none() {
                         errs.at_spanned(v, "a pulse writes true or false to the coil");
-                        return None;
                     }
-                },
+                    b
+                }
                 None => {
                     errs.at_spanned(&raw.action, "pulse_coil needs `value`: the coil state held during the pulse (it is restored to the opposite afterwards)");
-                    return None;
+                    None
                 }
             };
-            let default = raw.default_duration.as_ref().map_or(DEFAULT_PULSE, dur);
             let max = raw.max_duration.as_ref().map_or(DEFAULT_PULSE_MAX, dur);
+            if let Some(m) = raw.max_duration.as_ref().filter(|m| dur(m).is_zero()) {
+                errs.at_spanned(m, "max_duration must be longer than 0");
+            }
+            // Without a default, a short max caps the default pulse too.
+            let default = raw
+                .default_duration
+                .as_ref()
+                .map_or(DEFAULT_PULSE.min(max), dur);
             if let Some(d) = &raw.default_duration {
                 if dur(d).is_zero() {
                     errs.at_spanned(d, "default_duration must be longer than 0");
@@ -295,7 +302,7 @@ fn method(raw: &RawMethod, errs: &mut Errors<'_>) -> Option<MethodAction> {
             }
             Some(MethodAction::PulseCoil {
                 address,
-                value,
+                value: value?,
                 seconds_from: raw.seconds_from.as_ref().map(|s| s.get_ref().clone()),
                 default,
                 max,

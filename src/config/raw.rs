@@ -14,7 +14,7 @@ use crate::codec::{DataType, WordOrder};
 pub(crate) type Dur = Spanned<humantime_serde::Serde<Duration>>;
 
 pub(crate) fn dur(d: &Dur) -> Duration {
-    *d.get_ref().clone()
+    **d.get_ref()
 }
 
 #[derive(Debug, Deserialize)]

@@ -79,7 +79,7 @@ pub(crate) fn resolve(
     let (hub, group_key) = match hub_v {
         Some(v) => hub(v, base, &mut errs),
         None => {
-            errs.at(0..0, "missing section [hub] (at least `hostname = \"…\"`)");
+            errs.whole("missing section [hub] (at least `hostname = \"…\"`)");
             (None, None)
         }
     };
@@ -87,10 +87,14 @@ pub(crate) fn resolve(
 
     let mut buses: Vec<BusOptions> = Vec::new();
     let mut broken_buses = Vec::new();
+    let mut unnamed_broken_bus = false;
     for v in &bus_v {
         match de::item::<RawBus>(v, &mut errs).and_then(|raw| bus(&raw, &buses, &mut errs)) {
             Some(b) => buses.push(b),
-            None => broken_buses.extend(name_of(v)),
+            None => match name_of(v) {
+                Some(n) => broken_buses.push(n),
+                None => unnamed_broken_bus = true,
+            },
         }
     }
 
@@ -108,6 +112,7 @@ pub(crate) fn resolve(
     let ctx = doors::Context {
         buses: &buses,
         broken_buses: &broken_buses,
+        unnamed_broken_bus,
         profiles: &profiles,
         broken_profiles: &broken_profiles,
         group_key: group_key.as_ref(),
@@ -131,9 +136,9 @@ pub(crate) fn resolve(
     }
 }
 
-fn array<'a, 'i>(
+fn array<'i>(
     k: &Spanned<toml::de::DeString<'i>>,
-    v: &'a Spanned<DeValue<'i>>,
+    v: &Spanned<DeValue<'i>>,
     errs: &mut Errors<'_>,
 ) -> Vec<Spanned<DeValue<'i>>> {
     match v.get_ref() {
@@ -172,11 +177,22 @@ pub(crate) fn path_in(base: &Path, rel: &str) -> PathBuf {
     }
 }
 
+/// Checks a key is base64 without echoing any of it (messages end up in logs).
 pub(crate) fn check_base64_key(what: &str, key: &str) -> Result<(), String> {
+    use base64::DecodeError as E;
     match base64::engine::general_purpose::STANDARD.decode(key.trim()) {
         Ok(bytes) if !bytes.is_empty() => Ok(()),
         Ok(_) => Err(format!("{what} is empty")),
-        Err(e) => Err(format!("{what} is not valid base64 ({e})")),
+        Err(E::InvalidByte(at, _)) => Err(format!(
+            "{what} is not valid base64 (character {} is not a base64 character)",
+            at + 1
+        )),
+        Err(E::InvalidLength(_)) => Err(format!(
+            "{what} is not valid base64 (its length is wrong: cut short?)"
+        )),
+        Err(_) => Err(format!(
+            "{what} is not valid base64 (bad ending or padding)"
+        )),
     }
 }
 
