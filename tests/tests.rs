@@ -5,4 +5,7 @@ mod bus;
 mod bus_peers;
 mod bus_scheduling;
 mod config;
+mod gateway;
+mod harness;
 mod link;
+mod service;

@@ -84,6 +84,7 @@ pub struct HubSettings {
     /// A token is renewed this long before it expires.
     pub token_renew_margin: Duration,
     /// Pacing of new MQTT connections across all doors (IoT Hub S1: 100/s per hub).
+    /// 0: no pacing.
     pub connects_per_second: u32,
     pub keep_alive: Duration,
     /// Deadline of one hub operation (CONNECT, SUBSCRIBE, twin GET/PATCH).

@@ -252,14 +252,11 @@ fn hub(
         None if token_renew_margin >= token_lifetime => token_renew_margin = token_lifetime / 5,
         _ => {}
     }
-    let connects_per_second = match &raw.connects_per_second {
-        Some(c) if *c.get_ref() == 0 => {
-            errs.at_spanned(c, "connects_per_second must be at least 1");
-            1
-        }
-        Some(c) => *c.get_ref(),
-        None => DEFAULT_CONNECTS_PER_SECOND,
-    };
+    // 0 turns pacing off (benchmarks, a private hub); Azure hubs throttle new connections.
+    let connects_per_second = raw
+        .connects_per_second
+        .as_ref()
+        .map_or(DEFAULT_CONNECTS_PER_SECOND, |c| *c.get_ref());
     let reconnect_backoff_min = positive(
         &raw.reconnect_backoff_min,
         DEFAULT_RECONNECT_MIN,

@@ -1,0 +1,145 @@
+//! The `fieldgate` binary as systemd runs it: `run` against fieldhub and doorsim, SIGHUP
+//! reloads (an invalid file is refused and the running config kept), SIGTERM stops it
+//! cleanly, and at TRACE level its logs never contain a key or a token. `check` reports
+//! config errors with file:line:column.
+
+use std::process::Stdio;
+
+use serde_json::json;
+use tokio::process::Command;
+
+use crate::harness::{bounded, Env, LIMIT};
+
+fn signal(pid: u32, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig} {pid}");
+}
+
+#[tokio::test]
+async fn service_runs_reloads_stops_and_never_logs_keys() {
+    let env = Env::start(2).await;
+    let config = env.write_config();
+    let log_path = env.dir.path().join("fieldgate.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fieldgate"))
+        .args(["--log", "trace", "run", "--config"])
+        .arg(&config)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap();
+    for d in &env.doors {
+        assert!(
+            env.hub.hub.wait_connected(&d.device_id, LIMIT).await,
+            "{} connected",
+            d.device_id
+        );
+    }
+    let svc = env.service();
+    bounded("method answered", async {
+        // The link subscribes before it reports connected; retry the first call until the
+        // hub has seen the subscription (DeviceNotOnline until then).
+        loop {
+            let (status, body) = svc.invoke("door-1", "lockDoor", json!(null)).await;
+            if status == 200 {
+                assert_eq!(body["status"], 200, "{body}");
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    svc.set_desired("door-2", json!({"Building": 12})).await;
+    svc.wait_reported("door-2", "desired ack", |r| {
+        r["Building"]["ac"] == json!(200)
+    })
+    .await;
+
+    // An invalid config on SIGHUP is refused; the doors keep working.
+    std::fs::write(&config, "[hub]\nhostname = 5\n").unwrap();
+    signal(pid, "-HUP");
+    bounded("reload refused in the log", async {
+        while !std::fs::read_to_string(&log_path)
+            .unwrap()
+            .contains("config reload refused")
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let (_, body) = svc.invoke("door-2", "lockDoor", json!(null)).await;
+    assert_eq!(
+        body["status"], 200,
+        "still serving after a refused reload: {body}"
+    );
+
+    signal(pid, "-TERM");
+    let status = bounded("exit after SIGTERM", child.wait()).await.unwrap();
+    assert!(status.success(), "clean exit: {status:?}");
+    assert!(!env.hub.hub.is_connected("door-1"));
+
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("fieldgate running"), "the log was captured");
+    for d in &env.doors {
+        assert!(
+            !log.contains(&d.key),
+            "key of {} found in the log",
+            d.device_id
+        );
+    }
+    assert!(
+        !log.contains("SharedAccessSignature"),
+        "a SAS token found in the log"
+    );
+    assert!(!log.contains("sig="), "a SAS signature found in the log");
+}
+
+#[test]
+fn check_reports_every_error_with_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[hub]\nhostname = \"h\"\n\n[[bus]]\nname = \"b\"\ntcp = \"127.0.0.1:502\"\ntimeout = \"soon\"\n\n[[door]]\ndevice_id = \"d\"\nbus = \"nope\"\nunit = 1\nprofile = \"p\"\nkey = \"a2V5\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fieldgate"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let file = path.display().to_string();
+    assert!(
+        err.contains(&format!("{file}:7:")),
+        "timeout error at line 7: {err}"
+    );
+    assert!(err.contains("bus[0].timeout"), "{err}");
+    assert!(
+        err.contains(&format!("{file}:11:")),
+        "unknown bus at line 11: {err}"
+    );
+
+    let good = std::process::Command::new(env!("CARGO_BIN_EXE_fieldgate"))
+        .args([
+            "check",
+            "--config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo.toml"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        good.status.success(),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    assert!(String::from_utf8_lossy(&good.stdout).contains("OK"));
+}
