@@ -18,7 +18,7 @@ use crate::bus::{options, sim, Bus};
 
 const READY: Duration = Duration::from_secs(20);
 
-fn has_socat() -> bool {
+pub(crate) fn has_socat() -> bool {
     let ok = std::process::Command::new("socat")
         .arg("-V")
         .stdout(Stdio::null())
@@ -31,7 +31,7 @@ fn has_socat() -> bool {
     ok
 }
 
-fn has_pymodbus() -> bool {
+pub(crate) fn has_pymodbus() -> bool {
     let ok = std::process::Command::new("python3")
         .args(["-c", "import pymodbus, serial"])
         .stdout(Stdio::null())
@@ -45,13 +45,13 @@ fn has_pymodbus() -> bool {
 }
 
 /// A pty pair from socat; killed when dropped.
-struct PtyPair {
+pub(crate) struct PtyPair {
     _socat: Child,
-    a: String,
-    b: String,
+    pub(crate) a: String,
+    pub(crate) b: String,
 }
 
-async fn pty_pair() -> PtyPair {
+pub(crate) async fn pty_pair() -> PtyPair {
     let mut socat = Command::new("socat")
         .args(["-d", "-d", "pty,raw,echo=0", "pty,raw,echo=0"])
         .stdin(Stdio::null())
@@ -86,13 +86,13 @@ async fn pty_pair() -> PtyPair {
 }
 
 /// The pymodbus peer; killed when dropped (and exits when its stdin closes).
-struct PyServer {
+pub(crate) struct PyServer {
     _child: Child,
     _stdin: ChildStdin,
-    ready: String,
+    pub(crate) ready: String,
 }
 
-async fn pymodbus(args: &[&str]) -> PyServer {
+pub(crate) async fn pymodbus(args: &[&str]) -> PyServer {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/pymodbus_server.py");
     let mut child = Command::new("python3")
         .arg(script)

@@ -93,6 +93,8 @@ pub struct Env {
     pub sim: DoorSim,
     pub doors: Vec<TestDoor>,
     pub metrics: Arc<Metrics>,
+    /// The `[[bus]]` section named "tcp" the doors use; doorsim over Modbus TCP by default.
+    pub bus_toml: String,
 }
 
 impl Env {
@@ -126,11 +128,16 @@ impl Env {
                 }
             })
             .collect();
+        let bus_toml = format!(
+            "[[bus]]\nname = \"tcp\"\ntcp = \"{}\"\ntimeout = \"300ms\"\nretries = 1\n",
+            sim.local_addr.unwrap()
+        );
         Env {
             dir,
             hub,
             sim,
             doors,
+            bus_toml,
             metrics: Arc::new(Metrics::new()),
         }
     }
@@ -142,10 +149,10 @@ impl Env {
     /// A device map for this environment's hub and doorsim (TOML text).
     pub fn config_text(&self) -> String {
         let mut t = format!(
-            "[hub]\nhostname = \"{}\"\nca_file = \"{}\"\nconnects_per_second = 0\nreconnect_backoff_min = \"100ms\"\nreconnect_backoff_max = \"1s\"\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n\n[[bus]]\nname = \"tcp\"\ntcp = \"{}\"\ntimeout = \"300ms\"\nretries = 1\n{PROFILE}\n",
+            "[hub]\nhostname = \"{}\"\nca_file = \"{}\"\nconnects_per_second = 0\nreconnect_backoff_min = \"100ms\"\nreconnect_backoff_max = \"1s\"\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n\n{}\n{PROFILE}\n",
             self.hub_host(),
             self.hub.ca_path.display(),
-            self.sim.local_addr.unwrap(),
+            self.bus_toml,
         );
         for d in &self.doors {
             t.push_str(&format!(

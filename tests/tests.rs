@@ -6,6 +6,7 @@ mod bus_peers;
 mod bus_scheduling;
 mod config;
 mod gateway;
+mod gateway_peers;
 mod harness;
 mod link;
 mod service;
