@@ -40,6 +40,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Hub and output")]
 pub struct GlobalArgs {
     /// Service connection string of the hub [default: $IOTHUB_CONNECTION_STRING]
     #[arg(
@@ -125,6 +126,7 @@ pub enum JobCommand {
 
 /// When and how long a job runs.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Scheduling")]
 pub struct ScheduleArgs {
     /// Which devices: the WHERE condition of a device query, e.g. "tags.building = '43'"
     #[arg(long, value_name = "Q")]
@@ -147,6 +149,7 @@ pub struct ScheduleArgs {
 
 /// How `--wait` / `--watch` follow a job.
 #[derive(Debug, Args, Clone, Copy)]
+#[command(next_help_heading = "Waiting")]
 pub struct WaitArgs {
     /// Give up waiting after this long [default: until the job's start plus its maximum time, plus a minute]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]

@@ -304,7 +304,7 @@ async fn follow(
     if timed_out {
         ctx.console.line(&format!(
             "gave up waiting for job {id} after {}; it is {}",
-            humantime::format_duration(Duration::from_secs(limit.as_secs())),
+            super::client::human_delay(limit),
             progress_line(&job, Utc::now()).trim_start_matches(&format!("job {id} "))
         ));
     }
