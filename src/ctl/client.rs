@@ -562,16 +562,22 @@ fn transport(url: &str, e: &reqwest::Error, timeout: Duration) -> ClientError {
     }
 }
 
-/// The error and its causes on one line, skipping causes that repeat their parent's text.
+/// The error and its causes on one line, skipping causes that repeat their parent's text
+/// and the HTTP stack's generic wrappers ("error sending request for url (…)", "client
+/// error (Connect)") that only hide the cause that matters.
 fn chain(e: &dyn std::error::Error) -> String {
-    let mut parts: Vec<String> = vec![e.to_string()];
-    let mut cur = e.source();
+    let noise = |s: &str| s.starts_with("error sending request") || s.starts_with("client error (");
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur: Option<&dyn std::error::Error> = Some(e);
     while let Some(c) = cur {
         let s = c.to_string();
-        if !parts.iter().any(|p| p.contains(&s)) {
+        if !noise(&s) && !parts.iter().any(|p| p.contains(&s)) {
             parts.push(s);
         }
         cur = c.source();
+    }
+    if parts.is_empty() {
+        parts.push(e.to_string());
     }
     super::error::one_line(&parts.join(": "))
 }

@@ -612,3 +612,125 @@ async fn wait_timeout_exits_1() {
         r.err
     );
 }
+
+// ---- TLS: the CA file is trusted, and only with it ----
+
+/// A one-shot-per-connection HTTPS server answering every request with `body`; returns
+/// its port and the CA certificate (PEM) that signed its `localhost` certificate.
+async fn https_hub(body: &'static str) -> (u16, String, tokio::task::JoinHandle<()>) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "fieldctl test CA");
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                // A failed handshake (the untrusted case) just drops the connection.
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut req = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = tls.write_all(resp.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    (port, ca.pem(), task)
+}
+
+#[tokio::test]
+async fn https_with_ca_file_and_port_in_hostname() {
+    let (port, ca_pem, task) =
+        https_hub(r#"{"jobId":"j1","type":"scheduleUpdateTwin","status":"running"}"#).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca_pem).unwrap();
+    let conn = ConnectionString::parse(&format!(
+        "HostName=localhost:{port};SharedAccessKeyName=iothubowner;SharedAccessKey={KEY}"
+    ))
+    .unwrap();
+
+    let trusted = ServiceClient::new(
+        conn.clone(),
+        ClientOptions {
+            ca_file: Some(ca_file.clone()),
+            ..fast_opts()
+        },
+    )
+    .unwrap();
+    let job = tokio::time::timeout(T, trusted.get_job("j1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(job.status, "running");
+
+    let untrusted = ServiceClient::new(conn, fast_opts()).unwrap();
+    let e = tokio::time::timeout(T, untrusted.get_job("j1"))
+        .await
+        .unwrap()
+        .unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.starts_with(&format!(
+            "cannot reach the hub at https://localhost:{port}/jobs/v2/j1"
+        )),
+        "{msg}"
+    );
+    assert!(
+        msg.ends_with("invalid peer certificate: UnknownIssuer (pass --ca-file with the hub's CA certificate)"),
+        "{msg}"
+    );
+
+    std::fs::write(&ca_file, "not a certificate").unwrap();
+    let e = ServiceClient::new(
+        ConnectionString::parse(&format!(
+            "HostName=localhost:{port};SharedAccessKeyName=p;SharedAccessKey={KEY}"
+        ))
+        .unwrap(),
+        ClientOptions {
+            ca_file: Some(ca_file.clone()),
+            ..fast_opts()
+        },
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("holds no PEM certificate"), "{e}");
+    task.abort();
+}

@@ -298,7 +298,7 @@ async fn provision_one(
         Some(dir) => {
             let path = key_file_path(dir, id);
             let change = match device.as_ref().and_then(Device::primary_key) {
-                Some(k) => write_key_file(&path, k, dry_run).map_err(|e| Step::Fatal(e))?,
+                Some(k) => write_key_file(&path, k, dry_run).map_err(Step::Fatal)?,
                 // Dry run of a device still to be created: its key will be written.
                 None if device.is_none() => KeyChange::Written,
                 None => KeyChange::NoKey,
