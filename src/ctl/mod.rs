@@ -21,6 +21,8 @@ pub mod output;
 pub mod progress;
 pub mod provision;
 pub mod run;
+#[cfg(test)]
+mod testhub;
 
 pub use cli::Cli;
 pub use client::{ClientError, ClientOptions, RetryPolicy, ServiceClient};
