@@ -48,13 +48,24 @@ pub(crate) struct Ctx<'a> {
     pub(crate) live_progress: bool,
 }
 
+/// Colour for (stdout, stderr): never with `--no-color` or `NO_COLOR`, never into a pipe or
+/// file, and never in JSON on stdout.
+pub fn styles(no_color_flag: bool, json: bool, env: &Env) -> (Style, Style) {
+    let allowed = !no_color_flag && !env.no_color;
+    (
+        Style {
+            color: allowed && env.stdout_is_terminal && !json,
+        },
+        Style {
+            color: allowed && env.stderr_is_terminal,
+        },
+    )
+}
+
 /// Runs one fieldctl command. Never panics on bad input; returns 0, 1 or 2 (see `--help`).
 pub async fn run(cli: Cli, env: &Env, out: &mut dyn Write, console: Console) -> i32 {
-    let colour_allowed = !cli.global.no_color && !env.no_color;
-    let style_err = Style {
-        color: colour_allowed && env.stderr_is_terminal,
-    };
-    let result = dispatch(cli, env, out, console.clone(), colour_allowed).await;
+    let (style_out, style_err) = styles(cli.global.no_color, cli.global.json, env);
+    let result = dispatch(cli, env, out, console.clone(), (style_out, style_err)).await;
     if let Err(e) = &result {
         console.line(&format!(
             "{} {}",
@@ -70,7 +81,7 @@ async fn dispatch(
     env: &Env,
     out: &mut dyn Write,
     console: Console,
-    colour_allowed: bool,
+    (style_out, style_err): (Style, Style),
 ) -> Result<Outcome, CtlError> {
     if let Command::Completions { shell } = cli.command {
         clap_complete::generate(shell, &mut Cli::command(), "fieldctl", out);
@@ -94,12 +105,8 @@ async fn dispatch(
         out,
         console,
         json: g.json,
-        style_out: Style {
-            color: colour_allowed && env.stdout_is_terminal && !g.json,
-        },
-        style_err: Style {
-            color: colour_allowed && env.stderr_is_terminal,
-        },
+        style_out,
+        style_err,
         live_progress: env.stderr_is_terminal,
     };
     execute(&mut ctx, cli.command).await
@@ -174,4 +181,108 @@ pub async fn run_with_client(
         ));
     }
     exit_code(&result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ctl::output::SharedBuf;
+    use clap::Parser as _;
+
+    fn env() -> Env {
+        Env {
+            connection_string: None,
+            no_color: false,
+            stdout_is_terminal: true,
+            stderr_is_terminal: true,
+        }
+    }
+
+    #[test]
+    fn colour_rules() {
+        let (o, e) = styles(false, false, &env());
+        assert!(o.color && e.color);
+        let no_color_env = Env {
+            no_color: true,
+            ..env()
+        };
+        assert_eq!(
+            styles(false, false, &no_color_env),
+            (Style { color: false }, Style { color: false })
+        );
+        assert_eq!(
+            styles(true, false, &env()),
+            (Style { color: false }, Style { color: false })
+        );
+        let (o, e) = styles(false, true, &env());
+        assert!(!o.color && e.color, "JSON is never coloured");
+        let piped = Env {
+            stdout_is_terminal: false,
+            stderr_is_terminal: false,
+            ..env()
+        };
+        assert_eq!(
+            styles(false, false, &piped),
+            (Style { color: false }, Style { color: false })
+        );
+    }
+
+    async fn run_args(argv: &[&str], env: &Env) -> (i32, String, String) {
+        let mut full = vec!["fieldctl"];
+        full.extend_from_slice(argv);
+        let cli = Cli::try_parse_from(full).unwrap();
+        let mut out = Vec::new();
+        let err = SharedBuf::default();
+        let code = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            run(cli, env, &mut out, Console::new(err.clone())),
+        )
+        .await
+        .unwrap();
+        (code, String::from_utf8(out).unwrap(), err.contents())
+    }
+
+    #[tokio::test]
+    async fn errors_before_any_request() {
+        let piped = Env {
+            stdout_is_terminal: false,
+            stderr_is_terminal: false,
+            ..env()
+        };
+        let (code, out, err) = run_args(&["twin", "show", "d"], &piped).await;
+        assert_eq!((code, out.as_str()), (2, ""));
+        assert_eq!(
+            err,
+            "error: no hub given: pass --hub CONNSTR or --hub-file PATH, or set IOTHUB_CONNECTION_STRING\n"
+        );
+        let (code, _, err) = run_args(
+            &["--hub", "HostName=h;SharedAccessKeyName=x", "job", "list"],
+            &piped,
+        )
+        .await;
+        assert_eq!(code, 2);
+        assert_eq!(
+            err,
+            "error: malformed connection string (from --hub): connection string lacks SharedAccessKey\n"
+        );
+        // The environment is used when no flag is given, and its source is named.
+        let with_env = Env {
+            connection_string: Some("HostName=h".into()),
+            ..piped.clone()
+        };
+        let (code, _, err) = run_args(&["job", "list"], &with_env).await;
+        assert_eq!(code, 2);
+        assert!(
+            err.starts_with("error: malformed connection string (from IOTHUB_CONNECTION_STRING)"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn completions_need_no_hub() {
+        let (code, out, err) = run_args(&["completions", "bash"], &env()).await;
+        assert_eq!((code, err.as_str()), (0, ""));
+        assert!(out.contains("_fieldctl()"), "{out}");
+        assert!(out.contains("provision"));
+    }
 }
