@@ -23,6 +23,8 @@ use super::model::{
     CloudToDeviceMethod, Device, DeviceJob, JobRequest, JobResponse, MethodResponse, Twin,
     TwinPatch,
 };
+use super::retry::retry_after;
+pub use super::retry::{human_delay, Notifier, RetryNotice, RetryPolicy};
 
 pub const API_VERSION: &str = "2021-04-12";
 /// Page size asked for on queries (the hub's documented maximum).
@@ -53,68 +55,6 @@ impl From<ClientError> for CtlError {
         }
     }
 }
-
-/// How 429 answers are retried: `base` doubles per attempt up to `cap`, each delay drawn
-/// between half and all of it (jitter), at most `max_attempts` requests in all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    pub max_attempts: u32,
-    pub base: Duration,
-    pub cap: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            max_attempts: 6,
-            base: Duration::from_secs(1),
-            cap: Duration::from_secs(30),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// Delay before retry number `attempt` (1 = first retry); `jitter` in [0, 1].
-    pub fn delay(&self, attempt: u32, jitter: f64) -> Duration {
-        let exp = self
-            .base
-            .saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
-        let full = exp.min(self.cap);
-        full.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
-    }
-}
-
-/// A retry about to happen, for the operator.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RetryNotice {
-    pub code: Option<String>,
-    pub delay: Duration,
-    pub attempt: u32,
-}
-
-impl fmt::Display for RetryNotice {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "throttled by the hub")?;
-        if let Some(c) = &self.code {
-            write!(f, " ({c})")?;
-        }
-        write!(f, "; retrying in {}", human_delay(self.delay))
-    }
-}
-
-/// `2s`, `1.5s`, `250ms`: short and readable.
-pub fn human_delay(d: Duration) -> String {
-    if d >= Duration::from_secs(10) {
-        format!("{}s", d.as_secs_f64().round())
-    } else if d >= Duration::from_secs(1) {
-        let tenths = (d.as_secs_f64() * 10.0).round() / 10.0;
-        format!("{tenths}s")
-    } else {
-        format!("{}ms", d.as_millis())
-    }
-}
-
-pub type Notifier = Arc<dyn Fn(&RetryNotice) + Send + Sync>;
 
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
@@ -534,17 +474,6 @@ fn items_as<T: DeserializeOwned>(request: &str, items: Vec<Value>) -> Result<Vec
         .into_iter()
         .map(|v| serde_json::from_value(v).map_err(|e| decode_err(request, e)))
         .collect()
-}
-
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let secs: u64 = headers
-        .get("retry-after")?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    Some(Duration::from_secs(secs))
 }
 
 fn transport(url: &str, e: &reqwest::Error, timeout: Duration) -> ClientError {

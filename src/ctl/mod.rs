@@ -1,7 +1,7 @@
 //! The IoT Hub service REST client used by `fieldctl`, and the CLI built on it.
 //!
 //! - [`client`]: [`ServiceClient`] — registry, twins, methods, queries, jobs v2 over HTTPS,
-//!   SAS signed locally, 429 retried with backoff.
+//!   SAS signed locally; [`retry`]: 429 retried with backoff and jitter.
 //! - [`model`]: the API's JSON shapes (job requests and responses, devices, twins).
 //! - [`error`]: hub error envelopes, [`CtlError`], exit statuses.
 //! - [`auth`]: connection string sources and SAS headers.
@@ -20,6 +20,7 @@ pub mod model;
 pub mod output;
 pub mod progress;
 pub mod provision;
+pub mod retry;
 pub mod run;
 #[cfg(test)]
 mod testhub;
