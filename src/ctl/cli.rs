@@ -179,11 +179,11 @@ pub struct MethodJobArgs {
 
 #[derive(Debug, Args)]
 pub struct TwinJobArgs {
-    /// Set a desired property: KEY=VALUE; VALUE is JSON if it parses, else a string; a.b=1 nests
-    #[arg(long, value_name = "KEY=VALUE")]
+    /// Desired properties to set: KEY=VALUE …; VALUE is JSON if it parses, else a string; a.b=1 nests
+    #[arg(long, value_name = "KEY=VALUE", num_args = 1.., value_parser = kv_shape)]
     pub desired: Vec<String>,
-    /// Set a tag: KEY=VALUE, as for --desired
-    #[arg(long, value_name = "KEY=VALUE")]
+    /// Tags to set: KEY=VALUE …, as for --desired
+    #[arg(long, value_name = "KEY=VALUE", num_args = 1.., value_parser = kv_shape)]
     pub tag: Vec<String>,
     /// A twin patch {"tags":…,"properties":{"desired":…}}: JSON or @FILE; --desired/--tag apply on top
     #[arg(long, value_name = "JSON|@FILE")]
@@ -220,11 +220,11 @@ pub enum TwinCommand {
     Set {
         /// The device id
         device: String,
-        /// Set a desired property: KEY=VALUE; VALUE is JSON if it parses, else a string; null deletes
-        #[arg(long, value_name = "KEY=VALUE")]
+        /// Desired properties to set: KEY=VALUE …; VALUE is JSON if it parses, else a string; null deletes
+        #[arg(long, value_name = "KEY=VALUE", num_args = 1.., value_parser = kv_shape)]
         desired: Vec<String>,
-        /// Set a tag: KEY=VALUE, as for --desired
-        #[arg(long, value_name = "KEY=VALUE")]
+        /// Tags to set: KEY=VALUE …, as for --desired
+        #[arg(long, value_name = "KEY=VALUE", num_args = 1.., value_parser = kv_shape)]
         tag: Vec<String>,
     },
 }
@@ -252,6 +252,16 @@ pub enum DevicesCommand {
         #[arg(long)]
         dry_run: bool,
     },
+}
+
+/// Only checks the shape, so a device id after `--desired a=1` is reported, not swallowed;
+/// keys and values are parsed later (`args::parse_assignments`).
+fn kv_shape(s: &str) -> Result<String, String> {
+    if s.contains('=') {
+        Ok(s.to_string())
+    } else {
+        Err(format!("'{s}' is not KEY=VALUE"))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -353,6 +363,33 @@ mod tests {
         assert_eq!(m.schedule.start, StartSpec::After(Duration::from_secs(600)));
         assert_eq!(m.schedule.max_time, Duration::from_secs(3600));
         assert!(m.schedule.wait);
+    }
+
+    #[test]
+    fn several_assignments_follow_one_flag() {
+        let cli = Cli::try_parse_from([
+            "fieldctl",
+            "job",
+            "twin",
+            "--query",
+            "q",
+            "--desired",
+            "Building=43",
+            "Floor=3",
+            "--tag",
+            "a=1",
+            "--desired",
+            "x=y",
+        ])
+        .unwrap();
+        let Command::Job(JobCommand::Twin(t)) = cli.command else {
+            panic!("wrong command")
+        };
+        assert_eq!(t.desired, ["Building=43", "Floor=3", "x=y"]);
+        assert_eq!(t.tag, ["a=1"]);
+        let e = Cli::try_parse_from(["fieldctl", "twin", "set", "--desired", "a=1", "door-01"])
+            .unwrap_err();
+        assert!(e.to_string().contains("'door-01' is not KEY=VALUE"), "{e}");
     }
 
     #[test]

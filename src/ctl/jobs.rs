@@ -203,10 +203,17 @@ async fn create(
     // Ask the hub to parse the condition now: a typo fails here, with the hub's position,
     // instead of as a job that fails later.
     let probe = format!("SELECT * FROM devices WHERE {}", req.query_condition);
-    ctx.client
+    let (matching, _) = ctx
+        .client
         .query_page(&probe, 1, None)
         .await
         .map_err(query_err(req.query_condition.clone()))?;
+    if matching.is_empty() {
+        ctx.console.line(&format!(
+            "note: no device matches `{}` right now; the hub evaluates it again when the job starts",
+            req.query_condition
+        ));
+    }
 
     let created = ctx.client.create_job(&req).await.map_err(|e| match e {
         ClientError::Service(s) if s.status == 400 => {
