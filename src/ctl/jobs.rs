@@ -238,8 +238,6 @@ async fn create(
         }
         return Ok(Outcome::Success);
     }
-    ctx.console
-        .line(&format!("job {} scheduled", created.job_id));
     let start = super::model::parse_time(&req.start_time).unwrap_or_else(Utc::now);
     let default_limit = (start - Utc::now()).to_std().unwrap_or_default()
         + Duration::from_secs(req.max_execution_time_in_seconds)
@@ -290,7 +288,7 @@ async fn follow(
     let deadline = tokio::time::Instant::now() + limit;
     let interval = wait.poll_interval.max(Duration::from_millis(50));
     let mut sink: Box<dyn ProgressSink> = if ctx.live_progress {
-        Box::new(BarProgress::new(ctx.style_err))
+        Box::new(BarProgress::new(ctx.style_err, &job.job_id))
     } else {
         Box::new(PlainProgress::new(ctx.console.clone()))
     };

@@ -128,50 +128,89 @@ impl ProgressSink for PlainProgress {
     fn finish(&mut self) {}
 }
 
-/// A live bar on the terminal (stderr).
-#[derive(Debug)]
+/// A live bar on the terminal (stderr): a spinner until the hub reports device statistics,
+/// then done/total with the breakdown, trimmed to the terminal's width.
 pub struct BarProgress {
     bar: indicatif::ProgressBar,
+    waiting: indicatif::ProgressStyle,
+    counting: indicatif::ProgressStyle,
+    has_stats: bool,
+}
+
+impl std::fmt::Debug for BarProgress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BarProgress")
+            .field("bar", &self.bar)
+            .finish_non_exhaustive()
+    }
 }
 
 impl BarProgress {
-    pub fn new(style: Style) -> Self {
-        let template = if style.color {
-            "{spinner:.cyan} [{bar:32.green/red}] {pos}/{len} {msg}"
+    pub fn new(style: Style, job_id: &str) -> Self {
+        let (spin, bar) = if style.color {
+            ("{spinner:.cyan}", "{bar:24.green/white}")
         } else {
-            "{spinner} [{bar:32}] {pos}/{len} {msg}"
+            ("{spinner}", "{bar:24}")
         };
-        let bar = indicatif::ProgressBar::with_draw_target(
-            Some(0),
-            indicatif::ProgressDrawTarget::stderr(),
-        );
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(template)
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-                .progress_chars("=> "),
-        );
-        bar.enable_steady_tick(std::time::Duration::from_millis(120));
-        BarProgress { bar }
+        let make = |t: String| {
+            indicatif::ProgressStyle::with_template(&t)
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner())
+                .progress_chars("=> ")
+        };
+        let waiting = make(format!("{spin} {{prefix}} {{wide_msg}}"));
+        let counting = make(format!(
+            "{spin} {{prefix}} [{bar}] {{pos}}/{{len}} {{wide_msg}}"
+        ));
+        let pb =
+            indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+        pb.set_style(waiting.clone());
+        pb.set_prefix(job_id.to_string());
+        pb.enable_steady_tick(std::time::Duration::from_millis(120));
+        BarProgress {
+            bar: pb,
+            waiting,
+            counting,
+            has_stats: false,
+        }
+    }
+}
+
+/// The bar's message: status and the breakdown the bar itself does not show.
+pub fn bar_message(job: &JobResponse, now: DateTime<Utc>) -> String {
+    let Some(s) = job.device_job_statistics else {
+        // "job ID scheduled, starts in 9m" → "scheduled, starts in 9m"
+        let line = progress_line(job, now);
+        return line
+            .strip_prefix(&format!("job {} ", job.job_id))
+            .unwrap_or(&line)
+            .to_string();
+    };
+    let counts = format!(
+        "{} ok · {} failed · {} running · {} pending",
+        s.succeeded_count, s.failed_count, s.running_count, s.pending_count
+    );
+    // "running" is what a moving bar already says; other statuses are news.
+    if job.status == "running" {
+        counts
+    } else {
+        format!("{} · {counts}", job.status)
     }
 }
 
 impl ProgressSink for BarProgress {
     fn update(&mut self, job: &JobResponse, now: DateTime<Utc>) {
-        let s = job.stats();
-        self.bar.set_length(s.device_count);
-        self.bar.set_position(s.done());
-        let line = progress_line(job, now);
-        // The bar shows done/total; the message keeps status and the breakdown.
-        let msg = line
-            .split_once(": ")
-            .map(|(head, _)| {
-                format!(
-                    "{head} · {} ok · {} failed · {} running · {} pending",
-                    s.succeeded_count, s.failed_count, s.running_count, s.pending_count
-                )
-            })
-            .unwrap_or(line);
-        self.bar.set_message(msg);
+        if let Some(s) = job.device_job_statistics {
+            if !self.has_stats {
+                self.bar.set_style(self.counting.clone());
+                self.has_stats = true;
+            }
+            self.bar.set_length(s.device_count);
+            self.bar.set_position(s.done());
+        } else if self.has_stats {
+            self.bar.set_style(self.waiting.clone());
+            self.has_stats = false;
+        }
+        self.bar.set_message(bar_message(job, now));
     }
 
     fn finish(&mut self) {
@@ -224,6 +263,30 @@ mod tests {
              job lock-43 running: 0/4 done (0 succeeded, 0 failed, 2 running, 2 pending)\n\
              job lock-43 running: 4/4 done (3 succeeded, 1 failed, 0 running, 0 pending)\n"
         );
+    }
+
+    #[test]
+    fn bar_messages() {
+        assert_eq!(
+            bar_message(&running(3, 1, 2, 4), now()),
+            "3 ok · 1 failed · 2 running · 4 pending"
+        );
+        let done = JobResponse {
+            status: "completed".into(),
+            ..running(3, 1, 0, 0)
+        };
+        assert_eq!(
+            bar_message(&done, now()),
+            "completed · 3 ok · 1 failed · 0 running · 0 pending"
+        );
+        let scheduled = job(json!({"jobId":"lock-43","type":"scheduleDeviceMethod",
+            "status":"scheduled","startTime":"2030-01-01T00:10:00Z"}));
+        assert_eq!(bar_message(&scheduled, now()), "scheduled, starts in 10m");
+        // Drawing to a stderr that is not a terminal is a no-op, not a failure.
+        let mut bar = BarProgress::new(PLAIN, "lock-43");
+        bar.update(&scheduled, now());
+        bar.update(&running(3, 1, 2, 4), now());
+        bar.finish();
     }
 
     #[test]
