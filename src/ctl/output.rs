@@ -97,12 +97,15 @@ pub fn write_json(out: &mut dyn Write, v: &impl Serialize) -> Result<(), CtlErro
 }
 
 pub fn write_text(out: &mut dyn Write, text: &str) -> Result<(), CtlError> {
-    writeln!(out, "{text}")
-        .and_then(|_| out.flush())
-        .map_err(|e| CtlError::Write {
+    match writeln!(out, "{text}").and_then(|_| out.flush()) {
+        // `fieldctl … | head` closing the pipe early is the reader's choice, not an error.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(CtlError::Write {
             path: "stdout".into(),
             detail: e.to_string(),
-        })
+        }),
+        Ok(()) => Ok(()),
+    }
 }
 
 /// Left-aligned columns separated by two spaces; the header in bold. Widths count
