@@ -20,6 +20,16 @@ use super::run::Ctx;
 
 /// Grace added to a job's own time limit before `--wait` gives up on it.
 const WAIT_GRACE: Duration = Duration::from_secs(60);
+/// Consecutive failed polls (hub unreachable or 5xx) after which watching stops.
+const MAX_POLL_FAILURES: u32 = 5;
+
+fn is_transient(e: &ClientError) -> bool {
+    match e {
+        ClientError::Transport { .. } => true,
+        ClientError::Service(s) => s.status >= 500,
+        _ => false,
+    }
+}
 
 pub(crate) async fn run(ctx: &mut Ctx<'_>, cmd: JobCommand) -> Result<Outcome, CtlError> {
     match cmd {
@@ -293,6 +303,7 @@ async fn follow(
         Box::new(PlainProgress::new(ctx.console.clone()))
     };
     let id = job.job_id.clone();
+    let mut failures = 0;
     let timed_out = loop {
         sink.update(&job, Utc::now());
         if job.is_terminal() {
@@ -303,7 +314,22 @@ async fn follow(
             break true;
         }
         tokio::time::sleep(interval.min(deadline - now)).await;
-        job = ctx.client.get_job(&id).await.map_err(job_err(&id))?;
+        match ctx.client.get_job(&id).await {
+            Ok(j) => {
+                job = j;
+                failures = 0;
+            }
+            // A blip in a long watch should not throw away the operator's view of the job.
+            Err(e) if is_transient(&e) && failures + 1 < MAX_POLL_FAILURES => {
+                failures += 1;
+                ctx.console
+                    .line(&format!("lost contact with the hub ({e}); trying again"));
+            }
+            Err(e) => {
+                sink.finish();
+                return Err(job_err(&id)(e));
+            }
+        }
     };
     sink.finish();
     if timed_out {

@@ -423,3 +423,56 @@ async fn wait_timeout_exits_1() {
         r.err
     );
 }
+
+#[tokio::test]
+async fn watching_survives_a_hub_blip() {
+    let m = mock(Arc::new(|s, n| match (s.method.as_str(), n) {
+        ("GET", 0) => (200, vec![], json!({"jobId":"j","type":"scheduleUpdateTwin","status":"running",
+            "deviceJobStatistics":{"deviceCount":1,"succeededCount":0,"failedCount":0,"runningCount":1,"pendingCount":0}})),
+        ("GET", 1) => (503, vec![("iothub-errorcode", "ServiceUnavailable".into())], json!({"Message":"ErrorCode:ServiceUnavailable;busy"})),
+        ("GET", _) => (200, vec![], json!({"jobId":"j","type":"scheduleUpdateTwin","status":"completed",
+            "deviceJobStatistics":{"deviceCount":1,"succeededCount":1,"failedCount":0,"runningCount":0,"pendingCount":0}})),
+        _ => (200, vec![], json!([{"deviceId":"door-01","jobId":"j","status":"completed"}])),
+    }))
+    .await;
+    let r = cmd(
+        &m,
+        &["job", "show", "j", "--watch", "--poll-interval", "10ms"],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{}", r.err);
+    assert!(
+        r.err.contains(
+            "lost contact with the hub (hub answered 503 ServiceUnavailable: busy); trying again"
+        ),
+        "{}",
+        r.err
+    );
+    assert_eq!(r.out, "job j completed: 1 devices, 1 succeeded, 0 failed\n");
+}
+
+#[tokio::test]
+async fn watching_gives_up_when_the_hub_stays_away() {
+    let m = mock(Arc::new(|s, n| match (s.method.as_str(), n) {
+        ("GET", 0) => (
+            200,
+            vec![],
+            json!({"jobId":"j","type":"scheduleUpdateTwin","status":"running"}),
+        ),
+        _ => (500, vec![], json!({"Message":"ErrorCode:ServerError;down"})),
+    }))
+    .await;
+    let r = cmd(
+        &m,
+        &["job", "show", "j", "--watch", "--poll-interval", "10ms"],
+    )
+    .await;
+    assert_eq!(r.code, 2, "{}", r.err);
+    assert_eq!(r.err.matches("lost contact").count(), 4, "{}", r.err);
+    assert!(
+        r.err
+            .ends_with("error: hub answered 500 ServerError: down\n"),
+        "{}",
+        r.err
+    );
+}
