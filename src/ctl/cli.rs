@@ -1,5 +1,5 @@
 //! fieldctl's command line: every command, flag and help text (clap derive; the doc comments
-//! are the help). Raw values only; [`super::run`] turns them into requests.
+//! are the help). Raw values only; [`super::run()`] turns them into requests.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -137,7 +137,7 @@ pub struct ScheduleArgs {
     /// How long the hub may spend on the job
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
     pub max_time: Duration,
-    /// Job id [default: fieldctl-<uuid>]
+    /// Job id [default: fieldctl-UUID]
     #[arg(long, value_name = "ID")]
     pub id: Option<String>,
     /// Wait for the job to end, with live progress; exit 1 if any device failed
@@ -245,7 +245,7 @@ pub enum DevicesCommand {
         /// The gateway's device map (fieldgate.toml)
         #[arg(long, value_name = "PATH")]
         config: PathBuf,
-        /// Write each device's primary key (base64) to DIR/<device-id>.key, mode 0600
+        /// Write each device's primary key (base64) to DIR/DEVICE-ID.key, mode 0600
         #[arg(long, value_name = "DIR")]
         keys_dir: Option<PathBuf>,
         /// Show what would change without changing anything
