@@ -19,12 +19,15 @@ use super::model::{Device, TwinPatch};
 pub struct ProvisionItem {
     pub device_id: String,
     pub tags: Map<String, Value>,
+    /// The primary key the map fixes for this door (given inline, or derived from a group
+    /// key), which the identity must have; `None` lets fieldctl generate one.
+    pub key: Option<String>,
 }
 
 /// PLUG-IN POINT: the gateway's device map (TOML) → the devices to provision.
 ///
 /// Until the gateway's config loader is merged this reads the map loosely: every `[[door]]`
-/// table's `device_id` (string) and optional `tags` (table). Replace the body with a call to
+/// table's `device_id` (string), optional `tags` (table) and optional inline `key`. Replace the body with a call to
 /// the config loader (`config::load(path)?` → doors → `ProvisionItem`) so provisioning sees
 /// exactly what the gateway validates.
 pub fn provision_items_from_config(path: &Path) -> Result<Vec<ProvisionItem>, CtlError> {
@@ -64,7 +67,16 @@ fn items_from_toml(text: &str) -> Result<Vec<ProvisionItem>, String> {
                 },
                 Some(_) => return Err(format!("door {device_id}: tags must be a table")),
             };
-            Ok(ProvisionItem { device_id, tags })
+            let key = match d.get("key") {
+                None => None,
+                Some(toml::Value::String(k)) => Some(k.clone()),
+                Some(_) => return Err(format!("door {device_id}: key must be a string")),
+            };
+            Ok(ProvisionItem {
+                device_id,
+                tags,
+                key,
+            })
         })
         .collect()
 }
@@ -265,7 +277,7 @@ async fn provision_one(
         Some(d) => Some(d),
         None if dry_run => None,
         None => {
-            let primary = random_key();
+            let primary = it.key.clone().unwrap_or_else(random_key);
             let mut d = client
                 .create_device(&Device::new_sas(id, primary.clone(), random_key()))
                 .await?;
@@ -276,6 +288,17 @@ async fn provision_one(
             Some(d)
         }
     };
+    if let (Some(want), Some(d)) = (&it.key, &device) {
+        if d.primary_key() != Some(want.as_str()) {
+            // Rotating an identity's key would cut off whatever uses it now: the operator
+            // decides, fieldctl only reports.
+            return Err(Step::Device(
+                "the identity's primary key differs from the key the map gives this door; \
+                 fix the map or rotate the identity's key"
+                    .into(),
+            ));
+        }
+    }
     let current_tags = match (&device, created && dry_run) {
         (_, true) | (None, _) => Map::new(),
         (Some(_), false) => client.get_twin(id).await?.tags,

@@ -35,6 +35,7 @@ mod unit {
             tags = { building = "43", floor = 3, site = { zone = "B" } }
             [[door]]
             device_id = "door-02"
+            key = "a2V5"
             "#,
         )
         .unwrap();
@@ -43,11 +44,13 @@ mod unit {
             vec![
                 ProvisionItem {
                     device_id: "door-01".into(),
-                    tags: obj(json!({"building":"43","floor":3,"site":{"zone":"B"}}))
+                    tags: obj(json!({"building":"43","floor":3,"site":{"zone":"B"}})),
+                    key: None,
                 },
                 ProvisionItem {
                     device_id: "door-02".into(),
-                    tags: Map::new()
+                    tags: Map::new(),
+                    key: Some("a2V5".into()),
                 },
             ]
         );
@@ -183,10 +186,12 @@ mod hub {
                     .as_object()
                     .unwrap()
                     .clone(),
+                key: None,
             },
             ProvisionItem {
                 device_id: "door-02".into(),
                 tags: json!({"building":"43"}).as_object().unwrap().clone(),
+                key: None,
             },
         ]
     }
@@ -322,5 +327,54 @@ mod hub {
         assert_eq!(doc["devices"][0]["change"], "created");
         assert_eq!(doc["devices"][0]["key"], "written");
         assert_eq!(reg.lock().unwrap()["door-01"].1, json!({"building":"43"}));
+    }
+}
+
+mod keys_from_the_map {
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::super::*;
+    use crate::ctl::testhub::{client, mock, T};
+
+    #[tokio::test]
+    async fn map_keys_are_used_and_mismatches_reported() {
+        // door-01 exists with another key; door-02 is missing.
+        let m = mock(Arc::new(|s, _| match (s.method.as_str(), s.path.as_str()) {
+            ("GET", "/devices/door-01") => (200, vec![], json!({"deviceId":"door-01",
+                "authentication":{"type":"sas","symmetricKey":{"primaryKey":"b3RoZXI=","secondaryKey":"x"}}})),
+            ("GET", "/devices/door-02") => (404, vec![], json!({"Message":"ErrorCode:DeviceNotFound;no"})),
+            ("PUT", _) => (200, vec![], serde_json::from_str(&s.body).unwrap()),
+            (_, p) if p.starts_with("/twins/") => (200, vec![], json!({"deviceId":"x","tags":{}})),
+            _ => (500, vec![], json!({})),
+        }))
+        .await;
+        let items = [
+            ProvisionItem {
+                device_id: "door-01".into(),
+                tags: Map::new(),
+                key: Some("a2V5".into()),
+            },
+            ProvisionItem {
+                device_id: "door-02".into(),
+                tags: Map::new(),
+                key: Some("a2V5".into()),
+            },
+        ];
+        let res = tokio::time::timeout(T, provision(&client(&m), &items, None, false))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(res[0].change, Change::Failed);
+        assert!(res[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("primary key differs"));
+        assert_eq!(res[1].change, Change::Created);
+        let put = m.seen().into_iter().find(|s| s.method == "PUT").unwrap();
+        let body: Value = serde_json::from_str(&put.body).unwrap();
+        assert_eq!(body["authentication"]["symmetricKey"]["primaryKey"], "a2V5");
     }
 }
