@@ -112,8 +112,7 @@ async fn dispatch(
     execute(&mut ctx, cli.command).await
 }
 
-/// Runs a command against a ready client (the e2e tests can build `Ctx` pieces themselves
-/// through [`run_with_client`]).
+/// Runs a command against a ready client; shared by [`run`] and [`run_with_client`].
 async fn execute(ctx: &mut Ctx<'_>, command: Command) -> Result<Outcome, CtlError> {
     match command {
         Command::Job(j) => jobs::run(ctx, j).await,
