@@ -298,7 +298,11 @@ async fn follow(
     let deadline = tokio::time::Instant::now() + limit;
     let interval = wait.poll_interval.max(Duration::from_millis(50));
     let mut sink: Box<dyn ProgressSink> = if ctx.live_progress {
-        Box::new(BarProgress::new(ctx.style_err, &job.job_id))
+        Box::new(BarProgress::new(
+            ctx.style_err,
+            &job.job_id,
+            ctx.console.clone(),
+        ))
     } else {
         Box::new(PlainProgress::new(ctx.console.clone()))
     };

@@ -44,9 +44,15 @@ impl Style {
 }
 
 /// Stderr shared by the command and the client's retry notices. Writes are best effort: a
-/// closed stderr must not turn a finished job into an error.
+/// closed stderr must not turn a finished job into an error. While a live progress bar is
+/// shown, lines are printed above it instead of through it.
 #[derive(Clone)]
-pub struct Console(Arc<Mutex<Box<dyn Write + Send>>>);
+pub struct Console(Arc<Mutex<ConsoleInner>>);
+
+struct ConsoleInner {
+    w: Box<dyn Write + Send>,
+    bar: Option<indicatif::ProgressBar>,
+}
 
 impl std::fmt::Debug for Console {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -56,13 +62,28 @@ impl std::fmt::Debug for Console {
 
 impl Console {
     pub fn new(w: impl Write + Send + 'static) -> Self {
-        Console(Arc::new(Mutex::new(Box::new(w))))
+        Console(Arc::new(Mutex::new(ConsoleInner {
+            w: Box::new(w),
+            bar: None,
+        })))
     }
 
     pub fn line(&self, s: &str) {
-        let mut w = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = writeln!(w, "{s}");
-        let _ = w.flush();
+        let mut inner = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let ConsoleInner { w, bar } = &mut *inner;
+        let mut write = || {
+            let _ = writeln!(w, "{s}");
+            let _ = w.flush();
+        };
+        match bar {
+            Some(b) => b.suspend(write),
+            None => write(),
+        }
+    }
+
+    /// Routes lines around `bar` while it is drawn; `None` when it is gone.
+    pub fn set_bar(&self, bar: Option<indicatif::ProgressBar>) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).bar = bar;
     }
 }
 

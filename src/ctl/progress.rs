@@ -132,6 +132,7 @@ impl ProgressSink for PlainProgress {
 /// then done/total with the breakdown, trimmed to the terminal's width.
 pub struct BarProgress {
     bar: indicatif::ProgressBar,
+    console: Console,
     waiting: indicatif::ProgressStyle,
     counting: indicatif::ProgressStyle,
     has_stats: bool,
@@ -146,7 +147,7 @@ impl std::fmt::Debug for BarProgress {
 }
 
 impl BarProgress {
-    pub fn new(style: Style, job_id: &str) -> Self {
+    pub fn new(style: Style, job_id: &str, console: Console) -> Self {
         let (spin, bar) = if style.color {
             ("{spinner:.cyan}", "{bar:24.green/white}")
         } else {
@@ -166,8 +167,10 @@ impl BarProgress {
         pb.set_style(waiting.clone());
         pb.set_prefix(job_id.to_string());
         pb.enable_steady_tick(std::time::Duration::from_millis(120));
+        console.set_bar(Some(pb.clone()));
         BarProgress {
             bar: pb,
+            console,
             waiting,
             counting,
             has_stats: false,
@@ -214,6 +217,7 @@ impl ProgressSink for BarProgress {
     }
 
     fn finish(&mut self) {
+        self.console.set_bar(None);
         self.bar.finish_and_clear();
     }
 }
@@ -283,10 +287,15 @@ mod tests {
             "status":"scheduled","startTime":"2030-01-01T00:10:00Z"}));
         assert_eq!(bar_message(&scheduled, now()), "scheduled, starts in 10m");
         // Drawing to a stderr that is not a terminal is a no-op, not a failure.
-        let mut bar = BarProgress::new(PLAIN, "lock-43");
+        let buf = SharedBuf::default();
+        let console = Console::new(buf.clone());
+        let mut bar = BarProgress::new(PLAIN, "lock-43", console.clone());
         bar.update(&scheduled, now());
+        console.line("a notice while the bar is shown");
         bar.update(&running(3, 1, 2, 4), now());
         bar.finish();
+        console.line("after");
+        assert_eq!(buf.contents(), "a notice while the bar is shown\nafter\n");
     }
 
     #[test]
