@@ -55,8 +55,21 @@ pub fn job_outcome(job: &JobResponse, devices: &[DeviceJob]) -> Outcome {
 /// The closing report: status and counts, the job's failure reason, and a table of the
 /// failed devices.
 pub fn summary(style: Style, job: &JobResponse, devices: &[DeviceJob]) -> String {
+    summary_at(style, job, devices, Utc::now())
+}
+
+/// [`summary`] at a given time: a job that has not started yet says when it starts.
+pub fn summary_at(
+    style: Style,
+    job: &JobResponse,
+    devices: &[DeviceJob],
+    now: DateTime<Utc>,
+) -> String {
     let s = job.stats();
     let failed = failed_devices(devices);
+    if job.device_job_statistics.is_none() && !job.is_terminal() {
+        return progress_line(job, now);
+    }
     let mut out = format!(
         "job {} {}: {} devices, {} succeeded, {} failed",
         job.job_id,
