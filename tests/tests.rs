@@ -5,6 +5,7 @@ mod bus;
 mod bus_peers;
 mod bus_scheduling;
 mod config;
+mod ctl;
 mod gateway;
 mod gateway_peers;
 mod harness;
