@@ -93,10 +93,7 @@ pub enum AuthError {
 /// Host part of a token resource, with any `:port` removed: SDKs put `HostName` from the
 /// connection string into `sr`, and fieldhub on a high port is `localhost:8443` there.
 fn token_host(resource: &str) -> &str {
-    let r = resource
-        .trim_start_matches("https://")
-        .trim_start_matches("http://");
-    let host = r.split('/').next().unwrap_or("");
+    let host = written_host(resource);
     host.rsplit_once(':').map_or(host, |(h, _)| h)
 }
 

@@ -121,7 +121,12 @@ impl Store {
     ) -> Result<Vec<(String, T)>, StoreError> {
         self.with_db(|db| {
             let tx = db.begin_read()?;
-            let t = tx.open_table(table)?;
+            // Tables other modules define appear with their first write.
+            let t = match tx.open_table(table) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                Err(e) => return Err(e.into()),
+            };
             let mut out = Vec::new();
             for row in t.iter()? {
                 let (k, v) = row?;
@@ -160,5 +165,7 @@ mod tests {
         let s = Store::open(dir.path()).unwrap();
         let rows: Vec<(String, u32)> = s.load(DEVICES).unwrap();
         assert_eq!(rows, vec![("a".to_string(), 1), ("b".to_string(), 2)]);
+        const OTHER: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("other");
+        assert!(s.load::<u32>(OTHER).unwrap().is_empty());
     }
 }

@@ -5,6 +5,8 @@
 mod binary;
 #[path = "suite/mqtt_device.rs"]
 mod mqtt_device;
+#[path = "suite/mqtt_edges.rs"]
+mod mqtt_edges;
 #[path = "suite/rest_service.rs"]
 mod rest_service;
 #[path = "suite/restart.rs"]

@@ -40,6 +40,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match run() {
         Ok(()) => ExitCode::SUCCESS,
@@ -67,6 +68,8 @@ fn run() -> anyhow::Result<()> {
                     mqtt_addr: mqtt,
                     https_addr: https,
                 };
+                // Handlers first: a supervisor may signal as soon as it reads the ready line.
+                let signal = shutdown_signal()?;
                 let hub = fieldhub::start(cfg).await?;
                 let mut out = std::io::stdout();
                 writeln!(
@@ -75,7 +78,7 @@ fn run() -> anyhow::Result<()> {
                     hub.mqtt_addr, hub.https_addr
                 )?;
                 out.flush()?;
-                wait_for_signal().await?;
+                signal.await?;
                 tracing::info!("shutting down");
                 hub.shutdown().await;
                 Ok(())
@@ -84,16 +87,22 @@ fn run() -> anyhow::Result<()> {
     })
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+/// Installs the Ctrl-C (SIGINT) and SIGTERM handlers now; the returned future ends at either.
+#[cfg(unix)]
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = anyhow::Result<()>>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    Ok(async move {
         tokio::select! {
-            r = tokio::signal::ctrl_c() => r?,
+            _ = int.recv() => {}
             _ = term.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    tokio::signal::ctrl_c().await?;
-    Ok(())
+        Ok(())
+    })
+}
+
+#[cfg(not(unix))]
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = anyhow::Result<()>>> {
+    Ok(async { Ok(tokio::signal::ctrl_c().await?) })
 }

@@ -236,27 +236,37 @@ impl Hub {
         self.lock().sessions.get(id).cloned().unwrap_or_default()
     }
 
-    /// Waits until `id` is connected and subscribed to `sub` (or just connected with `None`);
-    /// false on timeout. For tests and callers that need readiness without sleeping.
-    pub async fn wait_ready(&self, id: &str, sub: Option<Sub>, timeout: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + timeout;
+    /// Re-evaluates `check` after every link or subscription change until it yields a value
+    /// or `deadline` passes (`None`). The waiter is registered before each check, so no change
+    /// between check and wait is missed.
+    pub(crate) async fn wait_for_links<T>(
+        &self,
+        deadline: tokio::time::Instant,
+        mut check: impl FnMut(&Hub) -> Option<T>,
+    ) -> Option<T> {
         loop {
             let changed = self.inner.link_changes.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            {
-                let st = self.lock();
-                let linked = st.links.contains_key(id);
-                let subscribed =
-                    sub.is_none_or(|s| st.sessions.get(id).is_some_and(|x| x.contains(&s)));
-                if linked && subscribed {
-                    return true;
-                }
+            if let Some(v) = check(self) {
+                return Some(v);
             }
-            if tokio::time::timeout_at(deadline, changed).await.is_err() {
-                return false;
-            }
+            tokio::time::timeout_at(deadline, changed).await.ok()?;
         }
+    }
+
+    /// Waits until `id` is connected and subscribed to `sub` (or just connected with `None`);
+    /// false on timeout. For tests and callers that need readiness without sleeping.
+    pub async fn wait_ready(&self, id: &str, sub: Option<Sub>, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        self.wait_for_links(deadline, |hub| {
+            let st = hub.lock();
+            let subscribed =
+                sub.is_none_or(|s| st.sessions.get(id).is_some_and(|x| x.contains(&s)));
+            (st.links.contains_key(id) && subscribed).then_some(())
+        })
+        .await
+        .is_some()
     }
 
     /// Waits until `id` is connected.
@@ -267,17 +277,9 @@ impl Hub {
     /// Waits until `id` has no live connection.
     pub async fn wait_disconnected(&self, id: &str, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let changed = self.inner.link_changes.notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
-            if !self.is_connected(id) {
-                return true;
-            }
-            if tokio::time::timeout_at(deadline, changed).await.is_err() {
-                return false;
-            }
-        }
+        self.wait_for_links(deadline, |hub| (!hub.is_connected(id)).then_some(()))
+            .await
+            .is_some()
     }
 
     /// Cuts every device connection (fault injection); sessions are kept.

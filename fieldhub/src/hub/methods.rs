@@ -48,23 +48,16 @@ impl Hub {
             )));
         }
         let connect_deadline = tokio::time::Instant::now() + connect_timeout;
-        let (rid, rx) = loop {
-            let changed = self.inner.link_changes.notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
-            if let Some(dispatched) = self.dispatch(id, name, &body)? {
-                break dispatched;
-            }
-            if tokio::time::timeout_at(connect_deadline, changed)
-                .await
-                .is_err()
-            {
-                return Err(HubError::DeviceNotOnline(id.to_string()));
-            }
-        };
+        // `dispatch` errors (unknown device) end the wait at once.
+        let (rid, rx) = self
+            .wait_for_links(connect_deadline, |hub| {
+                hub.dispatch(id, name, &body).transpose()
+            })
+            .await
+            .ok_or_else(|| HubError::DeviceNotOnline(id.to_string()))??;
         match tokio::time::timeout(response_timeout, rx).await {
             Ok(Ok(resp)) => Ok(resp),
-            // The sender is only dropped by `forget` below or hub shutdown.
+            // The sender goes away only with the hub state itself; treat that as no answer.
             Ok(Err(_)) | Err(_) => {
                 self.lock().pending.remove(&rid);
                 Err(HubError::GatewayTimeout {

@@ -209,6 +209,7 @@ impl Session {
                             Step::Stop(end) => return end,
                         }
                     }
+                    Some(Err(rumqttc::mqttbytes::Error::Io(_))) => return End::Lost,
                     Some(Err(e)) => {
                         tracing::info!(device = %self.id, error = %e, "bad MQTT packet; closing");
                         return End::Violation;

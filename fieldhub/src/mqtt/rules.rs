@@ -273,4 +273,26 @@ mod tests {
         );
         assert!(parse_property_bag("").is_empty());
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn no_panics_and_no_cross_device_telemetry(topic in "\\PC{0,60}", other in "[a-z]{1,5}") {
+                let _ = parse_username(&topic);
+                let _ = parse_property_bag(&topic);
+                let own = format!("{other}-own");
+                if let PublishVerdict::Telemetry { .. } = classify_publish(&topic, &own) {
+                    let prefix = format!("devices/{}/", own);
+                    prop_assert!(topic.starts_with(&prefix));
+                }
+                if let FilterVerdict::Allowed(Sub::CloudToDevice) = classify_filter(&topic, &own) {
+                    let prefix = format!("devices/{}/", own);
+                    prop_assert!(topic.starts_with(&prefix));
+                }
+            }
+        }
+    }
 }

@@ -39,10 +39,7 @@ async fn patch_twin(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Response> {
-    authorize(&hub, &headers, &[Permission::ServiceConnect])?;
-    let patch = parse_json(&body)?;
-    let twin = hub.update_twin(&id, patch, if_match(&headers).as_deref())?;
-    Ok(json_response(StatusCode::OK, &twin))
+    write_twin(&hub, &headers, &id, &body, false)
 }
 
 async fn put_twin(
@@ -51,9 +48,25 @@ async fn put_twin(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Response> {
-    authorize(&hub, &headers, &[Permission::ServiceConnect])?;
-    let doc = parse_json(&body)?;
-    let twin = hub.replace_twin(&id, doc, if_match(&headers).as_deref())?;
+    write_twin(&hub, &headers, &id, &body, true)
+}
+
+/// PATCH (merge) or PUT (replace) of tags and desired properties.
+fn write_twin(
+    hub: &Hub,
+    headers: &HeaderMap,
+    id: &str,
+    body: &[u8],
+    replace: bool,
+) -> Result<Response> {
+    authorize(hub, headers, &[Permission::ServiceConnect])?;
+    let doc = parse_json(body)?;
+    let if_match = if_match(headers);
+    let twin = if replace {
+        hub.replace_twin(id, doc, if_match.as_deref())?
+    } else {
+        hub.update_twin(id, doc, if_match.as_deref())?
+    };
     Ok(json_response(StatusCode::OK, &twin))
 }
 

@@ -125,7 +125,8 @@ impl TwinDoc {
             check_size("tags", &next.tags, MAX_TAGS_BYTES)?;
         }
         let mut notify = None;
-        if let Some(d) = &w.desired {
+        // An empty desired patch changes nothing and notifies nobody.
+        if let Some(d) = w.desired.as_ref().filter(|d| !d.is_empty()) {
             let v = next.desired.version + 1;
             let stamp = Stamp {
                 at: at.to_string(),
@@ -237,7 +238,10 @@ mod tests {
         assert_eq!(n, Some(json!({"x": 1, "$version": 2})));
         assert_eq!((t.desired.version, t.version, t.etag), (2, 2, 2));
         let n = t
-            .apply_patch(&write(json!({"tags": {"b": null}})), "T2")
+            .apply_patch(
+                &write(json!({"tags": {"b": null}, "properties": {"desired": {}}})),
+                "T2",
+            )
             .unwrap();
         assert_eq!(n, None);
         assert!(t.tags.is_empty());

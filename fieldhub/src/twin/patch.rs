@@ -273,4 +273,65 @@ mod tests {
         strip_dollar_keys(&mut v);
         assert_eq!(v, json!({"a": {"b": 2}}));
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn json_value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<i32>().prop_map(Value::from),
+                "[a-z]{0,4}".prop_map(Value::from),
+            ];
+            leaf.prop_recursive(4, 32, 4, |inner| {
+                prop::collection::btree_map("[a-c]", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect()))
+            })
+        }
+
+        fn object() -> impl Strategy<Value = Map<String, Value>> {
+            prop::collection::btree_map("[a-c]", json_value(), 0..4)
+                .prop_map(|m| m.into_iter().collect())
+        }
+
+        fn has_null(v: &Value) -> bool {
+            match v {
+                Value::Null => true,
+                Value::Object(m) => m.values().any(has_null),
+                _ => false,
+            }
+        }
+
+        /// Every property has a metadata node, recursively.
+        fn meta_mirrors(t: &Map<String, Value>, m: &Map<String, Value>) -> bool {
+            t.iter().all(|(k, v)| match (v, m.get(k)) {
+                (Value::Object(tv), Some(Value::Object(mv))) => meta_mirrors(tv, mv),
+                (_, Some(Value::Object(_))) => true,
+                _ => false,
+            })
+        }
+
+        proptest! {
+            #[test]
+            fn merge_is_idempotent_null_free_and_keeps_metadata(
+                base in object(), patch in object()
+            ) {
+                let stamp = Stamp { at: "T".into(), version: Some(1) };
+                let mut t = Map::new();
+                let mut m = Map::new();
+                merge(&mut t, &mut m, &base, &stamp);
+                merge(&mut t, &mut m, &patch, &stamp);
+                let once = t.clone();
+                merge(&mut t, &mut m, &patch, &stamp);
+                prop_assert_eq!(&once, &t);
+                prop_assert!(!has_null(&Value::Object(t.clone())));
+                prop_assert!(meta_mirrors(&t, &m));
+                for (k, v) in &patch {
+                    prop_assert_eq!(t.contains_key(k), !v.is_null());
+                }
+            }
+        }
+    }
 }

@@ -265,3 +265,31 @@ async fn methods_offline_unknown_timeout_and_success() {
     assert_eq!(st, 200);
     assert_eq!(body, json!({"status": 500, "payload": {"error": "jammed"}}));
 }
+
+#[tokio::test]
+async fn connection_strings_name_the_hub_and_gateway_port() {
+    let th = start_hub().await;
+    let hub = &th.hub.hub;
+    let d = hub.create_device("door-9").unwrap();
+    let cs =
+        iothub_proto::ConnectionString::parse(&hub.device_connection_string("door-9").unwrap())
+            .unwrap();
+    assert_eq!(cs.host_name, "localhost");
+    assert_eq!(cs.device_id.as_deref(), Some("door-9"));
+    assert_eq!(cs.key, d.primary_key);
+    assert_eq!(
+        cs.gateway_host_name,
+        Some(format!("localhost:{}", th.hub.mqtt_addr.port()))
+    );
+    assert_eq!(hub.device_connection_string("nobody"), None);
+
+    let svc = iothub_proto::ConnectionString::parse(&th.hub.service_connection_string).unwrap();
+    assert_eq!(
+        svc.host_name,
+        format!("localhost:{}", th.hub.https_addr.port())
+    );
+    assert_eq!(svc.key_name.as_deref(), Some("iothubowner"));
+    let on_disk = std::fs::read_to_string(th.dir.path().join("service.connstr")).unwrap();
+    assert_eq!(on_disk.trim(), th.hub.service_connection_string);
+    assert!(th.hub.ca_path.exists());
+}

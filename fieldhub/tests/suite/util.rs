@@ -121,8 +121,7 @@ impl TestDevice {
         }
     }
 
-    /// Waits until the hub closes the connection; panics on a publish meanwhile? No: skips
-    /// everything else.
+    /// Waits until the hub closes the connection (skipping anything received meanwhile).
     pub async fn closed(&mut self) {
         loop {
             if self.next().await.is_err() {
@@ -214,4 +213,62 @@ pub async fn parts(r: reqwest::RequestBuilder) -> (u16, Option<String>, serde_js
         serde_json::from_str(&text).unwrap()
     };
     (status, code, body)
+}
+
+/// A hand-driven MQTT client (no automatic pings), for keep-alive and protocol-abuse tests.
+pub type RawConn = tokio_util::codec::Framed<
+    tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    rumqttc::mqttbytes::v4::Codec,
+>;
+
+pub async fn raw_connect(hub: &RunningHub) -> RawConn {
+    let tls = fieldhub::tls::client_config(&hub.ca_pem).unwrap();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
+    let tcp = tokio::time::timeout(T, tokio::net::TcpStream::connect(hub.mqtt_addr))
+        .await
+        .unwrap()
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let stream = tokio::time::timeout(T, connector.connect(name, tcp))
+        .await
+        .unwrap()
+        .unwrap();
+    tokio_util::codec::Framed::new(
+        stream,
+        rumqttc::mqttbytes::v4::Codec {
+            max_incoming_size: 1 << 20,
+            max_outgoing_size: 1 << 20,
+        },
+    )
+}
+
+/// Sends a packet and returns the next one from the hub (`None` when the hub closed).
+pub async fn raw_exchange(
+    conn: &mut RawConn,
+    p: rumqttc::mqttbytes::v4::Packet,
+) -> Option<rumqttc::mqttbytes::v4::Packet> {
+    use futures::SinkExt as _;
+    tokio::time::timeout(T, conn.send(p)).await.unwrap().ok()?;
+    raw_next(conn).await
+}
+
+pub async fn raw_next(conn: &mut RawConn) -> Option<rumqttc::mqttbytes::v4::Packet> {
+    use futures::StreamExt as _;
+    match tokio::time::timeout(T, conn.next()).await.unwrap() {
+        Some(Ok(p)) => Some(p),
+        _ => None,
+    }
+}
+
+pub fn raw_connect_packet(
+    id: &str,
+    username: &str,
+    password: &str,
+    keep_alive: u16,
+) -> rumqttc::mqttbytes::v4::Packet {
+    let mut c = rumqttc::mqttbytes::v4::Connect::new(id);
+    c.keep_alive = keep_alive;
+    c.clean_session = false;
+    c.set_login(username, password);
+    rumqttc::mqttbytes::v4::Packet::Connect(c)
 }
