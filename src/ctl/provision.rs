@@ -22,61 +22,36 @@ pub struct ProvisionItem {
     /// The primary key the map fixes for this door (given inline, or derived from a group
     /// key), which the identity must have; `None` lets fieldctl generate one.
     pub key: Option<String>,
+    /// Where the map's `key_file` says this door's key lives; written when `--keys-dir` is
+    /// not given.
+    pub key_file: Option<PathBuf>,
 }
 
-/// PLUG-IN POINT: the gateway's device map (TOML) → the devices to provision.
-///
-/// Until the gateway's config loader is merged this reads the map loosely: every `[[door]]`
-/// table's `device_id` (string), optional `tags` (table) and optional inline `key`. Replace the body with a call to
-/// the config loader (`config::load(path)?` → doors → `ProvisionItem`) so provisioning sees
-/// exactly what the gateway validates.
+/// The gateway's device map → the devices to provision, through the gateway's own config
+/// loader, so provisioning sees exactly what `fieldgate check` validates (key files that do
+/// not exist yet are fine: provisioning writes them).
 pub fn provision_items_from_config(path: &Path) -> Result<Vec<ProvisionItem>, CtlError> {
-    let text = std::fs::read_to_string(path).map_err(|e| CtlError::File {
-        what: "device map",
-        path: path.display().to_string(),
-        detail: e.to_string(),
-    })?;
-    items_from_toml(&text)
-        .map_err(|detail| CtlError::Usage(format!("{}: {detail}", path.display())))
+    let map = crate::config::load_for_provisioning(path)
+        .map_err(|e| CtlError::Usage(format!("invalid device map:\n{e}")))?;
+    Ok(items_from_map(map))
 }
 
-fn items_from_toml(text: &str) -> Result<Vec<ProvisionItem>, String> {
-    let table: toml::Table =
-        toml::from_str(text).map_err(|e| super::error::one_line(&e.to_string()))?;
-    let Some(doors) = table.get("door") else {
-        return Ok(Vec::new());
-    };
-    let doors = doors
-        .as_array()
-        .ok_or("`door` must be an array of tables ([[door]])")?;
-    doors
-        .iter()
-        .enumerate()
-        .map(|(i, d)| {
-            let n = i + 1;
-            let device_id = d
-                .get("device_id")
-                .and_then(toml::Value::as_str)
-                .ok_or(format!("door #{n} has no device_id"))?
-                .to_string();
-            let tags = match d.get("tags") {
-                None => Map::new(),
-                Some(t @ toml::Value::Table(_)) => match serde_json::to_value(t) {
-                    Ok(Value::Object(m)) => m,
-                    _ => return Err(format!("door {device_id}: tags cannot be turned into JSON")),
-                },
-                Some(_) => return Err(format!("door {device_id}: tags must be a table")),
+fn items_from_map(map: crate::config::Provisioning) -> Vec<ProvisionItem> {
+    use crate::config::ProvisionKey;
+    map.doors
+        .into_iter()
+        .map(|d| {
+            let (key, key_file) = match d.key {
+                ProvisionKey::Known(k) => (Some(k.expose().to_string()), None),
+                ProvisionKey::File { path, key } => (Some(key.expose().to_string()), Some(path)),
+                ProvisionKey::MissingFile { path } => (None, Some(path)),
             };
-            let key = match d.get("key") {
-                None => None,
-                Some(toml::Value::String(k)) => Some(k.clone()),
-                Some(_) => return Err(format!("door {device_id}: key must be a string")),
-            };
-            Ok(ProvisionItem {
-                device_id,
-                tags,
+            ProvisionItem {
+                device_id: d.device_id,
+                tags: d.tags,
                 key,
-            })
+                key_file,
+            }
         })
         .collect()
 }
@@ -316,10 +291,12 @@ async fn provision_one(
             )
             .await?;
     }
-    let (key_file, key) = match keys_dir {
+    let target = keys_dir
+        .map(|dir| key_file_path(dir, id))
+        .or_else(|| it.key_file.clone());
+    let (key_file, key) = match target {
         None => (None, None),
-        Some(dir) => {
-            let path = key_file_path(dir, id);
+        Some(path) => {
             let change = match device.as_ref().and_then(Device::primary_key) {
                 Some(k) => write_key_file(&path, k, dry_run).map_err(Step::Fatal)?,
                 // Dry run of a device still to be created: its key will be written.

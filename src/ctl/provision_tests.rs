@@ -24,41 +24,59 @@ mod unit {
         );
     }
 
+    /// A valid device map with two doors: tags and an inline key on one, a key file still to
+    /// be written on the other.
+    pub(super) const MAP: &str = r#"
+[hub]
+hostname = "localhost:8883"
+[[bus]]
+name = "b"
+tcp = "127.0.0.1:502"
+[profile.p.methods.lockDoor]
+action = "write_coil"
+address = 0
+value = true
+[[door]]
+device_id = "door-01"
+bus = "b"
+unit = 1
+profile = "p"
+key_file = "keys/door-01.key"
+tags = { building = "43", floor = 3, site = { zone = "B" } }
+[[door]]
+device_id = "door-02"
+bus = "b"
+unit = 2
+profile = "p"
+key = "a2V5"
+"#;
+
     #[test]
-    fn reads_doors_from_toml() {
-        let items = items_from_toml(
-            r#"
-            [hub]
-            hostname = "localhost:8883"
-            [[door]]
-            device_id = "door-01"
-            tags = { building = "43", floor = 3, site = { zone = "B" } }
-            [[door]]
-            device_id = "door-02"
-            key = "a2V5"
-            "#,
-        )
-        .unwrap();
+    fn reads_doors_through_the_gateway_config_loader() {
+        let map =
+            crate::config::parse_for_provisioning(MAP, "/etc/fieldgate/fieldgate.toml").unwrap();
         assert_eq!(
-            items,
+            items_from_map(map),
             vec![
                 ProvisionItem {
                     device_id: "door-01".into(),
                     tags: obj(json!({"building":"43","floor":3,"site":{"zone":"B"}})),
                     key: None,
+                    key_file: Some("/etc/fieldgate/keys/door-01.key".into()),
                 },
                 ProvisionItem {
                     device_id: "door-02".into(),
                     tags: Map::new(),
                     key: Some("a2V5".into()),
+                    key_file: None,
                 },
             ]
         );
-        assert_eq!(
-            items_from_toml("[[door]]\nbus = \"a\"").unwrap_err(),
-            "door #1 has no device_id"
-        );
-        assert!(items_from_toml("door = [").is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("bad.toml");
+        std::fs::write(&bad, "[[door]]\nbus = \"a\"\n").unwrap();
+        let err = provision_items_from_config(&bad).unwrap_err().to_string();
+        assert!(err.contains("bad.toml:"), "names the file and line: {err}");
     }
 
     #[cfg(unix)]
@@ -187,11 +205,13 @@ mod hub {
                     .unwrap()
                     .clone(),
                 key: None,
+                key_file: None,
             },
             ProvisionItem {
                 device_id: "door-02".into(),
                 tags: json!({"building":"43"}).as_object().unwrap().clone(),
                 key: None,
+                key_file: None,
             },
         ]
     }
@@ -289,11 +309,7 @@ mod hub {
         let m = registry_hub(reg.clone()).await;
         let dir = tempfile::tempdir().unwrap();
         let map = dir.path().join("fieldgate.toml");
-        std::fs::write(
-            &map,
-            "[[door]]\ndevice_id = \"door-01\"\ntags = { building = \"43\" }\n",
-        )
-        .unwrap();
+        std::fs::write(&map, super::unit::MAP).unwrap();
         let keys = dir.path().join("keys");
         let cli = Cli::try_parse_from([
             "fieldctl",
@@ -326,7 +342,10 @@ mod hub {
         assert_eq!(doc["devices"][0]["deviceId"], "door-01");
         assert_eq!(doc["devices"][0]["change"], "created");
         assert_eq!(doc["devices"][0]["key"], "written");
-        assert_eq!(reg.lock().unwrap()["door-01"].1, json!({"building":"43"}));
+        assert_eq!(
+            reg.lock().unwrap()["door-01"].1,
+            json!({"building":"43","floor":3,"site":{"zone":"B"}})
+        );
     }
 }
 
@@ -355,11 +374,13 @@ mod keys_from_the_map {
                 device_id: "door-01".into(),
                 tags: Map::new(),
                 key: Some("a2V5".into()),
+                key_file: None,
             },
             ProvisionItem {
                 device_id: "door-02".into(),
                 tags: Map::new(),
                 key: Some("a2V5".into()),
+                key_file: None,
             },
         ];
         let res = tokio::time::timeout(T, provision(&client(&m), &items, None, false))
