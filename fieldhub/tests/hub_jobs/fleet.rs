@@ -63,6 +63,11 @@ impl Responder {
             tls.clone(),
         )));
         let (client, mut eventloop) = AsyncClient::new(o, 16);
+        // Hundreds of TLS handshakes at once on a busy 2-core machine can exceed rumqttc's
+        // 5 s default.
+        let mut net = rumqttc::NetworkOptions::new();
+        net.set_connection_timeout(30);
+        eventloop.set_network_options(net);
         // Queued in the request channel; sent once connected.
         client
             .subscribe("$iothub/methods/POST/#", QoS::AtLeastOnce)
@@ -161,7 +166,11 @@ pub fn twin_job(id: &str, condition: &str, desired: Value) -> Value {
 }
 
 pub async fn put_job(s: &Service, id: &str, body: &Value) -> (u16, Option<String>, Value) {
-    parts(s.req(reqwest::Method::PUT, &format!("/jobs/v2/{id}")).json(body)).await
+    parts(
+        s.req(reqwest::Method::PUT, &format!("/jobs/v2/{id}"))
+            .json(body),
+    )
+    .await
 }
 
 pub async fn get_job(s: &Service, id: &str) -> Value {
@@ -177,10 +186,15 @@ pub async fn wait_job(s: &Service, id: &str, limit: Duration) -> Value {
     loop {
         let job = get_job(s, id).await;
         let st = &job["deviceJobStatistics"];
-        let sum: u64 = ["failedCount", "succeededCount", "runningCount", "pendingCount"]
-            .iter()
-            .map(|k| st[k].as_u64().unwrap())
-            .sum();
+        let sum: u64 = [
+            "failedCount",
+            "succeededCount",
+            "runningCount",
+            "pendingCount",
+        ]
+        .iter()
+        .map(|k| st[k].as_u64().unwrap())
+        .sum();
         assert_eq!(sum, st["deviceCount"].as_u64().unwrap(), "{job}");
         if ["completed", "failed", "cancelled"].contains(&job["status"].as_str().unwrap()) {
             return job;

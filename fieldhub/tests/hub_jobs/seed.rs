@@ -16,12 +16,24 @@ async fn seed_lock_door_and_twin_update_jobs_complete() {
     let tls = client_tls(&th.hub);
     let target = hub.create_device("door-01").unwrap();
     let other = hub.create_device("door-02").unwrap();
-    let mut door = Responder::connect(th.hub.mqtt_addr.port(), &tls, "door-01", &target.primary_key).await;
-    let mut bystander = Responder::connect(th.hub.mqtt_addr.port(), &tls, "door-02", &other.primary_key).await;
+    let mut door = Responder::connect(
+        th.hub.mqtt_addr.port(),
+        &tls,
+        "door-01",
+        &target.primary_key,
+    )
+    .await;
+    let mut bystander =
+        Responder::connect(th.hub.mqtt_addr.port(), &tls, "door-02", &other.primary_key).await;
     let s = Service::new(&th.hub, "iothubowner");
 
     // 1. lockDoor on deviceId='door-01'.
-    let (st, _, created) = put_job(&s, "lock-1", &method_job("lock-1", "deviceId='door-01'", 60)).await;
+    let (st, _, created) = put_job(
+        &s,
+        "lock-1",
+        &method_job("lock-1", "deviceId='door-01'", 60),
+    )
+    .await;
     assert_eq!(st, 200, "{created}");
     assert_eq!(created["status"], "queued");
     assert_eq!(created["type"], "scheduleDeviceMethod");
@@ -70,7 +82,10 @@ async fn seed_lock_door_and_twin_update_jobs_complete() {
     assert_eq!(stats(&job), (1, 1, 0, 0, 0));
     match door.next_seen().await {
         (Seen::Desired(d), _) => {
-            assert_eq!((d["Building"].clone(), d["Floor"].clone()), (json!(43), json!(3)));
+            assert_eq!(
+                (d["Building"].clone(), d["Floor"].clone()),
+                (json!(43), json!(3))
+            );
             assert!(d["$version"].is_u64());
         }
         other => panic!("expected a desired patch, got {other:?}"),
