@@ -62,12 +62,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .tempdir()?;
     say(&format!("fieldgate demo in {}", dir.path().display()));
 
-    let hub = fieldhub::start(fieldhub::HubConfig {
-        data_dir: dir.path().join("hub"),
-        hostname: "localhost".into(),
-        mqtt_addr: "127.0.0.1:0".parse()?,
-        https_addr: "127.0.0.1:0".parse()?,
-    })
+    // Ephemeral loopback ports, hostname localhost, and an S1 hub's job pacing (10 device
+    // operations per second), so the progress bar has something to show.
+    let hub = fieldhub::start(fieldhub::HubConfig::for_tests(dir.path().join("hub")))
     .await
     .context("starting fieldhub")?;
     say(&format!(
