@@ -65,8 +65,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     // Ephemeral loopback ports, hostname localhost, and an S1 hub's job pacing (10 device
     // operations per second), so the progress bar has something to show.
     let hub = fieldhub::start(fieldhub::HubConfig::for_tests(dir.path().join("hub")))
-    .await
-    .context("starting fieldhub")?;
+        .await
+        .context("starting fieldhub")?;
     say(&format!(
         "fieldhub   mqtts://{}  https://{}  (CA {})",
         hub.mqtt_addr,

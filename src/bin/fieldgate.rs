@@ -15,8 +15,9 @@ use clap::{Parser, Subcommand};
 #[command(name = "fieldgate", version, about, long_about)]
 struct Cli {
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `fieldgate=debug`. RUST_LOG wins.
-    #[arg(long, global = true, default_value = "info")]
-    log: String,
+    /// [default: info; warn for `demo`, whose own output tells the story]
+    #[arg(long, global = true)]
+    log: Option<String>,
     /// Log as JSON lines (for journald/log shippers) instead of text.
     #[arg(long, global = true)]
     log_json: bool,
@@ -44,7 +45,12 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(&cli.log, cli.log_json);
+    let default_log = match cli.command {
+        #[cfg(feature = "hub")]
+        Command::Demo(_) => "warn",
+        _ => "info",
+    };
+    init_tracing(cli.log.as_deref().unwrap_or(default_log), cli.log_json);
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
