@@ -401,9 +401,7 @@ async fn official_sdks_devices_twins_methods_and_restart() {
     .await;
     assert_eq!(r["client.invokeDeviceMethod"]["payload"]["by"], "python");
     py_dev
-        .step("device.method", |s| {
-            s["payload"]["from"] == "node-service"
-        })
+        .step("device.method", |s| s["payload"]["from"] == "node-service")
         .await;
     let r = run_script(
         &env,
@@ -435,6 +433,8 @@ async fn official_sdks_devices_twins_methods_and_restart() {
         &negative_env,
         &[
             "device.open",
+            "device.reported.update(over 32 KB)",
+            "device.reported.update(after over 32 KB)",
             "device.open(wrong key)",
             "device.open(expired sas)",
             "client.invokeDeviceMethod(registryRead policy)",
@@ -447,7 +447,7 @@ async fn official_sdks_devices_twins_methods_and_restart() {
     .await;
     assert_eq!(n["client.invokeDeviceMethod(timeout)"]["status"], 504);
     assert_eq!(n["client.invokeDeviceMethod(offline)"]["status"], 404);
-    run_script(
+    let p = run_script(
         &env,
         Sdk::Python,
         "negative",
@@ -455,13 +455,25 @@ async fn official_sdks_devices_twins_methods_and_restart() {
         &negative_env,
         &[
             "device.connect",
+            "device.patch_twin_reported_properties(over 32 KB)",
+            "device.patch_twin_reported_properties(after over 32 KB)",
             "device.connect(wrong key)",
             "registry.invoke_device_method(registryRead policy)",
             "registry.invoke_device_method(offline)",
+            "registry.invoke_device_method(timeout)",
             "registry.invoke_device_method(after errors)",
         ],
     )
     .await;
+    assert_eq!(p["registry.invoke_device_method(timeout)"]["status"], 504);
+    for id in ["node-neg", "py-neg"] {
+        let reported = &env.hub.hub.get_twin(id).unwrap()["properties"]["reported"];
+        assert_eq!(reported["afterBig"], true, "{id}: {reported}");
+        assert!(
+            reported.get("k0").is_none(),
+            "{id}: oversized patch applied"
+        );
+    }
     // The rejected connects did not disturb anyone else's connection.
     for id in ["py-serve", "node-serve"] {
         assert!(env.hub.hub.is_connected(id), "{id} still connected");
@@ -524,9 +536,7 @@ async fn official_sdks_devices_twins_methods_and_restart() {
     )
     .await;
     py_dev
-        .step("device.method", |s| {
-            s["payload"]["from"] == "node-service"
-        })
+        .step("device.method", |s| s["payload"]["from"] == "node-service")
         .await;
     ready(&env.hub, "node-serve", Sub::Methods).await;
     run_script(

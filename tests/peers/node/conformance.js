@@ -6,7 +6,7 @@
 //        jobs            JobClient + registry queries against an open device (issue 4)
 //        device          DEVICE_CS: an open device answering `lockDoor` until stdin closes
 //        invoke          Client.invokeDeviceMethod('lockDoor') on DEVICE_ID (someone else's device)
-//        negative        wrong key, expired SAS, READ_CS (registryRead policy) invoking a method,
+//        negative        a reported patch over 32 KB, wrong key, expired SAS, READ_CS (registryRead policy) invoking a method,
 //                        a method to OFFLINE_ID (404), a method nobody answers (504), a twin over
 //                        the size limit (400); then the hub still serves this process's device
 // Prints one JSON line per checked step ({"step":…,"ok":true,…}) and exits non-zero on the
@@ -147,6 +147,18 @@ async function negative() {
   client.onDeviceMethod('lockDoor', (req, res) => res.send(200, { locked: true }, () => {}));
   client.onDeviceMethod('hang', () => { /* never answers: the hub must time out */ });
   step('device.open');
+
+  const twin = await withTimeout(client.getTwin(), 10000, 'getTwin');
+  const bigReported = {};
+  for (let i = 0; i < 10; i++) bigReported['k' + i] = 'z'.repeat(4000);
+  const update = (patch) => new Promise((resolve, reject) => twin.properties.reported.update(patch, (e) => (e ? reject(e) : resolve())));
+  // The SDK fails the update when the hub's twin response carries an errorCode body.
+  const e0 = await withTimeout(rejects(update(bigReported), 'reported patch over 32 KB'), 10000, 'big reported');
+  step('device.reported.update(over 32 KB)', { error: e0.message });
+  await withTimeout(update({ afterBig: true }), 10000, 'reported after big');
+  const seen = (await registry.getTwin(deviceId)).responseBody.properties.reported;
+  check(seen.afterBig === true && seen.k0 === undefined, 'only the small reported patch applied');
+  step('device.reported.update(after over 32 KB)');
 
   const badKey = Buffer.alloc(32, 7).toString('base64');
   const wrong = DeviceClient.fromConnectionString(`HostName=${host};DeviceId=${deviceId};SharedAccessKey=${badKey}`, Mqtt);

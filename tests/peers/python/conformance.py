@@ -7,8 +7,9 @@ must point at it too for the service SDK), DEVICE_ID, MODE:
   device          DEVICE_CS: a connected device answering `lockDoor` until stdin closes; it
                   reports connection changes and reconnects by itself (the SDK's default policy)
   invoke          IoTHubRegistryManager.invoke_device_method('lockDoor') on DEVICE_ID
-  negative        a wrong key, READ_CS (registryRead policy) invoking a method, a method to
-                  OFFLINE_ID (404); then the hub still serves this process's device
+  negative        a reported patch over 32 KB, a wrong key, READ_CS (registryRead policy)
+                  invoking a method, a method to OFFLINE_ID (404), a method nobody answers
+                  (504); then the hub still serves this process's device
 Prints one JSON line per checked step and exits non-zero on the first failure.
 """
 import json
@@ -19,7 +20,7 @@ import time
 from datetime import datetime, timezone, timedelta
 
 from azure.iot.device import IoTHubDeviceClient, Message, MethodResponse
-from azure.iot.device.exceptions import CredentialError
+from azure.iot.device.exceptions import ClientError, CredentialError
 from azure.iot.hub import IoTHubRegistryManager, IoTHubJobManager
 from azure.iot.hub.models import (CloudToDeviceMethod, JobRequest, QuerySpecification, Twin,
                                   TwinProperties)
@@ -156,9 +157,23 @@ def invoke():
 def negative():
     registry = IoTHubRegistryManager(SERVICE_CS)
     client = open_device(registry, DEVICE_ID)
-    client.on_method_request_received = lambda req: client.send_method_response(
+    # `hang` is never answered: the hub must time out.
+    client.on_method_request_received = lambda req: req.name == "hang" or client.send_method_response(
         MethodResponse.create_from_method_request(req, 200, {"locked": True}))
     step("device.connect")
+
+    big = {f"k{i}": "z" * 4000 for i in range(10)}
+    try:
+        client.patch_twin_reported_properties(big)
+        raise AssertionError("a reported patch over 32 KB was accepted")
+    except ClientError as e:
+        # The SDK wraps the hub's twin error status in ClientError("Unexpected failure").
+        cause = repr(e.__cause__)
+        check("ServiceError" in cause and "status 400" in cause, "oversized reported patch -> 400, got " + cause)
+        step("device.patch_twin_reported_properties(over 32 KB)", error=cause)
+    client.patch_twin_reported_properties({"afterBig": True})
+    check("k0" not in client.get_twin()["reported"], "oversized reported patch not applied")
+    step("device.patch_twin_reported_properties(after over 32 KB)")
 
     wrong = IoTHubDeviceClient.create_from_connection_string(
         f"HostName={HOST.split(':')[0]};DeviceId={DEVICE_ID};SharedAccessKey={'B' * 43}=",
@@ -181,6 +196,14 @@ def negative():
     code = e.response.headers.get("iothub-errorcode")
     check(status_of(e) == 404 and code == "DeviceNotOnline", f"offline -> 404 DeviceNotOnline, got {status_of(e)} {code}")
     step("registry.invoke_device_method(offline)", status=status_of(e), code=code)
+
+    started = time.monotonic()
+    hang = CloudToDeviceMethod(method_name="hang", payload=None, response_timeout_in_seconds=2)
+    e = expect_http_error(lambda: registry.invoke_device_method(DEVICE_ID, hang), "unanswered method")
+    code = e.response.headers.get("iothub-errorcode")
+    check(status_of(e) == 504 and code == "GatewayTimeout", f"unanswered -> 504, got {status_of(e)} {code}")
+    check(time.monotonic() - started >= 1.9, "the hub waited for response_timeout_in_seconds")
+    step("registry.invoke_device_method(timeout)", status=status_of(e), code=code)
 
     r = registry.invoke_device_method(DEVICE_ID, call)
     check(r.status == 200, f"method after errors: {r.status}")
