@@ -45,11 +45,11 @@ fn peers_dir() -> PathBuf {
 
 /// Starts a hub on the SDKs' ports. `None` when this process may not bind them (not root).
 async fn start_on_sdk_ports(data_dir: &Path) -> Option<RunningHub> {
+    // Hostname `localhost` and the hub's default (S1) job limits, on the SDKs' ports.
     let cfg = HubConfig {
-        data_dir: data_dir.to_path_buf(),
-        hostname: "localhost".to_string(),
         mqtt_addr: SocketAddr::from(MQTT_ADDR),
         https_addr: SocketAddr::from(HTTPS_ADDR),
+        ..HubConfig::for_tests(data_dir)
     };
     let deadline = tokio::time::Instant::now() + PORTS_BUSY_WAIT;
     loop {
@@ -567,5 +567,124 @@ async fn official_sdks_devices_twins_methods_and_restart() {
 
     py_dev.finish().await;
     node_dev.finish().await;
+    tokio::time::timeout(T, env.hub.shutdown()).await.unwrap();
+}
+
+/// The hub's record of a job the SDKs ran: terminal status and exact statistics.
+fn check_job(hub: &RunningHub, job_id: &Value, status: &str, succeeded: u64) {
+    let job_id = job_id.as_str().expect("the script printed the job id");
+    let job = serde_json::to_value(hub.jobs.get(job_id).unwrap()).unwrap();
+    assert_eq!(job["status"], status, "{job}");
+    if succeeded > 0 {
+        let stats = &job["deviceJobStatistics"];
+        assert_eq!(
+            (
+                &stats["deviceCount"],
+                &stats["succeededCount"],
+                &stats["failedCount"]
+            ),
+            (&json!(1), &json!(succeeded), &json!(0)),
+            "{job}"
+        );
+    }
+}
+
+/// Issue 4: jobs v2 and queries driven by both service SDKs, with device SDK clients answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_sdks_jobs_and_queries() {
+    let _ports = SDK_PORTS.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let Some(hub) = start_on_sdk_ports(dir.path()).await else {
+        return;
+    };
+    let env = Env { hub, dir };
+
+    // The seed's flow: `lockDoor` on a device picked by a twin query, desired Building/Floor on
+    // it, both watched to completion; a future job cancelled; job and registry queries.
+    let node = run_script(
+        &env,
+        Sdk::Node,
+        "jobs",
+        "node-job-door",
+        &[],
+        &[
+            "device.ready",
+            "jobClient.scheduleDeviceMethod",
+            "jobClient.scheduleTwinUpdate",
+            "jobClient.cancelJob",
+            "jobClient.createQuery",
+            "registry.createQuery",
+        ],
+    )
+    .await;
+    check_job(
+        &env.hub,
+        &node["jobClient.scheduleDeviceMethod"]["jobId"],
+        "completed",
+        1,
+    );
+    check_job(
+        &env.hub,
+        &node["jobClient.scheduleTwinUpdate"]["jobId"],
+        "completed",
+        1,
+    );
+    check_job(
+        &env.hub,
+        &node["jobClient.cancelJob"]["jobId"],
+        "cancelled",
+        0,
+    );
+    let twin = env.hub.hub.get_twin("node-job-door").unwrap();
+    assert_eq!(twin["properties"]["desired"]["Building"], 43, "{twin}");
+    assert_eq!(twin["properties"]["desired"]["Floor"], 3, "{twin}");
+    assert_eq!(twin["tags"]["floor"], "3", "{twin}");
+
+    let py = run_script(
+        &env,
+        Sdk::Python,
+        "jobs",
+        "py-job-door",
+        &[],
+        &[
+            "device.ready",
+            "jobManager.create_scheduled_job(method)",
+            "jobManager.create_scheduled_job(twin)",
+            "jobManager.cancel_scheduled_job",
+            "registry.query_iot_hub(devices.jobs)",
+            "registry.query_iot_hub",
+        ],
+    )
+    .await;
+    let method_job = &py["jobManager.create_scheduled_job(method)"]["jobId"];
+    check_job(&env.hub, method_job, "completed", 1);
+    check_job(
+        &env.hub,
+        &py["jobManager.create_scheduled_job(twin)"]["jobId"],
+        "completed",
+        1,
+    );
+    check_job(
+        &env.hub,
+        &py["jobManager.cancel_scheduled_job"]["jobId"],
+        "cancelled",
+        0,
+    );
+    let device_jobs = env.hub.jobs.device_jobs();
+    let result = device_jobs
+        .iter()
+        .find(|d| &d["jobId"] == method_job)
+        .expect("devices.jobs holds the Python method job's device result");
+    assert_eq!(result["deviceId"], "py-job-door", "{result}");
+    assert_eq!(result["status"], "completed", "{result}");
+    assert_eq!(
+        result["outcome"]["deviceMethodResponse"]["status"], 200,
+        "{result}"
+    );
+    assert_eq!(
+        env.hub.hub.get_twin("py-job-door").unwrap()["properties"]["desired"]["Floor"],
+        3
+    );
+
     tokio::time::timeout(T, env.hub.shutdown()).await.unwrap();
 }

@@ -234,14 +234,14 @@ async function jobs() {
   check(mj.status === 'completed', 'method job completed: ' + mj.status);
   check(mj.deviceJobStatistics.deviceCount === 1 && mj.deviceJobStatistics.succeededCount === 1, 'method job statistics');
   check(calls === 1, 'device saw the job method once');
-  step('jobClient.scheduleDeviceMethod', { stats: mj.deviceJobStatistics });
+  step('jobClient.scheduleDeviceMethod', { jobId: mid, stats: mj.deviceJobStatistics });
 
   const tid = 'node-twin-' + Date.now();
   await jc.scheduleTwinUpdate(tid, `deviceId = '${deviceId}'`, { etag: '*', tags: { floor: '3' }, properties: { desired: { Building: 43, Floor: 3 }, reported: {} } }, new Date(), 60);
   const tj = await waitJob(tid);
   check(tj.status === 'completed' && tj.deviceJobStatistics.succeededCount === 1, 'twin job completed');
   await withTimeout(desiredSeen, 10000, 'desired from twin job');
-  step('jobClient.scheduleTwinUpdate', { stats: tj.deviceJobStatistics });
+  step('jobClient.scheduleTwinUpdate', { jobId: tid, stats: tj.deviceJobStatistics });
 
   const fid = 'node-future-' + Date.now();
   await jc.scheduleDeviceMethod(fid, `deviceId = '${deviceId}'`, { methodName: 'lockDoor', payload: null, responseTimeoutInSeconds: 10 }, new Date(Date.now() + 3600 * 1000), 60);
@@ -249,7 +249,7 @@ async function jobs() {
   check(before.status === 'scheduled' || before.status === 'queued', 'future job scheduled: ' + before.status);
   const cancelled = (await jc.cancelJob(fid)).jobStatus;
   check(cancelled.status === 'cancelled', 'cancelJob → cancelled: ' + cancelled.status);
-  step('jobClient.cancelJob');
+  step('jobClient.cancelJob', { jobId: fid });
 
   const q = jc.createQuery('scheduleDeviceMethod', 'completed', 100);
   const page = await q.next();

@@ -245,7 +245,7 @@ def jobs():
     s = j.device_job_statistics
     check(s.device_count == 1 and s.succeeded_count == 1, "method job statistics")
     check(calls == ["lockDoor"], "device saw the method once")
-    step("jobManager.create_scheduled_job(method)", succeeded=s.succeeded_count)
+    step("jobManager.create_scheduled_job(method)", jobId=mid, succeeded=s.succeeded_count)
 
     tid = f"py-twin-{int(time.time() * 1000)}"
     jm.create_scheduled_job(tid, JobRequest(
@@ -255,7 +255,7 @@ def jobs():
     t = wait(tid)
     check(t.status == "completed" and t.device_job_statistics.succeeded_count == 1, "twin job completed")
     check(registry.get_twin(DEVICE_ID).properties.desired["Floor"] == 3, "twin job applied desired")
-    step("jobManager.create_scheduled_job(twin)")
+    step("jobManager.create_scheduled_job(twin)", jobId=tid)
 
     fid = f"py-future-{int(time.time() * 1000)}"
     jm.create_scheduled_job(fid, JobRequest(
@@ -264,7 +264,12 @@ def jobs():
         start_time=datetime.now(timezone.utc) + timedelta(hours=1), max_execution_time_in_seconds=60))
     check(jm.get_scheduled_job(fid).status in ("queued", "scheduled"), "future job waits")
     check(jm.cancel_scheduled_job(fid).status == "cancelled", "cancel_scheduled_job → cancelled")
-    step("jobManager.cancel_scheduled_job")
+    step("jobManager.cancel_scheduled_job", jobId=fid)
+
+    # Not exercised: IoTHubJobManager.query_scheduled_jobs deserializes GET /jobs/v2/query as a
+    # QueryResult object, while the hub answers with a bare JSON array (what the Node, .NET and
+    # Java SDKs parse) -- the same generated-code mismatch the SDK fixed for query_iot_hub
+    # (Azure/azure-iot-sdk-python#423, #859). The Node script covers the job query.
 
     res = registry.query_iot_hub(QuerySpecification(
         query=f"SELECT * FROM devices.jobs WHERE devices.jobs.jobId = '{mid}'"))
