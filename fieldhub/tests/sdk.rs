@@ -12,6 +12,22 @@
 //! Each script prints one JSON line per checked step; a test asserts every expected step is
 //! there and `ok`, then checks the hub's own state through the library (twins, telemetry,
 //! connections), so the SDKs' view and the hub's agree.
+//!
+//! Issue 2's negative cases, and where each is asserted (status / error code, and that the hub
+//! keeps serving other clients):
+//! - wrong key: here (both device SDKs) and `tests.rs` `wrong_key_gets_connack_5_and_unknown_device_too`;
+//! - expired token: here (Node device SAS), `expired_token_refused_and_connection_dropped_at_expiry`,
+//!   and `permissions_are_checked_per_policy` (service token);
+//! - a device touching another device's topics: `foreign_topics_disconnect_only_the_offender`
+//!   (the SDKs cannot be made to do it);
+//! - a service policy lacking the permission: here (both service SDKs, `registryRead` invoking a
+//!   method) and `permissions_are_checked_per_policy`;
+//! - malformed JSON: `malformed_json_and_oversized_twin_are_400` (REST) and
+//!   `twin_methods_and_telemetry_round_trip` (reported patch over MQTT) (the SDKs always send JSON);
+//! - twin over the size limit: here (reported patch from both device SDKs, desired patch from the
+//!   Node service SDK) and `malformed_json_and_oversized_twin_are_400`;
+//! - method to an offline device (404) and a method that times out (504): here (both service
+//!   SDKs) and `methods_offline_unknown_timeout_and_success`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
