@@ -7,6 +7,10 @@ mod util;
 
 #[path = "hub_jobs/fleet.rs"]
 mod fleet;
+#[path = "hub_jobs/rest_api.rs"]
+mod rest_api;
+#[path = "hub_jobs/restart.rs"]
+mod restart;
 #[path = "hub_jobs/scale.rs"]
 mod scale;
 #[path = "hub_jobs/seed.rs"]

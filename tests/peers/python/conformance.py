@@ -1,7 +1,15 @@
 """Official Azure IoT SDKs for Python against fieldhub (or any IoT Hub), unmodified.
 
 Env: SERVICE_CS (iothubowner connection string), CA_FILE (fieldhub's ca.pem; REQUESTS_CA_BUNDLE
-must point at it too for the service SDK), DEVICE_ID, MODE = "device-service" | "jobs".
+must point at it too for the service SDK), DEVICE_ID, MODE:
+  device-service  registry create, device connect/get_twin/reported/desired/telemetry, invoke (issue 2)
+  jobs            IoTHubJobManager + registry queries against a connected device (issue 4)
+  device          DEVICE_CS: a connected device answering `lockDoor` until stdin closes; it
+                  reports connection changes and reconnects by itself (the SDK's default policy)
+  invoke          IoTHubRegistryManager.invoke_device_method('lockDoor') on DEVICE_ID
+  negative        a reported patch over 32 KB, a wrong key, READ_CS (registryRead policy)
+                  invoking a method, a method to OFFLINE_ID (404), a method nobody answers
+                  (504); then the hub still serves this process's device
 Prints one JSON line per checked step and exits non-zero on the first failure.
 """
 import json
@@ -11,7 +19,8 @@ import threading
 import time
 from datetime import datetime, timezone, timedelta
 
-from azure.iot.device import IoTHubDeviceClient, MethodResponse
+from azure.iot.device import IoTHubDeviceClient, Message, MethodResponse
+from azure.iot.device.exceptions import ClientError, CredentialError
 from azure.iot.hub import IoTHubRegistryManager, IoTHubJobManager
 from azure.iot.hub.models import (CloudToDeviceMethod, JobRequest, QuerySpecification, Twin,
                                   TwinProperties)
@@ -98,9 +107,107 @@ def device_service():
     check(len(calls) == 1, "device saw exactly one call")
     step("registry.invoke_device_method", status=r.status)
 
-    res = registry.query_iot_hub(QuerySpecification(query=f"SELECT * FROM devices WHERE deviceId = '{DEVICE_ID}'"))
-    check(len(res.items) == 1, "query finds the device")
-    step("registry.query_iot_hub")
+    msg = Message(json.dumps({"sdk": "python", "temperature": 19.5}), content_encoding="utf-8",
+                  content_type="application/json")
+    msg.custom_properties["doorEvent"] = "closed"
+    client.send_message(msg)
+    step("device.send_message")
+    client.shutdown()
+
+
+def status_of(e):
+    response = getattr(e, "response", None)
+    return getattr(response, "status_code", None)
+
+
+def expect_http_error(call, what):
+    try:
+        call()
+    except Exception as e:  # msrest HttpOperationError
+        return e
+    raise AssertionError("expected a failure: " + what)
+
+
+def serve_device():
+    client = IoTHubDeviceClient.create_from_connection_string(
+        os.environ["DEVICE_CS"], server_verification_cert=CA)
+
+    def on_method(req):
+        step("device.method", method=req.name, payload=req.payload)
+        client.send_method_response(MethodResponse.create_from_method_request(
+            req, 200, {"locked": True, "by": "python"}))
+
+    client.on_connection_state_change = lambda: step("device.connection", connected=client.connected)
+    client.connect()
+    client.on_method_request_received = on_method
+    step("device.ready")
+    sys.stdin.read()  # until the test closes our stdin
+    client.shutdown()
+
+
+def invoke():
+    registry = IoTHubRegistryManager(SERVICE_CS)
+    r = registry.invoke_device_method(DEVICE_ID, CloudToDeviceMethod(
+        method_name="lockDoor", payload={"from": "python-service"}, response_timeout_in_seconds=10))
+    check(r.status == 200, f"method status 200: {r.status}")
+    check(r.payload["locked"] is True, f"method payload: {r.payload}")
+    step("registry.invoke_device_method", deviceId=DEVICE_ID, status=r.status, payload=r.payload)
+
+
+def negative():
+    registry = IoTHubRegistryManager(SERVICE_CS)
+    client = open_device(registry, DEVICE_ID)
+    # `hang` is never answered: the hub must time out.
+    client.on_method_request_received = lambda req: req.name == "hang" or client.send_method_response(
+        MethodResponse.create_from_method_request(req, 200, {"locked": True}))
+    step("device.connect")
+
+    big = {f"k{i}": "z" * 4000 for i in range(10)}
+    try:
+        client.patch_twin_reported_properties(big)
+        raise AssertionError("a reported patch over 32 KB was accepted")
+    except ClientError as e:
+        # The SDK wraps the hub's twin error status in ClientError("Unexpected failure").
+        cause = repr(e.__cause__)
+        check("ServiceError" in cause and "status 400" in cause, "oversized reported patch -> 400, got " + cause)
+        step("device.patch_twin_reported_properties(over 32 KB)", error=cause)
+    client.patch_twin_reported_properties({"afterBig": True})
+    check("k0" not in client.get_twin()["reported"], "oversized reported patch not applied")
+    step("device.patch_twin_reported_properties(after over 32 KB)")
+
+    wrong = IoTHubDeviceClient.create_from_connection_string(
+        f"HostName={HOST.split(':')[0]};DeviceId={DEVICE_ID};SharedAccessKey={'B' * 43}=",
+        server_verification_cert=CA)
+    try:
+        wrong.connect()
+        raise AssertionError("connect with a wrong key succeeded")
+    except CredentialError as e:
+        step("device.connect(wrong key)", error=type(e).__name__)
+    finally:
+        wrong.shutdown()
+
+    ro = IoTHubRegistryManager(os.environ["READ_CS"])
+    call = CloudToDeviceMethod(method_name="lockDoor", payload=None, response_timeout_in_seconds=5)
+    e = expect_http_error(lambda: ro.invoke_device_method(DEVICE_ID, call), "registryRead invoking")
+    check(status_of(e) == 401, f"registryRead -> 401, got {status_of(e)}: {e!r}")
+    step("registry.invoke_device_method(registryRead policy)", status=status_of(e))
+
+    e = expect_http_error(lambda: registry.invoke_device_method(os.environ["OFFLINE_ID"], call), "offline device")
+    code = e.response.headers.get("iothub-errorcode")
+    check(status_of(e) == 404 and code == "DeviceNotOnline", f"offline -> 404 DeviceNotOnline, got {status_of(e)} {code}")
+    step("registry.invoke_device_method(offline)", status=status_of(e), code=code)
+
+    started = time.monotonic()
+    hang = CloudToDeviceMethod(method_name="hang", payload=None, response_timeout_in_seconds=2)
+    e = expect_http_error(lambda: registry.invoke_device_method(DEVICE_ID, hang), "unanswered method")
+    code = e.response.headers.get("iothub-errorcode")
+    check(status_of(e) == 504 and code == "GatewayTimeout", f"unanswered -> 504, got {status_of(e)} {code}")
+    check(time.monotonic() - started >= 1.9, "the hub waited for response_timeout_in_seconds")
+    step("registry.invoke_device_method(timeout)", status=status_of(e), code=code)
+
+    r = registry.invoke_device_method(DEVICE_ID, call)
+    check(r.status == 200, f"method after errors: {r.status}")
+    step("registry.invoke_device_method(after errors)", status=r.status)
     client.shutdown()
 
 
@@ -138,7 +245,7 @@ def jobs():
     s = j.device_job_statistics
     check(s.device_count == 1 and s.succeeded_count == 1, "method job statistics")
     check(calls == ["lockDoor"], "device saw the method once")
-    step("jobManager.create_scheduled_job(method)", succeeded=s.succeeded_count)
+    step("jobManager.create_scheduled_job(method)", jobId=mid, succeeded=s.succeeded_count)
 
     tid = f"py-twin-{int(time.time() * 1000)}"
     jm.create_scheduled_job(tid, JobRequest(
@@ -148,7 +255,7 @@ def jobs():
     t = wait(tid)
     check(t.status == "completed" and t.device_job_statistics.succeeded_count == 1, "twin job completed")
     check(registry.get_twin(DEVICE_ID).properties.desired["Floor"] == 3, "twin job applied desired")
-    step("jobManager.create_scheduled_job(twin)")
+    step("jobManager.create_scheduled_job(twin)", jobId=tid)
 
     fid = f"py-future-{int(time.time() * 1000)}"
     jm.create_scheduled_job(fid, JobRequest(
@@ -157,17 +264,28 @@ def jobs():
         start_time=datetime.now(timezone.utc) + timedelta(hours=1), max_execution_time_in_seconds=60))
     check(jm.get_scheduled_job(fid).status in ("queued", "scheduled"), "future job waits")
     check(jm.cancel_scheduled_job(fid).status == "cancelled", "cancel_scheduled_job → cancelled")
-    step("jobManager.cancel_scheduled_job")
+    step("jobManager.cancel_scheduled_job", jobId=fid)
+
+    # Not exercised: IoTHubJobManager.query_scheduled_jobs deserializes GET /jobs/v2/query as a
+    # QueryResult object, while the hub answers with a bare JSON array (what the Node, .NET and
+    # Java SDKs parse) -- the same generated-code mismatch the SDK fixed for query_iot_hub
+    # (Azure/azure-iot-sdk-python#423, #859). The Node script covers the job query.
 
     res = registry.query_iot_hub(QuerySpecification(
         query=f"SELECT * FROM devices.jobs WHERE devices.jobs.jobId = '{mid}'"))
     check(len(res.items) == 1, "devices.jobs has the device's result")
     step("registry.query_iot_hub(devices.jobs)")
+
+    res = registry.query_iot_hub(QuerySpecification(query=f"SELECT * FROM devices WHERE deviceId = '{DEVICE_ID}'"))
+    check(len(res.items) == 1 and res.items[0].device_id == DEVICE_ID, "query finds the device")
+    step("registry.query_iot_hub")
     client.shutdown()
 
 
+MODES = {"device-service": device_service, "jobs": jobs, "device": serve_device, "invoke": invoke,
+         "negative": negative}
 try:
-    device_service() if MODE == "device-service" else jobs()
+    MODES[MODE]()
     step("done")
 except Exception as e:  # report, then fail the process
     print(json.dumps({"step": "error", "ok": False, "error": repr(e)}), flush=True)
