@@ -2,7 +2,8 @@
 //! direct methods, queries, jobs) and `doorsim`, simulated Modbus door controllers.
 //!
 //! Start a hub with [`start`] and a [`HubConfig`]; the returned [`RunningHub`] carries the
-//! addresses, the CA to trust, the service connection string and a [`Hub`] handle.
+//! addresses, the CA to trust, the service connection string, a [`Hub`] handle and the jobs v2
+//! engine ([`jobs::HubJobs`]), which keeps its jobs in the hub's database.
 #![forbid(unsafe_code)]
 #![warn(rust_2018_idioms, missing_debug_implementations)]
 

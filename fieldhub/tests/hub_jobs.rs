@@ -5,6 +5,8 @@
 #[path = "suite/util.rs"]
 mod util;
 
+#[path = "hub_jobs/cli.rs"]
+mod cli;
 #[path = "hub_jobs/fleet.rs"]
 mod fleet;
 #[path = "hub_jobs/rest_api.rs"]

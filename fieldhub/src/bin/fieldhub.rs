@@ -84,6 +84,10 @@ fn run() -> anyhow::Result<()> {
                 https,
                 jobs,
             } => {
+                anyhow::ensure!(
+                    jobs.job_ops_per_second.is_finite() && jobs.job_ops_per_second >= 0.0,
+                    "--job-ops-per-second must be a number >= 0 (0 = unthrottled)"
+                );
                 let pacing = !jobs.unthrottled && jobs.job_ops_per_second > 0.0;
                 let cfg = fieldhub::HubConfig {
                     data_dir,

@@ -147,7 +147,9 @@ async fn method_job_over_1000_devices_with_offline_ones() {
         started.elapsed()
     );
     drop(devices);
-    let t0 = Instant::now();
-    tokio::time::timeout(T, th.hub.shutdown()).await.unwrap();
-    eprintln!("shutdown took {:?}", t0.elapsed());
+    // Bounded by the hub's own grace period; generous here because 600 connections close
+    // at once on a shared 2-core machine.
+    tokio::time::timeout(Duration::from_secs(30), th.hub.shutdown())
+        .await
+        .unwrap();
 }
