@@ -6,6 +6,7 @@ mod bus_peers;
 mod bus_scheduling;
 mod config;
 mod ctl;
+mod ctl_hub;
 mod demo;
 mod gateway;
 mod gateway_peers;

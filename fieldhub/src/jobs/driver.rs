@@ -36,6 +36,23 @@ enum Operation {
 
 type OpResult = Result<Option<MethodOutcome>, DeviceOpError>;
 
+impl Operation {
+    /// The operation as sent to a device with `remaining` job time: the hub's wait for an
+    /// offline device to connect never outlasts the job, so a device that stays offline
+    /// fails with the hub's `DeviceNotOnline` rather than being cut off mid-wait.
+    fn within(&self, remaining: Duration) -> Operation {
+        match self {
+            Operation::Method(m) => {
+                let mut m = m.clone();
+                let connect = m.connect_timeout().min(remaining.as_secs());
+                m.connect_timeout_in_seconds = Some(connect);
+                Operation::Method(m)
+            }
+            Operation::Twin(p) => Operation::Twin(p.clone()),
+        }
+    }
+}
+
 async fn perform<O: DeviceOps>(ops: &O, device_id: &str, op: &Operation) -> OpResult {
     match op {
         Operation::Method(m) => {
@@ -144,7 +161,7 @@ pub(super) async fn drive<O: DeviceOps, S: JobStore>(
                 if !inner.pacer.take() {
                     continue;
                 }
-                let started = {
+                let (started, remaining) = {
                     let mut jobs = inner.jobs();
                     let now = inner.clock.now();
                     match jobs.get_mut(&job_id) {
@@ -153,9 +170,9 @@ pub(super) async fn drive<O: DeviceOps, S: JobStore>(
                             if started {
                                 persist_device(&inner.store, job, &device);
                             }
-                            started
+                            (started, (job.deadline() - now).to_std().unwrap_or_default())
                         }
-                        None => false,
+                        None => (false, Duration::ZERO),
                     }
                 };
                 if started {
@@ -164,7 +181,7 @@ pub(super) async fn drive<O: DeviceOps, S: JobStore>(
                     }
                     in_flight.insert(device.clone());
                     let ops = inner.ops.clone();
-                    let op = op.clone();
+                    let op = op.within(remaining);
                     inflight.spawn(async move {
                         let result = perform(&*ops, &device, &op).await;
                         (device, result)
