@@ -15,7 +15,6 @@ use clap::Parser as _;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-use tokio_util::sync::CancellationToken;
 
 use crate::config;
 use crate::ctl::{self, Cli, Console};
@@ -154,16 +153,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let metrics_url = format!("http://{}/metrics", listener.local_addr()?);
     let (ready_tx, ready_rx) = tokio::sync::watch::channel(Readiness::default());
-    let http_stop = CancellationToken::new();
-    let http_task = tokio::spawn({
-        let app = http::app(Arc::clone(&metrics), ready_rx);
-        let stop = http_stop.clone();
-        async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
-        }
-    });
+    let http = http::HttpServer::spawn(listener, Arc::clone(&metrics), ready_rx);
     let gw = Gateway::start(&cfg, Arc::clone(&metrics))?;
     for d in &doors {
         let mut w = gw.link(&d.id).context("door link")?.watch_state();
@@ -258,8 +248,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     }
 
     gw.shutdown().await;
-    http_stop.cancel();
-    let _ = http_task.await;
+    http.stop().await;
     tcp_sim.shutdown().await;
     rtu_sim.shutdown().await;
     hub.shutdown().await;

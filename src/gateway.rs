@@ -327,16 +327,7 @@ pub async fn serve(path: PathBuf) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen for metrics on {}", config.metrics.listen))?;
     let metrics_addr = listener.local_addr()?;
     let (ready_tx, ready_rx) = watch::channel(Readiness::default());
-    let http_stop = CancellationToken::new();
-    let http_task = tokio::spawn({
-        let app = http::app(Arc::clone(&metrics), ready_rx);
-        let stop = http_stop.clone();
-        async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
-        }
-    });
+    let http = http::HttpServer::spawn(listener, Arc::clone(&metrics), ready_rx);
     let mut gw = Gateway::start(&config, Arc::clone(&metrics))?;
     tracing::info!(metrics = %format!("http://{metrics_addr}/metrics"), config = %path.display(), "fieldgate running");
 
@@ -386,8 +377,7 @@ pub async fn serve(path: PathBuf) -> anyhow::Result<()> {
     tracing::info!("stopping");
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     gw.shutdown().await;
-    http_stop.cancel();
-    let _ = http_task.await;
+    http.stop().await;
     tracing::info!("stopped");
     Ok(())
 }

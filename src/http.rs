@@ -9,6 +9,7 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
+use std::future::IntoFuture as _;
 use tokio::sync::watch;
 
 use crate::metrics::Metrics;
@@ -62,6 +63,37 @@ async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, axum::Json(r))
+}
+
+/// The listener serving [`app`], stopped by [`HttpServer::stop`].
+#[derive(Debug)]
+pub struct HttpServer {
+    stop: tokio_util::sync::CancellationToken,
+    join: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl HttpServer {
+    /// Serves `/metrics`, `/healthz` and `/readyz` on `listener` until stopped.
+    pub fn spawn(
+        listener: tokio::net::TcpListener,
+        metrics: Arc<Metrics>,
+        readiness: watch::Receiver<Readiness>,
+    ) -> HttpServer {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let app = app(metrics, readiness);
+        let join = tokio::spawn(
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop.clone().cancelled_owned())
+                .into_future(),
+        );
+        HttpServer { stop, join }
+    }
+
+    /// Stops accepting, lets requests in progress finish, and waits for the listener task.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.join.await;
+    }
 }
 
 #[cfg(test)]

@@ -593,7 +593,7 @@ fn several_errors_are_all_reported_in_file_order() {
     let text = base()
         .replace(
             "hostname = \"hub.example\"",
-            "hostname = \"hub.example\"\nconnects_per_second = 0",
+            "hostname = \"hub.example\"\nconnects_per_second = -1",
         )
         .replace(
             "tcp = \"127.0.0.1:502\"",
