@@ -311,3 +311,54 @@ async fn reload_adds_and_removes_doors_without_touching_the_others() {
     assert_eq!(body["status"], 200);
     gw.shutdown().await;
 }
+
+/// `promtool check metrics` (Prometheus's own linter) accepts the exposition after real
+/// traffic: names, units, `_total` counters, help texts. Skipped when promtool is absent
+/// (.ci/run installs it).
+#[tokio::test]
+async fn metrics_pass_promtool() {
+    let Some(promtool) = ["promtool", "/opt/prom/usr/bin/promtool"]
+        .into_iter()
+        .find(|p| {
+            std::process::Command::new(p)
+                .arg("--version")
+                .output()
+                .is_ok()
+        })
+    else {
+        eprintln!("SKIPPED: promtool not found (CI: apt-get download prometheus; dpkg -x)");
+        return;
+    };
+    let env = Env::start(2).await;
+    let gw = env.gateway().await;
+    let svc = env.service();
+    let (_, body) = svc.invoke("door-1", "lockDoor", json!(null)).await;
+    assert_eq!(body["status"], 200);
+    svc.set_desired("door-2", json!({"Building": 9})).await;
+    svc.wait_reported("door-2", "ack", |r| r["Building"]["ac"] == json!(200))
+        .await;
+    let text = env.metrics.render();
+    assert!(text.contains("fieldgate_modbus_requests_total"), "{text}");
+    let mut child = std::process::Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    gw.shutdown().await;
+}
