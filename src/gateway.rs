@@ -197,7 +197,7 @@ impl Gateway {
             tokio::spawn(bridge::poll::run(
                 Arc::clone(&door),
                 io,
-                bridge::poll::DEFAULT_MAX_GAP,
+                bus.opts.read_gap,
                 work_cancel.clone(),
             )),
         ];

@@ -18,10 +18,6 @@ use crate::bus::{Priority, Reply};
 use crate::config::{Door, ReadTable, ReportedPoint};
 use crate::link::LinkState;
 
-/// Largest gap of unused addresses read through to merge two points into one block. 0:
-/// only contiguous points merge, because many controllers (doorsim too) refuse a read that
-/// spans an unmapped address.
-pub const DEFAULT_MAX_GAP: u16 = 0;
 const CONNECTIVITY_REFRESH: Duration = Duration::from_secs(600);
 
 fn table(t: ReadTable) -> Table {
@@ -232,5 +228,78 @@ pub async fn run(door: Arc<Door>, io: DoorIo, max_gap: u16, shutdown: Cancellati
                 tracing::warn!(device = %door.device_id, error = %e, "reported patch failed");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn door(read_gap: u16) -> (Door, u16) {
+        let text = format!(
+            r#"
+[hub]
+hostname = "h"
+[[bus]]
+name = "b"
+tcp = "127.0.0.1:502"
+read_gap = {read_gap}
+[profile.p.reported.state]
+source = "input"
+address = 0
+[profile.p.reported.battery]
+source = "input"
+address = 1
+scale = 0.01
+[profile.p.reported.events]
+source = "input"
+address = 2
+type = "u32"
+[profile.p.reported.mode]
+source = "input"
+address = 10
+[profile.p.reported.locked]
+source = "coil"
+address = 0
+[profile.p.reported.alarm]
+source = "coil"
+address = 1
+[[door]]
+device_id = "d"
+bus = "b"
+unit = 1
+profile = "p"
+key = "a2V5"
+"#
+        );
+        let cfg = crate::config::parse(&text, "t.toml").unwrap();
+        (cfg.doors[0].clone(), cfg.buses[0].read_gap)
+    }
+
+    #[test]
+    fn contiguous_points_share_a_block_and_gaps_follow_the_bus_setting() {
+        let (d, gap) = door(0);
+        let plan = ReadPlan::new(&d, gap);
+        let blocks: Vec<(Table, u16, u16)> = plan
+            .blocks()
+            .iter()
+            .map(|b| (b.table, b.addr, b.count))
+            .collect();
+        assert_eq!(
+            blocks,
+            vec![
+                (Table::Coil, 0, 2),
+                (Table::Input, 0, 4),
+                (Table::Input, 10, 1)
+            ],
+            "input 0, 1 and 2-3 coalesce; 10 stands alone without a gap allowance"
+        );
+        let (d, gap) = door(6);
+        let plan = ReadPlan::new(&d, gap);
+        assert_eq!(
+            plan.blocks().len(),
+            2,
+            "read_gap 6 reads inputs 0-10 in one block"
+        );
     }
 }

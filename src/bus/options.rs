@@ -41,6 +41,10 @@ pub struct BusOptions {
     pub dead_unit_backoff_max: Duration,
     /// Longest wait between attempts to reopen a failed connection.
     pub reconnect_backoff_max: Duration,
+    /// Unused addresses a poll may read through to merge two points into one block read.
+    /// 0 (default): only contiguous points merge, because many controllers refuse a read
+    /// that spans an unmapped address.
+    pub read_gap: u16,
 }
 
 impl BusOptions {
@@ -55,6 +59,7 @@ impl BusOptions {
             queue_capacity: 256,
             dead_unit_backoff_max: Duration::from_secs(30),
             reconnect_backoff_max: Duration::from_secs(10),
+            read_gap: 0,
         }
     }
 }

@@ -64,6 +64,7 @@ pub(crate) struct RawBus {
     pub queue_capacity: Option<Spanned<usize>>,
     pub dead_unit_backoff_max: Option<Dur>,
     pub reconnect_backoff_max: Option<Dur>,
+    pub read_gap: Option<Spanned<u16>>,
 }
 
 /// The value-spec keys shared by every register point (`type`, `order`, `scale`, …).

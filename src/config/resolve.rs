@@ -450,6 +450,16 @@ fn bus(raw: &RawBus, known: &[BusOptions], errs: &mut Errors<'_>) -> Option<BusO
             b.queue_capacity = *q.get_ref();
         }
     }
+    if let Some(g) = &raw.read_gap {
+        if *g.get_ref() > 124 {
+            errs.at_spanned(
+                g,
+                "read_gap must be at most 124 (a block read holds 125 registers)",
+            );
+        } else {
+            b.read_gap = *g.get_ref();
+        }
+    }
     b.dead_unit_backoff_max = positive(
         &raw.dead_unit_backoff_max,
         b.dead_unit_backoff_max,
