@@ -9,4 +9,5 @@ mod gateway;
 mod gateway_peers;
 mod harness;
 mod link;
+mod reliability;
 mod service;
