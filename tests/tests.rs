@@ -10,4 +10,6 @@ mod gateway_peers;
 mod harness;
 mod link;
 mod reliability;
+mod reliability_input;
+mod reliability_process;
 mod service;
