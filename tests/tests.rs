@@ -10,6 +10,7 @@ mod gateway_peers;
 mod harness;
 mod link;
 mod reliability;
+mod reliability_bus;
 mod reliability_input;
 mod reliability_process;
 mod service;
