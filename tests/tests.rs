@@ -13,4 +13,5 @@ mod reliability;
 mod reliability_bus;
 mod reliability_input;
 mod reliability_process;
+mod reliability_security;
 mod service;
