@@ -15,3 +15,4 @@ mod reliability_input;
 mod reliability_process;
 mod reliability_security;
 mod service;
+mod soak;
