@@ -202,6 +202,22 @@ impl Client {
         }
     }
 
+    /// `PUT /jobs/v2/{id}`: (HTTP status, body).
+    pub async fn put_job(&self, id: &str, body: Value) -> Result<(u16, Value), String> {
+        self.send(reqwest::Method::PUT, &format!("/jobs/v2/{id}"), Some(body))
+            .await
+    }
+
+    pub async fn get_job(&self, id: &str) -> Result<Value, String> {
+        match self
+            .send(reqwest::Method::GET, &format!("/jobs/v2/{id}"), None)
+            .await?
+        {
+            (200, job) => Ok(job),
+            (status, body) => Err(format!("{status}: {body}")),
+        }
+    }
+
     pub async fn twin(&self, id: &str) -> Result<Value, String> {
         match self
             .send(reqwest::Method::GET, &format!("/twins/{id}"), None)
@@ -315,35 +331,45 @@ pub async fn eventually(what: &str, mut pred: impl FnMut() -> bool) {
 /// and the twin's reported acks name the final desired `$version`.
 pub async fn converged(env: &Env, client: &Client) {
     for d in &env.doors {
-        bounded("desired converged", async {
-            loop {
-                let twin = client.twin(&d.device_id).await.expect("hub up");
-                let desired = &twin["properties"]["desired"];
-                let reported = &twin["properties"]["reported"];
-                let v = desired["$version"].as_u64().unwrap();
-                let building = desired["Building"].as_u64();
-                let floor = desired["Floor"].as_i64();
-                let regs_ok = building
-                    .is_none_or(|b| u64::from(env.sim.handle.holding(d.unit, 0)) == b)
-                    && floor
-                        .is_none_or(|f| i64::from(env.sim.handle.holding(d.unit, 1) as i16) == f);
-                let acks_ok = ["Building", "Floor"].iter().all(|p| {
-                    desired[p].is_null()
-                        || (reported[p]["ac"] == json!(200) && reported[p]["value"] == desired[p])
-                });
-                if regs_ok && acks_ok {
-                    let _ = v;
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            let twin = client.twin(&d.device_id).await.expect("hub up");
+            let desired = &twin["properties"]["desired"];
+            let reported = &twin["properties"]["reported"];
+            let building = desired["Building"].as_u64();
+            let floor = desired["Floor"].as_i64();
+            let regs = (
+                env.sim.handle.holding(d.unit, 0),
+                env.sim.handle.holding(d.unit, 1) as i16,
+            );
+            let regs_ok = building.is_none_or(|b| u64::from(regs.0) == b)
+                && floor.is_none_or(|f| i64::from(regs.1) == f);
+            let acks_ok = ["Building", "Floor"].iter().all(|p| {
+                desired[p].is_null()
+                    || (reported[p]["ac"] == json!(200) && reported[p]["value"] == desired[p])
+            });
+            if regs_ok && acks_ok {
+                break;
             }
-        })
-        .await;
+            assert!(
+                Instant::now() < deadline,
+                "{}: not converged: registers (Building, Floor) = {regs:?}, desired {desired}, reported Building {} Floor {}",
+                d.device_id,
+                reported["Building"],
+                reported["Floor"]
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 
 /// Restarts the hub on the same data dir and ports; returns the environment with the new hub.
 pub async fn restart_hub(env: Env) -> Env {
+    restart_hub_with(env, |c| c).await
+}
+
+/// [`restart_hub`] with changes to the hub's config (job limits).
+pub async fn restart_hub_with(env: Env, f: impl FnOnce(HubConfig) -> HubConfig) -> Env {
     let mqtt = env.hub.mqtt_addr;
     let https = env.hub.https_addr;
     let data = env.dir.path().join("hub");
@@ -356,7 +382,7 @@ pub async fn restart_hub(env: Env) -> Env {
         bus_toml,
     } = env;
     bounded("hub shutdown", hub.shutdown()).await;
-    let mut cfg = HubConfig::for_tests(data);
+    let mut cfg = f(HubConfig::for_tests(data));
     cfg.mqtt_addr = mqtt;
     cfg.https_addr = https;
     let hub = bounded("hub restart", fieldhub::start(cfg)).await.unwrap();
@@ -609,6 +635,158 @@ async fn short_lived_tokens_renew_without_missing_methods_or_desired_changes() {
     assert_eq!(lost, 0, "no method answer lost to a renewal");
     for d in &env.doors {
         assert_eq!(gw.link(&d.device_id).unwrap().state(), LinkState::Connected);
+    }
+    gw.shutdown().await;
+}
+
+fn terminal(job: &Value) -> bool {
+    ["completed", "failed", "cancelled"].contains(&job["status"].as_str().unwrap_or(""))
+}
+
+#[tokio::test]
+async fn hub_restart_and_cuts_during_a_method_job_and_a_twin_job() {
+    let env = Env::start(6).await;
+    // Paced jobs (3 device operations/s) so the faults land mid-job; two jobs at once.
+    let paced = |c: HubConfig| HubConfig {
+        job_ops_per_second: Some(3.0),
+        max_active_jobs: 2,
+        ..c
+    };
+    let env = restart_hub_with(env, paced).await;
+    for d in &env.doors {
+        env.hub
+            .hub
+            .update_twin(&d.device_id, json!({"tags": {"site": "reliab"}}), None)
+            .unwrap();
+        assert_eq!(env.sim.handle.holding(d.unit, 10), 0);
+    }
+    let gw = gateway_with(&env, &config_text(&env, "", "")).await;
+    // Slow controllers (inside the bus timeout): a job's method call is still in flight
+    // (write done, read-back pending) when the faults below strike.
+    for d in &env.doors {
+        env.sim.handle.set_fault(
+            d.unit,
+            fieldhub::doorsim::Fault::Delay(Duration::from_millis(150)),
+        );
+    }
+    let client = Client::new(&env.hub);
+    let condition = "tags.site = 'reliab'";
+    let (st, body) = client
+        .put_job(
+            "lockdown",
+            json!({"jobId": "lockdown", "type": "scheduleDeviceMethod",
+                "cloudToDeviceMethod": {"methodName": "setMode", "payload": {"mode": "lockdown"},
+                    "responseTimeoutInSeconds": 10, "connectTimeoutInSeconds": 10},
+                "queryCondition": condition, "startTime": null, "maxExecutionTimeInSeconds": 120}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(st, 200, "{body}");
+    let (st, body) = client
+        .put_job(
+            "floors",
+            json!({"jobId": "floors", "type": "scheduleUpdateTwin",
+                "updateTwin": {"etag": "*", "properties": {"desired": {"Building": 77, "Floor": 7}}},
+                "queryCondition": condition, "startTime": null, "maxExecutionTimeInSeconds": 120}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(st, 200, "{body}");
+
+    // Cut every connection once the method job has reached a door, restart the hub once it
+    // has reached another.
+    let lockdowns = |sim: &fieldhub::doorsim::DoorSimHandle| {
+        sim.write_log()
+            .iter()
+            .filter(|w| w.table == Table::Holding && w.addr == 10)
+            .count()
+    };
+    eventually("method job under way", || lockdowns(&env.sim.handle) >= 1).await;
+    env.hub.hub.disconnect_all();
+    wait_all_links(&gw, &env).await;
+    eventually("method job goes on", || lockdowns(&env.sim.handle) >= 2).await;
+    let mid = client.get_job("lockdown").await.unwrap();
+    let restart_began = chrono::Utc::now();
+    let env = restart_hub_with(env, paced).await;
+    let restart_done = chrono::Utc::now();
+    wait_all_links(&gw, &env).await;
+    let client = Client::new(&env.hub);
+
+    let mut jobs = Vec::new();
+    for id in ["lockdown", "floors"] {
+        let job = bounded("job finished", async {
+            loop {
+                let job = client.get_job(id).await.expect("hub up");
+                if terminal(&job) {
+                    return job;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await;
+        jobs.push(job);
+    }
+    converged(&env, &client).await;
+    let state = env.hub.jobs.state("lockdown").unwrap();
+    let mut per_door = Vec::new();
+    for d in &env.doors {
+        let rec = &state.devices[&d.device_id];
+        let device_status = rec
+            .outcome
+            .as_ref()
+            .and_then(|o| o.device_method_response.as_ref())
+            .map(|r| r.status);
+        let writes = env
+            .sim
+            .handle
+            .write_log()
+            .iter()
+            .filter(|w| w.unit == d.unit && w.table == Table::Holding && w.addr == 10)
+            .count();
+        // fieldhub re-runs a device operation that was in flight when it shut down (it
+        // cannot know whether the device acted): at least once across a hub restart.
+        let in_flight_at_restart =
+            rec.start_time_utc < restart_done && rec.end_time_utc > restart_began;
+        per_door.push((
+            d.device_id.clone(),
+            device_status,
+            writes,
+            in_flight_at_restart,
+        ));
+        let allowed = if in_flight_at_restart { 2 } else { 1 };
+        if device_status == Some(200) {
+            assert!(
+                (1..=allowed).contains(&writes),
+                "{}: the job reported success: {writes} writes: {rec:?}",
+                d.device_id
+            );
+            assert_eq!(env.sim.handle.holding(d.unit, 10), 2);
+        } else {
+            assert!(
+                writes <= allowed,
+                "{}: {writes} writes for a failed call: {rec:?}",
+                d.device_id
+            );
+        }
+    }
+    println!(
+        "jobs under hub faults: lockdown mid-run {} then {} {}; floors {} {}; per door (method status, writes, in flight at the restart) {per_door:?}",
+        mid["deviceJobStatistics"],
+        jobs[0]["status"],
+        jobs[0]["deviceJobStatistics"],
+        jobs[1]["status"],
+        jobs[1]["deviceJobStatistics"]
+    );
+    for j in &jobs {
+        assert_eq!(j["status"], "completed", "{j}");
+    }
+    assert_eq!(
+        jobs[0]["deviceJobStatistics"]["succeededCount"], 6,
+        "every door locked down once the hub was back: {}",
+        jobs[0]
+    );
+    for d in &env.doors {
+        assert!(env.hub.hub.is_connected(&d.device_id));
     }
     gw.shutdown().await;
 }

@@ -122,6 +122,7 @@ async fn sick_units_get_documented_statuses_while_their_neighbours_keep_normal_l
     let mut report = Vec::new();
     for (name, fault, want) in faults {
         let before = env.metrics.render();
+        let writes_before = env.sim.handle.write_log().len();
         env.sim.handle.set_fault(2, fault);
         let (sick, neighbours) = tokio::join!(
             timed(&client, "door-2", "lockDoor"),
@@ -136,6 +137,19 @@ async fn sick_units_get_documented_statuses_while_their_neighbours_keep_normal_l
         assert!(
             neighbours <= allowed,
             "{name}: healthy doors took up to {neighbours:?} (baseline {baseline:?}, allowed {allowed:?})"
+        );
+        // A write whose answer is late or lost is never sent again (the read-back decides).
+        let unit2_writes = env
+            .sim
+            .handle
+            .write_log()
+            .into_iter()
+            .skip(writes_before)
+            .filter(|w| w.unit == 2)
+            .count();
+        assert!(
+            unit2_writes <= 1,
+            "{name}: {unit2_writes} writes for one call"
         );
         let after = env.metrics.render();
         let counted = match want {
@@ -358,6 +372,7 @@ async fn crc_errors_and_garbage_on_an_rtu_line_are_contained() {
     let mut report = Vec::new();
     for d in [Damage::Crc, Damage::Garbage] {
         let before = env.metrics.render();
+        rtu.handle.set_coil(2, 0, false);
         damage.send_replace(d);
         let writes = rtu.handle.write_log().len();
         let (sick, neighbours) = tokio::join!(
@@ -365,13 +380,25 @@ async fn crc_errors_and_garbage_on_an_rtu_line_are_contained() {
             healthy_latency(&client, &healthy, 3)
         );
         let s = status(&sick.0);
-        // The write itself may have reached the door (only its answer was damaged), but it
-        // must not be reported as done.
+        // The write itself reaches the door (only answers are damaged). Either the gateway
+        // reads back through the damage and proves it applied (200), or it says it could
+        // not (a documented error); never a 200 without the write.
         assert!(
-            [502, 503, 504].contains(&s),
+            [200, 502, 503, 504].contains(&s),
             "{d:?}: documented status: {:?}",
             sick.0
         );
+        let unit2_writes = rtu
+            .handle
+            .write_log()
+            .into_iter()
+            .skip(writes)
+            .filter(|w| w.unit == 2)
+            .count();
+        if s == 200 {
+            assert!(rtu.handle.coil(2, 0));
+            assert_eq!(unit2_writes, 1, "verified, not repeated");
+        }
         assert!(
             sick.1 < Duration::from_secs(HUB_TIMEOUT / 2),
             "{:?}",
@@ -397,7 +424,7 @@ async fn crc_errors_and_garbage_on_an_rtu_line_are_contained() {
         damage.send_replace(Damage::None);
         recovers(&client, "door-2", "lockDoor").await;
         report.push(format!(
-            "{d:?}: {s} in {:?}, neighbours ≤ {neighbours:?}, {faults} faults counted",
+            "{d:?}: {s} in {:?} ({unit2_writes} write(s) reached unit 2), neighbours ≤ {neighbours:?}, {faults} faults counted",
             sick.1
         ));
     }
