@@ -112,9 +112,7 @@ fn key_files_others_can_read_are_refused_without_echoing_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let key = "c2VjcmV0LWtleS1vZi1kMQ==";
     let key_path = dir.path().join("d1.key");
-    let text = format!(
-        "[hub]\nhostname = \"h.example\"\n\n[[bus]]\nname = \"b\"\ntcp = \"127.0.0.1:502\"\n\n[profile.p.methods.lock]\naction = \"write_coil\"\naddress = 0\nvalue = true\n\n[[door]]\ndevice_id = \"d1\"\nbus = \"b\"\nunit = 1\nprofile = \"p\"\nkey_file = \"d1.key\"\n"
-    );
+    let text = "[hub]\nhostname = \"h.example\"\n\n[[bus]]\nname = \"b\"\ntcp = \"127.0.0.1:502\"\n\n[profile.p.methods.lock]\naction = \"write_coil\"\naddress = 0\nvalue = true\n\n[[door]]\ndevice_id = \"d1\"\nbus = \"b\"\nunit = 1\nprofile = \"p\"\nkey_file = \"d1.key\"\n".to_string();
     let cfg_path = dir.path().join("site.toml");
     std::fs::write(&cfg_path, &text).unwrap();
     for (mode, refused) in [
