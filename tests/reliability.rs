@@ -541,11 +541,12 @@ async fn hub_restarts_and_cut_connections_lose_nothing() {
 #[tokio::test]
 async fn short_lived_tokens_renew_without_missing_methods_or_desired_changes() {
     let long = long_mode();
-    // CI: 3 s tokens renewed 1 s early for ~12 s; long: 1-minute tokens for 10 minutes.
+    // CI: 4 s tokens renewed 2 s early (room for a slow method to finish) for ~14 s;
+    // long: 1-minute tokens for 10 minutes.
     let (lifetime, margin, run) = if long {
         ("60s", "10s", Duration::from_secs(600))
     } else {
-        ("3s", "1s", Duration::from_secs(12))
+        ("4s", "2s", Duration::from_secs(14))
     };
     let env = Env::start(3).await;
     let text = config_text(
@@ -556,6 +557,14 @@ async fn short_lived_tokens_renew_without_missing_methods_or_desired_changes() {
     let gw = gateway_with(&env, &text).await;
     let client = Client::new(&env.hub);
     let units: Vec<u8> = env.doors.iter().map(|d| d.unit).collect();
+    // Slow controllers: each method takes ~100 ms on the bus, so renewals find requests
+    // still being worked on.
+    for d in &env.doors {
+        env.sim.handle.set_fault(
+            d.unit,
+            fieldhub::doorsim::Fault::Delay(Duration::from_millis(50)),
+        );
+    }
 
     let stop_at = Instant::now() + run;
     let tasks: Vec<_> = env

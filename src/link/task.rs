@@ -38,7 +38,8 @@ enum Queued {
 }
 
 /// A token renewal in progress: methods unsubscribed, waiting for open requests to be
-/// answered before the connection is closed.
+/// answered before the connection is closed (at the latest shortly before the token
+/// expires: a request still open then is lost, as with any disconnect).
 struct Drain {
     /// Reconnect at the latest then, answered or not (the token must not expire first).
     deadline: Instant,
@@ -305,8 +306,11 @@ impl Link {
                         // meanwhile until the next connection subscribes (connectTimeout).
                         None => match conn.client.try_unsubscribe(topics::METHODS_FILTER) {
                             Ok(()) => {
+                                // Until just before the token expires (the hub closes the
+                                // connection then anyway).
                                 let room = self.s.token_lifetime.saturating_sub(now - issued);
-                                drain = Some(Drain::new(now, room / 2));
+                                let guard = (room / 10).max(Duration::from_millis(100));
+                                drain = Some(Drain::new(now, room.saturating_sub(guard)));
                                 continue;
                             }
                             Err(e) => debug!(device = %self.s.device_id, error = %e, "unsubscribe before renewal failed"),
