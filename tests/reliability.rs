@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use fieldgate::config;
 use fieldgate::gateway::Gateway;
-use fieldgate::link::LinkState;
 use fieldhub::doorsim::{DoorSimHandle, Table};
 use fieldhub::{HubConfig, RunningHub};
 use iothub_proto::{sas, ConnectionString};
@@ -642,9 +641,8 @@ async fn short_lived_tokens_renew_without_missing_methods_or_desired_changes() {
         tally.by_status
     );
     assert_eq!(lost, 0, "no method answer lost to a renewal");
-    for d in &env.doors {
-        assert_eq!(gw.link(&d.device_id).unwrap().state(), LinkState::Connected);
-    }
+    // A renewal may be under way right now; each link comes back on its own.
+    wait_all_links(&gw, &env).await;
     gw.shutdown().await;
 }
 
