@@ -156,6 +156,7 @@ impl Gateway {
         );
         s.extra_ca_pem = self.extra_ca.clone();
         s.token_lifetime = self.hub.token_lifetime;
+        s.token_renew_margin = self.hub.token_renew_margin;
         s.keepalive = self.hub.keep_alive;
         s.connect_timeout = self.hub.operation_timeout;
         s.op_timeout = self.hub.operation_timeout;

@@ -193,9 +193,16 @@ fn rs485_with_keys() -> (tempfile::TempDir, std::path::PathBuf) {
         } else {
             config::key_file_contents(&key)
         };
-        std::fs::write(path, text).unwrap();
+        write_key(path, &text);
     }
     (dir, path)
+}
+
+/// Writes a key file as `fieldctl devices provision` does: mode 600 (looser modes are refused).
+fn write_key(path: &std::path::Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
 #[test]
@@ -402,11 +409,10 @@ fn key_must_be_base64_and_exactly_one_source() {
 #[test]
 fn key_file_relative_to_config_dir_and_connection_string_checked() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("d1.key"),
-        format!("HostName=h;DeviceId=other;SharedAccessKey={KEY}\n"),
-    )
-    .unwrap();
+    write_key(
+        &dir.path().join("d1.key"),
+        &format!("HostName=h;DeviceId=other;SharedAccessKey={KEY}\n"),
+    );
     let text = base().replace(&format!("key = \"{KEY}\""), "key_file = \"d1.key\"");
     let origin = dir.path().join("site.toml").display().to_string();
     let e = config::parse(&text, &origin).unwrap_err();
@@ -415,7 +421,7 @@ fn key_file_relative_to_config_dir_and_connection_string_checked() {
         e.errors[0].message.contains("for device `other`, not `d1`"),
         "{e}"
     );
-    std::fs::write(dir.path().join("d1.key"), format!("{KEY}\n")).unwrap();
+    write_key(&dir.path().join("d1.key"), &format!("{KEY}\n"));
     let c = config::parse(&text, &origin).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(c.doors[0].key.expose(), KEY);
     assert_eq!(

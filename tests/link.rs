@@ -16,7 +16,9 @@ use rcgen::{
     KeyUsagePurpose,
 };
 use rumqttc::mqttbytes::v4::{Codec, Connect, Packet};
-use rumqttc::{ConnAck, ConnectReturnCode, PubAck, Publish, QoS, SubAck, SubscribeReasonCode};
+use rumqttc::{
+    ConnAck, ConnectReturnCode, PubAck, Publish, QoS, SubAck, SubscribeReasonCode, UnsubAck,
+};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::{json, Value};
 use tokio::net::{TcpListener, TcpStream};
@@ -236,6 +238,11 @@ impl HubConn {
             match within("the device to disconnect", self.framed.next()).await {
                 None | Some(Err(_)) | Some(Ok(Packet::Disconnect)) => return,
                 Some(Ok(Packet::PingReq)) => {}
+                // A token renewal first unsubscribes from methods (none lost on close).
+                Some(Ok(Packet::Unsubscribe(u))) => {
+                    assert_eq!(u.topics, [topics::METHODS_FILTER]);
+                    self.send(Packet::UnsubAck(UnsubAck::new(u.pkid))).await;
+                }
                 Some(Ok(other)) => panic!("expected DISCONNECT, got {other:?}"),
             }
         }

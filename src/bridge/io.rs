@@ -85,6 +85,56 @@ fn protocol_error() -> WriteFailure {
     }
 }
 
+/// Writes, then reads back. A write whose outcome is unknown (timeout, connection lost: the
+/// bus never repeats writes) is checked by the read-back: already applied means done, with
+/// the device written once; not applied means one more write if the deadline allows.
+/// Returns the words read back (coils as 0/1).
+async fn write_verified(
+    io: &DoorIo,
+    unit: u8,
+    op: Op,
+    read: (ReadTable, u16, u16),
+    deadline: Instant,
+) -> Result<Vec<u16>, WriteFailure> {
+    let (table, addr, count) = read;
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let written = io
+            .bus
+            .call(unit, op.clone(), Priority::Operator, deadline)
+            .await;
+        match written {
+            Ok(_) => return read_words(io, unit, table, addr, count, deadline).await,
+            // The device answered: it refused, nothing was written.
+            Err(e @ BusError::Exception { .. }) => return Err(WriteFailure::from_bus(&e)),
+            Err(e) => {
+                let Ok(now) = read_words(io, unit, table, addr, count, deadline).await else {
+                    return Err(WriteFailure::from_bus(&e));
+                };
+                if now == expected_words(&op) {
+                    tracing::info!(unit, function = op.function(), error = %e, "write answer lost, but the read-back shows it applied");
+                    return Ok(now);
+                }
+                if tries >= 2 || Instant::now() >= deadline {
+                    return Err(WriteFailure::from_bus(&e));
+                }
+            }
+        }
+    }
+}
+
+/// What a read-back of the written range shows when `op` was applied.
+fn expected_words(op: &Op) -> Vec<u16> {
+    match op {
+        Op::WriteCoil { value, .. } => vec![u16::from(*value)],
+        Op::WriteCoils { values, .. } => values.iter().map(|v| u16::from(*v)).collect(),
+        Op::WriteRegister { value, .. } => vec![*value],
+        Op::WriteRegisters { values, .. } => values.clone(),
+        _ => Vec::new(),
+    }
+}
+
 /// Writes a coil, reads it back, and returns the value read. A write counts as done only
 /// when the read-back matches (architecture promise).
 pub(super) async fn write_coil(
@@ -94,16 +144,14 @@ pub(super) async fn write_coil(
     value: bool,
     deadline: Instant,
 ) -> Result<bool, WriteFailure> {
-    io.bus
-        .call(
-            unit,
-            Op::WriteCoil { addr, value },
-            Priority::Operator,
-            deadline,
-        )
-        .await
-        .map_err(|e| WriteFailure::from_bus(&e))?;
-    let read = read_words(io, unit, ReadTable::Coil, addr, 1, deadline).await?;
+    let read = write_verified(
+        io,
+        unit,
+        Op::WriteCoil { addr, value },
+        (ReadTable::Coil, addr, 1),
+        deadline,
+    )
+    .await?;
     let got = read.first().is_some_and(|w| *w != 0);
     if got != value {
         return Err(WriteFailure::mismatch(
@@ -132,12 +180,8 @@ pub(super) async fn write_registers(
             values: words.to_vec(),
         },
     };
-    io.bus
-        .call(unit, op, Priority::Operator, deadline)
-        .await
-        .map_err(|e| WriteFailure::from_bus(&e))?;
     let count = u16::try_from(words.len()).unwrap_or(u16::MAX);
-    let read = read_words(io, unit, ReadTable::Holding, addr, count, deadline).await?;
+    let read = write_verified(io, unit, op, (ReadTable::Holding, addr, count), deadline).await?;
     if read != words {
         return Err(WriteFailure::mismatch(
             WriteTable::Holding,

@@ -59,11 +59,17 @@ pub async fn run(
 ) {
     let mut restores: BTreeMap<u16, PendingRestore> = BTreeMap::new();
     let mut desired_version: Option<u64> = None;
+    let mut retry = DesiredRetry::default();
     loop {
         let next_restore = restores.values().map(|r| r.at).min();
         tokio::select! {
             biased;
             () = shutdown.cancelled() => break,
+            () = sleep_until_opt(retry.at) => {
+                let (patch, version) = retry.take();
+                let outcome = apply_desired(&door, &io, &patch, version, false).await;
+                retry.after(&patch, &outcome);
+            }
             ev = events.recv() => match ev {
                 None => break,
                 Some(LinkEvent::MethodRequest { name, rid, payload }) => {
@@ -87,13 +93,16 @@ pub async fn run(
                         continue;
                     }
                     desired_version = Some(version);
-                    apply_desired(&door, &io, &patch, version, false).await;
+                    let outcome = apply_desired(&door, &io, &patch, version, false).await;
+                    retry.after(&patch, &outcome);
                 }
                 Some(LinkEvent::Connected { twin }) => {
                     let desired = twin.get("desired").cloned().unwrap_or_else(|| json!({}));
                     let version = desired.get("$version").and_then(Value::as_u64).unwrap_or(0);
                     desired_version = Some(version);
-                    apply_desired(&door, &io, &desired, version, true).await;
+                    retry = DesiredRetry::default();
+                    let outcome = apply_desired(&door, &io, &desired, version, true).await;
+                    retry.after(&desired, &outcome);
                 }
                 Some(LinkEvent::Disconnected { reason }) => {
                     tracing::debug!(device = %door.device_id, %reason, "link down");
@@ -123,7 +132,64 @@ fn metric_method<'a>(door: &Door, name: &'a str) -> &'a str {
     }
 }
 
-async fn apply_desired(door: &Door, io: &DoorIo, desired: &Value, version: u64, full: bool) {
+/// Desired values whose write failed on the bus (502/503/504): tried again with a doubling
+/// delay (1 s … 30 s) until written or superseded by a newer value, so registers converge
+/// to the desired state without waiting for a reconnect (architecture promise). Invalid
+/// values (400) are not retried.
+#[derive(Debug, Default)]
+struct DesiredRetry {
+    props: serde_json::Map<String, Value>,
+    version: u64,
+    failures: u32,
+    at: Option<Instant>,
+}
+
+impl DesiredRetry {
+    const FIRST: Duration = Duration::from_secs(1);
+    const MAX: Duration = Duration::from_secs(30);
+
+    /// The patch to try again, with the version it came with.
+    fn take(&mut self) -> (Value, u64) {
+        self.at = None;
+        (Value::Object(std::mem::take(&mut self.props)), self.version)
+    }
+
+    /// Updates the set after `patch` was applied with `outcome`.
+    fn after(&mut self, patch: &Value, outcome: &DesiredOutcome) {
+        if let Some(p) = patch.as_object() {
+            for k in p.keys() {
+                self.props.remove(k);
+            }
+        }
+        let mut failed = false;
+        for (name, ack) in &outcome.acks {
+            if ack["ac"].as_i64().is_some_and(|ac| ac >= 500) {
+                self.props.insert(name.clone(), ack["value"].clone());
+                self.version = self.version.max(ack["av"].as_u64().unwrap_or(0));
+                failed = true;
+            }
+        }
+        if self.props.is_empty() {
+            *self = DesiredRetry::default();
+            return;
+        }
+        if failed {
+            self.failures += 1;
+        }
+        let delay = Self::FIRST
+            .saturating_mul(1 << self.failures.saturating_sub(1).min(5))
+            .min(Self::MAX);
+        self.at = Some(Instant::now() + delay);
+    }
+}
+
+async fn apply_desired(
+    door: &Door,
+    io: &DoorIo,
+    desired: &Value,
+    version: u64,
+    full: bool,
+) -> DesiredOutcome {
     let outcome = desired::apply(door, io, desired, version, full).await;
     for (result, n) in outcome.counts() {
         io.metrics.desired.with_label_values(&[result]).inc_by(n);
@@ -140,11 +206,52 @@ async fn apply_desired(door: &Door, io: &DoorIo, desired: &Value, version: u64, 
             }
         }
     }
+    outcome
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(acks: Value) -> DesiredOutcome {
+        DesiredOutcome {
+            acks: acks.as_object().unwrap().clone(),
+            ..DesiredOutcome::default()
+        }
+    }
+
+    #[test]
+    fn failed_desired_values_are_retried_until_written_or_superseded() {
+        let mut r = DesiredRetry::default();
+        let patch = json!({"Building": 7, "Floor": 3, "$version": 4});
+        r.after(
+            &patch,
+            &outcome(json!({
+                "Building": {"value": 7, "ac": 504, "av": 4},
+                "Floor": {"value": 3, "ac": 200, "av": 4},
+            })),
+        );
+        assert!(r.at.is_some());
+        let (again, v) = r.take();
+        assert_eq!((again, v), (json!({"Building": 7}), 4));
+        // Fails again: retried later, with a longer delay.
+        r.after(
+            &json!({"Building": 7}),
+            &outcome(json!({"Building": {"value": 7, "ac": 503, "av": 4}})),
+        );
+        assert_eq!(r.failures, 2);
+        // A newer value supersedes it; an invalid one (400) is not retried.
+        r.after(
+            &json!({"Building": 1000, "$version": 5}),
+            &outcome(json!({"Building": {"value": 1000, "ac": 400, "av": 5}})),
+        );
+        assert!(r.at.is_none() && r.props.is_empty());
     }
 }

@@ -33,6 +33,17 @@ impl Op {
         }
     }
 
+    /// Whether the operation changes the device.
+    pub fn is_write(&self) -> bool {
+        matches!(
+            self,
+            Op::WriteCoil { .. }
+                | Op::WriteCoils { .. }
+                | Op::WriteRegister { .. }
+                | Op::WriteRegisters { .. }
+        )
+    }
+
     /// The first address the operation touches.
     pub fn addr(&self) -> u16 {
         match self {

@@ -207,7 +207,10 @@ impl BusTask {
             }
         }
         // A dead unit gets one real try (a probe), never retries that would hold the line.
-        let attempts = if self.health.is_dead(job.unit) {
+        // A write is never repeated here: when its answer is lost or late the device may
+        // have acted on it, and a second write would apply the command twice. The caller
+        // reads back to find out (bridge::io) and decides whether to write again.
+        let attempts = if self.health.is_dead(job.unit) || job.op.is_write() {
             1
         } else {
             1 + self.opts.retries

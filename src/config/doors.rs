@@ -320,6 +320,10 @@ fn key(
             return None;
         }
     };
+    if let Err(e) = super::resolve::check_key_file_mode("key file", &path) {
+        errs.at_spanned(f, e);
+        return None;
+    }
     match key_from_file(&text, id) {
         Ok(k) => Some((k, KeySource::File(path), None)),
         Err(e) => {

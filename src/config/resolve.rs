@@ -196,6 +196,37 @@ pub(crate) fn check_base64_key(what: &str, key: &str) -> Result<(), String> {
     }
 }
 
+/// Permission bits that make a key file unacceptable: writable by the group, or any access
+/// for others. A group-readable file (0640, e.g. root:fieldgate) is accepted with a warning.
+const KEY_MODE_REFUSED: u32 = 0o027;
+const KEY_MODE_WARNED: u32 = 0o040;
+
+/// Checks who may read a key file (`what` names it). `Err` refuses the file; a loose-but-
+/// workable mode is logged as a warning. On non-Unix systems nothing is checked.
+pub(crate) fn check_key_file_mode(what: &str, path: &Path) -> Result<(), String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = match std::fs::metadata(path) {
+            Ok(m) => m.permissions().mode() & 0o777,
+            Err(e) => return Err(format!("cannot read {what} {}: {e}", path.display())),
+        };
+        if mode & KEY_MODE_REFUSED != 0 {
+            return Err(format!(
+                "{what} {} has mode {mode:03o}: other users can read or change it; run `chmod 600 {}`",
+                path.display(),
+                path.display()
+            ));
+        }
+        if mode & KEY_MODE_WARNED != 0 {
+            tracing::warn!(file = %path.display(), mode = %format!("{mode:03o}"), "{what} is readable by its group; 600 is safer");
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (what, path);
+    Ok(())
+}
+
 fn positive(d: &Option<Dur>, default: Duration, key: &str, errs: &mut Errors<'_>) -> Duration {
     match d {
         Some(d) if dur(d).is_zero() => {
@@ -295,6 +326,9 @@ fn hub(
                     if let Err(e) =
                         check_base64_key(&format!("the group key in {}", path.display()), &s)
                     {
+                        errs.at_spanned(f, e);
+                    }
+                    if let Err(e) = check_key_file_mode("group key file", &path) {
                         errs.at_spanned(f, e);
                     }
                     Some(Secret::new(s.trim()))

@@ -49,10 +49,15 @@ pub fn password(
     )
 }
 
-/// How long after connecting with a fresh token the link reconnects with the next one: at
-/// 80 % of the lifetime, so a slow reconnect still happens before the hub severs the link.
-pub fn renew_after(lifetime: Duration) -> Duration {
-    lifetime.mul_f64(0.8)
+/// How long after connecting with a fresh token the link starts renewing it: `margin` before
+/// it expires, so a slow reconnect still happens before the hub severs the link. A margin of
+/// zero or not shorter than the lifetime means the default, 80 % of the lifetime.
+pub fn renew_after(lifetime: Duration, margin: Duration) -> Duration {
+    if margin.is_zero() || margin >= lifetime {
+        lifetime.mul_f64(0.8)
+    } else {
+        lifetime - margin
+    }
 }
 
 #[cfg(test)]
@@ -105,14 +110,18 @@ mod tests {
     }
 
     #[test]
-    fn renews_at_eighty_percent() {
+    fn renews_margin_before_expiry_or_at_eighty_percent() {
         assert_eq!(
-            renew_after(Duration::from_secs(3600)),
+            renew_after(Duration::from_secs(3600), Duration::ZERO),
             Duration::from_secs(2880)
         );
         assert_eq!(
-            renew_after(Duration::from_millis(2500)),
+            renew_after(Duration::from_millis(2500), Duration::from_secs(9)),
             Duration::from_millis(2000)
+        );
+        assert_eq!(
+            renew_after(Duration::from_secs(3600), Duration::from_secs(300)),
+            Duration::from_secs(3300)
         );
     }
 }

@@ -46,8 +46,12 @@ pub struct LinkSettings {
     pub key: String,
     /// PEM CA certificate(s) trusted in addition to the system roots.
     pub extra_ca_pem: Option<Vec<u8>>,
-    /// Validity of each SAS token; the link reconnects with a fresh one at 80 % of it.
+    /// Validity of each SAS token.
     pub token_lifetime: Duration,
+    /// The link renews its token this long before it expires (zero: at 80 % of the
+    /// lifetime). Renewal first stops new method requests (UNSUBSCRIBE), answers the open
+    /// ones, then reconnects with a fresh token.
+    pub token_renew_margin: Duration,
     /// MQTT keep-alive (whole seconds, ≥ 1 s).
     pub keepalive: Duration,
     /// Deadline for TCP + TLS + CONNACK + SUBACKs + the twin GET.
@@ -73,6 +77,7 @@ impl LinkSettings {
             key: key.into(),
             extra_ca_pem: None,
             token_lifetime: Duration::from_secs(3600),
+            token_renew_margin: Duration::ZERO,
             keepalive: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(30),
             op_timeout: Duration::from_secs(30),
@@ -119,6 +124,7 @@ impl fmt::Debug for LinkSettings {
             .field("key", &"<redacted>")
             .field("extra_ca_pem", &self.extra_ca_pem.as_ref().map(Vec::len))
             .field("token_lifetime", &self.token_lifetime)
+            .field("token_renew_margin", &self.token_renew_margin)
             .field("keepalive", &self.keepalive)
             .field("connect_timeout", &self.connect_timeout)
             .field("op_timeout", &self.op_timeout)

@@ -108,6 +108,11 @@ impl Session {
         self.open_methods.remove(rid)
     }
 
+    /// Method requests of this connection not answered yet.
+    pub(crate) fn open_methods(&self) -> usize {
+        self.open_methods.len()
+    }
+
     /// Forgets patches whose callers stopped waiting (their timeout fired).
     pub(crate) fn prune_abandoned(&mut self) {
         self.patches.retain(|_, p| !p.reply.is_closed());

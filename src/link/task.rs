@@ -37,6 +37,51 @@ enum Queued {
     Telemetry { body: Vec<u8>, reply: Reply<()> },
 }
 
+/// A token renewal in progress: methods unsubscribed, waiting for open requests to be
+/// answered before the connection is closed (at the latest shortly before the token
+/// expires: a request still open then is lost, as with any disconnect).
+struct Drain {
+    /// Reconnect at the latest then, answered or not (the token must not expire first).
+    deadline: Instant,
+    /// When the UNSUBACK came, plus a moment for requests the hub sent just before it.
+    quiet_after: Option<Instant>,
+    next_check: Instant,
+}
+
+impl Drain {
+    /// Requests the hub dispatched just before handling our UNSUBSCRIBE may arrive after
+    /// its UNSUBACK; this long without one is taken as "no more".
+    const SETTLE: Duration = Duration::from_millis(100);
+    const RECHECK: Duration = Duration::from_millis(20);
+
+    fn new(now: Instant, room: Duration) -> Self {
+        Drain {
+            deadline: now + room,
+            quiet_after: None,
+            next_check: now + room,
+        }
+    }
+
+    fn unsubscribed(&mut self, now: Instant) {
+        self.quiet_after = Some(now + Self::SETTLE);
+        self.next_check = now + Self::SETTLE;
+    }
+
+    fn wake(&self) -> Instant {
+        self.next_check.min(self.deadline)
+    }
+
+    fn done(&self, now: Instant, open_methods: usize) -> bool {
+        now >= self.deadline || (open_methods == 0 && self.quiet_after.is_some_and(|q| now >= q))
+    }
+
+    fn recheck(&mut self, now: Instant) {
+        if self.quiet_after.is_some() {
+            self.next_check = now + Self::RECHECK;
+        }
+    }
+}
+
 /// Why a connection ended.
 enum End {
     Renew,
@@ -226,6 +271,7 @@ impl Link {
         let issued = Instant::now();
         let setup_deadline = issued + self.s.connect_timeout;
         let mut renew_at = None;
+        let mut drain: Option<Drain> = None;
         let mut subacks = 0;
         let mut connacked = false;
         loop {
@@ -252,7 +298,31 @@ impl Link {
                 () = sleep_until(setup_deadline), if !online => {
                     return End::Lost(format!("no twin within {:?} of dialling", self.s.connect_timeout));
                 }
-                () = sleep_until(renew_at.unwrap_or(setup_deadline)), if online => {
+                () = sleep_until(drain.as_ref().map_or(renew_at.unwrap_or(setup_deadline), Drain::wake)), if online => {
+                    let now = Instant::now();
+                    match &mut drain {
+                        // Renewal step 1: no new method requests on this connection, so
+                        // none can be lost when it closes; the hub holds calls made
+                        // meanwhile until the next connection subscribes (connectTimeout).
+                        None => match conn.client.try_unsubscribe(topics::METHODS_FILTER) {
+                            Ok(()) => {
+                                // Until just before the token expires (the hub closes the
+                                // connection then anyway).
+                                let room = self.s.token_lifetime.saturating_sub(now - issued);
+                                let guard = (room / 10).max(Duration::from_millis(100));
+                                drain = Some(Drain::new(now, room.saturating_sub(guard)));
+                                continue;
+                            }
+                            Err(e) => debug!(device = %self.s.device_id, error = %e, "unsubscribe before renewal failed"),
+                        },
+                        // Step 2: once the hub confirmed and the open requests are answered
+                        // (or the token is about to run out), reconnect.
+                        Some(d) if !d.done(now, self.session.open_methods()) => {
+                            d.recheck(now);
+                            continue;
+                        }
+                        Some(_) => {}
+                    }
                     conn.disconnect(&self.s.device_id, "token renewal").await;
                     self.lost(online, "SAS token renewal".into());
                     return End::Renew;
@@ -285,6 +355,11 @@ impl Link {
                         }
                     }
                 }
+                Event::Incoming(Packet::UnsubAck(_)) => {
+                    if let Some(d) = &mut drain {
+                        d.unsubscribed(Instant::now());
+                    }
+                }
                 Event::Incoming(Packet::SubAck(ack)) => {
                     if ack.return_codes.contains(&SubscribeReasonCode::Failure) {
                         return End::Lost("hub refused a subscription".into());
@@ -309,7 +384,11 @@ impl Link {
                         Inbound::Twin { twin, newer } => {
                             if !online {
                                 // At least a second of service between renewals, whatever the setup took.
-                                let renew = issued + auth::renew_after(self.s.token_lifetime);
+                                let renew = issued
+                                    + auth::renew_after(
+                                        self.s.token_lifetime,
+                                        self.s.token_renew_margin,
+                                    );
                                 renew_at = Some(renew.max(Instant::now() + Duration::from_secs(1)));
                                 self.connected(after_failure);
                                 self.flush_backlog(&conn.client);
