@@ -21,6 +21,8 @@ pub enum HubError {
     Unauthorized(String),
     #[error("invalid argument: {0}")]
     ArgumentInvalid(String),
+    #[error("invalid operation: {0}")]
+    InvalidOperation(String),
     #[error("malformed JSON: {0}")]
     FormatError(String),
     #[error("device '{0}' already exists")]
@@ -54,6 +56,7 @@ impl HubError {
             HubError::DeviceNotOnline(_) => 404103,
             HubError::GatewayTimeout { .. } => 504101,
             HubError::Unauthorized(_) => 401002,
+            HubError::InvalidOperation(_) => 400003,
             HubError::ArgumentInvalid(_) => 400004,
             HubError::FormatError(_) => 400006,
             HubError::DeviceAlreadyExists(_) => 409001,
@@ -73,6 +76,7 @@ impl HubError {
             HubError::DeviceNotOnline(_) => "DeviceNotOnline",
             HubError::GatewayTimeout { .. } => "GatewayTimeout",
             HubError::Unauthorized(_) => "IotHubUnauthorizedAccess",
+            HubError::InvalidOperation(_) => "InvalidOperation",
             HubError::ArgumentInvalid(_) => "ArgumentInvalid",
             HubError::FormatError(_) => "IotHubFormatError",
             HubError::DeviceAlreadyExists(_) => "DeviceAlreadyExists",

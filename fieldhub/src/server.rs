@@ -1,8 +1,10 @@
 //! Starting and stopping a hub: on-disk setup in `DATA_DIR` (CA, policies, database,
-//! `service.connstr`), both listeners, and an orderly shutdown that waits for every task.
+//! `service.connstr`), both listeners, the job engine, and an orderly shutdown that waits for
+//! every task before the database is closed.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -12,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::hub::Hub;
+use crate::jobs::{HubJobs, HubOps, JobEngine, JobLimits, RedbJobStore};
 use crate::store::Store;
 
 /// How long shutdown waits for connections and handlers to finish.
@@ -24,16 +27,45 @@ pub struct HubConfig {
     pub hostname: String,
     pub mqtt_addr: SocketAddr,
     pub https_addr: SocketAddr,
+    /// Job device operations (method calls, twin updates) per second across all jobs;
+    /// `None` = unthrottled. Default 10 (an S1 unit).
+    pub job_ops_per_second: Option<f64>,
+    /// Jobs that may be queued, scheduled or running at once; one more is refused with 429
+    /// 429004. Default 1 (S1).
+    pub max_active_jobs: usize,
+    /// How long finished jobs are kept. Default 30 days, as the hub does.
+    pub job_retention: Duration,
 }
 
 impl HubConfig {
-    /// Ephemeral ports on 127.0.0.1, hostname `localhost`.
+    /// Ephemeral ports on 127.0.0.1, hostname `localhost`, S1 job limits.
     pub fn for_tests(data_dir: impl Into<PathBuf>) -> Self {
+        let limits = JobLimits::default();
         HubConfig {
             data_dir: data_dir.into(),
             hostname: "localhost".to_string(),
             mqtt_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             https_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            job_ops_per_second: limits.device_ops_per_second,
+            max_active_jobs: limits.max_active_jobs,
+            job_retention: limits.retention,
+        }
+    }
+
+    /// Lifts the pacing of job device operations (benchmarks, large tests).
+    pub fn unthrottled(mut self) -> Self {
+        self.job_ops_per_second = None;
+        self
+    }
+
+    /// The job engine's limits; a rate of 0 (or not finite) means unthrottled.
+    pub fn job_limits(&self) -> JobLimits {
+        JobLimits {
+            device_ops_per_second: self
+                .job_ops_per_second
+                .filter(|r| r.is_finite() && *r > 0.0),
+            max_active_jobs: self.max_active_jobs,
+            retention: self.job_retention,
         }
     }
 }
@@ -50,6 +82,8 @@ pub struct RunningHub {
     /// `iothubowner` connection string (also written to `DATA_DIR/service.connstr`).
     pub service_connection_string: String,
     pub hub: Hub,
+    /// The jobs v2 engine (what `/jobs/v2/...` and `devices.jobs` queries use).
+    pub jobs: HubJobs,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 }
@@ -85,6 +119,18 @@ pub async fn start(cfg: HubConfig) -> anyhow::Result<RunningHub> {
         .with_context(|| format!("writing {}", connstr_path.display()))?;
 
     let tracker = TaskTracker::new();
+    let job_store = RedbJobStore::open(hub.clone())?;
+    let jobs = JobEngine::new(
+        Arc::new(HubOps::new(hub.clone())),
+        job_store,
+        cfg.job_limits(),
+    );
+    let resumed = jobs.resume().context("loading stored jobs")?;
+    // The engine stops with the shutdown token; the tracker waits for it before the database
+    // closes, so its last writes land.
+    let engine = jobs.clone();
+    let stop = shutdown.clone();
+    tracker.spawn(async move { engine.run(stop).await });
     tracker.spawn(crate::mqtt::serve(
         mqtt,
         TlsAcceptor::from(tls.mqtt_config.clone()),
@@ -97,7 +143,7 @@ pub async fn start(cfg: HubConfig) -> anyhow::Result<RunningHub> {
         TlsAcceptor::from(tls.https_config.clone()),
         shutdown.clone(),
     )?;
-    let app = crate::rest::router(hub.clone());
+    let app = crate::rest::router(hub.clone(), jobs.clone());
     let stop = shutdown.clone();
     tracker.spawn(async move {
         let serve = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned());
@@ -105,7 +151,7 @@ pub async fn start(cfg: HubConfig) -> anyhow::Result<RunningHub> {
             tracing::error!(error = %e, "HTTPS server failed");
         }
     });
-    tracing::info!(%mqtt_addr, %https_addr, hostname = %cfg.hostname, "fieldhub listening");
+    tracing::info!(%mqtt_addr, %https_addr, hostname = %cfg.hostname, jobs = resumed, "fieldhub listening");
     Ok(RunningHub {
         mqtt_addr,
         https_addr,
@@ -114,6 +160,7 @@ pub async fn start(cfg: HubConfig) -> anyhow::Result<RunningHub> {
         ca_path: cfg.data_dir.join("ca.pem"),
         service_connection_string,
         hub,
+        jobs,
         shutdown,
         tracker,
     })

@@ -4,6 +4,7 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -30,7 +31,27 @@ enum Command {
         /// HTTPS listen address.
         #[arg(long, default_value = "127.0.0.1:443")]
         https: SocketAddr,
+        #[command(flatten)]
+        jobs: JobArgs,
     },
+}
+
+/// Job limits, modelled on an S1 unit by default.
+#[derive(Debug, clap::Args)]
+struct JobArgs {
+    /// Job device operations (method calls, twin updates) per second across all jobs;
+    /// 0 = unthrottled.
+    #[arg(long, default_value_t = 10.0)]
+    job_ops_per_second: f64,
+    /// No pacing of job device operations (same as --job-ops-per-second 0).
+    #[arg(long)]
+    unthrottled: bool,
+    /// Jobs that may be queued, scheduled or running at once (429004 beyond).
+    #[arg(long, default_value_t = 1)]
+    max_active_jobs: usize,
+    /// How long finished jobs are kept (e.g. 30d, 12h).
+    #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
+    job_retention: Duration,
 }
 
 fn main() -> ExitCode {
@@ -60,12 +81,17 @@ fn run() -> anyhow::Result<()> {
                 hostname,
                 mqtt,
                 https,
+                jobs,
             } => {
+                let pacing = !jobs.unthrottled && jobs.job_ops_per_second > 0.0;
                 let cfg = fieldhub::HubConfig {
                     data_dir,
                     hostname,
                     mqtt_addr: mqtt,
                     https_addr: https,
+                    job_ops_per_second: pacing.then_some(jobs.job_ops_per_second),
+                    max_active_jobs: jobs.max_active_jobs,
+                    job_retention: jobs.job_retention,
                 };
                 let hub = fieldhub::start(cfg).await?;
                 let mut out = std::io::stdout();

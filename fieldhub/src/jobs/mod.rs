@@ -7,25 +7,34 @@
 //! - [`ops`]: what the engine needs from the hub (twins, methods, twin patches, a clock).
 //! - [`engine`]: the runner — schedules, paces device operations, retries offline devices,
 //!   bounds active jobs, prunes old jobs.
+//! - [`hub_ops`] and [`redb_store`]: the engine wired to the real hub ([`HubJobs`]).
 
 mod driver;
 pub mod engine;
+pub mod hub_ops;
 pub mod model;
 pub mod ops;
 mod pacer;
+pub mod redb_store;
 pub mod state;
 pub mod store;
 
 pub use engine::{JobEngine, JobLimits};
+pub use hub_ops::HubOps;
 pub use model::{
     CloudToDeviceMethod, DeviceJob, DeviceJobError, DeviceJobOutcome, DeviceJobStatistics,
     DeviceJobStatus, JobRequest, JobResponse, JobStatus, JobType, MethodOutcome,
 };
 pub use ops::{Clock, DeviceOpError, DeviceOps, SystemClock, TokioClock};
+pub use redb_store::RedbJobStore;
 pub use state::JobState;
 pub use store::{JobStore, JobStoreError, MemoryJobStore};
 
+use crate::error::HubError;
 use crate::query::QueryError;
+
+/// The job engine of a running hub (`RunningHub::jobs`).
+pub type HubJobs = JobEngine<HubOps, RedbJobStore>;
 
 /// Why a job request was refused. [`JobError::http_status`] and [`JobError::error_code`] give
 /// what the REST layer answers (`iothub-errorcode` and the numeric code).
@@ -72,6 +81,42 @@ impl JobError {
         match self {
             JobError::InvalidQuery(e) => Some(e.position),
             _ => None,
+        }
+    }
+}
+
+impl From<JobError> for HubError {
+    fn from(e: JobError) -> Self {
+        let text = e.to_string();
+        match e {
+            JobError::Invalid(_) | JobError::InvalidQuery(_) => HubError::ArgumentInvalid(text),
+            JobError::NotFound(id) => HubError::JobNotFound(id),
+            JobError::AlreadyExists(_) => HubError::InvalidOperation(text),
+            JobError::TooManyActiveJobs { .. } => HubError::MaxActiveJobs(text),
+            JobError::Store(_) => HubError::Storage(text),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_errors_keep_their_codes_as_hub_errors() {
+        let errors = [
+            JobError::Invalid("x".into()),
+            JobError::InvalidQuery(crate::query::parse_condition("a =").unwrap_err()),
+            JobError::NotFound("j".into()),
+            JobError::AlreadyExists("j".into()),
+            JobError::TooManyActiveJobs { max: 1 },
+            JobError::Store(JobStoreError("x".into())),
+        ];
+        for e in errors {
+            let (code, name) = e.error_code();
+            let status = e.http_status();
+            let h = HubError::from(e);
+            assert_eq!((h.code(), h.name(), h.status()), (code, name, status));
         }
     }
 }

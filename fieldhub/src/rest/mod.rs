@@ -3,7 +3,9 @@
 //! (envelopes A and B with `iothub-errorcode`), JSON responses with the charset the Node SDK
 //! expects, and the TLS listener that feeds axum.
 
+mod jobs;
 mod listener;
+mod query;
 mod registry;
 mod twins;
 
@@ -17,26 +19,36 @@ use serde_json::{json, Value};
 use crate::auth::Permission;
 use crate::error::HubError;
 use crate::hub::Hub;
+use crate::jobs::HubJobs;
 
 /// The whole REST API.
 ///
-/// Each area is a `Router<Hub>` in its own module. To add one (e.g. `/devices/query`,
-/// `/jobs/v2/...`), write `pub fn routes() -> Router<Hub>` in its module and `.merge()` it
-/// here; handlers use [`authorize`], [`json_response`] and [`ApiError`].
-pub fn router(hub: Hub) -> Router {
+/// Each area is a router in its own module: `Router<Hub>` for the registry, twin and method
+/// routes, `Router<Service>` for query and jobs (they need the job engine too). Handlers use
+/// [`authorize`], [`json_response`] and [`ApiError`].
+pub fn router(hub: Hub, jobs: HubJobs) -> Router {
+    let service = Service {
+        hub: hub.clone(),
+        jobs,
+    };
     Router::new()
         .merge(registry::routes())
         .merge(twins::routes())
-        // Query and jobs routes are merged here once those modules provide them:
-        // .merge(crate::query::rest::routes())
-        // .merge(crate::jobs::rest::routes())
+        .with_state(hub)
+        .merge(query::routes().merge(jobs::routes()).with_state(service))
         .fallback(|| async {
             ApiError::a(HubError::ArgumentInvalid(
                 "no such resource or method".to_string(),
             ))
             .with_status(StatusCode::NOT_FOUND)
         })
-        .with_state(hub)
+}
+
+/// State of the routes that need the job engine as well as the hub.
+#[derive(Debug, Clone)]
+pub(crate) struct Service {
+    pub hub: Hub,
+    pub jobs: HubJobs,
 }
 
 /// Which error body shape to send (reference §3.1).

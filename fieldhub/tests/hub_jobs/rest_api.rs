@@ -1,0 +1,229 @@
+//! The query and jobs REST surface: paging headers, item types, permissions, syntax errors
+//! with their position, the active-job limit (429004), unknown jobs (404002), job queries.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::fleet::*;
+use crate::util::*;
+
+#[tokio::test]
+async fn twin_queries_page_and_report_syntax_errors() {
+    let th = start_with(|c| c).await;
+    let hub = &th.hub.hub;
+    for (id, building) in [("a-1", "43"), ("a-2", "43"), ("a-3", "44"), ("a-4", "43")] {
+        hub.create_device(id).unwrap();
+        hub.update_twin(id, json!({"tags": {"building": building}}), None)
+            .unwrap();
+    }
+    let key = hub.get_device("a-2").unwrap().primary_key;
+    let tls = client_tls(&th.hub);
+    let _online = Responder::connect(th.hub.mqtt_addr.port(), &tls, "a-2", &key).await;
+    let s = Service::new(&th.hub, "iothubowner");
+    let q = "SELECT * FROM devices WHERE tags.building = '43'";
+
+    // Two per page: a continuation on the first page only.
+    let p1 = query_page(&s, q, Some(2), None).await;
+    assert_eq!(p1.status, 200);
+    assert_eq!(p1.item_type.as_deref(), Some("Twin"));
+    let token = p1.continuation.expect("more pages");
+    let p2 = query_page(&s, q, Some(2), Some(&token)).await;
+    assert_eq!(p2.continuation, None, "no header on the last page");
+    let twins: Vec<Value> = [p1.body, p2.body]
+        .into_iter()
+        .flat_map(|b| b.as_array().unwrap().clone())
+        .collect();
+    let ids: Vec<&str> = twins
+        .iter()
+        .map(|t| t["deviceId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["a-1", "a-2", "a-4"]);
+    assert_eq!(twins[1]["connectionState"], "Connected");
+    assert_eq!(twins[0]["connectionState"], "Disconnected");
+    assert!(
+        twins[0]["properties"]["desired"]["$version"].is_u64(),
+        "full twins"
+    );
+    assert!(twins[0].get("jobs").is_none());
+
+    // Without a page size everything comes at once; projections and counts are Raw.
+    let all = query_page(&s, q, None, None).await;
+    assert_eq!(
+        (all.body.as_array().unwrap().len(), all.continuation),
+        (3, None)
+    );
+    let c = query_page(
+        &s,
+        "SELECT COUNT() AS n FROM devices WHERE tags.building = '43'",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(c.item_type.as_deref(), Some("Raw"));
+    assert_eq!(c.body, json!([{"n": 3}]));
+    let c = query_page(
+        &s,
+        "select deviceId, tags.building from devices where deviceId in ['a-3']",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(c.body, json!([{"deviceId": "a-3", "building": "44"}]));
+    let c = query_page(
+        &s,
+        "SELECT * FROM devices WHERE connectionState = 'Connected'",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(c.body.as_array().unwrap().len(), 1);
+
+    // A syntax error: 400 ArgumentInvalid naming the position.
+    let bad = "SELECT * FROM devices WHERE tags.building = ";
+    let pos = fieldhub::query::parse_query(bad).unwrap_err().position;
+    assert_eq!(pos, bad.chars().count());
+    let (st, code, body) = parts(
+        s.req(reqwest::Method::POST, "/devices/query")
+            .json(&json!({ "query": bad })),
+    )
+    .await;
+    assert_eq!((st, code.as_deref()), (400, Some("ArgumentInvalid")));
+    let msg = body["Message"].as_str().unwrap();
+    assert!(msg.starts_with("ErrorCode:ArgumentInvalid;"), "{msg}");
+    assert!(msg.contains(&format!("position {pos}")), "{msg}");
+    // A token that is not one of ours, and a body without a query: 400 as well.
+    assert_eq!(query_page(&s, q, Some(2), Some("bogus")).await.status, 400);
+    let (st, _, _) = parts(
+        s.req(reqwest::Method::POST, "/devices/query")
+            .json(&json!({})),
+    )
+    .await;
+    assert_eq!(st, 400);
+
+    // RegistryRead may query; a device-only policy may not.
+    let rr = Service::new(&th.hub, "registryRead");
+    assert_eq!(query_page(&rr, q, None, None).await.status, 200);
+    let dev = Service::new(&th.hub, "device");
+    let (st, code, _) = parts(
+        dev.req(reqwest::Method::POST, "/devices/query")
+            .json(&json!({ "query": q })),
+    )
+    .await;
+    assert_eq!(
+        (st, code.as_deref()),
+        (401, Some("IotHubUnauthorizedAccess"))
+    );
+    tokio::time::timeout(T, th.hub.shutdown()).await.unwrap();
+}
+
+fn later(id: &str) -> Value {
+    let mut body = method_job(id, "deviceId = 'nobody'", 60);
+    let start = chrono::Utc::now() + chrono::Duration::hours(1);
+    body["startTime"] = json!(start.to_rfc3339());
+    body
+}
+
+#[tokio::test]
+async fn job_limits_unknown_jobs_and_job_queries() {
+    let th = start_with(|c| c).await;
+    let s = Service::new(&th.hub, "service");
+
+    let (st, _, first) = put_job(&s, "first", &later("first")).await;
+    assert_eq!((st, first["status"].as_str()), (200, Some("queued")));
+    // One active job on an S1 hub: the second is throttled.
+    let (st, code, body) = put_job(&s, "second", &later("second")).await;
+    assert_eq!(st, 429, "{body}");
+    assert_eq!(code.as_deref(), Some("ThrottlingMaxActiveJobCountExceeded"));
+    assert!(body["Message"]
+        .as_str()
+        .unwrap()
+        .starts_with("ErrorCode:ThrottlingMaxActiveJobCountExceeded;"));
+
+    // Unknown ids: 404 JobNotFound for GET and cancel.
+    for (method, path) in [
+        (reqwest::Method::GET, "/jobs/v2/nope"),
+        (reqwest::Method::POST, "/jobs/v2/nope/cancel"),
+    ] {
+        let (st, code, _) = parts(s.req(method, path)).await;
+        assert_eq!((st, code.as_deref()), (404, Some("JobNotFound")));
+    }
+
+    // Bad requests: a queryCondition syntax error (with its position), a duplicate id, a
+    // jobId differing from the URL.
+    let mut bad = later("bad");
+    bad["queryCondition"] = json!("deviceId = ");
+    let (st, code, body) = put_job(&s, "bad", &bad).await;
+    assert_eq!(
+        (st, code.as_deref()),
+        (400, Some("ArgumentInvalid")),
+        "{body}"
+    );
+    assert!(
+        body["Message"].as_str().unwrap().contains("position 11"),
+        "{body}"
+    );
+    let (st, code, _) = put_job(&s, "first", &later("first")).await;
+    assert_eq!((st, code.as_deref()), (400, Some("InvalidOperation")));
+    let (st, _, _) = put_job(&s, "other", &later("first")).await;
+    assert_eq!(st, 400);
+
+    // The job query sees it as scheduled once the engine has looked at it.
+    let deadline = tokio::time::Instant::now() + T;
+    while get_job(&s, "first").await["status"] != "scheduled" {
+        assert!(tokio::time::Instant::now() < deadline, "never scheduled");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let p = page_of(s.req(
+        reqwest::Method::GET,
+        "/jobs/v2/query?jobType=scheduleDeviceMethod&jobStatus=scheduled",
+    ))
+    .await;
+    assert_eq!(
+        (p.status, p.item_type.as_deref()),
+        (200, Some("JobResponse"))
+    );
+    assert_eq!(p.body.as_array().unwrap().len(), 1);
+    assert_eq!(p.body[0]["jobId"], "first");
+
+    // Cancel frees the slot; three cancelled jobs page two at a time.
+    let (st, _, c) = parts(s.req(reqwest::Method::POST, "/jobs/v2/first/cancel")).await;
+    assert_eq!((st, c["status"].as_str()), (200, Some("cancelled")));
+    for id in ["second", "third"] {
+        let (st, _, body) = put_job(&s, id, &later(id)).await;
+        assert_eq!(st, 200, "{body}");
+        let (st, _, _) =
+            parts(s.req(reqwest::Method::POST, &format!("/jobs/v2/{id}/cancel"))).await;
+        assert_eq!(st, 200);
+    }
+    let q = "/jobs/v2/query?jobType=scheduleDeviceMethod&jobStatus=cancelled";
+    let p1 = page_of(
+        s.req(reqwest::Method::GET, q)
+            .header("x-ms-max-item-count", "2"),
+    )
+    .await;
+    let token = p1.continuation.expect("a second page");
+    let p2 = page_of(
+        s.req(reqwest::Method::GET, q)
+            .header("x-ms-max-item-count", "2")
+            .header("x-ms-continuation", token),
+    )
+    .await;
+    assert_eq!(p2.continuation, None);
+    let ids: Vec<Value> = [p1.body, p2.body]
+        .into_iter()
+        .flat_map(|b| b.as_array().unwrap().clone())
+        .map(|j| j["jobId"].clone())
+        .collect();
+    assert_eq!(ids, [json!("first"), json!("second"), json!("third")]);
+    let p = page_of(s.req(reqwest::Method::GET, "/jobs/v2/query?jobStatus=running")).await;
+    assert_eq!(p.body, json!([]));
+    let p = page_of(s.req(reqwest::Method::GET, "/jobs/v2/query?jobType=export")).await;
+    assert_eq!(p.status, 400);
+
+    // Jobs need ServiceConnect.
+    let rr = Service::new(&th.hub, "registryRead");
+    let (st, _, _) = parts(rr.req(reqwest::Method::GET, "/jobs/v2/first")).await;
+    assert_eq!(st, 401);
+    tokio::time::timeout(T, th.hub.shutdown()).await.unwrap();
+}
