@@ -68,7 +68,9 @@ impl World {
 
     /// How many of `ids` the hub sees connected right now.
     pub fn connected(&self, ids: &[String]) -> usize {
-        ids.iter().filter(|id| self.hub.hub.is_connected(id)).count()
+        ids.iter()
+            .filter(|id| self.hub.hub.is_connected(id))
+            .count()
     }
 
     /// Waits until every one of `ids` is connected at the hub; returns the time it took from
@@ -85,10 +87,7 @@ impl World {
                 return Ok(since.elapsed());
             }
             if since.elapsed() > limit {
-                anyhow::bail!(
-                    "only {up} of {} links up after {limit:?}",
-                    ids.len()
-                );
+                anyhow::bail!("only {up} of {} links up after {limit:?}", ids.len());
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -146,7 +145,8 @@ impl SimPool {
 }
 
 /// The door profile of every benchmark: doorsim's register map, `lockDoor` as write coil 0
-/// (with the gateway's read-back), three reported points (coil 0, input registers 0-1).
+/// (with the gateway's read-back), desired `Building` (holding 0), three reported points
+/// (coil 0, input registers 0-1).
 pub fn profile(poll_interval: &str) -> String {
     format!(
         r#"
@@ -157,6 +157,12 @@ poll_interval = "{poll_interval}"
 action = "write_coil"
 address = 0
 value = true
+
+[profile.door.desired.Building]
+address = 0
+type = "u16"
+min = 1
+max = 999
 
 [profile.door.reported.locked]
 source = "coil"

@@ -4,13 +4,14 @@
 //! bridge where the issue asks for a comparison), and returns a [`report::Report`].
 //!
 //! Workloads: 1 [`saturation`], 2 [`latency`], 3 and 4 [`footprint`], 5 [`storm`],
-//! 6 job fan-out ([`jobs`]).
+//! 6 [`fanout`] (jobs through the hub's engine: [`jobs`]).
 #![forbid(unsafe_code)]
 #![warn(rust_2018_idioms, missing_debug_implementations)]
 
 pub mod bridges;
 pub mod child;
 pub mod env;
+pub mod fanout;
 pub mod footprint;
 pub mod gateway;
 pub mod jobs;

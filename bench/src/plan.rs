@@ -12,7 +12,7 @@ use crate::footprint::{self, Footprint};
 use crate::jobs::JobRunner;
 use crate::report::{Report, Row};
 use crate::saturation::{self, PollWindow};
-use crate::{latency, procstat, storm};
+use crate::{fanout, latency, procstat, storm};
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -111,8 +111,12 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     };
     let with_ref = launch.reference.is_some();
 
-    let dir = tempfile::Builder::new().prefix("fieldgate-bench").tempdir()?;
-    let world = World::start(HubConfig::for_tests(dir.path().join("hub")), dir).await?;
+    let dir = tempfile::Builder::new()
+        .prefix("fieldgate-bench")
+        .tempdir()?;
+    // Job pacing lifted: the gateway, not the hub's S1 throttle, is what workloads 1 and 6 measure.
+    let hub_config = HubConfig::for_tests(dir.path().join("hub")).unthrottled();
+    let world = World::start(hub_config, dir).await?;
     let big = sizes.footprint_sizes[2].max(sizes.storm_doors);
     let fg_doors = world.doors("door", big)?;
     let ref_doors = if with_ref {
@@ -122,7 +126,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     };
     let fg_pool = SimPool::tcp(big).await?;
     let ref_pool = SimPool::tcp(ref_doors.len()).await?;
-    let jobs = JobRunner::DirectMethods;
+    let jobs = JobRunner::HubJob;
     let mut rows = Vec::new();
 
     if wants(2) {
@@ -131,7 +135,11 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         let mut results = Vec::new();
         for (kind, doors, pool) in [
             (Kind::Fieldgate, &fg_doors[..n], &fg_pool),
-            (Kind::Reference, &ref_doors[..n.min(ref_doors.len())], &ref_pool),
+            (
+                Kind::Reference,
+                &ref_doors[..n.min(ref_doors.len())],
+                &ref_pool,
+            ),
         ] {
             if kind == Kind::Reference && !with_ref {
                 continue;
@@ -142,12 +150,25 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
                 poll_interval: "1s",
                 connects_per_second: 0,
             };
-            let mut b = crate::bridges::Bridge::start(kind, &world, &launch, &format!("latency-{}", kind.name()), site)?;
-            b.wait_up(&world, &ids(doors), Instant::now(), Duration::from_secs(120))
-                .await?;
+            let mut b = crate::bridges::Bridge::start(
+                kind,
+                &world,
+                &launch,
+                &format!("latency-{}", kind.name()),
+                site,
+            )?;
+            b.wait_up(
+                &world,
+                &ids(doors),
+                Instant::now(),
+                Duration::from_secs(120),
+            )
+            .await?;
             let l = latency::measure(&world, &ids(doors), sizes.latency_calls, b.gateway()).await?;
             b.stop().await?;
-            world.wait_disconnected(&ids(doors), Duration::from_secs(30)).await?;
+            world
+                .wait_disconnected(&ids(doors), Duration::from_secs(30))
+                .await?;
             tracing::info!(bridge = kind.name(), ?l, "latency");
             results.push((kind, l));
         }
@@ -155,31 +176,75 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         let rf = results.get(1).map(|r| &r.1);
         let calls = fg.calls;
         rows.push(
-            Row::new(2, format!("lockDoor round trip p50, fieldgate ({calls} calls)"), fg.p50_ms, "ms")
-                .ratio("fieldgate / reference", ratio(fg.p50_ms, rf.map(|r| r.p50_ms))),
+            Row::new(
+                2,
+                format!("lockDoor round trip p50, fieldgate ({calls} calls)"),
+                fg.p50_ms,
+                "ms",
+            )
+            .ratio(
+                "fieldgate / reference",
+                ratio(fg.p50_ms, rf.map(|r| r.p50_ms)),
+            ),
         );
         rows.push(
-            Row::new(2, format!("lockDoor round trip p99, fieldgate ({calls} calls)"), fg.p99_ms, "ms")
-                .ratio("fieldgate / reference", ratio(fg.p99_ms, rf.map(|r| r.p99_ms))),
+            Row::new(
+                2,
+                format!("lockDoor round trip p99, fieldgate ({calls} calls)"),
+                fg.p99_ms,
+                "ms",
+            )
+            .ratio(
+                "fieldgate / reference",
+                ratio(fg.p99_ms, rf.map(|r| r.p99_ms)),
+            ),
         );
         if let Some(own) = fg.gateway_mean_ms {
             rows.push(
-                Row::new(2, "gateway's own share, mean (its method histogram)", own, "ms")
-                    .ratio("gateway / round trip (mean)", own / fg.mean_ms),
+                Row::new(
+                    2,
+                    "gateway's own share, mean (its method histogram)",
+                    own,
+                    "ms",
+                )
+                .ratio("gateway / round trip (mean)", own / fg.mean_ms),
             );
         }
         if let (Some(p50), Some(p99)) = (fg.gateway_p50_ms, fg.gateway_p99_ms) {
-            rows.push(Row::new(2, "gateway's own share p50 (bucket-interpolated)", p50, "ms"));
-            rows.push(Row::new(2, "gateway's own share p99 (bucket-interpolated)", p99, "ms"));
+            rows.push(Row::new(
+                2,
+                "gateway's own share p50 (bucket-interpolated)",
+                p50,
+                "ms",
+            ));
+            rows.push(Row::new(
+                2,
+                "gateway's own share p99 (bucket-interpolated)",
+                p99,
+                "ms",
+            ));
         }
         if let Some(r) = rf {
-            rows.push(Row::new(2, "lockDoor round trip p50, reference", r.p50_ms, "ms"));
-            rows.push(Row::new(2, "lockDoor round trip p99, reference", r.p99_ms, "ms"));
+            rows.push(Row::new(
+                2,
+                "lockDoor round trip p50, reference",
+                r.p50_ms,
+                "ms",
+            ));
+            rows.push(Row::new(
+                2,
+                "lockDoor round trip p99, reference",
+                r.p99_ms,
+                "ms",
+            ));
         }
         if results.iter().any(|(_, l)| l.failures > 0) {
             notes.push(format!(
                 "workload 2: failed calls: {:?}",
-                results.iter().map(|(k, l)| (k.name(), l.failures)).collect::<Vec<_>>()
+                results
+                    .iter()
+                    .map(|(k, l)| (k.name(), l.failures))
+                    .collect::<Vec<_>>()
             ));
         }
     }
@@ -198,14 +263,27 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
             .await?;
             tracing::info!(?s, "saturation");
             rows.push(
-                Row::new(1, format!("lockDoor job, {} doors @ {baud} 8E1 ({})", s.doors, s.job_via), s.job_seconds, "s")
-                    .ratio("wall / physical", s.job_ratio)
-                    .at_most(1.15, "≤ 1.15"),
+                Row::new(
+                    1,
+                    format!(
+                        "lockDoor job, {} doors @ {baud} 8E1 ({})",
+                        s.doors, s.job_via
+                    ),
+                    s.job_seconds,
+                    "s",
+                )
+                .ratio("wall / physical", s.job_ratio)
+                .at_most(1.15, "≤ 1.15"),
             );
             rows.push(
-                Row::new(1, format!("poll cycle, {} doors @ {baud} 8E1", s.doors), s.poll_cycle_seconds, "s")
-                    .ratio("wall / physical", s.poll_ratio)
-                    .at_most(1.15, "≤ 1.15"),
+                Row::new(
+                    1,
+                    format!("poll cycle, {} doors @ {baud} 8E1", s.doors),
+                    s.poll_cycle_seconds,
+                    "s",
+                )
+                .ratio("wall / physical", s.poll_ratio)
+                .at_most(1.15, "≤ 1.15"),
             );
             if s.job_requests != 2 * s.doors as u64 {
                 notes.push(format!(
@@ -227,17 +305,51 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
                 format!(
                     "connect storm, {} links, pacing {}",
                     s.doors,
-                    if cps == 0 { "off".to_string() } else { format!("{cps}/s") }
+                    if cps == 0 {
+                        "off".to_string()
+                    } else {
+                        format!("{cps}/s")
+                    }
                 ),
                 s.seconds,
                 "s",
             );
             rows.push(match s.pacing_bound_seconds {
                 Some(bound) => row
-                    .ratio(&format!("time / {bound:.1} s pacing bound"), s.seconds / bound)
+                    .ratio(
+                        &format!("time / {bound:.1} s pacing bound"),
+                        s.seconds / bound,
+                    )
                     .at_most(1.1, "≤ 1.1"),
                 None => row.ratio("links per second", s.links_per_second),
             });
+        }
+    }
+
+    if wants(6) {
+        tracing::info!("workload 6: job fan-out");
+        let f = fanout::run(&world, &launch, &fg_doors[..sizes.storm_doors], &fg_pool).await?;
+        tracing::info!(?f, "fan-out");
+        for (what, run) in [
+            ("lockDoor method job", &f.method),
+            ("twin-update job (desired Building)", &f.twin),
+        ] {
+            rows.push(Row::new(
+                6,
+                format!(
+                    "{what}, {} doors, hub unthrottled ({:.2} s)",
+                    f.doors,
+                    run.wall.as_secs_f64()
+                ),
+                run.devices_per_second(),
+                "devices/s",
+            ));
+            if run.failed > 0 || run.succeeded != f.doors as u64 {
+                notes.push(format!(
+                    "workload 6: {what}: {} succeeded, {} failed of {}",
+                    run.succeeded, run.failed, f.doors
+                ));
+            }
         }
     }
 
@@ -248,8 +360,16 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
             kinds.push(Kind::Reference);
         }
         let site = |kind: Kind, n: usize| Site {
-            doors: if kind == Kind::Fieldgate { &fg_doors[..n] } else { &ref_doors[..n] },
-            pool: if kind == Kind::Fieldgate { &fg_pool } else { &ref_pool },
+            doors: if kind == Kind::Fieldgate {
+                &fg_doors[..n]
+            } else {
+                &ref_doors[..n]
+            },
+            pool: if kind == Kind::Fieldgate {
+                &fg_pool
+            } else {
+                &ref_pool
+            },
             poll_interval: "1s",
             connects_per_second: 0,
         };
@@ -257,7 +377,16 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         for &n in &sizes.footprint_sizes[..2] {
             for &kind in &kinds {
                 let tag = format!("rss-{}-{n}", kind.name());
-                prints.extend(footprint::run(&world, &launch, &[(kind, tag, site(kind, n))], sizes.settle, None).await?);
+                prints.extend(
+                    footprint::run(
+                        &world,
+                        &launch,
+                        &[(kind, tag, site(kind, n))],
+                        sizes.settle,
+                        None,
+                    )
+                    .await?,
+                );
             }
         }
         let n = sizes.footprint_sizes[2];
@@ -265,7 +394,16 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
             .iter()
             .map(|&k| (k, format!("soak-{}-{n}", k.name()), site(k, n)))
             .collect();
-        prints.extend(footprint::run(&world, &launch, &soaking, sizes.soak, Some(sizes.cpu_window)).await?);
+        prints.extend(
+            footprint::run(
+                &world,
+                &launch,
+                &soaking,
+                sizes.soak,
+                Some(sizes.cpu_window),
+            )
+            .await?,
+        );
         rows.extend(footprint_rows(&prints, &sizes));
         if with_ref {
             notes.push(format!(
@@ -281,7 +419,9 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     hub.shutdown().await;
     notes.push(format!(
         "load average at the end: {}",
-        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
     ));
     Ok(Report {
         mode: if opts.quick { "quick" } else { "full" }.to_string(),
@@ -305,20 +445,47 @@ fn footprint_rows(prints: &[Footprint], sizes: &Sizes) -> Vec<Row> {
         let (f, r) = (find(Kind::Fieldgate, n), find(Kind::Reference, n));
         if let Some(f) = f {
             rows.push(
-                Row::new(3, format!("RSS, {n} door(s), links up + {:?} polling", sizes.settle), f.rss_after_kb as f64 / 1024.0, "MB")
-                    .ratio("fieldgate / reference", vs(Some(f), r, |p| p.rss_after_kb as f64)),
+                Row::new(
+                    3,
+                    format!("RSS, {n} door(s), links up + {:?} polling", sizes.settle),
+                    f.rss_after_kb as f64 / 1024.0,
+                    "MB",
+                )
+                .ratio(
+                    "fieldgate / reference",
+                    vs(Some(f), r, |p| p.rss_after_kb as f64),
+                ),
             );
         }
     }
     let (f, r) = (find(Kind::Fieldgate, s3), find(Kind::Reference, s3));
     if let Some(f) = f {
         rows.push(
-            Row::new(3, format!("RSS, {s3} doors, links up"), f.rss_up_kb as f64 / 1024.0, "MB")
-                .ratio("fieldgate / reference", vs(Some(f), r, |p| p.rss_up_kb as f64)),
+            Row::new(
+                3,
+                format!("RSS, {s3} doors, links up"),
+                f.rss_up_kb as f64 / 1024.0,
+                "MB",
+            )
+            .ratio(
+                "fieldgate / reference",
+                vs(Some(f), r, |p| p.rss_up_kb as f64),
+            ),
         );
         rows.push(
-            Row::new(3, format!("RSS, {s3} doors, after {:.0} s of 1 s polling", f.soak_seconds), f.rss_after_kb as f64 / 1024.0, "MB")
-                .ratio("fieldgate / reference", vs(Some(f), r, |p| p.rss_after_kb as f64)),
+            Row::new(
+                3,
+                format!(
+                    "RSS, {s3} doors, after {:.0} s of 1 s polling",
+                    f.soak_seconds
+                ),
+                f.rss_after_kb as f64 / 1024.0,
+                "MB",
+            )
+            .ratio(
+                "fieldgate / reference",
+                vs(Some(f), r, |p| p.rss_after_kb as f64),
+            ),
         );
         if let Some(f1) = find(Kind::Fieldgate, s1) {
             let per = footprint::kb_per_door(f1, f, true);
@@ -326,24 +493,47 @@ fn footprint_rows(prints: &[Footprint], sizes: &Sizes) -> Vec<Row> {
                 .zip(r)
                 .map(|(r1, r)| footprint::kb_per_door(r1, r, true));
             rows.push(
-                Row::new(3, format!("KB per door = (RSS{s3} − RSS{s1}) / {}", s3 - s1), per, "KB")
-                    .ratio("fieldgate / reference", ratio(per, per_ref))
-                    .value_at_most(64.0, "≤ 64 KB"),
+                Row::new(
+                    3,
+                    format!("KB per door = (RSS{s3} − RSS{s1}) / {}", s3 - s1),
+                    per,
+                    "KB",
+                )
+                .ratio("fieldgate / reference", ratio(per, per_ref))
+                .value_at_most(64.0, "≤ 64 KB"),
             );
         }
         if let Some(pct) = f.cpu_percent_of_core {
             let spm = f.cpu_seconds_per_minute.unwrap_or(f64::NAN);
             rows.push(
-                Row::new(4, format!("idle CPU, {s3} doors polling at 1 s ({spm:.2} CPU s/min)"), pct, "% of a core")
-                    .ratio("fieldgate / reference", ratio(pct, r.and_then(|r| r.cpu_percent_of_core)))
-                    .value_at_most(3.0, "< 3 %"),
+                Row::new(
+                    4,
+                    format!("idle CPU, {s3} doors polling at 1 s ({spm:.2} CPU s/min)"),
+                    pct,
+                    "% of a core",
+                )
+                .ratio(
+                    "fieldgate / reference",
+                    ratio(pct, r.and_then(|r| r.cpu_percent_of_core)),
+                )
+                .value_at_most(3.0, "< 3 %"),
             );
         }
     }
     if let Some(r) = r {
-        rows.push(Row::new(3, format!("reference RSS, {s3} doors, after soak"), r.rss_after_kb as f64 / 1024.0, "MB"));
+        rows.push(Row::new(
+            3,
+            format!("reference RSS, {s3} doors, after soak"),
+            r.rss_after_kb as f64 / 1024.0,
+            "MB",
+        ));
         if let Some(pct) = r.cpu_percent_of_core {
-            rows.push(Row::new(4, format!("reference idle CPU, {s3} doors"), pct, "% of a core"));
+            rows.push(Row::new(
+                4,
+                format!("reference idle CPU, {s3} doors"),
+                pct,
+                "% of a core",
+            ));
         }
     }
     rows

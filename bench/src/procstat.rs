@@ -20,8 +20,11 @@ pub enum ProcError {
 }
 
 fn read(pid: u32, file: &'static str) -> Result<String, ProcError> {
-    std::fs::read_to_string(format!("/proc/{pid}/{file}"))
-        .map_err(|source| ProcError::Read { pid, file, source })
+    std::fs::read_to_string(format!("/proc/{pid}/{file}")).map_err(|source| ProcError::Read {
+        pid,
+        file,
+        source,
+    })
 }
 
 /// Resident set size in KiB.

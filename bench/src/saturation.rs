@@ -47,6 +47,10 @@ pub struct Saturation {
     pub job_seconds: f64,
     pub job_physical_seconds: f64,
     pub job_ratio: f64,
+    /// First device start → last device end, from the hub's device-job records.
+    pub job_device_span_seconds: Option<f64>,
+    /// Job creation → first device start (the hub evaluating the job's query).
+    pub job_start_delay_seconds: Option<f64>,
     /// Requests doorsim saw during the job (2 per door without retries).
     pub job_requests: u64,
     pub poll_cycle_seconds: f64,
@@ -108,20 +112,34 @@ pub async fn run(
 
     // Job: polling far apart (each poller starts at a random point of its hour), so the line
     // carries the job's frames only.
-    let gw = GatewayProc::start(world, &launch.gateway_bin, &format!("rtu-{baud}-job"), spec("1h"))?;
+    let gw = GatewayProc::start(
+        world,
+        &launch.gateway_bin,
+        &format!("rtu-{baud}-job"),
+        spec("1h"),
+    )?;
     world
         .wait_connected(&ids, Instant::now(), Duration::from_secs(120))
         .await?;
     let r0 = sim.handle.total_requests();
-    let job = jobs.lock_doors(world, &ids).await?;
+    let job = jobs
+        .lock_doors(world, &format!("lock-{baud}"), &ids)
+        .await?;
     let job_requests = sim.handle.total_requests() - r0;
     gw.stop().await?;
-    world.wait_disconnected(&ids, Duration::from_secs(30)).await?;
+    world
+        .wait_disconnected(&ids, Duration::from_secs(30))
+        .await?;
     let job_physical = lock_door_physical(baud) * n as u32;
 
     // Poll: an interval shorter than a cycle's line time keeps the line saturated; the
     // cycle time is the window divided by the cycles it carried.
-    let gw = GatewayProc::start(world, &launch.gateway_bin, &format!("rtu-{baud}-poll"), spec("50ms"))?;
+    let gw = GatewayProc::start(
+        world,
+        &launch.gateway_bin,
+        &format!("rtu-{baud}-poll"),
+        spec("50ms"),
+    )?;
     world
         .wait_connected(&ids, Instant::now(), Duration::from_secs(120))
         .await?;
@@ -130,7 +148,9 @@ pub async fn run(
     tokio::time::sleep(window.measure).await;
     let (wall, poll_requests) = (t0.elapsed(), sim.handle.total_requests() - r0);
     gw.stop().await?;
-    world.wait_disconnected(&ids, Duration::from_secs(30)).await?;
+    world
+        .wait_disconnected(&ids, Duration::from_secs(30))
+        .await?;
     sim.shutdown().await;
     socat.stop().await?;
 
@@ -145,6 +165,8 @@ pub async fn run(
         job_seconds: job.wall.as_secs_f64(),
         job_physical_seconds: job_physical.as_secs_f64(),
         job_ratio: job.wall.as_secs_f64() / job_physical.as_secs_f64(),
+        job_device_span_seconds: job.device_span.map(|d| d.as_secs_f64()),
+        job_start_delay_seconds: job.start_delay.map(|d| d.as_secs_f64()),
         job_requests,
         poll_cycle_seconds: poll_cycle,
         poll_physical_seconds: poll_phys,

@@ -43,7 +43,9 @@ pub async fn run(
         .wait_up(world, &ids, started, Duration::from_secs(300))
         .await?;
     bridge.stop().await?;
-    world.wait_disconnected(&ids, Duration::from_secs(30)).await?;
+    world
+        .wait_disconnected(&ids, Duration::from_secs(30))
+        .await?;
     let secs = took.as_secs_f64();
     Ok(Storm {
         doors: doors.len(),
