@@ -95,6 +95,24 @@ impl GatewayProc {
     }
 }
 
+/// Sum and count of every series of histogram `name` (all label sets together).
+pub fn histogram_totals(text: &str, name: &str) -> (f64, f64) {
+    let (sum_p, count_p) = (format!("{name}_sum{{"), format!("{name}_count{{"));
+    let mut totals = (0.0, 0.0);
+    for line in text.lines() {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let v: f64 = value.parse().unwrap_or(0.0);
+        if series.starts_with(&sum_p) {
+            totals.0 += v;
+        } else if series.starts_with(&count_p) {
+            totals.1 += v;
+        }
+    }
+    totals
+}
+
 /// One histogram series (cumulative buckets) read from the Prometheus text format.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Histogram {
@@ -219,6 +237,13 @@ fieldgate_method_duration_seconds_count{method="other"} 7
         // Rank 50 lies half-way through the (1 ms, 2.5 ms] bucket (10 → 90).
         assert!((h.quantile(0.5).unwrap() - 0.001_75).abs() < 1e-9);
         assert!((h.quantile(0.99).unwrap() - 0.004_75).abs() < 1e-9);
+    }
+
+    #[test]
+    fn totals_over_label_sets() {
+        let (sum, count) = histogram_totals(TEXT, "fieldgate_method_duration_seconds");
+        assert!((sum - 0.15).abs() < 1e-12);
+        assert_eq!(count, 107.0);
     }
 
     #[test]

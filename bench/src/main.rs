@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use fieldgate_bench::jobs::JobRunner;
 use fieldgate_bench::{gateway, run, Options};
 
 /// fieldgate against the RS-485 line's physical limit and an SDK-based reference bridge.
@@ -34,6 +35,10 @@ struct Args {
     /// CPU, 5 connect storm, 6 job fan-out).
     #[arg(long, value_delimiter = ',')]
     only: Option<Vec<u8>>,
+    /// Workload 1's lockDoor fan-out: a hub `job`, or `direct` (every door's direct method at
+    /// once; tells the hub's job dispatch apart from the gateway).
+    #[arg(long, default_value = "job", value_parser = ["job", "direct"])]
+    job_via: String,
 }
 
 fn humantime_duration(s: &str) -> Result<Duration, String> {
@@ -75,6 +80,11 @@ fn main_inner(args: Args) -> anyhow::Result<()> {
         node: (!args.no_reference).then_some(args.node),
         soak: args.soak,
         only: args.only,
+        job_runner: if args.job_via == "direct" {
+            JobRunner::DirectMethods
+        } else {
+            JobRunner::HubJob
+        },
     };
     let rt = tokio::runtime::Runtime::new()?;
     let report = rt.block_on(run(opts))?;

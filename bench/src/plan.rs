@@ -24,6 +24,8 @@ pub struct Options {
     pub soak: Option<Duration>,
     /// Workloads to run (default all).
     pub only: Option<Vec<u8>>,
+    /// How workload 1 fans `lockDoor` out (a hub job unless told otherwise).
+    pub job_runner: JobRunner,
 }
 
 /// Sizes of one mode.
@@ -126,7 +128,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     };
     let fg_pool = SimPool::tcp(big).await?;
     let ref_pool = SimPool::tcp(ref_doors.len()).await?;
-    let jobs = JobRunner::HubJob;
+    let jobs = opts.job_runner;
     let mut rows = Vec::new();
 
     if wants(2) {

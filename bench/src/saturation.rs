@@ -12,7 +12,7 @@ use fieldhub::doorsim::{self, transaction_time, DoorSimConfig, Listen};
 use crate::bridges::Launch;
 use crate::child::{wait_for_path, Proc};
 use crate::env::{rtu_bus, Door, MapSpec, World};
-use crate::gateway::GatewayProc;
+use crate::gateway::{histogram_totals, GatewayProc};
 use crate::jobs::JobRunner;
 
 /// PDU sizes (function code included) of the frames a door costs. RTU adds the unit
@@ -58,6 +58,11 @@ pub struct Saturation {
     pub poll_ratio: f64,
     pub poll_window_seconds: f64,
     pub poll_requests: u64,
+    /// Mean time the gateway saw per transaction (request written → response decoded),
+    /// from its `fieldgate_modbus_request_duration_seconds`, during the poll window.
+    pub poll_gateway_transaction_ms: Option<f64>,
+    /// The line's time per transaction (physical), for comparison.
+    pub poll_physical_transaction_ms: f64,
 }
 
 /// Durations of the poll phase.
@@ -144,9 +149,16 @@ pub async fn run(
         .wait_connected(&ids, Instant::now(), Duration::from_secs(120))
         .await?;
     tokio::time::sleep(window.warm_up).await;
+    const TX: &str = "fieldgate_modbus_request_duration_seconds";
+    let m0 = gw.metrics().await.ok().map(|t| histogram_totals(&t, TX));
     let (t0, r0) = (Instant::now(), sim.handle.total_requests());
     tokio::time::sleep(window.measure).await;
     let (wall, poll_requests) = (t0.elapsed(), sim.handle.total_requests() - r0);
+    let m1 = gw.metrics().await.ok().map(|t| histogram_totals(&t, TX));
+    let poll_gateway_transaction_ms = m0
+        .zip(m1)
+        .filter(|(a, b)| b.1 > a.1)
+        .map(|(a, b)| (b.0 - a.0) / (b.1 - a.1) * 1e3);
     gw.stop().await?;
     world
         .wait_disconnected(&ids, Duration::from_secs(30))
@@ -173,6 +185,8 @@ pub async fn run(
         poll_ratio: poll_cycle / poll_phys,
         poll_window_seconds: wall.as_secs_f64(),
         poll_requests,
+        poll_gateway_transaction_ms,
+        poll_physical_transaction_ms: poll_physical(baud).as_secs_f64() / 2.0 * 1e3,
     })
 }
 
