@@ -22,28 +22,45 @@ pub struct Door {
     pub unit: u8,
 }
 
-/// The hub and a temp dir for configs and logs.
+/// The hub and a directory for configs and logs (a temp dir, removed at the end unless kept).
 pub struct World {
-    pub dir: tempfile::TempDir,
+    pub dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
     pub hub: RunningHub,
 }
 
 impl std::fmt::Debug for World {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("World")
-            .field("dir", &self.dir.path())
+            .field("dir", &self.dir)
             .finish()
     }
 }
 
 impl World {
-    pub async fn start(hub: HubConfig, dir: tempfile::TempDir) -> anyhow::Result<World> {
-        let hub = fieldhub::start(hub).await.context("starting fieldhub")?;
-        Ok(World { dir, hub })
+    /// Starts the hub with its data under `dir`; `keep` leaves the directory (logs, device
+    /// maps) in place after the run.
+    pub async fn start(
+        hub: impl FnOnce(&Path) -> HubConfig,
+        keep: bool,
+    ) -> anyhow::Result<World> {
+        let temp = tempfile::Builder::new().prefix("fieldgate-bench").tempdir()?;
+        let (dir, temp) = if keep {
+            (temp.keep(), None)
+        } else {
+            (temp.path().to_path_buf(), Some(temp))
+        };
+        tracing::info!(dir = %dir.display(), "configs and logs");
+        let hub = fieldhub::start(hub(&dir)).await.context("starting fieldhub")?;
+        Ok(World {
+            dir,
+            _temp: temp,
+            hub,
+        })
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        self.dir.join(name)
     }
 
     /// Registers `n` devices `{prefix}-1…` (or fetches them if they exist) and assigns them

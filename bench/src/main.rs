@@ -35,6 +35,9 @@ struct Args {
     /// CPU, 5 connect storm, 6 job fan-out).
     #[arg(long, value_delimiter = ',')]
     only: Option<Vec<u8>>,
+    /// Keep the run's directory (generated device maps, gateway and reference logs).
+    #[arg(long)]
+    keep: bool,
     /// Workload 1's lockDoor fan-out: a hub `job`, or `direct` (every door's direct method at
     /// once; tells the hub's job dispatch apart from the gateway).
     #[arg(long, default_value = "job", value_parser = ["job", "direct"])]
@@ -80,6 +83,7 @@ fn main_inner(args: Args) -> anyhow::Result<()> {
         node: (!args.no_reference).then_some(args.node),
         soak: args.soak,
         only: args.only,
+        keep: args.keep,
         job_runner: if args.job_via == "direct" {
             JobRunner::DirectMethods
         } else {

@@ -24,6 +24,8 @@ pub struct Options {
     pub soak: Option<Duration>,
     /// Workloads to run (default all).
     pub only: Option<Vec<u8>>,
+    /// Leave the run's directory (device maps, logs) in place.
+    pub keep: bool,
     /// How workload 1 fans `lockDoor` out (a hub job unless told otherwise).
     pub job_runner: JobRunner,
 }
@@ -113,12 +115,12 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     };
     let with_ref = launch.reference.is_some();
 
-    let dir = tempfile::Builder::new()
-        .prefix("fieldgate-bench")
-        .tempdir()?;
     // Job pacing lifted: the gateway, not the hub's S1 throttle, is what workloads 1 and 6 measure.
-    let hub_config = HubConfig::for_tests(dir.path().join("hub")).unthrottled();
-    let world = World::start(hub_config, dir).await?;
+    let world = World::start(
+        |dir| HubConfig::for_tests(dir.join("hub")).unthrottled(),
+        opts.keep,
+    )
+    .await?;
     let big = sizes.footprint_sizes[2].max(sizes.storm_doors);
     let fg_doors = world.doors("door", big)?;
     let ref_doors = if with_ref {

@@ -88,7 +88,9 @@ function startPolling(door, twin) {
 async function openDoor(door) {
   const cs = `HostName=${cfg.hostName};DeviceId=${door.id};SharedAccessKey=${door.key};GatewayHostName=${cfg.gatewayHostName}`;
   const client = Client.fromConnectionString(cs, Mqtt);
-  client.setOptions({ ca });
+  // setOptions is asynchronous when given `ca` (it first tries to read it as a file name):
+  // opening before it settles connects without the CA, now and then.
+  await client.setOptions({ ca });
   client.on('error', (e) => console.error(`${door.id}: ${e.message}`));
   await client.open();
   client.onDeviceMethod('lockDoor', (req, res) => {
