@@ -268,7 +268,7 @@ impl Link {
                     }
                     continue;
                 }
-                event = conn.events.recv() => event,
+                event = conn.events.recv() => event.map(|boxed| *boxed),
             };
             let event = match event {
                 Some(Ok(event)) => event,
