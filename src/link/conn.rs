@@ -22,12 +22,20 @@ use super::{auth, LinkSettings};
 
 /// IoT Hub's limits (128 KB method payloads, 256 KB telemetry) plus MQTT framing.
 const MAX_PACKET: usize = 300 * 1024;
+/// QoS 1 publishes awaiting their PUBACK. rumqttc keeps a slot per possible in-flight publish
+/// for the connection's life (default 100 × 72 bytes); a door has a handful at most (reported
+/// patches, telemetry), and more simply wait in the request queue.
+const INFLIGHT: u16 = 16;
 /// How long a clean DISCONNECT may take before the socket is just dropped.
 const DISCONNECT_GRACE: Duration = Duration::from_secs(2);
 
+/// What the poller forwards. Boxed because a channel allocates its first block of 32 slots
+/// up front: 32 × 152 bytes unboxed, per door, for events that come a few a minute.
+pub(crate) type PolledEvent = Box<Result<Event, ConnectionError>>;
+
 pub(crate) struct Conn {
     pub(crate) client: AsyncClient,
-    pub(crate) events: mpsc::Receiver<Result<Event, ConnectionError>>,
+    pub(crate) events: mpsc::Receiver<PolledEvent>,
     poller: JoinHandle<()>,
 }
 
@@ -56,6 +64,7 @@ impl Conn {
             .set_clean_session(false)
             .set_keep_alive(Duration::from_secs(s.keepalive.as_secs().max(1)))
             .set_max_packet_size(MAX_PACKET, MAX_PACKET)
+            .set_inflight(INFLIGHT)
             .set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
                 tls.clone(),
             )));
@@ -82,7 +91,8 @@ impl Conn {
             return;
         }
         let _ = timeout(DISCONNECT_GRACE, async {
-            while let Some(Ok(ev)) = self.events.recv().await {
+            while let Some(ev) = self.events.recv().await {
+                let Ok(ev) = *ev else { break };
                 if matches!(ev, Event::Outgoing(Outgoing::Disconnect)) {
                     break;
                 }
@@ -93,11 +103,11 @@ impl Conn {
 }
 
 /// Drives the event loop until its first error, which it forwards as the last item.
-async fn poll(mut eventloop: EventLoop, tx: mpsc::Sender<Result<Event, ConnectionError>>) {
+async fn poll(mut eventloop: EventLoop, tx: mpsc::Sender<PolledEvent>) {
     loop {
         let r = eventloop.poll().await;
         let failed = r.is_err();
-        if tx.send(r).await.is_err() || failed {
+        if tx.send(Box::new(r)).await.is_err() || failed {
             return;
         }
     }

@@ -338,7 +338,7 @@ impl Link {
                     }
                     continue;
                 }
-                event = conn.events.recv() => event,
+                event = conn.events.recv() => event.map(|boxed| *boxed),
             };
             let event = match event {
                 Some(Ok(event)) => event,

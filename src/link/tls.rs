@@ -1,17 +1,42 @@
 //! The TLS client configuration of every door link: rustls with the ring provider, trusting
 //! the system roots plus an optional extra CA (a private hub such as fieldhub). Hostname
 //! verification is never switched off.
+//!
+//! Every door of a gateway shares one configuration: a root store holds every system CA
+//! (~150 parsed certificates, tens of KB), and building one per door cost ~100 KB of memory
+//! per door and a parse of the system bundle per link start (benchmark workloads 3 and 5).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
 
 use rustls::pki_types::CertificateDer;
 use rustls::{ClientConfig, RootCertStore};
 
 use super::LinkError;
 
-/// Builds the shared client config. System roots that fail to load are skipped (a Pi image
-/// may lack a CA bundle when only a private hub is used); an unreadable extra CA is an error.
+/// Configurations alive, by the extra CA they were built with. Weak: a config goes when its
+/// last door does.
+type Shared = HashMap<Option<Vec<u8>>, Weak<ClientConfig>>;
+static SHARED: Mutex<Option<Shared>> = Mutex::new(None);
+
+/// The shared client config for `extra_ca_pem`: built on first use, then the same `Arc` for
+/// every door while any holds it (a reload with another CA builds a new one). System roots
+/// that fail to load are skipped (a Pi image may lack a CA bundle when only a private hub is
+/// used); an unreadable extra CA is an error.
 pub fn client_config(extra_ca_pem: Option<&[u8]>) -> Result<Arc<ClientConfig>, LinkError> {
+    let mut guard = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+    let shared = guard.get_or_insert_with(HashMap::new);
+    let key = extra_ca_pem.map(<[u8]>::to_vec);
+    if let Some(config) = shared.get(&key).and_then(Weak::upgrade) {
+        return Ok(config);
+    }
+    let config = build(extra_ca_pem)?;
+    shared.retain(|_, w| w.strong_count() > 0);
+    shared.insert(key, Arc::downgrade(&config));
+    Ok(config)
+}
+
+fn build(extra_ca_pem: Option<&[u8]>) -> Result<Arc<ClientConfig>, LinkError> {
     let mut roots = RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
     let (added, _ignored) = roots.add_parsable_certificates(native.certs);
@@ -46,6 +71,23 @@ pub fn client_config(extra_ca_pem: Option<&[u8]>) -> Result<Arc<ClientConfig>, L
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn doors_share_one_config_per_extra_ca() {
+        let ca = rcgen::generate_simple_self_signed(vec!["localhost".into()])
+            .unwrap()
+            .cert
+            .pem();
+        let a = client_config(Some(ca.as_bytes())).unwrap();
+        let b = client_config(Some(ca.as_bytes())).unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+        let other = rcgen::generate_simple_self_signed(vec!["hub".into()])
+            .unwrap()
+            .cert
+            .pem();
+        let c = client_config(Some(other.as_bytes())).unwrap();
+        assert!(!Arc::ptr_eq(&a, &c));
+    }
 
     #[test]
     fn rejects_garbage_extra_ca() {

@@ -3,7 +3,7 @@
 //! Pure arithmetic on RTU frame sizes (address + PDU + CRC), 11 bits per character
 //! (start + 8 data + parity/stop + stop) and the 3.5-character silence that ends each frame.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio_modbus::{Request, Response};
 
@@ -55,6 +55,22 @@ pub fn transaction_time(baud: u32, req_pdu: usize, resp_pdu: Option<usize>) -> D
     Duration::from_micros(micros)
 }
 
+/// How much of a wait is spun rather than slept: a thread sleep wakes late by the timer
+/// slack (50 µs by default) plus scheduling.
+const SPIN: Duration = Duration::from_micros(200);
+
+/// Blocks the calling thread until `until`, to within a few microseconds: sleeps most of the
+/// way and spins the rest. For a blocking thread (`spawn_blocking`), never an async task.
+pub fn sleep_precisely(until: Instant) {
+    let left = until.saturating_duration_since(Instant::now());
+    if left > SPIN {
+        std::thread::sleep(left - SPIN);
+    }
+    while Instant::now() < until {
+        std::hint::spin_loop();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,6 +86,15 @@ mod tests {
             Some(response_pdu_len(Some(&resp))),
         );
         assert_eq!(t, Duration::from_micros(24 * 11 * 1_000_000 / 9600));
+    }
+
+    #[test]
+    fn precise_sleep_never_returns_early() {
+        for micros in [0, 50, 300, 2_000] {
+            let until = Instant::now() + Duration::from_micros(micros);
+            sleep_precisely(until);
+            assert!(Instant::now() >= until);
+        }
     }
 
     #[test]

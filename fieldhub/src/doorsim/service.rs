@@ -92,6 +92,7 @@ impl Shared {
     }
 
     async fn handle(&self, req: SlaveRequest<'static>) -> Result<Option<Response>, ExceptionCode> {
+        let arrived = Instant::now();
         let unit = req.slave;
         *lock(&self.requests).entry(unit).or_default() += 1;
         let mut seq = 0;
@@ -142,8 +143,17 @@ impl Shared {
                 Err(_) => Some(line::response_pdu_len(None)),
             };
             let wire = line::transaction_time(baud, line::request_pdu_len(&req.request), resp_len);
-            let _line = self.line.lock().await;
-            tokio::time::sleep(wire).await;
+            // The line is ours from the request's arrival, or from when the transaction
+            // ahead of it released the line.
+            let (_line, start) = match self.line.try_lock() {
+                Ok(guard) => (guard, arrived),
+                Err(_) => (self.line.lock().await, Instant::now()),
+            };
+            let until = start + wire;
+            // Not tokio::time::sleep: its timer ticks in whole milliseconds, which at 115200
+            // baud (~2 ms a transaction) would add up to 50 % to every transaction. A thread
+            // sleep wakes late by tens of microseconds (timer slack); the last stretch spins.
+            let _ = tokio::task::spawn_blocking(move || line::sleep_precisely(until)).await;
         }
         result
     }

@@ -156,7 +156,9 @@ pub(super) async fn drive<O: DeviceOps, S: JobStore>(
                 in_flight.remove(&device);
                 apply(&inner, &job_id, &device, result, &mut retries);
             }
-            _ = tokio::time::sleep_until(slot), if ready.is_some() => {
+            // A slot that has come needs no timer: one would only fire on the driver's next
+            // millisecond tick, capping an unthrottled job at a device per millisecond.
+            _ = async { if slot > tokio::time::Instant::now() { tokio::time::sleep_until(slot).await } }, if ready.is_some() => {
                 let Some(device) = ready else { continue };
                 if !inner.pacer.take() {
                     continue;

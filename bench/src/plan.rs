@@ -1,0 +1,544 @@
+//! The run: workload sizes for `--quick` and full mode, the order workloads run in, and the
+//! rows (each with its ratio and target) they add to the report.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use fieldhub::HubConfig;
+
+use crate::bridges::{ids, Kind, Launch, Site};
+use crate::env::{SimPool, World};
+use crate::footprint::{self, Footprint};
+use crate::jobs::JobRunner;
+use crate::report::{Report, Row};
+use crate::saturation::{self, PollWindow};
+use crate::{fanout, latency, procstat, storm};
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub quick: bool,
+    pub gateway_bin: PathBuf,
+    /// `node` for the reference bridge; `None` leaves the reference out.
+    pub node: Option<PathBuf>,
+    /// Soak of workloads 3/4 (default: 10 min full, 5 s quick).
+    pub soak: Option<Duration>,
+    /// Workloads to run (default all).
+    pub only: Option<Vec<u8>>,
+    /// Leave the run's directory (device maps, logs) in place.
+    pub keep: bool,
+    /// How workload 1 fans `lockDoor` out (a hub job unless told otherwise).
+    pub job_runner: JobRunner,
+}
+
+/// Sizes of one mode.
+#[derive(Debug, Clone)]
+struct Sizes {
+    bauds: Vec<u32>,
+    rtu_doors: usize,
+    poll_window: PollWindow,
+    latency_doors: usize,
+    latency_calls: usize,
+    footprint_sizes: [usize; 3],
+    settle: Duration,
+    soak: Duration,
+    cpu_window: Duration,
+    storm_doors: usize,
+}
+
+impl Sizes {
+    fn of(o: &Options) -> Sizes {
+        if o.quick {
+            Sizes {
+                bauds: vec![19200],
+                rtu_doors: 8,
+                poll_window: PollWindow {
+                    warm_up: Duration::from_secs(1),
+                    measure: Duration::from_secs(3),
+                },
+                latency_doors: 4,
+                latency_calls: 200,
+                footprint_sizes: [1, 10, 50],
+                settle: Duration::from_secs(1),
+                soak: o.soak.unwrap_or(Duration::from_secs(5)),
+                cpu_window: Duration::from_secs(5),
+                storm_doors: 50,
+            }
+        } else {
+            Sizes {
+                bauds: vec![9600, 19200, 115200],
+                rtu_doors: 32,
+                poll_window: PollWindow {
+                    warm_up: Duration::from_secs(2),
+                    measure: Duration::from_secs(10),
+                },
+                latency_doors: 10,
+                latency_calls: 5000,
+                footprint_sizes: [1, 100, 1000],
+                settle: Duration::from_secs(5),
+                soak: o.soak.unwrap_or(Duration::from_secs(600)),
+                cpu_window: Duration::from_secs(60),
+                storm_doors: 1000,
+            }
+        }
+    }
+}
+
+fn ratio(a: f64, b: Option<f64>) -> f64 {
+    b.map_or(f64::NAN, |b| a / b)
+}
+
+/// Runs the selected workloads and returns the report.
+pub async fn run(opts: Options) -> anyhow::Result<Report> {
+    let started_at = chrono::Utc::now();
+    let started = Instant::now();
+    let machine = procstat::machine();
+    let sizes = Sizes::of(&opts);
+    let wants = |w: u8| opts.only.as_ref().is_none_or(|o| o.contains(&w));
+    let mut notes = Vec::new();
+    let reference = match &opts.node {
+        None => {
+            notes.push("reference bridge left out (--no-reference)".to_string());
+            None
+        }
+        Some(node) => match Launch::find_reference(node) {
+            Ok(script) => Some((node.clone(), script)),
+            Err(why) => {
+                tracing::warn!("{why}");
+                notes.push(why);
+                None
+            }
+        },
+    };
+    let launch = Launch {
+        gateway_bin: opts.gateway_bin.clone(),
+        reference,
+    };
+    let with_ref = launch.reference.is_some();
+
+    // Job pacing lifted: the gateway, not the hub's S1 throttle, is what workloads 1 and 6 measure.
+    let world = World::start(
+        |dir| HubConfig::for_tests(dir.join("hub")).unthrottled(),
+        opts.keep,
+    )
+    .await?;
+    let big = sizes.footprint_sizes[2].max(sizes.storm_doors);
+    let fg_doors = world.doors("door", big)?;
+    let ref_doors = if with_ref {
+        world.doors("ref", sizes.footprint_sizes[2])?
+    } else {
+        Vec::new()
+    };
+    let fg_pool = SimPool::tcp(big).await?;
+    let ref_pool = SimPool::tcp(ref_doors.len()).await?;
+    let jobs = opts.job_runner;
+    let mut rows = Vec::new();
+
+    if wants(2) {
+        tracing::info!("workload 2: method latency");
+        let n = sizes.latency_doors;
+        let mut results = Vec::new();
+        for (kind, doors, pool) in [
+            (Kind::Fieldgate, &fg_doors[..n], &fg_pool),
+            (
+                Kind::Reference,
+                &ref_doors[..n.min(ref_doors.len())],
+                &ref_pool,
+            ),
+        ] {
+            if kind == Kind::Reference && !with_ref {
+                continue;
+            }
+            let site = Site {
+                doors,
+                pool,
+                poll_interval: "1s",
+                connects_per_second: 0,
+            };
+            let mut b = crate::bridges::Bridge::start(
+                kind,
+                &world,
+                &launch,
+                &format!("latency-{}", kind.name()),
+                site,
+            )?;
+            b.wait_up(
+                &world,
+                &ids(doors),
+                Instant::now(),
+                Duration::from_secs(120),
+            )
+            .await?;
+            let l = latency::measure(&world, &ids(doors), sizes.latency_calls, b.gateway()).await?;
+            b.stop().await?;
+            world
+                .wait_disconnected(&ids(doors), Duration::from_secs(30))
+                .await?;
+            tracing::info!(bridge = kind.name(), ?l, "latency");
+            results.push((kind, l));
+        }
+        let fg = &results[0].1;
+        let rf = results.get(1).map(|r| &r.1);
+        let calls = fg.calls;
+        rows.push(
+            Row::new(
+                2,
+                format!("lockDoor round trip p50, fieldgate ({calls} calls)"),
+                fg.p50_ms,
+                "ms",
+            )
+            .ratio(
+                "fieldgate / reference",
+                ratio(fg.p50_ms, rf.map(|r| r.p50_ms)),
+            ),
+        );
+        rows.push(
+            Row::new(
+                2,
+                format!("lockDoor round trip p99, fieldgate ({calls} calls)"),
+                fg.p99_ms,
+                "ms",
+            )
+            .ratio(
+                "fieldgate / reference",
+                ratio(fg.p99_ms, rf.map(|r| r.p99_ms)),
+            ),
+        );
+        if let Some(own) = fg.gateway_mean_ms {
+            rows.push(
+                Row::new(
+                    2,
+                    "gateway's own share, mean (its method histogram)",
+                    own,
+                    "ms",
+                )
+                .ratio("gateway / round trip (mean)", own / fg.mean_ms),
+            );
+        }
+        if let (Some(p50), Some(p99)) = (fg.gateway_p50_ms, fg.gateway_p99_ms) {
+            rows.push(Row::new(
+                2,
+                "gateway's own share p50 (bucket-interpolated)",
+                p50,
+                "ms",
+            ));
+            rows.push(Row::new(
+                2,
+                "gateway's own share p99 (bucket-interpolated)",
+                p99,
+                "ms",
+            ));
+        }
+        if let Some(r) = rf {
+            rows.push(Row::new(
+                2,
+                "lockDoor round trip p50, reference",
+                r.p50_ms,
+                "ms",
+            ));
+            rows.push(Row::new(
+                2,
+                "lockDoor round trip p99, reference",
+                r.p99_ms,
+                "ms",
+            ));
+        }
+        if results.iter().any(|(_, l)| l.failures > 0) {
+            notes.push(format!(
+                "workload 2: failed calls: {:?}",
+                results
+                    .iter()
+                    .map(|(k, l)| (k.name(), l.failures))
+                    .collect::<Vec<_>>()
+            ));
+        }
+    }
+
+    if wants(1) {
+        for &baud in &sizes.bauds {
+            tracing::info!(baud, "workload 1: bus saturation");
+            let s = saturation::run(
+                &world,
+                &launch,
+                &jobs,
+                &fg_doors[..sizes.rtu_doors],
+                baud,
+                sizes.poll_window,
+            )
+            .await?;
+            tracing::info!(?s, "saturation");
+            rows.push(
+                Row::new(
+                    1,
+                    format!(
+                        "lockDoor job, {} doors @ {baud} 8E1 ({})",
+                        s.doors, s.job_via
+                    ),
+                    s.job_seconds,
+                    "s",
+                )
+                .ratio("wall / physical", s.job_ratio)
+                .at_most(1.15, "≤ 1.15"),
+            );
+            rows.push(
+                Row::new(
+                    1,
+                    format!("poll cycle, {} doors @ {baud} 8E1", s.doors),
+                    s.poll_cycle_seconds,
+                    "s",
+                )
+                .ratio("wall / physical", s.poll_ratio)
+                .at_most(1.15, "≤ 1.15"),
+            );
+            if s.job_requests != 2 * s.doors as u64 {
+                notes.push(format!(
+                    "workload 1 @ {baud}: the job took {} requests for {} doors (retries?)",
+                    s.job_requests, s.doors
+                ));
+            }
+        }
+    }
+
+    if wants(5) {
+        let doors = &fg_doors[..sizes.storm_doors];
+        for cps in [100, 0] {
+            tracing::info!(cps, "workload 5: connect storm");
+            let s = storm::run(&world, &launch, doors, &fg_pool, cps).await?;
+            tracing::info!(?s, "storm");
+            let row = Row::new(
+                5,
+                format!(
+                    "connect storm, {} links, pacing {}",
+                    s.doors,
+                    if cps == 0 {
+                        "off".to_string()
+                    } else {
+                        format!("{cps}/s")
+                    }
+                ),
+                s.seconds,
+                "s",
+            );
+            rows.push(match s.pacing_bound_seconds {
+                Some(bound) => row
+                    .ratio(
+                        &format!("time / {bound:.1} s pacing bound"),
+                        s.seconds / bound,
+                    )
+                    .at_most(1.1, "≤ 1.1"),
+                None => row.ratio("links per second", s.links_per_second),
+            });
+        }
+    }
+
+    if wants(6) {
+        tracing::info!("workload 6: job fan-out");
+        let f = fanout::run(&world, &launch, &fg_doors[..sizes.storm_doors], &fg_pool).await?;
+        tracing::info!(?f, "fan-out");
+        for (what, run) in [
+            ("lockDoor method job", &f.method),
+            ("twin-update job (desired Building)", &f.twin),
+        ] {
+            rows.push(Row::new(
+                6,
+                format!(
+                    "{what}, {} doors, hub unthrottled ({:.2} s)",
+                    f.doors,
+                    run.wall.as_secs_f64()
+                ),
+                run.devices_per_second(),
+                "devices/s",
+            ));
+            if run.failed > 0 || run.succeeded != f.doors as u64 {
+                notes.push(format!(
+                    "workload 6: {what}: {} succeeded, {} failed of {}",
+                    run.succeeded, run.failed, f.doors
+                ));
+            }
+        }
+    }
+
+    if wants(3) || wants(4) {
+        tracing::info!("workloads 3 and 4: memory and idle CPU");
+        let mut kinds = vec![Kind::Fieldgate];
+        if with_ref {
+            kinds.push(Kind::Reference);
+        }
+        let site = |kind: Kind, n: usize| Site {
+            doors: if kind == Kind::Fieldgate {
+                &fg_doors[..n]
+            } else {
+                &ref_doors[..n]
+            },
+            pool: if kind == Kind::Fieldgate {
+                &fg_pool
+            } else {
+                &ref_pool
+            },
+            poll_interval: "1s",
+            connects_per_second: 0,
+        };
+        let mut prints: Vec<Footprint> = Vec::new();
+        for &n in &sizes.footprint_sizes[..2] {
+            for &kind in &kinds {
+                let tag = format!("rss-{}-{n}", kind.name());
+                prints.extend(
+                    footprint::run(
+                        &world,
+                        &launch,
+                        &[(kind, tag, site(kind, n))],
+                        sizes.settle,
+                        None,
+                    )
+                    .await?,
+                );
+            }
+        }
+        let n = sizes.footprint_sizes[2];
+        let soaking: Vec<_> = kinds
+            .iter()
+            .map(|&k| (k, format!("soak-{}-{n}", k.name()), site(k, n)))
+            .collect();
+        prints.extend(
+            footprint::run(
+                &world,
+                &launch,
+                &soaking,
+                sizes.soak,
+                Some(sizes.cpu_window),
+            )
+            .await?,
+        );
+        rows.extend(footprint_rows(&prints, &sizes));
+        if with_ref {
+            notes.push(format!(
+                "workloads 3/4: fieldgate and the reference soaked side by side ({} doors each, {:?})",
+                n, sizes.soak
+            ));
+        }
+    }
+
+    fg_pool.shutdown().await;
+    ref_pool.shutdown().await;
+    let hub = world.hub;
+    hub.shutdown().await;
+    notes.push(format!(
+        "load average at the end: {}",
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    ));
+    Ok(Report {
+        mode: if opts.quick { "quick" } else { "full" }.to_string(),
+        started: started_at.to_rfc3339(),
+        duration_seconds: started.elapsed().as_secs_f64(),
+        machine,
+        gateway_binary: opts.gateway_bin.display().to_string(),
+        rows,
+        notes,
+    })
+}
+
+fn footprint_rows(prints: &[Footprint], sizes: &Sizes) -> Vec<Row> {
+    let find = |k: Kind, n: usize| prints.iter().find(|p| p.kind == k && p.doors == n);
+    let mut rows = Vec::new();
+    let [s1, s2, s3] = sizes.footprint_sizes;
+    let vs = |f: Option<&Footprint>, r: Option<&Footprint>, get: fn(&Footprint) -> f64| {
+        ratio(f.map_or(f64::NAN, get), r.map(get))
+    };
+    for n in [s1, s2] {
+        let (f, r) = (find(Kind::Fieldgate, n), find(Kind::Reference, n));
+        if let Some(f) = f {
+            rows.push(
+                Row::new(
+                    3,
+                    format!("RSS, {n} door(s), links up + {:?} polling", sizes.settle),
+                    f.rss_after_kb as f64 / 1024.0,
+                    "MB",
+                )
+                .ratio(
+                    "fieldgate / reference",
+                    vs(Some(f), r, |p| p.rss_after_kb as f64),
+                ),
+            );
+        }
+    }
+    let (f, r) = (find(Kind::Fieldgate, s3), find(Kind::Reference, s3));
+    if let Some(f) = f {
+        rows.push(
+            Row::new(
+                3,
+                format!("RSS, {s3} doors, links up"),
+                f.rss_up_kb as f64 / 1024.0,
+                "MB",
+            )
+            .ratio(
+                "fieldgate / reference",
+                vs(Some(f), r, |p| p.rss_up_kb as f64),
+            ),
+        );
+        rows.push(
+            Row::new(
+                3,
+                format!(
+                    "RSS, {s3} doors, after {:.0} s of 1 s polling",
+                    f.soak_seconds
+                ),
+                f.rss_after_kb as f64 / 1024.0,
+                "MB",
+            )
+            .ratio(
+                "fieldgate / reference",
+                vs(Some(f), r, |p| p.rss_after_kb as f64),
+            ),
+        );
+        if let Some(f1) = find(Kind::Fieldgate, s1) {
+            let per = footprint::kb_per_door(f1, f, true);
+            let per_ref = find(Kind::Reference, s1)
+                .zip(r)
+                .map(|(r1, r)| footprint::kb_per_door(r1, r, true));
+            rows.push(
+                Row::new(
+                    3,
+                    format!("KB per door = (RSS{s3} − RSS{s1}) / {}", s3 - s1),
+                    per,
+                    "KB",
+                )
+                .ratio("fieldgate / reference", ratio(per, per_ref))
+                .value_at_most(64.0, "≤ 64 KB"),
+            );
+        }
+        if let Some(pct) = f.cpu_percent_of_core {
+            let spm = f.cpu_seconds_per_minute.unwrap_or(f64::NAN);
+            rows.push(
+                Row::new(
+                    4,
+                    format!("idle CPU, {s3} doors polling at 1 s ({spm:.2} CPU s/min)"),
+                    pct,
+                    "% of a core",
+                )
+                .ratio(
+                    "fieldgate / reference",
+                    ratio(pct, r.and_then(|r| r.cpu_percent_of_core)),
+                )
+                .value_at_most(3.0, "< 3 %"),
+            );
+        }
+    }
+    if let Some(r) = r {
+        rows.push(Row::new(
+            3,
+            format!("reference RSS, {s3} doors, after soak"),
+            r.rss_after_kb as f64 / 1024.0,
+            "MB",
+        ));
+        if let Some(pct) = r.cpu_percent_of_core {
+            rows.push(Row::new(
+                4,
+                format!("reference idle CPU, {s3} doors"),
+                pct,
+                "% of a core",
+            ));
+        }
+    }
+    rows
+}
