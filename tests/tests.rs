@@ -14,6 +14,7 @@ mod harness;
 mod link;
 mod reliability;
 mod reliability_bus;
+mod reliability_hub;
 mod reliability_input;
 mod reliability_process;
 mod reliability_security;

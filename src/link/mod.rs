@@ -14,6 +14,7 @@
 pub mod auth;
 pub mod backoff;
 mod conn;
+mod drain;
 mod handle;
 pub mod pacer;
 mod session;

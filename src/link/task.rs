@@ -19,6 +19,7 @@ use iothub_proto::topics;
 
 use super::backoff::Backoff;
 use super::conn::{self, Conn};
+use super::drain::Drain;
 use super::handle::{Command, Reply};
 use super::session::{Inbound, PendingPatch, Session};
 use super::{auth, tls, ConnectPacer, LinkError, LinkEvent, LinkSettings, LinkState};
@@ -35,51 +36,6 @@ const SUBSCRIPTIONS: [&str; 3] = [
 enum Queued {
     Patch(PendingPatch),
     Telemetry { body: Vec<u8>, reply: Reply<()> },
-}
-
-/// A token renewal in progress: methods unsubscribed, waiting for open requests to be
-/// answered before the connection is closed (at the latest shortly before the token
-/// expires: a request still open then is lost, as with any disconnect).
-struct Drain {
-    /// Reconnect at the latest then, answered or not (the token must not expire first).
-    deadline: Instant,
-    /// When the UNSUBACK came, plus a moment for requests the hub sent just before it.
-    quiet_after: Option<Instant>,
-    next_check: Instant,
-}
-
-impl Drain {
-    /// Requests the hub dispatched just before handling our UNSUBSCRIBE may arrive after
-    /// its UNSUBACK; this long without one is taken as "no more".
-    const SETTLE: Duration = Duration::from_millis(100);
-    const RECHECK: Duration = Duration::from_millis(20);
-
-    fn new(now: Instant, room: Duration) -> Self {
-        Drain {
-            deadline: now + room,
-            quiet_after: None,
-            next_check: now + room,
-        }
-    }
-
-    fn unsubscribed(&mut self, now: Instant) {
-        self.quiet_after = Some(now + Self::SETTLE);
-        self.next_check = now + Self::SETTLE;
-    }
-
-    fn wake(&self) -> Instant {
-        self.next_check.min(self.deadline)
-    }
-
-    fn done(&self, now: Instant, open_methods: usize) -> bool {
-        now >= self.deadline || (open_methods == 0 && self.quiet_after.is_some_and(|q| now >= q))
-    }
-
-    fn recheck(&mut self, now: Instant) {
-        if self.quiet_after.is_some() {
-            self.next_check = now + Self::RECHECK;
-        }
-    }
 }
 
 /// Why a connection ended.
