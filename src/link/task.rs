@@ -294,12 +294,14 @@ impl Link {
                     }
                     continue;
                 }
-                event = conn.events.recv() => event.map(|boxed| *boxed),
+                event = conn.events.recv() => event,
             };
-            let event = match event {
-                Some(Ok(event)) => event,
-                Some(Err(e)) => return self.lost(online, conn::describe(&e)),
-                None => return self.lost(online, "connection closed".into()),
+            let Some(event) = event else {
+                return self.lost(online, "connection closed".into());
+            };
+            let event = match *event {
+                Ok(event) => event,
+                Err(e) => return self.lost(online, conn::describe(&e)),
             };
             match event {
                 Event::Incoming(Packet::ConnAck(_)) => {
