@@ -373,8 +373,9 @@ async fn hub_restart_and_cuts_during_a_method_job_and_a_twin_job() {
             .iter()
             .filter(|w| w.unit == d.unit && w.table == Table::Holding && w.addr == 10)
             .count();
-        // fieldhub re-runs a device operation that was in flight when it shut down (it
-        // cannot know whether the device acted): at least once across a hub restart.
+        // A graceful fieldhub shutdown lets job operations in flight finish before it closes
+        // device connections, but a cut connection loses the answer of a call the door may
+        // have executed: the hub retries it (it cannot know), so at least once across faults.
         let in_flight_at_restart =
             rec.start_time_utc < restart_done && rec.end_time_utc > restart_began;
         per_door.push((

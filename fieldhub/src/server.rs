@@ -85,6 +85,10 @@ pub struct RunningHub {
     /// The jobs v2 engine (what `/jobs/v2/...` and `devices.jobs` queries use).
     pub jobs: HubJobs,
     shutdown: CancellationToken,
+    /// Stops the job engine first, while devices are still connected, so operations in
+    /// flight finish and are recorded instead of being run again after a restart.
+    jobs_stop: CancellationToken,
+    jobs_task: tokio::task::JoinHandle<()>,
     tracker: TaskTracker,
 }
 
@@ -126,11 +130,13 @@ pub async fn start(cfg: HubConfig) -> anyhow::Result<RunningHub> {
         cfg.job_limits(),
     );
     let resumed = jobs.resume().context("loading stored jobs")?;
-    // The engine stops with the shutdown token; the tracker waits for it before the database
+    // The engine has its own stop token: shutdown stops it (and lets its operations in flight
+    // finish) before the device connections close, then waits for it before the database
     // closes, so its last writes land.
     let engine = jobs.clone();
-    let stop = shutdown.clone();
-    tracker.spawn(async move { engine.run(stop).await });
+    let jobs_stop = shutdown.child_token();
+    let stop = jobs_stop.clone();
+    let jobs_task = tokio::spawn(async move { engine.run(stop).await });
     tracker.spawn(crate::mqtt::serve(
         mqtt,
         TlsAcceptor::from(tls.mqtt_config.clone()),
@@ -162,6 +168,8 @@ pub async fn start(cfg: HubConfig) -> anyhow::Result<RunningHub> {
         hub,
         jobs,
         shutdown,
+        jobs_stop,
+        jobs_task,
         tracker,
     })
 }
@@ -170,6 +178,15 @@ impl RunningHub {
     /// Stops accepting, closes every device connection, waits (bounded) for the tasks, and
     /// closes the database so the data directory can be opened again.
     pub async fn shutdown(self) {
+        self.jobs_stop.cancel();
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.jobs_task)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "job operations still in flight at shutdown will run again after a restart"
+            );
+        }
         self.shutdown.cancel();
         self.tracker.close();
         if tokio::time::timeout(SHUTDOWN_GRACE, self.tracker.wait())

@@ -146,11 +146,23 @@ pub(super) async fn drive<O: DeviceOps, S: JobStore>(
             };
             (ready, wake_at)
         };
+        if token.is_cancelled() {
+            // Stopping: start nothing new, but record what the devices answer to the
+            // operations already sent (bounded by their own deadlines), so a restart does not
+            // run them a second time.
+            while let Some(joined) = inflight.join_next().await {
+                if let Ok((device, result)) = joined {
+                    in_flight.remove(&device);
+                    apply(&inner, &job_id, &device, result, &mut retries);
+                }
+            }
+            break;
+        }
         let slot = inner.pacer.next_slot();
         let wake = inner.instant_at(wake_at);
         tokio::select! {
             biased;
-            _ = token.cancelled() => break,
+            _ = token.cancelled() => continue,
             Some(joined) = inflight.join_next(), if !inflight.is_empty() => {
                 let Ok((device, result)) = joined else { continue };
                 in_flight.remove(&device);
