@@ -24,7 +24,7 @@ pub struct MethodResponse {
 
 #[derive(Debug)]
 pub(crate) struct Pending {
-    device_id: String,
+    pub(super) device_id: String,
     reply: oneshot::Sender<MethodResponse>,
 }
 
