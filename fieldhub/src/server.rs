@@ -179,10 +179,15 @@ impl RunningHub {
     /// closes the database so the data directory can be opened again.
     pub async fn shutdown(self) {
         self.jobs_stop.cancel();
-        if tokio::time::timeout(SHUTDOWN_GRACE, self.jobs_task)
+        let mut jobs_task = self.jobs_task;
+        if tokio::time::timeout(SHUTDOWN_GRACE, &mut jobs_task)
             .await
             .is_err()
         {
+            // Stopped mid-operation, those devices stay `running` in the store and are
+            // resumed after a restart, rather than failed by the shutdown itself.
+            jobs_task.abort();
+            let _ = jobs_task.await;
             tracing::warn!(
                 "job operations still in flight at shutdown will run again after a restart"
             );

@@ -174,9 +174,9 @@ impl Hub {
             if clean_session {
                 st.sessions.remove(id);
             }
-            // Method requests are QoS 0 and die with the connection: answer their callers now
-            // (504) rather than after the whole response timeout.
-            st.pending.retain(|_, p| p.device_id != id);
+            // Pending method calls stay: a device that reconnects at once (a cut connection,
+            // a token renewal) may still answer them on its new connection; otherwise they
+            // end with 504 at their response timeout.
         }
         drop(st);
         self.inner.link_changes.notify_waiters();

@@ -24,7 +24,7 @@ pub struct MethodResponse {
 
 #[derive(Debug)]
 pub(crate) struct Pending {
-    pub(super) device_id: String,
+    device_id: String,
     reply: oneshot::Sender<MethodResponse>,
 }
 
