@@ -39,7 +39,7 @@ impl MethodReply {
 
 /// A method request checked against the map: exactly what will be written.
 #[derive(Debug, Clone, PartialEq)]
-pub(super) enum Planned {
+pub enum Planned {
     Coil {
         addr: u16,
         value: bool,

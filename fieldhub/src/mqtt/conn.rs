@@ -1,6 +1,9 @@
 //! One device connection: TLS handshake, CONNECT checks, then a single task that owns the
 //! socket and multiplexes incoming packets, the hub's outbox (method requests, desired
 //! patches), the keep-alive deadline, the token expiry and the kill switch.
+//!
+//! Everything after the TLS handshake ([`serve_stream`]) works on any byte stream, so fuzzing and
+//! socket-free tests drive the same code over an in-memory pipe.
 
 use std::time::Duration;
 
@@ -12,9 +15,9 @@ use rumqttc::mqttbytes::v4::{
 };
 use rumqttc::mqttbytes::{Protocol, QoS};
 use serde_json::json;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::{sleep_until, timeout, Instant};
-use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::codec::Framed;
 
@@ -30,7 +33,7 @@ const MAX_TELEMETRY: usize = 256 * 1024;
 /// The Azure load balancer's idle limit caps the keep-alive timeout (reference §2.2).
 const MAX_IDLE: Duration = Duration::from_secs(1767);
 
-type Stream = Framed<TlsStream<TcpStream>, Codec>;
+type Stream<T> = Framed<T, Codec>;
 
 /// How a session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +50,10 @@ enum End {
     Violation,
 }
 
-async fn send(framed: &mut Stream, p: Packet) -> Result<(), ()> {
+async fn send<T: AsyncRead + AsyncWrite + Unpin>(
+    framed: &mut Stream<T>,
+    p: Packet,
+) -> Result<(), ()> {
     match timeout(WRITE_TIMEOUT, framed.send(p)).await {
         Ok(Ok(())) => Ok(()),
         _ => Err(()),
@@ -81,14 +87,10 @@ fn check_connect(hub: &Hub, c: &Connect) -> Result<(String, u64), ConnectReturnC
     }
 }
 
-/// TLS handshake and the CONNECT packet, each with a deadline.
-async fn handshake(acceptor: TlsAcceptor, tcp: TcpStream) -> Option<(Stream, Connect)> {
-    let tls = timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
-        .await
-        .ok()?
-        .ok()?;
+/// The CONNECT packet, with a deadline.
+async fn read_connect<T: AsyncRead + AsyncWrite + Unpin>(io: T) -> Option<(Stream<T>, Connect)> {
     let mut framed = Framed::new(
-        tls,
+        io,
         Codec {
             max_incoming_size: MAX_PACKET,
             max_outgoing_size: MAX_PACKET,
@@ -101,11 +103,26 @@ async fn handshake(acceptor: TlsAcceptor, tcp: TcpStream) -> Option<(Stream, Con
 }
 
 pub(crate) async fn run(hub: Hub, acceptor: TlsAcceptor, tcp: TcpStream) {
+    let shutdown = hub.inner.shutdown.clone();
+    let tls = tokio::select! {
+        _ = shutdown.cancelled() => return,
+        r = timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)) => match r {
+            Ok(Ok(tls)) => tls,
+            _ => return,
+        },
+    };
+    serve_stream(hub, tls).await;
+}
+
+/// Serves one device connection on an established (already secured) byte stream until it
+/// ends: CONNECT and its checks, then the session. Returns when the peer disconnects or
+/// closes the stream, breaks the rules, is replaced or kicked, or its token expires.
+pub async fn serve_stream<T: AsyncRead + AsyncWrite + Unpin>(hub: Hub, io: T) {
     // Before attaching, only shutdown can interrupt; afterwards the link's kill token does.
     let shutdown = hub.inner.shutdown.clone();
     let (mut framed, connect) = tokio::select! {
         _ = shutdown.cancelled() => return,
-        r = handshake(acceptor, tcp) => match r {
+        r = read_connect(io) => match r {
             Some(x) => x,
             None => return,
         },
@@ -151,10 +168,10 @@ pub(crate) async fn run(hub: Hub, acceptor: TlsAcceptor, tcp: TcpStream) {
     }
 }
 
-struct Session {
+struct Session<T> {
     hub: Hub,
     id: String,
-    framed: Stream,
+    framed: Stream<T>,
 }
 
 enum Step {
@@ -162,7 +179,7 @@ enum Step {
     Stop(End),
 }
 
-impl Session {
+impl<T: AsyncRead + AsyncWrite + Unpin> Session<T> {
     async fn run(
         &mut self,
         mut outbox: tokio::sync::mpsc::Receiver<crate::hub::links::Outbound>,
