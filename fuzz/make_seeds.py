@@ -156,3 +156,23 @@ desired = [
 ]
 for i, d in enumerate(desired):
     put("desired_patch", f"{i}", bytes([(i * 2 + 1) << 1 | (i & 1)]) + json.dumps(d).encode())
+
+# --- method payloads: 8-byte header (see fuzz_targets/method_payload.rs), then the payload ------
+def header(kind, dtype=0, order=0, scale=0, flags=0, addr=0, b=30):
+    return bytes([kind, dtype, order, scale, flags]) + struct.pack(">H", addr) + bytes([b])
+
+
+methods = {
+    "coil-fixed": header(0, dtype=1) + b"",
+    "coil-payload": header(1, addr=3) + b'{"value": true}',
+    "register-u16": header(2, dtype=0, flags=3, b=100) + b'{"value": 42}',
+    "register-scaled": header(2, dtype=1, scale=1, flags=3, b=50) + b'{"value": -12.5}',
+    "register-f32": header(2, dtype=6, order=3) + b'{"value": 0.1}',
+    "register-u64": header(2, dtype=4, order=1) + b'{"value": 18446744073709551615}',
+    "register-enum": header(2, dtype=0, flags=4) + b'{"value": "lockdown"}',
+    "pulse-seconds": header(3, flags=8 | 16, b=60) + b'{"seconds": 2.5}',
+    "pulse-default": header(3, flags=8) + b"  ",
+    "pulse-array": header(3, flags=8) + b"[1]",
+}
+for name, data in methods.items():
+    put("method_payload", name, data)

@@ -3,6 +3,12 @@
 //! with a payload duration), through `fieldgate::bridge::check_method_payload`, the gate that
 //! keeps malformed payloads off the bus.
 //!
+//! Input: an 8-byte header, then the payload. Header: [0] action (mod 4: coil with a fixed
+//! value, coil from payload member `value`, register from `value`, pulse), [1] data type /
+//! fixed coil value, [2] word order, [3] scale, [4] flags (1 min, 2 max, 4 enum, 8 pulse
+//! duration from payload member `seconds`, 16 pulse value), [5..7] address (big-endian),
+//! [7] bound (min -b, max b) / maximum pulse seconds.
+//!
 //! Checks: no panic; an accepted payload writes only the action's own address; a register
 //! write is exactly `spec.encode(value)`; a pulse holds for a positive time no longer than its
 //! maximum.
@@ -10,38 +16,11 @@
 
 use std::time::Duration;
 
-use arbitrary::Arbitrary;
 use fieldgate::bridge::{check_method_payload, MethodPlan};
 use fieldgate::codec::{DataType, ValueSpec, WordOrder};
 use fieldgate::config::{MethodAction, ValueSource};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-
-#[derive(Debug, Arbitrary)]
-enum Action {
-    Coil {
-        address: u16,
-        field: Option<String>,
-        fixed: bool,
-    },
-    Register {
-        address: u16,
-        field: Option<String>,
-        data_type: u8,
-        order: u8,
-        scale: u8,
-        min: Option<i16>,
-        max: Option<i16>,
-        enum_names: Vec<String>,
-    },
-    Pulse {
-        address: u16,
-        value: bool,
-        field: Option<String>,
-        default_ms: u32,
-        max_ms: u32,
-    },
-}
 
 const TYPES: [DataType; 9] = [
     DataType::U16,
@@ -62,84 +41,57 @@ const ORDERS: [WordOrder; 4] = [
 ];
 const SCALES: [f64; 5] = [1.0, 0.1, 0.01, 0.5, 10.0];
 
-/// Field names are mostly the ones seed payloads use, so the fuzzer reaches the value checks.
-fn field(f: &Option<String>) -> String {
-    match f.as_deref() {
-        None | Some("") => "value".into(),
-        Some(s) if s.len() == 1 => "seconds".into(),
-        Some(s) => s.to_string(),
-    }
-}
-
-fn action(a: &Action) -> MethodAction {
-    match a {
-        Action::Coil {
+/// The action from the 8-byte header (layout in the module docs).
+fn action(h: &[u8; 8]) -> MethodAction {
+    let address = u16::from_be_bytes([h[5], h[6]]);
+    let flags = h[4];
+    match h[0] % 4 {
+        0 => MethodAction::WriteCoil {
             address,
-            field: f,
-            fixed,
-        } => MethodAction::WriteCoil {
-            address: *address,
-            value: match f {
-                None => ValueSource::Fixed(Value::Bool(*fixed)),
-                Some(_) => ValueSource::Payload(field(f)),
-            },
+            value: ValueSource::Fixed(Value::Bool(h[1] & 1 == 1)),
         },
-        Action::Register {
+        1 => MethodAction::WriteCoil {
             address,
-            field: f,
-            data_type,
-            order,
-            scale,
-            min,
-            max,
-            enum_names,
-        } => {
-            let t = TYPES[*data_type as usize % TYPES.len()];
-            let mut spec = ValueSpec::new(t).with_order(ORDERS[*order as usize % ORDERS.len()]);
-            if enum_names.is_empty() {
-                if t != DataType::Bool {
-                    spec = spec
-                        .with_scale(SCALES[*scale as usize % SCALES.len()], 0.0)
-                        .with_range(min.map(f64::from), max.map(f64::from));
-                }
-            } else {
-                spec = spec.with_enum(
-                    enum_names
-                        .iter()
-                        .take(6)
-                        .cloned()
-                        .enumerate()
-                        .map(|(i, n)| (i as i64, n)),
-                );
+            value: ValueSource::Payload("value".into()),
+        },
+        2 => {
+            let t = TYPES[h[1] as usize % TYPES.len()];
+            let mut spec = ValueSpec::new(t).with_order(ORDERS[h[2] as usize % ORDERS.len()]);
+            if flags & 4 != 0 && t.is_integer() {
+                spec = spec.with_enum([(0, "normal"), (1, "maintenance"), (2, "lockdown")]);
+            } else if t != DataType::Bool {
+                let bound = f64::from(h[7]);
+                spec = spec
+                    .with_scale(SCALES[h[3] as usize % SCALES.len()], 0.0)
+                    .with_range(
+                        (flags & 1 != 0).then_some(-bound),
+                        (flags & 2 != 0).then_some(bound),
+                    );
             }
             MethodAction::WriteRegister {
-                address: *address,
+                address,
                 spec,
-                value: ValueSource::Payload(field(f)),
+                value: ValueSource::Payload("value".into()),
             }
         }
-        Action::Pulse {
-            address,
-            value,
-            field: f,
-            default_ms,
-            max_ms,
-        } => {
-            let max = Duration::from_millis(u64::from(*max_ms));
+        _ => {
+            let max = Duration::from_secs(u64::from(h[7]));
             MethodAction::PulseCoil {
-                address: *address,
-                value: *value,
-                seconds_from: f.as_ref().map(|_| field(f)),
-                default: Duration::from_millis(u64::from(*default_ms)).min(max),
+                address,
+                value: flags & 16 != 0,
+                seconds_from: (flags & 8 != 0).then(|| "seconds".to_string()),
+                default: Duration::from_secs(5).min(max),
                 max,
             }
         }
     }
 }
 
-fuzz_target!(|input: (Action, Vec<u8>)| {
-    let (a, payload) = input;
-    let action = action(&a);
+fuzz_target!(|data: &[u8]| {
+    let Some((h, payload)) = data.split_first_chunk::<8>() else {
+        return;
+    };
+    let action = action(h);
     let Ok(plan) = check_method_payload(&action, &payload) else {
         return;
     };
