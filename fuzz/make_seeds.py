@@ -176,3 +176,15 @@ methods = {
 }
 for name, data in methods.items():
     put("method_payload", name, data)
+
+# --- inputs that crashed a target before its fix (regression seeds) --------------------------
+put("method_payload", "regress-pulse-huge-seconds", header(3, flags=8) + b'{"seconds": 1e300}')
+put("hub_query", "regress-job-huge-budget",
+    '{"jobId":"j","type":"scheduleUpdateTwin","updateTwin":{},"queryCondition":"*",'
+    '"maxExecutionTimeInSeconds":100000000000000000}')
+put("hub_query", "regress-job-budget-overflow",
+    '{"jobId":"j","type":"scheduleUpdateTwin","updateTwin":{},"queryCondition":"*",'
+    '"maxExecutionTimeInSeconds":9000000000000000}')
+put("hub_query", "regress-deep-parens", "(" * 2000 + "true" + ")" * 2000)
+put("hub_query", "regress-deep-not", "NOT " * 1000 + "true")
+put("hub_query", "regress-deep-list", "a IN [" + "[" * 2000 + "]" * 2000 + "]")

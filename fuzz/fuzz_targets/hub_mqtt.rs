@@ -26,7 +26,8 @@ const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
 struct Env {
     rt: tokio::runtime::Runtime,
-    dir: tempfile::TempDir,
+    hub: fieldhub::Hub,
+    _dir: tempfile::TempDir,
 }
 
 fn env() -> &'static Env {
@@ -38,12 +39,16 @@ fn env() -> &'static Env {
             .tempdir_in("/dev/shm")
             .or_else(|_| tempfile::tempdir())
             .expect("temp dir");
+        // One hub for the whole run (opening a database per input is slow); each input
+        // starts from a freshly created device with no session (see `fresh_device`).
+        let hub = fieldhub::Hub::open_offline(dir.path(), HOST).expect("hub");
         Env {
             rt: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .expect("runtime"),
-            dir,
+            hub,
+            _dir: dir,
         }
     })
 }
@@ -98,9 +103,10 @@ fuzz_target!(|data: &[u8]| {
     input.extend_from_slice(rest);
 
     let env = env();
-    let db = env.dir.path().join("fieldhub.redb");
-    let _ = std::fs::remove_file(&db);
-    let hub = fieldhub::Hub::open_offline(env.dir.path(), HOST).expect("hub");
+    let hub = &env.hub;
+    // Deleting the device drops its twin, session and telemetry: inputs do not see each
+    // other's state.
+    let _ = hub.delete_device(DEVICE, None);
     hub.upsert_device(
         DEVICE,
         fieldhub::hub::DeviceUpdate {

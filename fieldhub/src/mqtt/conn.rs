@@ -358,3 +358,90 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Session<T> {
             .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio_util::codec::{Decoder as _, Encoder as _};
+
+    const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+    fn codec() -> Codec {
+        Codec {
+            max_incoming_size: MAX_PACKET,
+            max_outgoing_size: MAX_PACKET,
+        }
+    }
+
+    /// Sends `packets` then `tail` and closes; returns what the hub answered.
+    async fn exchange(hub: &Hub, packets: Vec<Packet>, tail: &[u8]) -> Vec<Packet> {
+        let mut input = BytesMut::new();
+        for p in packets {
+            codec().encode(p, &mut input).unwrap();
+        }
+        input.extend_from_slice(tail);
+        let (mut device, server) = tokio::io::duplex(1 << 16);
+        let serve = serve_stream(hub.clone(), server);
+        let client = async {
+            device.write_all(&input).await.unwrap();
+            device.shutdown().await.unwrap();
+            let mut out = Vec::new();
+            device.read_to_end(&mut out).await.unwrap();
+            out
+        };
+        let (out, ()) = timeout(Duration::from_secs(10), async {
+            tokio::join!(client, serve)
+        })
+        .await
+        .expect("the session ends when the device closes");
+        let mut buf = BytesMut::from(&out[..]);
+        let mut got = Vec::new();
+        while let Some(p) = codec().decode(&mut buf).unwrap() {
+            got.push(p);
+        }
+        assert!(buf.is_empty());
+        got
+    }
+
+    fn connect() -> Packet {
+        let token = iothub_proto::sas::generate(
+            &iothub_proto::sas::device_resource("h", "d1"),
+            KEY,
+            None,
+            unix_now() + 600,
+        )
+        .unwrap();
+        let mut c = Connect::new("d1");
+        c.set_login("h/d1/?api-version=2021-04-12", token);
+        Packet::Connect(c)
+    }
+
+    #[tokio::test]
+    async fn serves_a_session_over_any_stream_and_ends_on_garbage() {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = Hub::open_offline(dir.path(), "h").unwrap();
+        let keys = crate::hub::DeviceUpdate {
+            primary_key: Some(KEY.into()),
+            secondary_key: Some(KEY.into()),
+            ..Default::default()
+        };
+        hub.upsert_device("d1", keys, None).unwrap();
+
+        let got = exchange(&hub, vec![connect(), Packet::PingReq], b"").await;
+        assert_eq!(
+            got,
+            [
+                Packet::ConnAck(ConnAck::new(ConnectReturnCode::Success, false)),
+                Packet::PingResp
+            ]
+        );
+        // A malformed packet after CONNECT closes the session; nothing after it is answered.
+        let got = exchange(&hub, vec![connect()], b"\x30\x01\x00\xc0\x00").await;
+        assert_eq!(got.len(), 1);
+        assert!(!hub.is_connected("d1"));
+        // Not even a CONNECT: closed without an answer.
+        assert!(exchange(&hub, vec![], b"\xff\xff\xff").await.is_empty());
+    }
+}

@@ -526,8 +526,8 @@ mod tests {
         assert_eq!(parse_condition("AND = 1").unwrap_err().position, 0);
     }
 
-    /// Crashed the `hub_query` fuzz target (stack overflow): deep nesting overflowed the stack of the
-    /// REST handler's thread, aborting the hub. Runs on a test thread's small stack on purpose.
+    /// Crashed the `hub_query` fuzz target (stack overflow): deep nesting overflowed the stack
+    /// of the REST handler's thread, aborting the hub. Runs on a test thread's small stack.
     #[test]
     fn deep_nesting_is_an_error_not_a_stack_overflow() {
         let n = 200_000;
