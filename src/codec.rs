@@ -300,7 +300,9 @@ impl ValueSpec {
             Raw::Float(f) => f,
         };
         let eng = x * self.scale + self.offset;
-        let eng = if self.scale == 1.0 && self.offset == 0.0 {
+        // Only integer registers are rounded to the places the scale and offset imply: a
+        // float register has its own fraction (f32 72.5 with offset -40 is 32.5, not 33).
+        let eng = if (self.scale == 1.0 && self.offset == 0.0) || self.data_type.is_float() {
             eng
         } else {
             round_to(eng, decimals(self.scale).max(decimals(self.offset)))

@@ -52,19 +52,29 @@ struct Checked<'a> {
     words: Vec<u16>,
 }
 
-/// Validates every property of `desired` first, then writes the valid ones.
-pub(super) async fn apply(
-    door: &Door,
-    io: &DoorIo,
-    desired: &Value,
+/// A desired property that passed validation, as [`check_desired_patch`] reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredWrite {
+    pub name: String,
+    pub table: WriteTable,
+    pub address: u16,
+    /// The encoded value; a `bit` point's word is merged onto the register as read.
+    pub words: Vec<u16>,
+}
+
+/// The pure half of a desired patch: acknowledges invalid and unmapped properties in `out`
+/// and returns the valid ones. Nothing here touches the bus.
+fn check<'a>(
+    door: &'a Door,
+    desired: &'a Value,
     version: u64,
     full: bool,
-) -> DesiredOutcome {
-    let mut out = DesiredOutcome::default();
-    let Some(props) = desired.as_object() else {
-        return out;
-    };
+    out: &mut DesiredOutcome,
+) -> Vec<Checked<'a>> {
     let mut checked = Vec::new();
+    let Some(props) = desired.as_object() else {
+        return checked;
+    };
     for (name, value) in props.iter().filter(|(k, _)| !k.starts_with('$')) {
         if value.is_null() {
             // Deleting a desired property leaves the register as it is.
@@ -99,6 +109,41 @@ pub(super) async fn apply(
             },
         }
     }
+    checked
+}
+
+/// Validates a desired patch (or full desired document when `full`) against the door's map
+/// without writing: the acknowledgements of refused and unmapped properties, and the writes
+/// the valid ones would cause. [`run`](super::run) writes exactly these.
+pub fn check_desired_patch(
+    door: &Door,
+    desired: &Value,
+    version: u64,
+    full: bool,
+) -> (DesiredOutcome, Vec<DesiredWrite>) {
+    let mut out = DesiredOutcome::default();
+    let writes = check(door, desired, version, full, &mut out)
+        .into_iter()
+        .map(|c| DesiredWrite {
+            name: c.name.to_string(),
+            table: c.point.table,
+            address: c.point.address,
+            words: c.words,
+        })
+        .collect();
+    (out, writes)
+}
+
+/// Validates every property of `desired` first, then writes the valid ones.
+pub(super) async fn apply(
+    door: &Door,
+    io: &DoorIo,
+    desired: &Value,
+    version: u64,
+    full: bool,
+) -> DesiredOutcome {
+    let mut out = DesiredOutcome::default();
+    let checked = check(door, desired, version, full, &mut out);
     for c in checked {
         match write(door, io, &c).await {
             Ok(true) => {

@@ -39,7 +39,7 @@ impl MethodReply {
 
 /// A method request checked against the map: exactly what will be written.
 #[derive(Debug, Clone, PartialEq)]
-pub(super) enum Planned {
+pub enum Planned {
     Coil {
         addr: u16,
         value: bool,
@@ -108,14 +108,22 @@ pub(super) fn plan(action: &MethodAction, payload: &[u8]) -> Result<Planned, Str
                             .ok_or_else(|| {
                                 format!("'{field}' must be a positive number of seconds, got {v}")
                             })?;
-                        let hold = Duration::from_secs_f64(secs);
-                        if hold > *max {
-                            return Err(format!(
-                                "'{field}' is {secs} s; at most {} s is allowed",
-                                max.as_secs_f64()
-                            ));
+                        // Not `from_secs_f64`: it panics above u64::MAX seconds, and the
+                        // payload chooses the number.
+                        match Duration::try_from_secs_f64(secs) {
+                            Ok(hold) if hold.is_zero() => {
+                                return Err(format!(
+                                    "'{field}' must be a positive number of seconds, got {v}"
+                                ))
+                            }
+                            Ok(hold) if hold <= *max => hold,
+                            _ => {
+                                return Err(format!(
+                                    "'{field}' is {secs} s; at most {} s is allowed",
+                                    max.as_secs_f64()
+                                ))
+                            }
                         }
-                        hold
                     }
                 },
             };
@@ -352,6 +360,22 @@ mod tests {
             .unwrap_err()
             .contains("positive"));
         assert!(plan(&pulse(), b"{\"seconds\": \"5\"}")
+            .unwrap_err()
+            .contains("positive"));
+    }
+
+    /// Crashed the `method_payload` fuzz target: a duration beyond `u64::MAX` seconds
+    /// panicked in `Duration::from_secs_f64`, killing the door's bridge task so the method
+    /// was never answered.
+    #[test]
+    fn huge_or_vanishing_pulse_durations_are_refused_not_panicked_on() {
+        for payload in [
+            &b"{\"seconds\": 1e300}"[..],
+            b"{\"seconds\": 1.8446744073709552e19}",
+        ] {
+            assert!(plan(&pulse(), payload).unwrap_err().contains("at most 30"));
+        }
+        assert!(plan(&pulse(), b"{\"seconds\": 1e-300}")
             .unwrap_err()
             .contains("positive"));
     }

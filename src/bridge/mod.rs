@@ -27,8 +27,17 @@ use crate::config::Door;
 use crate::link::{LinkEvent, LinkHandle};
 use crate::metrics::Metrics;
 
-pub use desired::DesiredOutcome;
-pub use method::MethodReply;
+pub use desired::{check_desired_patch, DesiredOutcome, DesiredWrite};
+pub use method::{MethodReply, Planned as MethodPlan};
+
+/// Checks a method payload against the action it is mapped to, without touching the bus:
+/// exactly what would be written, or the reason (a 400 answer) it is refused.
+pub fn check_method_payload(
+    action: &crate::config::MethodAction,
+    payload: &[u8],
+) -> Result<MethodPlan, String> {
+    method::plan(action, payload)
+}
 
 /// What a door's bridge needs besides its config.
 #[derive(Debug, Clone)]

@@ -261,6 +261,18 @@ fn all_orders() -> impl Strategy<Value = WordOrder> {
     ]
 }
 
+/// Found by the `value_codec` fuzz target: a float register with an offset (or scale) was
+/// rounded to the places the offset implies, so f32 72.5 with offset -40 read as 33.
+#[test]
+fn scaled_float_registers_keep_their_fraction() {
+    let s = ValueSpec::new(DataType::F32).with_scale(1.0, -40.0);
+    let regs = s.encode(&json!(32.5)).unwrap();
+    assert_eq!(s.decode(&regs).unwrap(), json!(32.5));
+    let s = ValueSpec::new(DataType::F64).with_scale(2.0, 0.0);
+    let regs = s.encode(&json!(0.25)).unwrap();
+    assert_eq!(s.decode(&regs).unwrap(), json!(0.25));
+}
+
 proptest! {
     /// Any register contents that decode re-encode to the same registers.
     #[test]

@@ -131,6 +131,21 @@ impl Hub {
         })
     }
 
+    /// A hub over the database in `data_dir` with no listeners, for in-process drivers that
+    /// feed connections to [`crate::mqtt::serve_stream`] themselves (fuzzing, socket-free
+    /// tests). Addresses read as `0.0.0.0:0`.
+    pub fn open_offline(data_dir: &std::path::Path, hostname: &str) -> Result<Hub, HubError> {
+        let none = SocketAddr::from(([0, 0, 0, 0], 0));
+        let store = Store::open(data_dir)?;
+        Hub::open(
+            hostname.to_string(),
+            none,
+            none,
+            store,
+            CancellationToken::new(),
+        )
+    }
+
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves consistent-enough state for a dev hub.
         self.inner.state.lock().unwrap_or_else(|p| p.into_inner())

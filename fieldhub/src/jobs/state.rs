@@ -127,7 +127,12 @@ impl JobState {
             .request
             .max_execution_time_in_seconds
             .unwrap_or(DEFAULT_MAX_EXECUTION_SECS);
-        from + Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX / 1000))
+        // Saturating: the request chooses both numbers, and chrono panics on overflow.
+        i64::try_from(secs)
+            .ok()
+            .and_then(Duration::try_seconds)
+            .and_then(|d| from.checked_add_signed(d))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
     }
 
     /// Not yet terminal: counts against the active-job limit.
@@ -500,6 +505,23 @@ mod tests {
         assert!(j.is_due(t(0)));
         j.start(&twins(), t(5));
         assert_eq!(j.deadline(), t(65));
+    }
+
+    /// Crashed the `hub_query` fuzz target: a huge `maxExecutionTimeInSeconds` (or a
+    /// start time near the end of chrono's range) panicked in `deadline`, killing the job task.
+    #[test]
+    fn huge_time_budget_saturates_instead_of_panicking() {
+        for secs in [u64::MAX, 100_000_000_000_000_000, 9_000_000_000_000_000] {
+            let mut r = req("*");
+            r.max_execution_time_in_seconds = Some(secs);
+            let mut j = JobState::new(r, t(0)).unwrap();
+            j.start(&twins(), t(0));
+            assert_eq!(j.deadline(), DateTime::<Utc>::MAX_UTC);
+        }
+        let mut r = req("*");
+        r.start_time = Some(DateTime::<Utc>::MAX_UTC);
+        let j = JobState::new(r, t(0)).unwrap();
+        assert_eq!(j.deadline(), DateTime::<Utc>::MAX_UTC);
     }
 
     #[test]

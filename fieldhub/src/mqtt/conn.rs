@@ -1,6 +1,9 @@
 //! One device connection: TLS handshake, CONNECT checks, then a single task that owns the
 //! socket and multiplexes incoming packets, the hub's outbox (method requests, desired
 //! patches), the keep-alive deadline, the token expiry and the kill switch.
+//!
+//! Everything after the TLS handshake ([`serve_stream`]) works on any byte stream, so fuzzing and
+//! socket-free tests drive the same code over an in-memory pipe.
 
 use std::time::Duration;
 
@@ -12,9 +15,9 @@ use rumqttc::mqttbytes::v4::{
 };
 use rumqttc::mqttbytes::{Protocol, QoS};
 use serde_json::json;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::{sleep_until, timeout, Instant};
-use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::codec::Framed;
 
@@ -30,7 +33,7 @@ const MAX_TELEMETRY: usize = 256 * 1024;
 /// The Azure load balancer's idle limit caps the keep-alive timeout (reference §2.2).
 const MAX_IDLE: Duration = Duration::from_secs(1767);
 
-type Stream = Framed<TlsStream<TcpStream>, Codec>;
+type Stream<T> = Framed<T, Codec>;
 
 /// How a session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +50,10 @@ enum End {
     Violation,
 }
 
-async fn send(framed: &mut Stream, p: Packet) -> Result<(), ()> {
+async fn send<T: AsyncRead + AsyncWrite + Unpin>(
+    framed: &mut Stream<T>,
+    p: Packet,
+) -> Result<(), ()> {
     match timeout(WRITE_TIMEOUT, framed.send(p)).await {
         Ok(Ok(())) => Ok(()),
         _ => Err(()),
@@ -81,14 +87,10 @@ fn check_connect(hub: &Hub, c: &Connect) -> Result<(String, u64), ConnectReturnC
     }
 }
 
-/// TLS handshake and the CONNECT packet, each with a deadline.
-async fn handshake(acceptor: TlsAcceptor, tcp: TcpStream) -> Option<(Stream, Connect)> {
-    let tls = timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
-        .await
-        .ok()?
-        .ok()?;
+/// The CONNECT packet, with a deadline.
+async fn read_connect<T: AsyncRead + AsyncWrite + Unpin>(io: T) -> Option<(Stream<T>, Connect)> {
     let mut framed = Framed::new(
-        tls,
+        io,
         Codec {
             max_incoming_size: MAX_PACKET,
             max_outgoing_size: MAX_PACKET,
@@ -101,11 +103,26 @@ async fn handshake(acceptor: TlsAcceptor, tcp: TcpStream) -> Option<(Stream, Con
 }
 
 pub(crate) async fn run(hub: Hub, acceptor: TlsAcceptor, tcp: TcpStream) {
+    let shutdown = hub.inner.shutdown.clone();
+    let tls = tokio::select! {
+        _ = shutdown.cancelled() => return,
+        r = timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)) => match r {
+            Ok(Ok(tls)) => tls,
+            _ => return,
+        },
+    };
+    serve_stream(hub, tls).await;
+}
+
+/// Serves one device connection on an established (already secured) byte stream until it
+/// ends: CONNECT and its checks, then the session. Returns when the peer disconnects or
+/// closes the stream, breaks the rules, is replaced or kicked, or its token expires.
+pub async fn serve_stream<T: AsyncRead + AsyncWrite + Unpin>(hub: Hub, io: T) {
     // Before attaching, only shutdown can interrupt; afterwards the link's kill token does.
     let shutdown = hub.inner.shutdown.clone();
     let (mut framed, connect) = tokio::select! {
         _ = shutdown.cancelled() => return,
-        r = handshake(acceptor, tcp) => match r {
+        r = read_connect(io) => match r {
             Some(x) => x,
             None => return,
         },
@@ -151,10 +168,10 @@ pub(crate) async fn run(hub: Hub, acceptor: TlsAcceptor, tcp: TcpStream) {
     }
 }
 
-struct Session {
+struct Session<T> {
     hub: Hub,
     id: String,
-    framed: Stream,
+    framed: Stream<T>,
 }
 
 enum Step {
@@ -162,7 +179,7 @@ enum Step {
     Stop(End),
 }
 
-impl Session {
+impl<T: AsyncRead + AsyncWrite + Unpin> Session<T> {
     async fn run(
         &mut self,
         mut outbox: tokio::sync::mpsc::Receiver<crate::hub::links::Outbound>,
@@ -340,5 +357,92 @@ impl Session {
         let body = json!({"errorCode": e.code(), "message": e.to_string()});
         self.twin_reply(e.status(), rid, None, Bytes::from(body.to_string()))
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio_util::codec::{Decoder as _, Encoder as _};
+
+    const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+    fn codec() -> Codec {
+        Codec {
+            max_incoming_size: MAX_PACKET,
+            max_outgoing_size: MAX_PACKET,
+        }
+    }
+
+    /// Sends `packets` then `tail` and closes; returns what the hub answered.
+    async fn exchange(hub: &Hub, packets: Vec<Packet>, tail: &[u8]) -> Vec<Packet> {
+        let mut input = BytesMut::new();
+        for p in packets {
+            codec().encode(p, &mut input).unwrap();
+        }
+        input.extend_from_slice(tail);
+        let (mut device, server) = tokio::io::duplex(1 << 16);
+        let serve = serve_stream(hub.clone(), server);
+        let client = async {
+            device.write_all(&input).await.unwrap();
+            device.shutdown().await.unwrap();
+            let mut out = Vec::new();
+            device.read_to_end(&mut out).await.unwrap();
+            out
+        };
+        let (out, ()) = timeout(Duration::from_secs(10), async {
+            tokio::join!(client, serve)
+        })
+        .await
+        .expect("the session ends when the device closes");
+        let mut buf = BytesMut::from(&out[..]);
+        let mut got = Vec::new();
+        while let Some(p) = codec().decode(&mut buf).unwrap() {
+            got.push(p);
+        }
+        assert!(buf.is_empty());
+        got
+    }
+
+    fn connect() -> Packet {
+        let token = iothub_proto::sas::generate(
+            &iothub_proto::sas::device_resource("h", "d1"),
+            KEY,
+            None,
+            unix_now() + 600,
+        )
+        .unwrap();
+        let mut c = Connect::new("d1");
+        c.set_login("h/d1/?api-version=2021-04-12", token);
+        Packet::Connect(c)
+    }
+
+    #[tokio::test]
+    async fn serves_a_session_over_any_stream_and_ends_on_garbage() {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = Hub::open_offline(dir.path(), "h").unwrap();
+        let keys = crate::hub::DeviceUpdate {
+            primary_key: Some(KEY.into()),
+            secondary_key: Some(KEY.into()),
+            ..Default::default()
+        };
+        hub.upsert_device("d1", keys, None).unwrap();
+
+        let got = exchange(&hub, vec![connect(), Packet::PingReq], b"").await;
+        assert_eq!(
+            got,
+            [
+                Packet::ConnAck(ConnAck::new(ConnectReturnCode::Success, false)),
+                Packet::PingResp
+            ]
+        );
+        // A malformed packet after CONNECT closes the session; nothing after it is answered.
+        let got = exchange(&hub, vec![connect()], b"\x30\x01\x00\xc0\x00").await;
+        assert_eq!(got.len(), 1);
+        assert!(!hub.is_connected("d1"));
+        // Not even a CONNECT: closed without an answer.
+        assert!(exchange(&hub, vec![], b"\xff\xff\xff").await.is_empty());
     }
 }

@@ -5,6 +5,8 @@
 mod conn;
 pub mod rules;
 
+pub use conn::serve_stream;
+
 use std::time::Duration;
 
 use tokio::net::TcpListener;

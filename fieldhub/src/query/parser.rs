@@ -61,6 +61,13 @@ pub fn parse_condition(text: &str) -> Result<Condition, QueryError> {
     Ok(Condition::Expr(expr))
 }
 
+/// Deepest nesting of parentheses, `NOT` and array constants, and most `AND`/`OR` in one
+/// condition (each one deepens the left-leaning tree). Parsing, evaluation and dropping
+/// recurse once per level, and a REST body can hold megabytes of `((((`: without a bound the
+/// stack overflows and takes the whole hub down.
+pub const MAX_NESTING: usize = 64;
+pub const MAX_CONNECTIVES: usize = 1000;
+
 const RESERVED: &[&str] = &[
     "SELECT", "FROM", "WHERE", "AND", "OR", "NOT", "IN", "NIN", "TOP", "AS", "GROUP", "BY",
 ];
@@ -68,6 +75,8 @@ const RESERVED: &[&str] = &[
 struct Parser {
     toks: Vec<Token>,
     at: usize,
+    nesting: usize,
+    connectives: usize,
 }
 
 impl Parser {
@@ -75,7 +84,38 @@ impl Parser {
         Ok(Self {
             toks: tokenize(text)?,
             at: 0,
+            nesting: 0,
+            connectives: 0,
         })
+    }
+
+    /// Parses one nested level with `f`, refusing to go deeper than [`MAX_NESTING`].
+    fn nested<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, QueryError>,
+    ) -> Result<T, QueryError> {
+        if self.nesting >= MAX_NESTING {
+            return Err(QueryError::new(
+                self.pos(),
+                format!("nested deeper than {MAX_NESTING} levels"),
+            ));
+        }
+        self.nesting += 1;
+        let r = f(self);
+        self.nesting -= 1;
+        r
+    }
+
+    /// Counts one `AND`/`OR`, refusing more than [`MAX_CONNECTIVES`].
+    fn connective(&mut self) -> Result<(), QueryError> {
+        self.connectives += 1;
+        if self.connectives > MAX_CONNECTIVES {
+            return Err(QueryError::new(
+                self.pos(),
+                format!("more than {MAX_CONNECTIVES} AND/OR in one condition"),
+            ));
+        }
+        Ok(())
     }
 
     fn peek(&self) -> &Token {
@@ -247,6 +287,7 @@ impl Parser {
     fn or(&mut self) -> Result<Expr, QueryError> {
         let mut left = self.and()?;
         while self.eat_keyword("OR") {
+            self.connective()?;
             left = Expr::Or(Box::new(left), Box::new(self.and()?));
         }
         Ok(left)
@@ -255,6 +296,7 @@ impl Parser {
     fn and(&mut self) -> Result<Expr, QueryError> {
         let mut left = self.unary()?;
         while self.eat_keyword("AND") {
+            self.connective()?;
             left = Expr::And(Box::new(left), Box::new(self.unary()?));
         }
         Ok(left)
@@ -262,7 +304,7 @@ impl Parser {
 
     fn unary(&mut self) -> Result<Expr, QueryError> {
         if self.eat_keyword("NOT") {
-            return Ok(Expr::Not(Box::new(self.unary()?)));
+            return self.nested(|p| Ok(Expr::Not(Box::new(p.unary()?))));
         }
         self.comparison()
     }
@@ -340,19 +382,19 @@ impl Parser {
             Tok::Ident(s) if s.eq_ignore_ascii_case("true") => Ok(Value::Bool(true)),
             Tok::Ident(s) if s.eq_ignore_ascii_case("false") => Ok(Value::Bool(false)),
             Tok::Ident(s) if s.eq_ignore_ascii_case("null") => Ok(Value::Null),
-            Tok::Sym("[") => {
+            Tok::Sym("[") => self.nested(|p| {
                 let mut items = Vec::new();
-                if self.eat_sym("]") {
+                if p.eat_sym("]") {
                     return Ok(Value::Array(items));
                 }
                 loop {
-                    items.push(self.constant()?);
-                    if self.eat_sym("]") {
+                    items.push(p.constant()?);
+                    if p.eat_sym("]") {
                         return Ok(Value::Array(items));
                     }
-                    self.sym(",")?;
+                    p.sym(",")?;
                 }
-            }
+            }),
             other => Err(QueryError::new(
                 pos,
                 format!("expected a constant, found {}", other.describe()),
@@ -365,9 +407,11 @@ impl Parser {
         match tok {
             Tok::Sym("(") => {
                 self.at += 1;
-                let e = self.or()?;
-                self.sym(")")?;
-                Ok(e)
+                self.nested(|p| {
+                    let e = p.or()?;
+                    p.sym(")")?;
+                    Ok(e)
+                })
             }
             Tok::Number(_) | Tok::Str(_) | Tok::Sym("-" | "[") => {
                 Ok(Expr::Literal(Some(self.constant()?)))
@@ -480,5 +524,24 @@ mod tests {
         assert_eq!(e.position, 6);
         assert_eq!(parse_condition("").unwrap_err().position, 0);
         assert_eq!(parse_condition("AND = 1").unwrap_err().position, 0);
+    }
+
+    /// Crashed the `hub_query` fuzz target (stack overflow): deep nesting overflowed the stack
+    /// of the REST handler's thread, aborting the hub. Runs on a test thread's small stack.
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let n = 200_000;
+        for text in [
+            format!("{}true{}", "(".repeat(n), ")".repeat(n)),
+            format!("{}true", "NOT ".repeat(n)),
+            format!("a IN [{}{}]", "[".repeat(n), "]".repeat(n)),
+            format!("a = 1{}", " AND b = 2".repeat(n)),
+        ] {
+            let e = parse_condition(&text).unwrap_err();
+            assert!(e.message.contains("nested deeper") || e.message.contains("AND/OR"));
+        }
+        let ok = format!("{}true{}", "(".repeat(MAX_NESTING), ")".repeat(MAX_NESTING));
+        assert!(parse_condition(&ok).is_ok());
+        assert!(parse_condition(&format!("a = 1{}", " OR a = 2".repeat(MAX_CONNECTIVES))).is_ok());
     }
 }
