@@ -182,6 +182,18 @@ impl Histogram {
         (self.count > 0.0).then(|| self.sum / self.count)
     }
 
+    /// The upper bound of the bucket holding the `q` quantile: "p99 ≤ this", exact where an
+    /// interpolated value would invent precision the buckets do not have.
+    pub fn quantile_bound(&self, q: f64) -> Option<f64> {
+        if self.count <= 0.0 {
+            return None;
+        }
+        self.buckets
+            .iter()
+            .find(|&&(_, cum)| cum >= q * self.count)
+            .map(|&(bound, _)| bound)
+    }
+
     /// The `q` quantile by linear interpolation inside its bucket (what PromQL's
     /// `histogram_quantile` does); only as fine as the buckets.
     pub fn quantile(&self, q: f64) -> Option<f64> {
@@ -237,6 +249,8 @@ fieldgate_method_duration_seconds_count{method="other"} 7
         // Rank 50 lies half-way through the (1 ms, 2.5 ms] bucket (10 → 90).
         assert!((h.quantile(0.5).unwrap() - 0.001_75).abs() < 1e-9);
         assert!((h.quantile(0.99).unwrap() - 0.004_75).abs() < 1e-9);
+        assert_eq!(h.quantile_bound(0.5), Some(0.0025));
+        assert_eq!(h.quantile_bound(0.05), Some(0.001));
     }
 
     #[test]

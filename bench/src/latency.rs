@@ -22,7 +22,8 @@ pub struct Latency {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub mean_ms: f64,
-    /// From the gateway's histogram (interpolated inside its buckets) — fieldgate only.
+    /// From the gateway's histogram — fieldgate only. The mean is exact (sum / count); the
+    /// quantiles are the upper bounds of their buckets (1 ms, 2.5 ms, 5 ms, …).
     pub gateway_mean_ms: Option<f64>,
     pub gateway_p50_ms: Option<f64>,
     pub gateway_p99_ms: Option<f64>,
@@ -106,8 +107,8 @@ pub async fn measure(
         p99_ms: ms(quantile(&samples, 0.99)),
         mean_ms: mean,
         gateway_mean_ms: own.as_ref().and_then(Histogram::mean).map(|s| s * 1e3),
-        gateway_p50_ms: own.as_ref().and_then(|h| h.quantile(0.5)).map(|s| s * 1e3),
-        gateway_p99_ms: own.as_ref().and_then(|h| h.quantile(0.99)).map(|s| s * 1e3),
+        gateway_p50_ms: own.as_ref().and_then(|h| h.quantile_bound(0.5)).map(|s| s * 1e3),
+        gateway_p99_ms: own.as_ref().and_then(|h| h.quantile_bound(0.99)).map(|s| s * 1e3),
     })
 }
 

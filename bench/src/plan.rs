@@ -217,13 +217,13 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         if let (Some(p50), Some(p99)) = (fg.gateway_p50_ms, fg.gateway_p99_ms) {
             rows.push(Row::new(
                 2,
-                "gateway's own share p50 (bucket-interpolated)",
+                "gateway's own share p50, at most (histogram bucket bound)",
                 p50,
                 "ms",
             ));
             rows.push(Row::new(
                 2,
-                "gateway's own share p99 (bucket-interpolated)",
+                "gateway's own share p99, at most (histogram bucket bound)",
                 p99,
                 "ms",
             ));

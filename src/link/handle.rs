@@ -29,10 +29,12 @@ pub(crate) enum Command {
     },
 }
 
+/// Commands travel boxed: a channel allocates its first block of 32 slots up front, and
+/// 32 × 64 bytes per door buys nothing for a few commands a second.
 #[derive(Debug, Clone)]
 pub struct LinkHandle {
     device_id: Arc<str>,
-    tx: mpsc::Sender<Command>,
+    tx: mpsc::Sender<Box<Command>>,
     state: watch::Receiver<LinkState>,
     op_timeout: Duration,
 }
@@ -40,7 +42,7 @@ pub struct LinkHandle {
 impl LinkHandle {
     pub(crate) fn new(
         device_id: String,
-        tx: mpsc::Sender<Command>,
+        tx: mpsc::Sender<Box<Command>>,
         state: watch::Receiver<LinkState>,
         op_timeout: Duration,
     ) -> Self {
@@ -114,7 +116,7 @@ impl LinkHandle {
         let (reply, rx) = oneshot::channel();
         let round_trip = async {
             self.tx
-                .send(make(reply))
+                .send(Box::new(make(reply)))
                 .await
                 .map_err(|_| LinkError::Stopped)?;
             rx.await.map_err(|_| LinkError::Stopped)?

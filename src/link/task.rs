@@ -52,7 +52,7 @@ pub(crate) struct Link {
     pacer: ConnectPacer,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
-    cmds: mpsc::Receiver<Command>,
+    cmds: mpsc::Receiver<Box<Command>>,
     cmds_open: bool,
     events: mpsc::Sender<LinkEvent>,
     state: watch::Sender<LinkState>,
@@ -67,7 +67,7 @@ impl Link {
         pacer: ConnectPacer,
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
-        cmds: mpsc::Receiver<Command>,
+        cmds: mpsc::Receiver<Box<Command>>,
         events: mpsc::Sender<LinkEvent>,
         state: watch::Sender<LinkState>,
     ) -> Self {
@@ -178,7 +178,7 @@ impl Link {
             tokio::select! {
                 () = self.shutdown.cancelled() => return false,
                 () = &mut fut => return true,
-                cmd = self.cmds.recv(), if self.cmds_open => match cmd {
+                cmd = self.cmds.recv(), if self.cmds_open => match cmd.map(|c| *c) {
                     Some(cmd) => self.offline_command(cmd),
                     None => self.cmds_open = false,
                 },
@@ -284,7 +284,7 @@ impl Link {
                     return End::Renew;
                 }
                 cmd = self.cmds.recv(), if self.cmds_open => {
-                    match cmd {
+                    match cmd.map(|c| *c) {
                         Some(cmd) if online => self.online_command(&conn.client, cmd),
                         // Method requests arrive as soon as the hub has our subscription,
                         // possibly before the twin: their answers must go out on this connection.
