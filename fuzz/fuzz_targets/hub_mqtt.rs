@@ -3,8 +3,9 @@
 //! reported PATCH, telemetry, method responses, Will), over an in-memory pipe.
 //!
 //! Input: byte 0 holds flags (bit 0 set: send the bytes as they are; clear: first a valid
-//! CONNECT for device `fuzz-dev` with a good SAS token, bit 1 = clean session, bit 2 = with a
-//! Will on the telemetry topic); the rest is the byte stream the device sends before closing.
+//! CONNECT for device `fuzz-dev` with a good SAS token, bit 1 = persistent session, bit 2 =
+//! with a Will on the telemetry topic); the rest is the byte stream the device sends before
+//! closing.
 //!
 //! Checks: no panic; the connection ends once the device closes its side (no hang); every
 //! byte the hub writes back decodes as MQTT; an authenticated session starts with CONNACK 0.
@@ -98,7 +99,7 @@ fuzz_target!(|data: &[u8]| {
     let mut input = if raw {
         BytesMut::new()
     } else {
-        connect_packet(flags & 2 != 0, flags & 4 != 0)
+        connect_packet(flags & 2 == 0, flags & 4 != 0)
     };
     input.extend_from_slice(rest);
 

@@ -305,6 +305,21 @@ mod tests {
         assert_eq!(t.reported.version, 3, "failed patches change nothing");
     }
 
+    /// Found by the `hub_twin_patch` fuzz target: serde_json's default float parsing can be
+    /// one ulp off, so a reported 118446744073709551615 changed value across the store's JSON
+    /// round trip (a hub restart). The workspace enables `float_roundtrip`.
+    #[test]
+    fn twin_survives_the_store_round_trip_exactly() {
+        let mut t = TwinDoc::new("T0");
+        t.apply_reported(
+            br#"{"n": [118446744073709551615, 0.1, 1.7976931348623157e308]}"#,
+            "T1",
+        )
+        .unwrap();
+        let back: TwinDoc = serde_json::from_slice(&serde_json::to_vec(&t).unwrap()).unwrap();
+        assert_eq!(back, t);
+    }
+
     #[test]
     fn over_limit_patch_changes_nothing() {
         let mut t = TwinDoc::new("T0");
