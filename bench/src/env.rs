@@ -31,27 +31,26 @@ pub struct World {
 
 impl std::fmt::Debug for World {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("World")
-            .field("dir", &self.dir)
-            .finish()
+        f.debug_struct("World").field("dir", &self.dir).finish()
     }
 }
 
 impl World {
     /// Starts the hub with its data under `dir`; `keep` leaves the directory (logs, device
     /// maps) in place after the run.
-    pub async fn start(
-        hub: impl FnOnce(&Path) -> HubConfig,
-        keep: bool,
-    ) -> anyhow::Result<World> {
-        let temp = tempfile::Builder::new().prefix("fieldgate-bench").tempdir()?;
+    pub async fn start(hub: impl FnOnce(&Path) -> HubConfig, keep: bool) -> anyhow::Result<World> {
+        let temp = tempfile::Builder::new()
+            .prefix("fieldgate-bench")
+            .tempdir()?;
         let (dir, temp) = if keep {
             (temp.keep(), None)
         } else {
             (temp.path().to_path_buf(), Some(temp))
         };
         tracing::info!(dir = %dir.display(), "configs and logs");
-        let hub = fieldhub::start(hub(&dir)).await.context("starting fieldhub")?;
+        let hub = fieldhub::start(hub(&dir))
+            .await
+            .context("starting fieldhub")?;
         Ok(World {
             dir,
             _temp: temp,
