@@ -268,11 +268,13 @@ impl Link {
                     }
                     continue;
                 }
-                event = conn.events.recv() => event.map(|boxed| *boxed),
+                event = conn.events.recv() => event,
             };
             let event = match event {
-                Some(Ok(event)) => event,
-                Some(Err(e)) => return self.lost(online, conn::describe(&e)),
+                Some(boxed) => match *boxed {
+                    Ok(event) => event,
+                    Err(e) => return self.lost(online, conn::describe(&e)),
+                },
                 None => return self.lost(online, "connection closed".into()),
             };
             match event {
