@@ -21,6 +21,8 @@ pub struct Footprint {
     /// After `soak_seconds` of polling.
     pub rss_after_kb: u64,
     pub soak_seconds: f64,
+    /// RSS sampled through the soak (KiB, about every 1/20 of it): flat, or growing?
+    pub rss_series_kb: Vec<u64>,
     /// CPU over the last part of the soak.
     pub cpu_seconds_per_minute: Option<f64>,
     pub cpu_percent_of_core: Option<f64>,
@@ -75,7 +77,15 @@ pub async fn run(
     }
     let soak_started = Instant::now();
     let window = cpu_window.unwrap_or(Duration::ZERO).min(soak);
-    tokio::time::sleep(soak - window).await;
+    let mut series: Vec<Vec<u64>> = running.iter().map(|_| Vec::new()).collect();
+    let step = (soak / 20).max(Duration::from_secs(1));
+    while soak_started.elapsed() + step <= soak - window {
+        tokio::time::sleep(step).await;
+        for (r, s) in running.iter().zip(series.iter_mut()) {
+            s.push(procstat::rss_kb(r.bridge.pid()).unwrap_or(0));
+        }
+    }
+    tokio::time::sleep((soak - window).saturating_sub(soak_started.elapsed())).await;
     let cpu: Vec<Option<CpuSample>> = if cpu_window.is_some() {
         let samples = futures::future::join_all(
             running
@@ -90,7 +100,7 @@ pub async fn run(
     };
     let soaked = soak_started.elapsed();
     let mut out = Vec::new();
-    for (r, cpu) in running.into_iter().zip(cpu) {
+    for ((r, cpu), rss_series_kb) in running.into_iter().zip(cpu).zip(series) {
         let rss_after = procstat::rss_kb(r.bridge.pid())?;
         out.push(Footprint {
             kind: r.kind,
@@ -99,6 +109,7 @@ pub async fn run(
             rss_up_kb: r.rss_up,
             rss_after_kb: rss_after,
             soak_seconds: soaked.as_secs_f64(),
+            rss_series_kb,
             cpu_seconds_per_minute: cpu.map(|c| c.seconds_per_minute()),
             cpu_percent_of_core: cpu.map(|c| c.percent_of_core()),
         });

@@ -107,8 +107,14 @@ pub async fn measure(
         p99_ms: ms(quantile(&samples, 0.99)),
         mean_ms: mean,
         gateway_mean_ms: own.as_ref().and_then(Histogram::mean).map(|s| s * 1e3),
-        gateway_p50_ms: own.as_ref().and_then(|h| h.quantile_bound(0.5)).map(|s| s * 1e3),
-        gateway_p99_ms: own.as_ref().and_then(|h| h.quantile_bound(0.99)).map(|s| s * 1e3),
+        gateway_p50_ms: own
+            .as_ref()
+            .and_then(|h| h.quantile_bound(0.5))
+            .map(|s| s * 1e3),
+        gateway_p99_ms: own
+            .as_ref()
+            .and_then(|h| h.quantile_bound(0.99))
+            .map(|s| s * 1e3),
     })
 }
 

@@ -67,6 +67,8 @@ pub struct Report {
     pub rows: Vec<Row>,
     /// What limited a figure, skipped parts, load seen during the run.
     pub notes: Vec<String>,
+    /// Every workload's full measurement (RSS series, job spans, gateway transaction times).
+    pub details: serde_json::Map<String, serde_json::Value>,
 }
 
 fn fmt_num(v: f64) -> String {
