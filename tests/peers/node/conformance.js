@@ -44,7 +44,8 @@ async function openDevice(registry, id) {
   const key = device.authentication.symmetricKey.primaryKey;
   check(key && key.length > 20, 'hub generated a primary key');
   const client = DeviceClient.fromConnectionString(`HostName=${host};DeviceId=${id};SharedAccessKey=${key}`, Mqtt);
-  client.setOptions({ ca });
+  // setOptions is asynchronous when given a CA: open() must wait for it.
+  await client.setOptions({ ca });
   await withTimeout(client.open(), 15000, 'device open');
   return client;
 }
@@ -119,7 +120,8 @@ function statusOf(e) {
 
 async function serveDevice() {
   const client = DeviceClient.fromConnectionString(process.env.DEVICE_CS, Mqtt);
-  client.setOptions({ ca });
+  // setOptions is asynchronous when given a CA: open() must wait for it.
+  await client.setOptions({ ca });
   client.on('disconnect', () => step('device.disconnect'));
   client.on('error', (e) => step('device.error', { error: String(e) }));
   client.onDeviceMethod('lockDoor', (req, res) => {
@@ -162,7 +164,7 @@ async function negative() {
 
   const badKey = Buffer.alloc(32, 7).toString('base64');
   const wrong = DeviceClient.fromConnectionString(`HostName=${host};DeviceId=${deviceId};SharedAccessKey=${badKey}`, Mqtt);
-  wrong.setOptions({ ca });
+  await wrong.setOptions({ ca });
   const e1 = await withTimeout(rejects(wrong.open(), 'open with a wrong key'), 30000, 'wrong-key open');
   check(e1.constructor.name === 'UnauthorizedError', 'wrong key → UnauthorizedError, got ' + e1.constructor.name + ': ' + e1.message);
   step('device.open(wrong key)', { error: e1.constructor.name });
@@ -171,7 +173,7 @@ async function negative() {
   const key = device.authentication.symmetricKey.primaryKey;
   const expired = SharedAccessSignature.create(host, deviceId, key, Math.floor(Date.now() / 1000) - 60).toString();
   const old = DeviceClient.fromSharedAccessSignature(`HostName=${host};DeviceId=${deviceId};SharedAccessSignature=${expired}`, Mqtt);
-  old.setOptions({ ca });
+  await old.setOptions({ ca });
   const e2 = await withTimeout(rejects(old.open(), 'open with an expired SAS'), 30000, 'expired open');
   check(e2.constructor.name === 'UnauthorizedError', 'expired SAS → UnauthorizedError, got ' + e2.constructor.name + ': ' + e2.message);
   step('device.open(expired sas)', { error: e2.constructor.name });
