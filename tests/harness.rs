@@ -231,12 +231,13 @@ impl Service {
         sas::generate(&self.host, &self.key, Some(&self.policy), expiry).unwrap()
     }
 
-    pub async fn send(
+    /// One REST call; `Err` when the hub cannot be reached (tests that take it down).
+    pub async fn try_send(
         &self,
         method: reqwest::Method,
         path: &str,
         body: Option<Value>,
-    ) -> (u16, Value) {
+    ) -> Result<(u16, Value), String> {
         let url = format!("{}{path}?api-version=2021-04-12", self.base);
         let mut req = self
             .http
@@ -245,13 +246,24 @@ impl Service {
         if let Some(b) = body {
             req = req.header("If-Match", "\"*\"").json(&b);
         }
-        let res = req.send().await.expect("hub reachable");
+        let res = req.send().await.map_err(|e| e.to_string())?;
         let status = res.status().as_u16();
-        let text = res.text().await.unwrap();
-        (
+        let text = res.text().await.map_err(|e| e.to_string())?;
+        Ok((
             status,
             serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        ))
+    }
+
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        self.try_send(method, path, body)
+            .await
+            .expect("hub reachable")
     }
 
     /// `POST /twins/{id}/methods`: (HTTP status, body).

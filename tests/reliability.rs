@@ -14,10 +14,9 @@ use fieldgate::config;
 use fieldgate::gateway::Gateway;
 use fieldhub::doorsim::{DoorSimHandle, Table};
 use fieldhub::{HubConfig, RunningHub};
-use iothub_proto::{sas, ConnectionString};
 use serde_json::{json, Value};
 
-use crate::harness::{bounded, wait_link, Env, LIMIT};
+use crate::harness::{bounded, wait_link, Env, Service, LIMIT};
 
 /// Long mode (`FIELDGATE_SOAK=1`): full-length runs.
 pub fn long_mode() -> bool {
@@ -92,36 +91,14 @@ impl Outcome {
 /// Service REST client that reports hub outages instead of panicking.
 #[derive(Debug, Clone)]
 pub struct Client {
-    http: reqwest::Client,
-    base: String,
-    host: String,
-    key: String,
-    policy: String,
+    svc: Service,
 }
 
 impl Client {
     pub fn new(hub: &RunningHub) -> Client {
-        let cs = ConnectionString::parse(&hub.service_connection_string).unwrap();
-        let ca = reqwest::Certificate::from_pem(hub.ca_pem.as_bytes()).unwrap();
-        let http = reqwest::Client::builder()
-            .use_rustls_tls()
-            .tls_built_in_root_certs(false)
-            .add_root_certificate(ca)
-            .timeout(LIMIT)
-            .build()
-            .unwrap();
         Client {
-            http,
-            base: format!("https://localhost:{}", hub.https_addr.port()),
-            host: cs.host_name.clone(),
-            key: cs.key.clone(),
-            policy: cs.key_name.clone().unwrap(),
+            svc: Service::new(hub),
         }
-    }
-
-    fn token(&self) -> String {
-        let expiry = chrono::Utc::now().timestamp() as u64 + 3600;
-        sas::generate(&self.host, &self.key, Some(&self.policy), expiry).unwrap()
     }
 
     async fn send(
@@ -130,21 +107,7 @@ impl Client {
         path: &str,
         body: Option<Value>,
     ) -> Result<(u16, Value), String> {
-        let url = format!("{}{path}?api-version=2021-04-12", self.base);
-        let mut req = self
-            .http
-            .request(method, url)
-            .header("Authorization", self.token());
-        if let Some(b) = body {
-            req = req.header("If-Match", "\"*\"").json(&b);
-        }
-        let res = req.send().await.map_err(|e| e.to_string())?;
-        let status = res.status().as_u16();
-        let text = res.text().await.map_err(|e| e.to_string())?;
-        Ok((
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        ))
+        self.svc.try_send(method, path, body).await
     }
 
     /// Invokes a method; the hub waits up to `connect_timeout` s for the device to be online
