@@ -18,6 +18,8 @@ pub struct Launch {
     pub gateway_bin: PathBuf,
     /// `node` and the reference script, when the reference is part of the run.
     pub reference: Option<(PathBuf, PathBuf)>,
+    /// fieldgate's MQTT keep-alive, when not its default.
+    pub keep_alive: Option<std::time::Duration>,
 }
 
 impl Launch {
@@ -97,6 +99,7 @@ impl Bridge {
                     buses: (0..sims).map(|i| tcp_bus(i, &site.pool.addr(i))).collect(),
                     poll_interval: site.poll_interval,
                     doors: site.doors,
+                    keep_alive: launch.keep_alive,
                 };
                 Ok(Bridge::Fieldgate(GatewayProc::start(
                     world,

@@ -209,6 +209,7 @@ pub struct MapSpec<'a> {
     pub buses: Vec<String>,
     pub poll_interval: &'a str,
     pub doors: &'a [Door],
+    pub keep_alive: Option<std::time::Duration>,
 }
 
 /// A Modbus TCP bus section.
@@ -227,10 +228,13 @@ pub fn rtu_bus(i: usize, path: &Path, baud: u32) -> String {
 impl MapSpec<'_> {
     pub fn render(&self) -> String {
         let mut t = format!(
-            "[hub]\nhostname = \"{}\"\nca_file = \"{}\"\nconnects_per_second = {}\nreconnect_backoff_min = \"200ms\"\nreconnect_backoff_max = \"5s\"\n\n[metrics]\nlisten = \"127.0.0.1:{}\"\n\n",
+            "[hub]\nhostname = \"{}\"\nca_file = \"{}\"\nconnects_per_second = {}\n{}reconnect_backoff_min = \"200ms\"\nreconnect_backoff_max = \"5s\"\n\n[metrics]\nlisten = \"127.0.0.1:{}\"\n\n",
             self.hub_host,
             self.ca.display(),
             self.connects_per_second,
+            self.keep_alive
+                .map(|k| format!("keep_alive = \"{}ms\"\n", k.as_millis()))
+                .unwrap_or_default(),
             self.metrics_port
         );
         for b in &self.buses {

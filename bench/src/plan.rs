@@ -28,6 +28,8 @@ pub struct Options {
     pub keep: bool,
     /// How workload 1 fans `lockDoor` out (a hub job unless told otherwise).
     pub job_runner: JobRunner,
+    /// The gateway's MQTT keep-alive, when not its default.
+    pub keep_alive: Option<Duration>,
 }
 
 /// Sizes of one mode.
@@ -112,6 +114,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     let launch = Launch {
         gateway_bin: opts.gateway_bin.clone(),
         reference,
+        keep_alive: opts.keep_alive,
     };
     let with_ref = launch.reference.is_some();
 

@@ -113,6 +113,7 @@ pub async fn run(
         buses: vec![rtu_bus(0, &b, baud)],
         poll_interval: poll,
         doors,
+        keep_alive: None,
     };
 
     // Job: polling far apart (each poller starts at a random point of its hour), so the line

@@ -6,6 +6,7 @@ use serde_json::Value;
 use super::{now_iso, Device, DeviceRecord, Hub, State};
 use crate::auth::generate_key;
 use crate::error::HubError;
+use crate::query::Condition;
 use crate::registry::{validate_device_id, validate_key, DeviceIdentity};
 use crate::twin::{self, TwinDoc};
 
@@ -240,6 +241,35 @@ impl Hub {
         st.devices.values().map(|d| st.full_twin(d)).collect()
     }
 
+    /// Ids of the devices whose twin matches `cond`, in id order. Only the twin parts the
+    /// condition reads are built when it reads no more than `deviceId` and `tags` (the usual
+    /// job conditions): copying every twin with its `$metadata` made a job's start grow with
+    /// the registry (10-90 ms at 2,000 devices before its first device started).
+    pub fn select_devices(&self, cond: &Condition) -> Vec<String> {
+        let fields = cond.document_fields();
+        let partial = fields
+            .iter()
+            .all(|f| matches!(f.as_str(), "deviceid" | "tags"));
+        let with_tags = fields.contains("tags");
+        let st = self.lock();
+        st.devices
+            .values()
+            .filter(|d| {
+                let id = &d.rec.identity.device_id;
+                if !partial {
+                    return cond.matches(&st.full_twin(d));
+                }
+                let mut doc = serde_json::Map::new();
+                doc.insert("deviceId".into(), Value::String(id.clone()));
+                if with_tags {
+                    doc.insert("tags".into(), Value::Object(d.rec.twin.tags.clone()));
+                }
+                cond.matches(&Value::Object(doc))
+            })
+            .map(|d| d.rec.identity.device_id.clone())
+            .collect()
+    }
+
     /// Service PATCH: merge of `tags` and `properties.desired`; notifies the device.
     pub fn update_twin(
         &self,
@@ -327,5 +357,34 @@ mod tests {
         assert!(if_match_ok(Some("\"AAE=\""), "AAE="));
         assert!(if_match_ok(Some("AAE="), "AAE="));
         assert!(!if_match_ok(Some("\"AAI=\""), "AAE="));
+    }
+
+    /// The partial twins `select_devices` builds must select exactly what full twins do.
+    #[test]
+    fn select_devices_agrees_with_full_twins() {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = Hub::open_offline(dir.path(), "h").unwrap();
+        for i in 0..6 {
+            let id = format!("door-{i}");
+            hub.create_device(&id).unwrap();
+            let patch = serde_json::json!({"tags": {"building": if i % 2 == 0 { "43" } else { "44" }, "floor": i},
+                "properties": {"desired": {"Floor": i}}});
+            hub.update_twin(&id, patch, None).unwrap();
+        }
+        hub.create_device("untagged").unwrap();
+        for cond in [
+            "*",
+            "deviceId IN ['door-1', 'door-4', 'nope']",
+            "DeviceId = 'untagged' OR Tags.building = '43'",
+            "tags.floor >= 3 AND NOT IS_DEFINED(tags.missing)",
+            "NOT IS_DEFINED(tags.building)",
+            "properties.desired.Floor < 2",
+            "status = 'enabled' AND tags.building = '44'",
+        ] {
+            let c = crate::query::parse_condition(cond).unwrap();
+            let full = crate::jobs::select_from(&c, &hub.twins());
+            assert_eq!(hub.select_devices(&c), full, "{cond}");
+            assert!(!full.is_empty(), "{cond} selects something");
+        }
     }
 }

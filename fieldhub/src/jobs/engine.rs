@@ -14,6 +14,7 @@ use super::pacer::Pacer;
 use super::state::JobState;
 use super::store::JobStore;
 use super::JobError;
+use crate::query::Condition;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -243,13 +244,17 @@ impl<O: DeviceOps, S: JobStore> JobEngine<O, S> {
     fn tick(&self) -> (Vec<String>, Option<DateTime<Utc>>) {
         let inner = &self.inner;
         let now = inner.clock.now();
-        let any_due = inner.jobs().values().any(|j| j.is_due(now));
-        // Twins are read outside the jobs lock: the hub's registry may be slow to copy.
-        let twins = if any_due {
-            inner.ops.twins()
-        } else {
-            Vec::new()
-        };
+        // Devices are selected outside the jobs lock: the hub's registry may be large.
+        let due: Vec<(String, Option<Condition>)> = inner
+            .jobs()
+            .values()
+            .filter(|j| j.is_due(now))
+            .map(|j| (j.id().to_owned(), j.condition()))
+            .collect();
+        let mut selected: HashMap<String, Vec<String>> = due
+            .into_iter()
+            .map(|(id, c)| (id, c.map(|c| inner.ops.select(&c)).unwrap_or_default()))
+            .collect();
         let retention =
             chrono::Duration::from_std(inner.limits.retention).unwrap_or(chrono::Duration::MAX);
         let mut jobs = inner.jobs();
@@ -260,7 +265,12 @@ impl<O: DeviceOps, S: JobStore> JobEngine<O, S> {
                 persist_job(&inner.store, job);
             }
             if job.is_due(now) {
-                job.start(&twins, now);
+                // A job created since the selection above starts on the next pass.
+                let Some(ids) = selected.remove(job.id()) else {
+                    next = min_time(next, now);
+                    continue;
+                };
+                job.start_selected(ids, now);
                 tracing::info!(job = job.id(), devices = job.devices.len(), "job started");
                 persist_job(&inner.store, job);
             }

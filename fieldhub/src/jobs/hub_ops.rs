@@ -10,6 +10,7 @@ use super::model::{CloudToDeviceMethod, MethodOutcome};
 use super::ops::{DeviceOpError, DeviceOps};
 use crate::error::HubError;
 use crate::hub::Hub;
+use crate::query::Condition;
 
 /// The hub as seen by the job engine.
 #[derive(Debug, Clone)]
@@ -36,6 +37,10 @@ fn op_error(e: HubError) -> DeviceOpError {
 impl DeviceOps for HubOps {
     fn twins(&self) -> Vec<Value> {
         self.hub.twins()
+    }
+
+    fn select(&self, condition: &Condition) -> Vec<String> {
+        self.hub.select_devices(condition)
     }
 
     async fn invoke_method(

@@ -25,7 +25,7 @@ pub use model::{
     CloudToDeviceMethod, DeviceJob, DeviceJobError, DeviceJobOutcome, DeviceJobStatistics,
     DeviceJobStatus, JobRequest, JobResponse, JobStatus, JobType, MethodOutcome,
 };
-pub use ops::{Clock, DeviceOpError, DeviceOps, SystemClock, TokioClock};
+pub use ops::{select_from, Clock, DeviceOpError, DeviceOps, SystemClock, TokioClock};
 pub use redb_store::RedbJobStore;
 pub use state::JobState;
 pub use store::{JobStore, JobStoreError, MemoryJobStore};

@@ -2,6 +2,7 @@
 //! clock. Kept as small traits so the engine can be tested without sockets.
 
 use super::model::{CloudToDeviceMethod, MethodOutcome};
+use crate::query::Condition;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use std::future::Future;
@@ -34,6 +35,12 @@ pub trait DeviceOps: Send + Sync + 'static {
     /// Every device twin as the hub stores it (`deviceId`, `tags`, `properties`, …).
     fn twins(&self) -> Vec<Value>;
 
+    /// Ids of the devices whose twin matches `condition` (a job's selection when it starts).
+    /// Implementations that can evaluate it without copying every twin should.
+    fn select(&self, condition: &Condition) -> Vec<String> {
+        select_from(condition, &self.twins())
+    }
+
     /// Invokes a direct method on a connected device.
     fn invoke_method(
         &self,
@@ -47,6 +54,15 @@ pub trait DeviceOps: Send + Sync + 'static {
         device_id: &str,
         patch: &Value,
     ) -> impl Future<Output = Result<(), DeviceOpError>> + Send;
+}
+
+/// Ids of the `twins` that match `condition`, in their order.
+pub fn select_from(condition: &Condition, twins: &[Value]) -> Vec<String> {
+    twins
+        .iter()
+        .filter(|t| condition.matches(t))
+        .filter_map(|t| t.get("deviceId").and_then(Value::as_str).map(str::to_owned))
+        .collect()
 }
 
 /// Wall-clock time for job timestamps and schedules.

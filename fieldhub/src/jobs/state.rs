@@ -10,6 +10,7 @@ use super::model::{
     DeviceJobStatus, JobRequest, JobResponse, JobStatus, JobType, MethodOutcome,
     DEFAULT_MAX_EXECUTION_SECS,
 };
+use super::ops::select_from;
 use super::JobError;
 use crate::query::{parse_condition, Condition};
 use chrono::{DateTime, Duration, Utc};
@@ -154,29 +155,35 @@ impl JobState {
         false
     }
 
+    /// The parsed `queryCondition`. Validated at creation; `None` for a stored job whose
+    /// condition no longer parses (it selects nothing).
+    pub fn condition(&self) -> Option<Condition> {
+        self.request
+            .query_condition
+            .as_deref()
+            .and_then(|q| parse_condition(q).ok())
+    }
+
     /// Starts the job: evaluates `queryCondition` once over `twins` (devices added later are not
     /// included) and makes every selected device `pending`. A job selecting no device completes.
     pub fn start(&mut self, twins: &[Value], now: DateTime<Utc>) {
+        let selected = self
+            .condition()
+            .map(|c| select_from(&c, twins))
+            .unwrap_or_default();
+        self.start_selected(selected, now);
+    }
+
+    /// Starts the job on the devices its condition selected (see [`JobState::start`]).
+    pub fn start_selected(&mut self, selected: Vec<String>, now: DateTime<Utc>) {
         if !matches!(self.status, JobStatus::Queued | JobStatus::Scheduled) {
             return;
         }
-        // Validated at creation; a stored job whose condition no longer parses selects nothing.
-        let condition = self
-            .request
-            .query_condition
-            .as_deref()
-            .and_then(|q| parse_condition(q).ok());
         self.status = JobStatus::Running;
         self.started_time = Some(now);
-        for twin in twins {
-            let Some(id) = twin.get("deviceId").and_then(Value::as_str) else {
-                continue;
-            };
-            if !condition.as_ref().is_some_and(|c| c.matches(twin)) {
-                continue;
-            }
+        for id in selected {
             let record = DeviceJob {
-                device_id: id.to_owned(),
+                device_id: id.clone(),
                 job_id: self.id().to_owned(),
                 job_type: self.request.job_type,
                 status: DeviceJobStatus::Pending,
@@ -187,7 +194,7 @@ impl JobState {
                 outcome: None,
                 error: None,
             };
-            self.devices.insert(id.to_owned(), record);
+            self.devices.insert(id, record);
         }
         self.finish_if_done(now);
     }

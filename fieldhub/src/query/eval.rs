@@ -3,14 +3,47 @@
 //! Values are three-state: a JSON value, or *undefined* (`None`). Only a boolean `true` result
 //! makes a condition match.
 
-use super::ast::{CompareOp, Condition, Expr, Path};
+use super::ast::{CompareOp, Condition, Expr, Path, PathRoot};
 use serde_json::Value;
 use std::borrow::Cow;
+use std::collections::BTreeSet;
 use std::cmp::Ordering;
 
 type Val<'a> = Option<Cow<'a, Value>>;
 
 impl Condition {
+    /// The top-level document fields the condition reads (first path segments, lowercased:
+    /// they match case-insensitively), so a caller can build only those parts of a document.
+    pub fn document_fields(&self) -> BTreeSet<String> {
+        fn walk(e: &Expr, out: &mut BTreeSet<String>) {
+            let mut path = |p: &Path| {
+                if p.root == PathRoot::Document {
+                    if let Some(first) = p.segments.first() {
+                        out.insert(first.to_ascii_lowercase());
+                    }
+                }
+            };
+            match e {
+                Expr::Literal(_) => {}
+                Expr::Path(p) | Expr::IsDefined(p) => path(p),
+                Expr::Compare(_, a, b) | Expr::And(a, b) | Expr::Or(a, b) => {
+                    walk(a, out);
+                    walk(b, out);
+                }
+                Expr::Not(a) => walk(a, out),
+                Expr::In { expr, list, .. } => {
+                    walk(expr, out);
+                    list.iter().for_each(|x| walk(x, out));
+                }
+            }
+        }
+        let mut out = BTreeSet::new();
+        if let Condition::Expr(e) = self {
+            walk(e, &mut out);
+        }
+        out
+    }
+
     /// Whether `doc` satisfies the condition (evaluates to exactly `true`).
     pub fn matches(&self, doc: &Value) -> bool {
         match self {
@@ -157,6 +190,17 @@ mod tests {
 
     fn m(cond: &str) -> bool {
         parse_condition(cond).unwrap().matches(&twin())
+    }
+
+    #[test]
+    fn document_fields_are_the_lowercased_roots() {
+        let f = |c: &str| parse_condition(c).unwrap().document_fields();
+        assert!(f("*").is_empty());
+        assert_eq!(
+            f("DeviceId IN ['a'] AND (Tags.b = 1 OR NOT IS_DEFINED(properties.reported.x))"),
+            ["deviceid", "properties", "tags"].map(String::from).into()
+        );
+        assert_eq!(f("tags.x = status"), ["status", "tags"].map(String::from).into());
     }
 
     #[test]
