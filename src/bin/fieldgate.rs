@@ -32,8 +32,8 @@ enum Command {
         /// The device map (TOML).
         #[arg(long, short, default_value = "/etc/fieldgate/fieldgate.toml")]
         config: PathBuf,
-        /// Runtime worker threads. One is plenty for a thousand doors and wakes the CPU
-        /// least (idle CPU at 1,000 doors: ~4.4 % of a core with one, ~6.2 % with two).
+        /// Runtime threads. One (the default) is plenty for a thousand doors, wakes the CPU
+        /// least and keeps memory lowest (docs/BENCHMARKS.md, workloads 3 and 4).
         #[arg(long, env = "FIELDGATE_WORKER_THREADS", default_value_t = 1,
               value_parser = clap::value_parser!(u16).range(1..=64))]
         worker_threads: u16,
@@ -99,10 +99,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             config,
             worker_threads,
         } => {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(usize::from(worker_threads))
-                .enable_all()
-                .build()?;
+            // One thread: the current-thread scheduler, with no hand-off between the thread
+            // that blocks on `serve` and a worker.
+            let rt = if worker_threads == 1 {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?
+            } else {
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(usize::from(worker_threads))
+                    .enable_all()
+                    .build()?
+            };
             rt.block_on(fieldgate::gateway::serve(config))?;
             Ok(ExitCode::SUCCESS)
         }

@@ -169,17 +169,45 @@ fn diff(
     (patch, changed)
 }
 
-/// Polls until `shutdown`. Cycles start at a random offset within the first interval so a
-/// thousand doors do not hit the bus in the same millisecond.
+/// Poll cycles start on one of this many evenly spaced phases of the poll interval, counted
+/// from one origin for the whole process. Doors sharing a phase share one timer wake-up and
+/// reach their bus together, so the runtime wakes a few times per interval instead of once
+/// per door, and a bus task serves its queue back to back (benchmark workload 4, 1,000 doors
+/// at 1 s: see docs/BENCHMARKS.md). Several phases, picked at random per door, keep every
+/// door of a line from queueing at the same instant.
+const POLL_PHASES: u32 = 10;
+
+/// The first instant at or after `now` on `phase`'s grid: `origin + phase × every / POLL_PHASES
+/// + n × every`.
+fn first_tick(origin: Instant, now: Instant, every: Duration, phase: u32) -> Instant {
+    let every_ns = every.as_nanos().max(1);
+    let offset = every_ns * u128::from(phase % POLL_PHASES) / u128::from(POLL_PHASES);
+    let since = now.saturating_duration_since(origin).as_nanos();
+    // Grid points are origin + offset + n·every; the first one not before `now`.
+    let n = since.saturating_sub(offset).div_ceil(every_ns);
+    let at = offset + n * every_ns;
+    origin + Duration::from_nanos(u64::try_from(at).unwrap_or(u64::MAX))
+}
+
+/// The instant every door's poll grid counts from.
+fn poll_origin() -> Instant {
+    static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *ORIGIN.get_or_init(Instant::now)
+}
+
+/// Polls until `shutdown`, on a phase of the shared poll grid ([`POLL_PHASES`]).
 pub async fn run(door: Arc<Door>, io: DoorIo, max_gap: u16, shutdown: CancellationToken) {
     let plan = ReadPlan::new(&door, max_gap);
     if plan.blocks.is_empty() {
         return;
     }
     let every = door.poll_interval;
-    let offset = every.mul_f64(rand::random::<f64>());
-    let mut ticker = tokio::time::interval_at(Instant::now() + offset, every);
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let phase = rand::random_range(0..POLL_PHASES);
+    let start = first_tick(poll_origin(), Instant::now(), every, phase);
+    let mut ticker = tokio::time::interval_at(start, every);
+    // Skip, not Delay: a cycle that overran its interval resumes on its grid, so the doors of
+    // a phase stay together instead of drifting apart one late tick at a time.
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut state = Reported {
         refresh: CONNECTIVITY_REFRESH
             .mul_f64(1.0 + REFRESH_JITTER * (2.0 * rand::random::<f64>() - 1.0)),
@@ -285,6 +313,34 @@ key = "a2V5"
         );
         let cfg = crate::config::parse(&text, "t.toml").unwrap();
         (cfg.doors[0].clone(), cfg.buses[0].read_gap)
+    }
+
+    #[test]
+    fn poll_ticks_fall_on_the_shared_phase_grid() {
+        let origin = Instant::now();
+        let every = Duration::from_millis(1000);
+        for (since_ms, phase, want_ms) in [
+            (0, 0, 0),
+            (0, 3, 300),
+            (299, 3, 300),
+            (300, 3, 300),
+            (301, 3, 1300),
+            (86_400_250, 2, 86_400_200 + 1000),
+            (5_000, 12, 5_200), // phases wrap
+        ] {
+            let now = origin + Duration::from_millis(since_ms);
+            let at = first_tick(origin, now, every, phase);
+            assert_eq!(
+                at.duration_since(origin),
+                Duration::from_millis(want_ms),
+                "since {since_ms} ms, phase {phase}"
+            );
+            assert!(at >= now && at < now + every);
+        }
+        // Doors of one phase started at different times share their instants.
+        let a = first_tick(origin, origin + Duration::from_millis(10), every, 4);
+        let b = first_tick(origin, origin + Duration::from_millis(2_390), every, 4);
+        assert_eq!((b - a).as_millis() % 1000, 0);
     }
 
     #[test]

@@ -6,8 +6,8 @@
 use super::ast::{CompareOp, Condition, Expr, Path, PathRoot};
 use serde_json::Value;
 use std::borrow::Cow;
-use std::collections::BTreeSet;
 use std::cmp::Ordering;
+use std::collections::BTreeSet;
 
 type Val<'a> = Option<Cow<'a, Value>>;
 
@@ -200,7 +200,10 @@ mod tests {
             f("DeviceId IN ['a'] AND (Tags.b = 1 OR NOT IS_DEFINED(properties.reported.x))"),
             ["deviceid", "properties", "tags"].map(String::from).into()
         );
-        assert_eq!(f("tags.x = status"), ["status", "tags"].map(String::from).into());
+        assert_eq!(
+            f("tags.x = status"),
+            ["status", "tags"].map(String::from).into()
+        );
     }
 
     #[test]
