@@ -88,15 +88,24 @@ pub async fn run_job(world: &World, body: Value, limit: Duration) -> anyhow::Res
                 job.status.as_str(),
                 job.failure_reason
             );
-            let (first, last) = device_times(world, &id);
+            let records = device_records(world, &id);
+            let first = records.iter().map(|d| d.start_time_utc).min();
+            let last = records.iter().map(|d| d.end_time_utc).max();
+            // A device job "succeeds" once the device answered, whatever its status: a door
+            // answering 503 (its bus unreachable) did not lock, and must not count.
+            let refused = records
+                .iter()
+                .filter_map(|d| d.outcome.as_ref()?.device_method_response.as_ref())
+                .filter(|r| r.status != 200)
+                .count() as u64;
             return Ok(JobRun {
                 wall,
                 device_span: first.zip(last).and_then(|(f, l)| (l - f).to_std().ok()),
                 start_delay: first.and_then(|f| (f - created_at).to_std().ok()),
                 via: "job",
                 devices: stats.device_count,
-                succeeded: stats.succeeded_count,
-                failed: stats.failed_count,
+                succeeded: stats.succeeded_count - refused.min(stats.succeeded_count),
+                failed: stats.failed_count + refused,
             });
         }
         anyhow::ensure!(
@@ -107,26 +116,16 @@ pub async fn run_job(world: &World, body: Value, limit: Duration) -> anyhow::Res
     }
 }
 
-/// The first start and last end among the job's device records.
-fn device_times(
-    world: &World,
-    job_id: &str,
-) -> (
-    Option<chrono::DateTime<chrono::Utc>>,
-    Option<chrono::DateTime<chrono::Utc>>,
-) {
-    let mine: Vec<DeviceJob> = world
+/// The job's device records.
+fn device_records(world: &World, job_id: &str) -> Vec<DeviceJob> {
+    world
         .hub
         .jobs
         .device_jobs()
         .into_iter()
         .filter_map(|v| serde_json::from_value::<DeviceJob>(v).ok())
         .filter(|d| d.job_id == job_id)
-        .collect();
-    (
-        mine.iter().map(|d| d.start_time_utc).min(),
-        mine.iter().map(|d| d.end_time_utc).max(),
-    )
+        .collect()
 }
 
 /// A `lockDoor` method job over `ids`.
