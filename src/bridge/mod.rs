@@ -18,13 +18,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::BusHandle;
 use crate::config::Door;
-use crate::link::{LinkEvent, LinkHandle};
+use crate::link::{LinkEvent, LinkEvents, LinkHandle};
 use crate::metrics::Metrics;
 
 pub use desired::{check_desired_patch, DesiredOutcome, DesiredWrite};
@@ -60,12 +59,7 @@ struct PendingRestore {
 /// Runs the bridge of one door until `shutdown`; then answers queued method requests with
 /// 503, writes pending pulse restores (a door unlocked for 5 s must not stay unlocked because
 /// the gateway stopped), and returns. The link must outlive this task so answers get out.
-pub async fn run(
-    door: Arc<Door>,
-    io: DoorIo,
-    mut events: mpsc::Receiver<LinkEvent>,
-    shutdown: CancellationToken,
-) {
+pub async fn run(door: Arc<Door>, io: DoorIo, mut events: LinkEvents, shutdown: CancellationToken) {
     let mut restores: BTreeMap<u16, PendingRestore> = BTreeMap::new();
     let mut desired_version: Option<u64> = None;
     let mut retry = DesiredRetry::default();
