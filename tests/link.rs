@@ -6,7 +6,9 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use fieldgate::link::{self, ConnectPacer, LinkEvent, LinkHandle, LinkSettings, LinkState};
+use fieldgate::link::{
+    self, ConnectPacer, LinkEvent, LinkEvents, LinkHandle, LinkSettings, LinkState,
+};
 use fieldgate::metrics::Metrics;
 use futures::{SinkExt, StreamExt};
 use iothub_proto::topics::{self, Topic};
@@ -22,7 +24,7 @@ use rumqttc::{
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::{json, Value};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
@@ -251,7 +253,7 @@ impl HubConn {
 
 struct Door {
     handle: LinkHandle,
-    events: mpsc::Receiver<LinkEvent>,
+    events: LinkEvents,
     task: JoinHandle<()>,
     shutdown: CancellationToken,
     metrics: Arc<Metrics>,

@@ -18,13 +18,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::BusHandle;
 use crate::config::Door;
-use crate::link::{LinkEvent, LinkHandle};
+use crate::link::{LinkEvent, LinkEvents, LinkHandle};
 use crate::metrics::Metrics;
 
 pub use desired::{check_desired_patch, DesiredOutcome, DesiredWrite};
@@ -60,12 +59,10 @@ struct PendingRestore {
 /// Runs the bridge of one door until `shutdown`; then answers queued method requests with
 /// 503, writes pending pulse restores (a door unlocked for 5 s must not stay unlocked because
 /// the gateway stopped), and returns. The link must outlive this task so answers get out.
-pub async fn run(
-    door: Arc<Door>,
-    io: DoorIo,
-    mut events: mpsc::Receiver<LinkEvent>,
-    shutdown: CancellationToken,
-) {
+pub async fn run(door: Arc<Door>, io: DoorIo, mut events: LinkEvents, shutdown: CancellationToken) {
+    // The bus work below is boxed: this task spends its life waiting for an event, and an
+    // inlined method or desired write would make every door's task as large as the largest
+    // of them (a few hundred bytes each, per door) for work done a few times a day.
     let mut restores: BTreeMap<u16, PendingRestore> = BTreeMap::new();
     let mut desired_version: Option<u64> = None;
     let mut retry = DesiredRetry::default();
@@ -76,14 +73,14 @@ pub async fn run(
             () = shutdown.cancelled() => break,
             () = sleep_until_opt(retry.at) => {
                 let (patch, version) = retry.take();
-                let outcome = apply_desired(&door, &io, &patch, version, false).await;
+                let outcome = Box::pin(apply_desired(&door, &io, &patch, version, false)).await;
                 retry.after(&patch, &outcome);
             }
             ev = events.recv() => match ev {
                 None => break,
                 Some(LinkEvent::MethodRequest { name, rid, payload }) => {
                     let started = Instant::now();
-                    let reply = method::handle(&door, &io, &name, &payload, &mut restores).await;
+                    let reply = Box::pin(method::handle(&door, &io, &name, &payload, &mut restores)).await;
                     io.metrics
                         .methods
                         .with_label_values(&[metric_method(&door, &name), &reply.status.to_string()])
@@ -92,7 +89,7 @@ pub async fn run(
                         .method_duration
                         .with_label_values(&[metric_method(&door, &name)])
                         .observe(started.elapsed().as_secs_f64());
-                    if let Err(e) = io.link.respond_method(&rid, reply.status, reply.body).await {
+                    if let Err(e) = Box::pin(io.link.respond_method(&rid, reply.status, reply.body)).await {
                         tracing::warn!(device = %door.device_id, method = %name, error = %e, "method answer not delivered");
                     }
                 }
@@ -102,7 +99,7 @@ pub async fn run(
                         continue;
                     }
                     desired_version = Some(version);
-                    let outcome = apply_desired(&door, &io, &patch, version, false).await;
+                    let outcome = Box::pin(apply_desired(&door, &io, &patch, version, false)).await;
                     retry.after(&patch, &outcome);
                 }
                 Some(LinkEvent::Connected { twin }) => {
@@ -110,7 +107,7 @@ pub async fn run(
                     let version = desired.get("$version").and_then(Value::as_u64).unwrap_or(0);
                     desired_version = Some(version);
                     retry = DesiredRetry::default();
-                    let outcome = apply_desired(&door, &io, &desired, version, true).await;
+                    let outcome = Box::pin(apply_desired(&door, &io, &desired, version, true)).await;
                     retry.after(&desired, &outcome);
                 }
                 Some(LinkEvent::Disconnected { reason }) => {
@@ -118,7 +115,7 @@ pub async fn run(
                 }
             },
             () = sleep_until_opt(next_restore) => {
-                method::restore_due(&door, &io, &mut restores).await;
+                Box::pin(method::restore_due(&door, &io, &mut restores)).await;
             }
         }
     }
@@ -129,7 +126,7 @@ pub async fn run(
             let _ = io.link.respond_method(&rid, 503, body).await;
         }
     }
-    method::restore_all(&door, &io, &mut restores).await;
+    Box::pin(method::restore_all(&door, &io, &mut restores)).await;
 }
 
 /// Unmapped names would be unbounded label values; they are counted as one.

@@ -5,6 +5,7 @@
 //! `select!`; it forwards events over a bounded channel (backpressure reaches the socket) and
 //! is aborted when the connection is dropped.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -26,6 +27,13 @@ const MAX_PACKET: usize = 300 * 1024;
 /// for the connection's life (default 100 × 72 bytes); a door has a handful at most (reported
 /// patches, telemetry), and more simply wait in the request queue.
 const INFLIGHT: u16 = 16;
+/// rumqttc's buffer of events decoded but not yet returned by `poll` starts at 100 slots
+/// (~15 KB) per connection. Being a ring, it became resident a slot at a time, two per
+/// keep-alive ping (PINGREQ, PINGRESP) until its end: RSS grew by ~8 KB per door over the
+/// first ~40 pings. A door holds one or two events at a time; a burst (`readb` takes up to 10
+/// packets, each possibly with an ack) grows the buffer, and the poller shrinks it back to
+/// this once drained.
+const EVENT_BUFFER: usize = 4;
 /// How long a clean DISCONNECT may take before the socket is just dropped.
 const DISCONNECT_GRACE: Duration = Duration::from_secs(2);
 
@@ -72,6 +80,7 @@ impl Conn {
         // a command queue's worth.
         let cap = s.queue.max(1) * 4;
         let (client, mut eventloop) = AsyncClient::new(opts, cap);
+        eventloop.state.events = VecDeque::with_capacity(EVENT_BUFFER);
         let mut net = eventloop.network_options();
         net.set_connection_timeout(s.connect_timeout.as_secs().max(1));
         eventloop.set_network_options(net);
@@ -106,6 +115,10 @@ impl Conn {
 async fn poll(mut eventloop: EventLoop, tx: mpsc::Sender<PolledEvent>) {
     loop {
         let r = eventloop.poll().await;
+        let events = &mut eventloop.state.events;
+        if events.is_empty() && events.capacity() > EVENT_BUFFER {
+            events.shrink_to(EVENT_BUFFER);
+        }
         let failed = r.is_err();
         if tx.send(Box::new(r)).await.is_err() || failed {
             return;

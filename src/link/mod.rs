@@ -156,6 +156,29 @@ pub enum LinkEvent {
     DesiredPatch { version: u64, patch: Value },
 }
 
+/// The bridge's end of a link's event queue. Events travel boxed: a channel allocates its
+/// first block of 32 slots up front, 32 × 72 bytes per door unboxed, for events that come a
+/// few an hour.
+#[derive(Debug)]
+pub struct LinkEvents(mpsc::Receiver<Box<LinkEvent>>);
+
+impl LinkEvents {
+    /// The next event; `None` once the link task has ended and the queue is drained.
+    pub async fn recv(&mut self) -> Option<LinkEvent> {
+        self.0.recv().await.map(|e| *e)
+    }
+
+    /// An event already queued, without waiting.
+    pub fn try_recv(&mut self) -> Result<LinkEvent, mpsc::error::TryRecvError> {
+        self.0.try_recv().map(|e| *e)
+    }
+
+    /// Refuses further events; the queued ones can still be received.
+    pub fn close(&mut self) {
+        self.0.close();
+    }
+}
+
 /// Where a link is, for health output and tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LinkState {
@@ -203,7 +226,7 @@ pub fn spawn(
     pacer: ConnectPacer,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
-) -> (LinkHandle, mpsc::Receiver<LinkEvent>, JoinHandle<()>) {
+) -> (LinkHandle, LinkEvents, JoinHandle<()>) {
     let queue = settings.queue.max(1);
     let (cmd_tx, cmd_rx) = mpsc::channel(queue);
     let (event_tx, event_rx) = mpsc::channel(queue);
@@ -217,5 +240,5 @@ pub fn spawn(
     let task = task::Link::new(
         settings, pacer, metrics, shutdown, cmd_rx, event_tx, state_tx,
     );
-    (handle, event_rx, tokio::spawn(task.run()))
+    (handle, LinkEvents(event_rx), tokio::spawn(task.run()))
 }

@@ -54,7 +54,7 @@ pub(crate) struct Link {
     shutdown: CancellationToken,
     cmds: mpsc::Receiver<Box<Command>>,
     cmds_open: bool,
-    events: mpsc::Sender<LinkEvent>,
+    events: mpsc::Sender<Box<LinkEvent>>,
     state: watch::Sender<LinkState>,
     session: Session,
     backlog: VecDeque<Queued>,
@@ -68,7 +68,7 @@ impl Link {
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
         cmds: mpsc::Receiver<Box<Command>>,
-        events: mpsc::Sender<LinkEvent>,
+        events: mpsc::Sender<Box<LinkEvent>>,
         state: watch::Sender<LinkState>,
     ) -> Self {
         let (host_name, port) = auth::split_host(&s.host);
@@ -101,7 +101,11 @@ impl Link {
             .check_offline()
             .and_then(|()| tls::client_config(self.s.extra_ca_pem.as_deref()))
         {
-            Ok(t) => t,
+            // The PEM is only needed to find the shared config; the gateway keeps its own copy.
+            Ok(t) => {
+                self.s.extra_ca_pem = None;
+                t
+            }
             Err(e) => {
                 warn!(device = %self.s.device_id, reason = %e, "door link cannot start");
                 self.stop(Some(e.to_string()));
@@ -351,7 +355,7 @@ impl Link {
                                 self.connected(after_failure);
                                 self.flush_backlog(&conn.client);
                             }
-                            if !self.deliver(LinkEvent::Connected { twin }).await {
+                            if !self.deliver(Box::new(LinkEvent::Connected { twin })).await {
                                 self.session.resync = true;
                             }
                             for (version, patch) in newer {
@@ -373,9 +377,9 @@ impl Link {
     /// Tells the bridge a connection that had delivered `Connected` is gone.
     fn lost(&mut self, online: bool, reason: String) -> End {
         if online {
-            let _ = self.events.try_send(LinkEvent::Disconnected {
+            let _ = self.events.try_send(Box::new(LinkEvent::Disconnected {
                 reason: reason.clone(),
-            });
+            }));
         }
         End::Lost(reason)
     }
@@ -397,7 +401,7 @@ impl Link {
 
     /// A full twin matters too much to drop on a momentarily full queue: wait up to
     /// `op_timeout` for room; `false` means the bridge is not draining (resync later).
-    async fn deliver(&mut self, event: LinkEvent) -> bool {
+    async fn deliver(&mut self, event: Box<LinkEvent>) -> bool {
         matches!(
             timeout(self.s.op_timeout, self.events.send(event)).await,
             Ok(Ok(()))
@@ -407,7 +411,7 @@ impl Link {
     fn desired(&mut self, version: u64, patch: serde_json::Value) {
         if let Err(e) = self
             .events
-            .try_send(LinkEvent::DesiredPatch { version, patch })
+            .try_send(Box::new(LinkEvent::DesiredPatch { version, patch }))
         {
             if matches!(e, mpsc::error::TrySendError::Full(_)) {
                 warn!(device = %self.s.device_id, version, "event queue full: desired patch dropped, fetching the twin again");
@@ -423,11 +427,11 @@ impl Link {
         rid: String,
         payload: Vec<u8>,
     ) {
-        let event = LinkEvent::MethodRequest {
+        let event = Box::new(LinkEvent::MethodRequest {
             name: name.clone(),
             rid: rid.clone(),
             payload,
-        };
+        });
         if self.events.try_send(event).is_ok() {
             return;
         }
