@@ -92,7 +92,11 @@ pub async fn run(
         line_baud: Some(baud),
     })
     .await?;
-    let b = PathBuf::from(sim.serial_path.clone().context("doorsim's pty has no path")?);
+    let b = PathBuf::from(
+        sim.serial_path
+            .clone()
+            .context("doorsim's pty has no path")?,
+    );
     let ids: Vec<String> = doors.iter().map(|d| d.device_id.clone()).collect();
     let spec = |poll: &'static str| MapSpec {
         hub_host: format!("localhost:{}", world.hub.mqtt_addr.port()),

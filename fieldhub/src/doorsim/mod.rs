@@ -137,7 +137,9 @@ pub async fn start(config: DoorSimConfig) -> anyhow::Result<DoorSim> {
             use tokio_serial::SerialPort as _;
             let (master, slave) =
                 tokio_serial::SerialStream::pair().context("doorsim: opening a pseudo-terminal")?;
-            let path = slave.name().context("doorsim: the pseudo-terminal has no name")?;
+            let path = slave
+                .name()
+                .context("doorsim: the pseudo-terminal has no name")?;
             // Held as a plain file: the serial port's own handle keeps a flock that would
             // refuse the client's open.
             let peer = std::fs::OpenOptions::new()
