@@ -234,3 +234,40 @@ async fn doorsim_binary_prints_ready_and_serves_the_given_units() {
     child.start_kill().unwrap();
     timeout(LIMIT, child.wait()).await.unwrap().unwrap();
 }
+
+/// The pty doorsim opens itself carries RTU frames to a tokio-serial client, and survives the
+/// client closing and reopening the line (as a gateway restart does).
+#[tokio::test]
+async fn rtu_on_its_own_pty_serves_a_serial_client_across_reopens() {
+    let sim = timeout(
+        LIMIT,
+        doorsim::start(DoorSimConfig {
+            listen: Listen::RtuPty,
+            units: vec![4],
+            line_baud: None,
+        }),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let path = sim.serial_path.clone().expect("a pty path");
+    for round in 0..2u16 {
+        let port = tokio_serial::SerialStream::open(&tokio_serial::new(&path, 115_200))
+            .unwrap_or_else(|e| panic!("round {round}: opening {path}: {e}"));
+        let mut ctx = tokio_modbus::client::rtu::attach_slave(port, Slave(4));
+        timeout(LIMIT, ctx.write_single_register(0, 40 + round))
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let read = timeout(LIMIT, ctx.read_holding_registers(0, 1))
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(read, vec![40 + round], "round {round}");
+        drop(ctx);
+    }
+    assert_eq!(sim.handle.holding(4, 0), 41);
+    sim.shutdown().await;
+}
