@@ -452,3 +452,73 @@ async fn a_failing_poll_gives_up_its_retries_to_a_waiting_operator_request() {
     );
     bus.stop().await;
 }
+
+/// Operator requests beyond the queue's operator share wait for room until their deadline
+/// (a job reaching every door of a line at once), and one whose deadline passes while it
+/// waits is never written.
+#[tokio::test]
+async fn operator_burst_beyond_the_queue_waits_for_room_and_expires_unwritten() {
+    let sim = sim(Listen::Tcp("127.0.0.1:0".parse().unwrap()), vec![1, 2]).await;
+    let mut opts = options(tcp(&sim), Duration::from_secs(10));
+    opts.queue_capacity = 4; // 1 operator slot
+    let bus = Bus::start(opts).await;
+    sim.handle
+        .set_fault(2, Fault::Delay(Duration::from_millis(500)));
+    let far = Instant::now() + Duration::from_secs(15);
+    let h = bus.handle.clone();
+    let slow = tokio::spawn(async move {
+        h.call(2, Op::ReadCoils { addr: 0, count: 1 }, Priority::Poll, far)
+            .await
+    });
+    assert!(sim.handle.wait_requests(1, LIMIT).await);
+    // The line is held for 500 ms: a write due in 50 ms cannot get through. It is sent
+    // first, so it holds the only operator slot or waits for it; either way it expires.
+    let soon = Instant::now() + Duration::from_millis(50);
+    let expired = bus.handle.call(
+        1,
+        Op::WriteRegister {
+            addr: 0,
+            value: 7_777,
+        },
+        Priority::Operator,
+        soon,
+    );
+    // doorsim's writable holding registers besides 0 (10, the mode, takes 0-2).
+    let addrs = [1u16, 2, 3, 10];
+    let value = |addr: u16| if addr == 10 { 2 } else { 100 + addr };
+    let burst: Vec<_> = addrs
+        .into_iter()
+        .map(|addr| {
+            let h = bus.handle.clone();
+            tokio::spawn(async move {
+                h.call(
+                    1,
+                    Op::WriteRegister {
+                        addr,
+                        value: value(addr),
+                    },
+                    Priority::Operator,
+                    far,
+                )
+                .await
+            })
+        })
+        .collect();
+    let expired = timeout(LIMIT, expired).await.unwrap();
+    assert!(
+        matches!(expired, Err(BusError::DeadlineExpired { .. })),
+        "{expired:?}"
+    );
+    for (addr, w) in addrs.into_iter().zip(burst) {
+        let r = timeout(LIMIT, w).await.unwrap().unwrap();
+        assert_eq!(r, Ok(Reply::Written), "write to register {addr}");
+        assert_eq!(sim.handle.holding(1, addr), value(addr), "register {addr}");
+    }
+    assert!(timeout(LIMIT, slow).await.unwrap().unwrap().is_ok());
+    assert_ne!(
+        sim.handle.holding(1, 0),
+        7_777,
+        "the expired write never reached the door"
+    );
+    bus.stop().await;
+}
