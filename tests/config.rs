@@ -256,6 +256,28 @@ fn rs485_site_config_validates() {
         c.door("b43-f1-main").unwrap().methods["lockDoor"].target(),
         (WriteTable::Coil, 0)
     );
+    // Doors of one profile without overrides share one copy of its maps; the overridden
+    // door has its own.
+    let same_profile: Vec<_> = c
+        .doors
+        .iter()
+        .filter(|d| d.profile == server.profile && d.device_id != server.device_id)
+        .collect();
+    assert!(
+        same_profile.len() >= 2,
+        "the example has doors to share with"
+    );
+    for d in &same_profile[1..] {
+        assert!(std::sync::Arc::ptr_eq(&d.methods, &same_profile[0].methods));
+        assert!(std::sync::Arc::ptr_eq(
+            &d.reported,
+            &same_profile[0].reported
+        ));
+    }
+    assert!(!std::sync::Arc::ptr_eq(
+        &server.methods,
+        &same_profile[0].methods
+    ));
     let gate = c.door("gate-north").unwrap();
     assert_eq!(
         gate.reported["tamper"].spec.decode(&[0b1000]).unwrap(),
