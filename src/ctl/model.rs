@@ -4,6 +4,11 @@
 //!
 //! Response types keep every field they do not name in `extra`, so `--json` output passes on
 //! exactly what the hub said.
+//!
+//! These are not fieldhub's job types (`fieldhub::jobs::model`) on purpose: that side is the
+//! server and validates strictly (typed statuses, unknown job types refused), while a client
+//! must read whatever a real IoT Hub answers — a status or field it has never seen passes
+//! through as text — and fieldctl is built for the Pi without the fieldhub crate.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
