@@ -20,6 +20,8 @@ pub struct Launch {
     pub reference: Option<(PathBuf, PathBuf)>,
     /// fieldgate's MQTT keep-alive, when not its default.
     pub keep_alive: Option<std::time::Duration>,
+    /// fieldgate's SAS token lifetime, when not its default.
+    pub token_lifetime: Option<std::time::Duration>,
 }
 
 impl Launch {
@@ -100,6 +102,7 @@ impl Bridge {
                     poll_interval: site.poll_interval,
                     doors: site.doors,
                     keep_alive: launch.keep_alive,
+                    token_lifetime: launch.token_lifetime,
                 };
                 Ok(Bridge::Fieldgate(GatewayProc::start(
                     world,

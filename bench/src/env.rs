@@ -210,6 +210,7 @@ pub struct MapSpec<'a> {
     pub poll_interval: &'a str,
     pub doors: &'a [Door],
     pub keep_alive: Option<std::time::Duration>,
+    pub token_lifetime: Option<std::time::Duration>,
 }
 
 /// A Modbus TCP bus section.
@@ -232,9 +233,10 @@ impl MapSpec<'_> {
             self.hub_host,
             self.ca.display(),
             self.connects_per_second,
-            self.keep_alive
-                .map(|k| format!("keep_alive = \"{}ms\"\n", k.as_millis()))
-                .unwrap_or_default(),
+            [("keep_alive", self.keep_alive), ("token_lifetime", self.token_lifetime)]
+                .into_iter()
+                .filter_map(|(key, d)| Some(format!("{key} = \"{}ms\"\n", d?.as_millis())))
+                .collect::<String>(),
             self.metrics_port
         );
         for b in &self.buses {

@@ -46,6 +46,10 @@ struct Args {
     /// soak of workloads 3/4 tell a per-ping leak from an allocator plateau in minutes.
     #[arg(long, value_parser = humantime_duration)]
     keep_alive: Option<Duration>,
+    /// The gateway's SAS token lifetime (default the gateway's own, 1 h). A short one makes
+    /// every link renew (reconnect) many times during the soak of workloads 3/4.
+    #[arg(long, value_parser = humantime_duration)]
+    token_lifetime: Option<Duration>,
 }
 
 fn humantime_duration(s: &str) -> Result<Duration, String> {
@@ -89,6 +93,7 @@ fn main_inner(args: Args) -> anyhow::Result<()> {
         only: args.only,
         keep: args.keep,
         keep_alive: args.keep_alive,
+        token_lifetime: args.token_lifetime,
         job_runner: if args.job_via == "direct" {
             JobRunner::DirectMethods
         } else {

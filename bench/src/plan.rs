@@ -30,6 +30,8 @@ pub struct Options {
     pub job_runner: JobRunner,
     /// The gateway's MQTT keep-alive, when not its default.
     pub keep_alive: Option<Duration>,
+    /// The gateway's SAS token lifetime, when not its default.
+    pub token_lifetime: Option<Duration>,
 }
 
 /// Sizes of one mode.
@@ -115,6 +117,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         gateway_bin: opts.gateway_bin.clone(),
         reference,
         keep_alive: opts.keep_alive,
+        token_lifetime: opts.token_lifetime,
     };
     let with_ref = launch.reference.is_some();
 

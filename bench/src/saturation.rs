@@ -107,6 +107,7 @@ pub async fn run(
         poll_interval: poll,
         doors,
         keep_alive: None,
+        token_lifetime: None,
     };
 
     // Job: polling far apart (each poller starts at a random point of its hour), so the line
