@@ -50,14 +50,22 @@ pub fn password(
 }
 
 /// How long after connecting with a fresh token the link starts renewing it: `margin` before
-/// it expires, so a slow reconnect still happens before the hub severs the link. A margin of
-/// zero or not shorter than the lifetime means the default, 80 % of the lifetime.
-pub fn renew_after(lifetime: Duration, margin: Duration) -> Duration {
-    if margin.is_zero() || margin >= lifetime {
+/// it expires, so a slow reconnect still happens before the hub severs the link, and up to
+/// half a margin earlier by `spread` (0 to 1, drawn per renewal). A margin of zero or not
+/// shorter than the lifetime means the default, 80 % of the lifetime.
+///
+/// The spread is there because doors that connected together would otherwise renew together,
+/// every lifetime: a storm of a thousand reconnects against the hub (each door unable to take
+/// a method for the length of its reconnect) at the same minute of every hour. It does not
+/// change the RSS growth reconnects cause (docs/BENCHMARKS.md, "What is left").
+pub fn renew_after(lifetime: Duration, margin: Duration, spread: f64) -> Duration {
+    let at = if margin.is_zero() || margin >= lifetime {
         lifetime.mul_f64(0.8)
     } else {
         lifetime - margin
-    }
+    };
+    let margin = lifetime - at;
+    at.saturating_sub(margin.mul_f64(spread.clamp(0.0, 1.0) / 2.0))
 }
 
 #[cfg(test)]
@@ -112,16 +120,31 @@ mod tests {
     #[test]
     fn renews_margin_before_expiry_or_at_eighty_percent() {
         assert_eq!(
-            renew_after(Duration::from_secs(3600), Duration::ZERO),
+            renew_after(Duration::from_secs(3600), Duration::ZERO, 0.0),
             Duration::from_secs(2880)
         );
         assert_eq!(
-            renew_after(Duration::from_millis(2500), Duration::from_secs(9)),
+            renew_after(Duration::from_millis(2500), Duration::from_secs(9), 0.0),
             Duration::from_millis(2000)
         );
         assert_eq!(
-            renew_after(Duration::from_secs(3600), Duration::from_secs(300)),
+            renew_after(Duration::from_secs(3600), Duration::from_secs(300), 0.0),
             Duration::from_secs(3300)
+        );
+    }
+
+    #[test]
+    fn spread_renews_up_to_half_a_margin_earlier_never_later() {
+        let (life, margin) = (Duration::from_secs(3600), Duration::from_secs(300));
+        assert_eq!(renew_after(life, margin, 1.0), Duration::from_secs(3150));
+        assert_eq!(renew_after(life, margin, 0.5), Duration::from_secs(3225));
+        // Out-of-range draws are clamped.
+        assert_eq!(renew_after(life, margin, 7.0), Duration::from_secs(3150));
+        assert_eq!(renew_after(life, margin, -1.0), Duration::from_secs(3300));
+        // Default margin (20 %): between 70 % and 80 % of the lifetime.
+        assert_eq!(
+            renew_after(life, Duration::ZERO, 1.0),
+            Duration::from_secs(2520)
         );
     }
 }

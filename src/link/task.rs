@@ -350,6 +350,7 @@ impl Link {
                                     + auth::renew_after(
                                         self.s.token_lifetime,
                                         self.s.token_renew_margin,
+                                        rand::random(),
                                     );
                                 renew_at = Some(renew.max(Instant::now() + Duration::from_secs(1)));
                                 self.connected(after_failure);
