@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use base64::Engine;
 use hmac::{Hmac, Mac};
@@ -15,7 +14,7 @@ use toml::Spanned;
 
 use super::de;
 use super::error::Errors;
-use super::model::{DesiredPoint, Door, KeySource, MethodAction, ReportedPoint, Secret};
+use super::model::{Door, KeySource, Secret};
 use super::names::{check_device_id, check_twin_key, toml_to_json};
 use super::points::{self, Maps};
 use super::raw::RawDoor;
@@ -66,8 +65,6 @@ pub(crate) fn resolve_all(
     let mut pending = Vec::new();
     let mut seen_ids: BTreeMap<String, usize> = BTreeMap::new();
     let mut seen_units: BTreeMap<(String, u8), String> = BTreeMap::new();
-    // A profile's maps, shared by its doors without overrides.
-    let mut shared: BTreeMap<String, SharedMaps> = BTreeMap::new();
     for (i, v) in doors.iter().enumerate() {
         let mut v = v.clone();
         let overrides = match v.get_mut() {
@@ -117,7 +114,6 @@ pub(crate) fn resolve_all(
             }
         }
         let tags = tags(&raw, errs);
-        let overridden = overrides.is_some();
         let maps = maps(&raw, overrides.as_ref(), ctx, errs);
         let key = key(&raw, ctx, errs);
         let (Some(maps), Some((key, source, missing))) = (maps, key) else {
@@ -129,26 +125,6 @@ pub(crate) fn resolve_all(
                 path,
             });
         }
-        let profile = raw.profile.get_ref().clone();
-        let (methods, desired, reported) = match shared.get(&profile) {
-            Some(s) => (
-                reuse(&s.methods, maps.methods),
-                reuse(&s.desired, maps.desired),
-                reuse(&s.reported, maps.reported),
-            ),
-            None => {
-                let s = SharedMaps {
-                    methods: Arc::new(maps.methods),
-                    desired: Arc::new(maps.desired),
-                    reported: Arc::new(maps.reported),
-                };
-                let own = (s.methods.clone(), s.desired.clone(), s.reported.clone());
-                if !overridden {
-                    shared.insert(profile, s);
-                }
-                own
-            }
-        };
         out.push(Door {
             device_id: id,
             bus,
@@ -158,28 +134,12 @@ pub(crate) fn resolve_all(
             key_source: source,
             tags,
             poll_interval: maps.poll_interval,
-            methods,
-            desired,
-            reported,
+            methods: maps.methods,
+            desired: maps.desired,
+            reported: maps.reported,
         });
     }
     (out, pending)
-}
-
-/// `value`, as the shared copy when it equals it.
-fn reuse<T: PartialEq>(shared: &Arc<T>, value: T) -> Arc<T> {
-    if **shared == value {
-        Arc::clone(shared)
-    } else {
-        Arc::new(value)
-    }
-}
-
-/// One profile's maps as its doors without overrides share them.
-struct SharedMaps {
-    methods: Arc<BTreeMap<String, MethodAction>>,
-    desired: Arc<BTreeMap<String, DesiredPoint>>,
-    reported: Arc<BTreeMap<String, ReportedPoint>>,
 }
 
 fn list(names: &[&str]) -> String {

@@ -122,8 +122,8 @@ pub struct Door {
     /// Twin tags (for provisioning and queries such as `tags.building = '43'`).
     pub tags: serde_json::Map<String, serde_json::Value>,
     pub poll_interval: Duration,
-    /// The maps are shared by every door whose profile and overrides give equal ones (a
-    /// thousand doors of one model hold one copy: ~4 KB a door otherwise).
+    /// A door without overrides shares its profile's maps (a thousand doors of one model
+    /// hold one copy: ~4 KB a door otherwise).
     pub methods: Arc<BTreeMap<String, MethodAction>>,
     pub desired: Arc<BTreeMap<String, DesiredPoint>>,
     pub reported: Arc<BTreeMap<String, ReportedPoint>>,

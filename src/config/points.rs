@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::Duration;
 
 use toml::de::DeValue;
@@ -32,9 +33,11 @@ const RESERVED_REPORTED: &[&str] = &["connectivity"];
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Maps {
     pub poll_interval: Duration,
-    pub methods: BTreeMap<String, MethodAction>,
-    pub desired: BTreeMap<String, DesiredPoint>,
-    pub reported: BTreeMap<String, ReportedPoint>,
+    /// Shared: a door without overrides clones its profile's maps, so a thousand doors of
+    /// one model hold one copy (~4 KB a door otherwise).
+    pub methods: Arc<BTreeMap<String, MethodAction>>,
+    pub desired: Arc<BTreeMap<String, DesiredPoint>>,
+    pub reported: Arc<BTreeMap<String, ReportedPoint>>,
 }
 
 /// One register range some method or desired property writes, for the overlap check.
@@ -85,9 +88,9 @@ pub(crate) fn resolve(profile: &Spanned<DeValue<'_>>, errs: &mut Errors<'_>) -> 
     };
     let mut maps = Maps {
         poll_interval,
-        methods: BTreeMap::new(),
-        desired: BTreeMap::new(),
-        reported: BTreeMap::new(),
+        methods: Arc::default(),
+        desired: Arc::default(),
+        reported: Arc::default(),
     };
     let mut writes = Vec::new();
 
@@ -113,7 +116,7 @@ pub(crate) fn resolve(profile: &Spanned<DeValue<'_>>, errs: &mut Errors<'_>) -> 
                 name: name.get_ref().clone(),
                 span: raw.address.span(),
             });
-            maps.methods.insert(name.get_ref().clone(), action);
+            Arc::make_mut(&mut maps.methods).insert(name.get_ref().clone(), action);
         }
     }
 
@@ -143,7 +146,7 @@ pub(crate) fn resolve(profile: &Spanned<DeValue<'_>>, errs: &mut Errors<'_>) -> 
             name: name.get_ref().clone(),
             span: raw.address.span(),
         });
-        maps.desired.insert(
+        Arc::make_mut(&mut maps.desired).insert(
             name.get_ref().clone(),
             DesiredPoint {
                 table,
@@ -200,7 +203,7 @@ pub(crate) fn resolve(profile: &Spanned<DeValue<'_>>, errs: &mut Errors<'_>) -> 
             None => 0.0,
         };
         let telemetry = raw.telemetry.as_ref().is_some_and(|t| *t.get_ref());
-        maps.reported.insert(
+        Arc::make_mut(&mut maps.reported).insert(
             name.get_ref().clone(),
             ReportedPoint {
                 table,
