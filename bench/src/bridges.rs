@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use serde_json::json;
 
 use crate::child::Proc;
-use crate::env::{tcp_bus, Door, MapSpec, SimPool, World};
+use crate::env::{tcp_bus, Door, HubTuning, MapSpec, SimPool, World};
 use crate::gateway::GatewayProc;
 
 /// How to start each bridge.
@@ -18,10 +18,8 @@ pub struct Launch {
     pub gateway_bin: PathBuf,
     /// `node` and the reference script, when the reference is part of the run.
     pub reference: Option<(PathBuf, PathBuf)>,
-    /// fieldgate's MQTT keep-alive, when not its default.
-    pub keep_alive: Option<std::time::Duration>,
-    /// fieldgate's SAS token lifetime, when not its default.
-    pub token_lifetime: Option<std::time::Duration>,
+    /// fieldgate's hub timings, where not its defaults.
+    pub tuning: HubTuning,
 }
 
 impl Launch {
@@ -101,8 +99,7 @@ impl Bridge {
                     buses: (0..sims).map(|i| tcp_bus(i, &site.pool.addr(i))).collect(),
                     poll_interval: site.poll_interval,
                     doors: site.doors,
-                    keep_alive: launch.keep_alive,
-                    token_lifetime: launch.token_lifetime,
+                    tuning: launch.tuning,
                 };
                 Ok(Bridge::Fieldgate(GatewayProc::start(
                     world,

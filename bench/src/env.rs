@@ -209,8 +209,27 @@ pub struct MapSpec<'a> {
     pub buses: Vec<String>,
     pub poll_interval: &'a str,
     pub doors: &'a [Door],
-    pub keep_alive: Option<std::time::Duration>,
-    pub token_lifetime: Option<std::time::Duration>,
+    pub tuning: HubTuning,
+}
+
+/// The gateway's `[hub]` timings a benchmark may shorten (`None`: the gateway's default).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HubTuning {
+    pub keep_alive: Option<Duration>,
+    pub token_lifetime: Option<Duration>,
+}
+
+impl HubTuning {
+    /// The `[hub]` lines of the timings that are set.
+    fn render(&self) -> String {
+        [
+            ("keep_alive", self.keep_alive),
+            ("token_lifetime", self.token_lifetime),
+        ]
+        .into_iter()
+        .filter_map(|(key, d)| Some(format!("{key} = \"{}ms\"\n", d?.as_millis())))
+        .collect()
+    }
 }
 
 /// A Modbus TCP bus section.
@@ -233,10 +252,7 @@ impl MapSpec<'_> {
             self.hub_host,
             self.ca.display(),
             self.connects_per_second,
-            [("keep_alive", self.keep_alive), ("token_lifetime", self.token_lifetime)]
-                .into_iter()
-                .filter_map(|(key, d)| Some(format!("{key} = \"{}ms\"\n", d?.as_millis())))
-                .collect::<String>(),
+            self.tuning.render(),
             self.metrics_port
         );
         for b in &self.buses {

@@ -35,15 +35,8 @@ pub async fn run(
     let limit = Duration::from_secs(600);
     let method = jobs::run_job(world, jobs::method_job("fanout-method", &ids), limit).await?;
     let twin = jobs::run_job(world, jobs::twin_job("fanout-twin", &ids, 43), limit).await?;
-    for (what, run) in [("method", &method), ("twin-update", &twin)] {
-        anyhow::ensure!(
-            run.failed == 0 && run.succeeded == ids.len() as u64,
-            "{what} job over {} doors: {} succeeded, {} failed",
-            ids.len(),
-            run.succeeded,
-            run.failed
-        );
-    }
+    method.ensure_all_succeeded("method job", ids.len())?;
+    twin.ensure_all_succeeded("twin-update job", ids.len())?;
     bridge.stop().await?;
     world
         .wait_disconnected(&ids, Duration::from_secs(30))

@@ -43,6 +43,17 @@ impl JobRun {
     pub fn devices_per_second(&self) -> f64 {
         self.devices as f64 / self.wall.as_secs_f64().max(1e-9)
     }
+
+    /// Fails unless every one of `doors` succeeded (a figure over failed doors means nothing).
+    pub fn ensure_all_succeeded(&self, what: &str, doors: usize) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.failed == 0 && self.succeeded == doors as u64,
+            "{what} over {doors} doors: {} succeeded, {} failed",
+            self.succeeded,
+            self.failed
+        );
+        Ok(())
+    }
 }
 
 /// Waits until every door has subscribed to methods (a job would otherwise wait for them).
@@ -104,7 +115,7 @@ pub async fn run_job(world: &World, body: Value, limit: Duration) -> anyhow::Res
                 start_delay: first.and_then(|f| (f - created_at).to_std().ok()),
                 via: "job",
                 devices: stats.device_count,
-                succeeded: stats.succeeded_count - refused.min(stats.succeeded_count),
+                succeeded: stats.succeeded_count.saturating_sub(refused),
                 failed: stats.failed_count + refused,
             });
         }
@@ -177,13 +188,7 @@ impl JobRunner {
                 }
             }
         };
-        anyhow::ensure!(
-            run.failed == 0 && run.succeeded == ids.len() as u64,
-            "lockDoor over {} doors: {} succeeded, {} failed",
-            ids.len(),
-            run.succeeded,
-            run.failed
-        );
+        run.ensure_all_succeeded("lockDoor", ids.len())?;
         Ok(run)
     }
 }

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use fieldgate_bench::env::HubTuning;
 use fieldgate_bench::jobs::JobRunner;
 use fieldgate_bench::{gateway, run, Options};
 
@@ -92,8 +93,10 @@ fn main_inner(args: Args) -> anyhow::Result<()> {
         soak: args.soak,
         only: args.only,
         keep: args.keep,
-        keep_alive: args.keep_alive,
-        token_lifetime: args.token_lifetime,
+        tuning: HubTuning {
+            keep_alive: args.keep_alive,
+            token_lifetime: args.token_lifetime,
+        },
         job_runner: if args.job_via == "direct" {
             JobRunner::DirectMethods
         } else {

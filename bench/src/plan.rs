@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use fieldhub::HubConfig;
 
 use crate::bridges::{ids, Kind, Launch, Site};
-use crate::env::{SimPool, World};
+use crate::env::{HubTuning, SimPool, World};
 use crate::footprint::{self, Footprint};
 use crate::jobs::JobRunner;
 use crate::report::{Report, Row};
@@ -28,10 +28,8 @@ pub struct Options {
     pub keep: bool,
     /// How workload 1 fans `lockDoor` out (a hub job unless told otherwise).
     pub job_runner: JobRunner,
-    /// The gateway's MQTT keep-alive, when not its default.
-    pub keep_alive: Option<Duration>,
-    /// The gateway's SAS token lifetime, when not its default.
-    pub token_lifetime: Option<Duration>,
+    /// The gateway's hub timings, where not its defaults.
+    pub tuning: HubTuning,
 }
 
 /// Sizes of one mode.
@@ -116,8 +114,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
     let launch = Launch {
         gateway_bin: opts.gateway_bin.clone(),
         reference,
-        keep_alive: opts.keep_alive,
-        token_lifetime: opts.token_lifetime,
+        tuning: opts.tuning,
     };
     let with_ref = launch.reference.is_some();
 

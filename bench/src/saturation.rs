@@ -7,14 +7,13 @@
 //! silence after each frame.
 
 use std::path::PathBuf;
-
-use anyhow::Context as _;
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use fieldhub::doorsim::{self, transaction_time, DoorSimConfig, Listen};
 
 use crate::bridges::Launch;
-use crate::env::{rtu_bus, Door, MapSpec, World};
+use crate::env::{rtu_bus, Door, HubTuning, MapSpec, World};
 use crate::gateway::{histogram_totals, GatewayProc};
 use crate::jobs::JobRunner;
 
@@ -106,8 +105,7 @@ pub async fn run(
         buses: vec![rtu_bus(0, &b, baud)],
         poll_interval: poll,
         doors,
-        keep_alive: None,
-        token_lifetime: None,
+        tuning: HubTuning::default(),
     };
 
     // Job: polling far apart (each poller starts at a random point of its hour), so the line
