@@ -155,6 +155,7 @@ impl Gateway {
             door.key.expose().to_string(),
         );
         s.extra_ca_pem = self.extra_ca.clone();
+        s.methods = Arc::clone(&door.methods);
         s.token_lifetime = self.hub.token_lifetime;
         s.token_renew_margin = self.hub.token_renew_margin;
         s.keepalive = self.hub.keep_alive;

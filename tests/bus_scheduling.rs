@@ -12,7 +12,8 @@ use crate::bus::{options, sim, tcp, Bus, LIMIT};
 #[tokio::test]
 async fn operator_request_jumps_queued_polls() {
     let sim = sim(Listen::Tcp("127.0.0.1:0".parse().unwrap()), vec![1, 2]).await;
-    let bus = Bus::start(options(tcp(&sim), Duration::from_secs(10))).await;
+    // Long enough for the slow answer; short enough that a write fits the 5 s deadline.
+    let bus = Bus::start(options(tcp(&sim), Duration::from_secs(3))).await;
     // Unit 2 holds the bus with a slow answer while the other requests queue up.
     sim.handle
         .set_fault(2, Fault::Delay(Duration::from_millis(1500)));
@@ -122,7 +123,7 @@ async fn dead_unit_fails_fast_while_other_units_keep_answering() {
         let r = bus
             .call(2, Op::ReadInput { addr: 0, count: 1 }, Priority::Poll)
             .await;
-        assert!(matches!(r, Err(BusError::Unavailable { .. })), "{r:?}");
+        assert!(matches!(r, Err(BusError::UnitDown { .. })), "{r:?}");
     }
     assert_eq!(sim.handle.request_count(2), 2, "dead unit not polled");
     // ... while the other unit on the line answers.
@@ -132,22 +133,40 @@ async fn dead_unit_fails_fast_while_other_units_keep_answering() {
             .await;
         assert_eq!(r, Ok(Reply::Words(vec![1320])));
     }
-    // An operator request still gets one real try (and only one).
-    let r = bus
-        .call(
-            2,
-            Op::WriteCoil {
-                addr: 0,
-                value: false,
-            },
-            Priority::Operator,
-        )
-        .await;
+    // ... and so do operator requests while it is backed off; the error says when the next
+    // probe is due.
+    let write = Op::WriteCoil {
+        addr: 0,
+        value: false,
+    };
+    let r = bus.call(2, write.clone(), Priority::Operator).await;
+    let Err(BusError::UnitDown {
+        next_probe_in: Some(due),
+        ..
+    }) = r
+    else {
+        panic!("{r:?}")
+    };
+    assert_eq!(sim.handle.request_count(2), 2, "refused without the line");
+    // Once the backoff allows, the next request is the probe: one real try, no retry.
+    tokio::time::sleep(due).await;
+    let r = bus.call(2, write, Priority::Operator).await;
     assert!(matches!(r, Err(BusError::Timeout { .. })), "{r:?}");
     assert_eq!(sim.handle.request_count(2), 3);
 
-    // The unit recovers: an operator try succeeds and polls flow again.
+    // The unit recovers: the next probe succeeds and polls flow again.
     sim.handle.set_fault(2, Fault::None);
+    let r = bus
+        .call(2, Op::ReadCoils { addr: 0, count: 1 }, Priority::Poll)
+        .await;
+    let Err(BusError::UnitDown {
+        next_probe_in: Some(due),
+        ..
+    }) = r
+    else {
+        panic!("{r:?}")
+    };
+    tokio::time::sleep(due).await;
     let r = bus
         .call(
             2,
@@ -262,7 +281,7 @@ async fn deadline_bounds_the_transaction_and_expired_requests_never_reach_the_bu
 #[tokio::test]
 async fn full_queue_refuses_polls_but_keeps_room_for_operators() {
     let sim = sim(Listen::Tcp("127.0.0.1:0".parse().unwrap()), vec![1, 2]).await;
-    let mut opts = options(tcp(&sim), Duration::from_secs(10));
+    let mut opts = options(tcp(&sim), Duration::from_secs(3));
     opts.queue_capacity = 4; // 1 operator slot, 3 poll slots
     let bus = Bus::start(opts).await;
     sim.handle
@@ -360,7 +379,7 @@ async fn late_answer_after_a_timeout_is_never_taken_for_the_next_one() {
 #[tokio::test]
 async fn a_request_whose_caller_gave_up_is_not_sent() {
     let sim = sim(Listen::Tcp("127.0.0.1:0".parse().unwrap()), vec![1, 2]).await;
-    let bus = Bus::start(options(tcp(&sim), Duration::from_secs(10))).await;
+    let bus = Bus::start(options(tcp(&sim), Duration::from_secs(3))).await;
     sim.handle
         .set_fault(2, Fault::Delay(Duration::from_millis(600)));
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -114,13 +114,13 @@ fn demo_config_validates() {
     assert_eq!(d.key_source, KeySource::Group);
     assert_eq!(d.tags["building"], json!("43"));
     assert_eq!(
-        d.methods["lockDoor"],
+        d.methods["lockDoor"].action,
         MethodAction::WriteCoil {
             address: 0,
             value: ValueSource::Fixed(json!(true))
         }
     );
-    match &d.methods["unlockDoor"] {
+    match &d.methods["unlockDoor"].action {
         MethodAction::PulseCoil {
             address: 0,
             value: false,
@@ -236,8 +236,8 @@ fn rs485_site_config_validates() {
     // overrides merged onto the profile for one door only
     let server = c.door("b43-f3-server").unwrap();
     assert_eq!(server.poll_interval, Duration::from_secs(1));
-    assert_eq!(server.methods["lockDoor"].target(), (WriteTable::Coil, 2));
-    match &server.methods["unlockDoor"] {
+    assert_eq!(server.methods["lockDoor"].action.target(), (WriteTable::Coil, 2));
+    match &server.methods["unlockDoor"].action {
         MethodAction::PulseCoil {
             address: 2,
             max,
@@ -253,7 +253,7 @@ fn rs485_site_config_validates() {
     }
     assert_eq!(server.reported["locked"].address, 2);
     assert_eq!(
-        c.door("b43-f1-main").unwrap().methods["lockDoor"].target(),
+        c.door("b43-f1-main").unwrap().methods["lockDoor"].action.target(),
         (WriteTable::Coil, 0)
     );
     // Doors of one profile without overrides share one copy of its maps; the overridden
@@ -603,7 +603,7 @@ fn overrides_must_name_existing_entries_and_point_at_themselves() {
     let text = base() + "[door.overrides.methods.lockDoor]\naddress = 5\n";
     let c = config::parse(&text, "site.toml").unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
-        c.doors[0].methods["lockDoor"].target(),
+        c.doors[0].methods["lockDoor"].action.target(),
         (WriteTable::Coil, 5)
     );
 }

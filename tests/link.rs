@@ -360,14 +360,23 @@ async fn connect_twin_and_method_round_trip() {
     // Method request → bridge → response on the matching rid.
     conn.publish(&topics::method_request("lockDoor", "m1"), r#"{"x":1}"#)
         .await;
-    assert_eq!(
-        door.event().await,
+    let sent = tokio::time::Instant::now();
+    match door.event().await {
         LinkEvent::MethodRequest {
-            name: "lockDoor".into(),
-            rid: "m1".into(),
-            payload: br#"{"x":1}"#.to_vec()
+            name,
+            rid,
+            payload,
+            received,
+        } => {
+            assert_eq!(
+                (name.as_str(), rid.as_str(), payload.as_slice()),
+                ("lockDoor", "m1", &br#"{"x":1}"#[..])
+            );
+            // Stamped when the link took it in: the method's deadline counts from there.
+            assert!(received >= sent && received <= tokio::time::Instant::now());
         }
-    );
+        other => panic!("{other:?}"),
+    }
     within(
         "respond",
         door.handle

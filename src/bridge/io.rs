@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use super::DoorIo;
-use crate::bus::{BusError, Op, Priority, Reply};
+use crate::bus::{BusError, Failed, Op, Priority, Reply, Written};
 use crate::config::{ReadTable, WriteTable};
 
 /// Why an operator write failed, with the status code the method (or desired ack) carries.
@@ -16,9 +16,12 @@ pub(super) struct WriteFailure {
 }
 
 impl WriteFailure {
+    /// A failed read (or any request that wrote nothing).
     pub(super) fn from_bus(e: &BusError) -> Self {
         let (status, kind) = match e {
             BusError::Exception { code, .. } => (502, format!("{code:?}")),
+            BusError::BadReply { .. } => (502, "BadReply".into()),
+            BusError::UnitDown { .. } => (503, "UnitNotAnswering".into()),
             BusError::Unavailable { .. }
             | BusError::QueueFull { .. }
             | BusError::Shutdown { .. } => (503, "BusUnavailable".into()),
@@ -26,10 +29,20 @@ impl WriteFailure {
                 (504, "BusTimeout".into())
             }
         };
-        WriteFailure {
-            status,
-            body: json!({"error": e.to_string(), "code": kind}),
+        let mut body = json!({"error": e.to_string(), "code": kind});
+        if let BusError::UnitDown { at, next_probe_in } = e {
+            body["unit"] = json!(at.unit);
+            body["nextProbeInMs"] = json!(next_probe_in.map(|d| d.as_millis() as u64));
         }
+        WriteFailure { status, body }
+    }
+
+    /// A failed write: also says whether the device may have applied it (`"written"`:
+    /// `false`, `true`, or `"unknown"` when the write went out and its answer was lost).
+    pub(super) fn from_failed(f: &Failed) -> Self {
+        let mut out = Self::from_bus(&f.error);
+        out.body["written"] = written_json(f.written);
+        out
     }
 
     fn mismatch(table: WriteTable, address: u16, wrote: &Value, read: &Value) -> Self {
@@ -38,8 +51,17 @@ impl WriteFailure {
             body: json!({
                 "error": format!("read-back of {table:?} {address} gave {read} after writing {wrote}"),
                 "code": "ReadBackMismatch",
+                "written": true,
             }),
         }
+    }
+}
+
+fn written_json(w: Written) -> Value {
+    match w {
+        Written::No => Value::Bool(false),
+        Written::Yes => Value::Bool(true),
+        Written::Unknown => Value::String("unknown".into()),
     }
 }
 
@@ -85,53 +107,20 @@ fn protocol_error() -> WriteFailure {
     }
 }
 
-/// Writes, then reads back. A write whose outcome is unknown (timeout, connection lost: the
-/// bus never repeats writes) is checked by the read-back: already applied means done, with
-/// the device written once; not applied means one more write if the deadline allows.
-/// Returns the words read back (coils as 0/1).
+/// Writes and reads the written range back as one bus job; returns the words read back
+/// (coils as 0/1). Whether a lost write was applied is settled by the bus (see
+/// `BusHandle::write_verified`).
 async fn write_verified(
     io: &DoorIo,
     unit: u8,
     op: Op,
-    read: (ReadTable, u16, u16),
     deadline: Instant,
 ) -> Result<Vec<u16>, WriteFailure> {
-    let (table, addr, count) = read;
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        let written = io
-            .bus
-            .call(unit, op.clone(), Priority::Operator, deadline)
-            .await;
-        match written {
-            Ok(_) => return read_words(io, unit, table, addr, count, deadline).await,
-            // The device answered: it refused, nothing was written.
-            Err(e @ BusError::Exception { .. }) => return Err(WriteFailure::from_bus(&e)),
-            Err(e) => {
-                let Ok(now) = read_words(io, unit, table, addr, count, deadline).await else {
-                    return Err(WriteFailure::from_bus(&e));
-                };
-                if now == expected_words(&op) {
-                    tracing::info!(unit, function = op.function(), error = %e, "write answer lost, but the read-back shows it applied");
-                    return Ok(now);
-                }
-                if tries >= 2 || Instant::now() >= deadline {
-                    return Err(WriteFailure::from_bus(&e));
-                }
-            }
-        }
-    }
-}
-
-/// What a read-back of the written range shows when `op` was applied.
-fn expected_words(op: &Op) -> Vec<u16> {
-    match op {
-        Op::WriteCoil { value, .. } => vec![u16::from(*value)],
-        Op::WriteCoils { values, .. } => values.iter().map(|v| u16::from(*v)).collect(),
-        Op::WriteRegister { value, .. } => vec![*value],
-        Op::WriteRegisters { values, .. } => values.clone(),
-        _ => Vec::new(),
+    match io.bus.write_verified(unit, op, deadline).await {
+        Ok(Reply::Words(w)) => Ok(w),
+        Ok(Reply::Bits(b)) => Ok(b.into_iter().map(u16::from).collect()),
+        Ok(Reply::Written) => Err(protocol_error()),
+        Err(f) => Err(WriteFailure::from_failed(&f)),
     }
 }
 
@@ -144,15 +133,13 @@ pub(super) async fn write_coil(
     value: bool,
     deadline: Instant,
 ) -> Result<bool, WriteFailure> {
-    let read = write_verified(
-        io,
-        unit,
-        Op::WriteCoil { addr, value },
-        (ReadTable::Coil, addr, 1),
-        deadline,
-    )
-    .await?;
-    let got = read.first().is_some_and(|w| *w != 0);
+    let read = write_verified(io, unit, Op::WriteCoil { addr, value }, deadline).await?;
+    // The bus hands back exactly one coil (a reply of another size is refused there); no
+    // default stands in for a missing value.
+    let [got] = read[..] else {
+        return Err(protocol_error());
+    };
+    let got = got != 0;
     if got != value {
         return Err(WriteFailure::mismatch(
             WriteTable::Coil,
@@ -180,8 +167,7 @@ pub(super) async fn write_registers(
             values: words.to_vec(),
         },
     };
-    let count = u16::try_from(words.len()).unwrap_or(u16::MAX);
-    let read = write_verified(io, unit, op, (ReadTable::Holding, addr, count), deadline).await?;
+    let read = write_verified(io, unit, op, deadline).await?;
     if read != words {
         return Err(WriteFailure::mismatch(
             WriteTable::Holding,

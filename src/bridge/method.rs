@@ -3,7 +3,6 @@
 //! operator priority and is read back. Status codes: 200 done; 400 bad payload; 404 unknown
 //! method; 502 Modbus exception or read-back mismatch; 503 bus unavailable; 504 bus timeout.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::{json, Map, Value};
@@ -154,15 +153,17 @@ fn field_of(payload: &Value, field: &str) -> Result<Option<Value>, String> {
     }
 }
 
+/// Answers one method request that arrived at `received`. A successful pulse also returns
+/// the coil to restore and when.
 pub(super) async fn handle(
     door: &Door,
     io: &DoorIo,
     name: &str,
     payload: &[u8],
-    restores: &mut BTreeMap<u16, PendingRestore>,
-) -> MethodReply {
-    let Some(action) = door.methods.get(name) else {
-        return MethodReply {
+    received: Instant,
+) -> (MethodReply, Option<(u16, PendingRestore)>) {
+    let Some(method) = door.methods.get(name) else {
+        let reply = MethodReply {
             status: 404,
             body: json!({
                 "error": format!("unknown method '{name}'"),
@@ -170,16 +171,19 @@ pub(super) async fn handle(
                 "methods": door.methods.keys().collect::<Vec<_>>(),
             }),
         };
+        return (reply, None);
     };
-    let planned = match plan(action, payload) {
+    let planned = match plan(&method.action, payload) {
         Ok(p) => p,
         Err(reason) => {
             tracing::info!(device = %door.device_id, method = name, %reason, "method payload refused");
-            return MethodReply::bad_request(reason);
+            return (MethodReply::bad_request(reason), None);
         }
     };
-    // Write plus read-back: two transactions.
-    let deadline = Instant::now() + io.op_budget * 2;
+    // From arrival, not from now: time spent waiting behind this door's other requests
+    // counts, so nothing is written after the caller was told it timed out.
+    let deadline = received + method.timeout;
+    let mut restore = None;
     let result = match &planned {
         Planned::Coil { addr, value } => io::write_coil(io, door.unit, *addr, *value, deadline)
             .await
@@ -190,24 +194,23 @@ pub(super) async fn handle(
             .await
             .map(|_| state(door, WriteTable::Holding, *addr, value)),
         Planned::Pulse { addr, value, hold } => {
-            match io::write_coil(io, door.unit, *addr, *value, deadline).await {
-                Ok(got) => {
-                    restores.insert(
+            io::write_coil(io, door.unit, *addr, *value, deadline)
+                .await
+                .map(|got| {
+                    restore = Some((
                         *addr,
                         PendingRestore {
                             at: Instant::now() + *hold,
                             restore: !*value,
                         },
-                    );
+                    ));
                     let mut s = state(door, WriteTable::Coil, *addr, &Value::Bool(got));
                     s.insert("seconds".into(), json!(hold.as_secs_f64()));
-                    Ok(s)
-                }
-                Err(e) => Err(e),
-            }
+                    s
+                })
         }
     };
-    match result {
+    let reply = match result {
         Ok(state) => MethodReply {
             status: 200,
             body: json!({"result": "done", "state": state}),
@@ -216,7 +219,8 @@ pub(super) async fn handle(
             tracing::warn!(device = %door.device_id, method = name, status = f.status, error = %f.body, "method failed");
             MethodReply::failed(f)
         }
-    }
+    };
+    (reply, restore)
 }
 
 /// The resulting state named as the door reports it: every reported point that reads the
@@ -239,40 +243,15 @@ fn state(door: &Door, table: WriteTable, addr: u16, value: &Value) -> Map<String
     m
 }
 
-/// Writes back every pulsed coil whose time is up.
-pub(super) async fn restore_due(
-    door: &Door,
-    io: &DoorIo,
-    restores: &mut BTreeMap<u16, PendingRestore>,
-) {
-    let now = Instant::now();
-    let due: Vec<u16> = restores
-        .iter()
-        .filter(|(_, r)| r.at <= now)
-        .map(|(a, _)| *a)
-        .collect();
-    for addr in due {
-        if let Some(r) = restores.remove(&addr) {
-            restore(door, io, addr, r.restore).await;
-        }
-    }
-}
-
-/// Writes back every pulsed coil now (shutdown).
-pub(super) async fn restore_all(
-    door: &Door,
-    io: &DoorIo,
-    restores: &mut BTreeMap<u16, PendingRestore>,
-) {
-    for (addr, r) in std::mem::take(restores) {
-        restore(door, io, addr, r.restore).await;
-    }
-}
-
-async fn restore(door: &Door, io: &DoorIo, addr: u16, value: bool) {
+/// Writes a pulsed coil back; false when it could not be written (the caller tries again).
+pub(super) async fn restore(door: &Door, io: &DoorIo, addr: u16, value: bool) -> bool {
     let deadline = Instant::now() + io.op_budget * 2;
-    if let Err(f) = io::write_coil(io, door.unit, addr, value, deadline).await {
-        tracing::error!(device = %door.device_id, coil = addr, error = %f.body, "pulse restore failed; the coil keeps its pulsed value");
+    match io::write_coil(io, door.unit, addr, value, deadline).await {
+        Ok(_) => true,
+        Err(f) => {
+            tracing::error!(device = %door.device_id, coil = addr, error = %f.body, "pulse restore failed; the coil keeps its pulsed value until a retry succeeds");
+            false
+        }
     }
 }
 

@@ -14,8 +14,12 @@ mod method;
 pub mod poll;
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
+
+use futures::stream::{FuturesUnordered, StreamExt as _};
 
 use serde_json::{json, Value};
 use tokio::time::Instant;
@@ -56,42 +60,187 @@ struct PendingRestore {
     restore: bool,
 }
 
+/// Bus work of a door in flight. Method requests run side by side from the moment they
+/// arrive (each waits for the bus on its own deadline, so one waiting behind a dead unit's
+/// probe can still be refused at once, and none waits behind another's time at the door);
+/// the bus keeps them in arrival order per unit. Desired patches go one at a time: a patch
+/// arriving meanwhile is merged into the next one (latest value wins).
+enum Done {
+    Method {
+        restore: Option<(u16, PendingRestore)>,
+    },
+    Restore {
+        addr: u16,
+        value: bool,
+        ok: bool,
+    },
+    Desired {
+        patch: Value,
+        outcome: DesiredOutcome,
+    },
+}
+
+type Work = Pin<Box<dyn Future<Output = Done> + Send>>;
+
+/// A desired document waiting for the one in flight.
+struct PendingDesired {
+    patch: Value,
+    version: u64,
+    full: bool,
+}
+
+impl PendingDesired {
+    /// `newer` on top of `self`: a full document replaces everything; a patch overrides the
+    /// properties it names.
+    fn merge(&mut self, newer: PendingDesired) {
+        if newer.full {
+            *self = newer;
+            return;
+        }
+        if let (Some(base), Some(top)) = (self.patch.as_object_mut(), newer.patch.as_object()) {
+            for (k, v) in top {
+                base.insert(k.clone(), v.clone());
+            }
+        }
+        self.version = self.version.max(newer.version);
+    }
+}
+
+/// The door's bus work and what waits for it.
+#[derive(Default)]
+struct InFlight {
+    /// Created on first use: most doors see a few requests a day.
+    work: Option<FuturesUnordered<Work>>,
+    desired_busy: bool,
+    pending: Option<PendingDesired>,
+}
+
+impl InFlight {
+    fn push(&mut self, w: Work) {
+        self.work.get_or_insert_with(FuturesUnordered::new).push(w);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.work.as_ref().is_none_or(FuturesUnordered::is_empty)
+    }
+
+    async fn next(&mut self) -> Option<Done> {
+        match self.work.as_mut() {
+            Some(w) => w.next().await,
+            None => None,
+        }
+    }
+
+    fn desired(&mut self, door: &Arc<Door>, io: &DoorIo, next: PendingDesired) {
+        if self.desired_busy {
+            match &mut self.pending {
+                Some(p) => p.merge(next),
+                None => self.pending = Some(next),
+            }
+            return;
+        }
+        self.desired_busy = true;
+        let (door, io) = (Arc::clone(door), io.clone());
+        self.push(Box::pin(async move {
+            let outcome = apply_desired(&door, &io, &next.patch, next.version, next.full).await;
+            Done::Desired {
+                patch: next.patch,
+                outcome,
+            }
+        }));
+    }
+
+    fn method(&mut self, door: &Arc<Door>, io: &DoorIo, request: MethodRequest) {
+        let (door, io) = (Arc::clone(door), io.clone());
+        self.push(Box::pin(async move {
+            let MethodRequest {
+                name,
+                rid,
+                payload,
+                received,
+            } = request;
+            let (reply, restore) = method::handle(&door, &io, &name, &payload, received).await;
+            let label = metric_method(&door, &name);
+            io.metrics
+                .methods
+                .with_label_values(&[label, &reply.status.to_string()])
+                .inc();
+            io.metrics
+                .method_duration
+                .with_label_values(&[label])
+                .observe(received.elapsed().as_secs_f64());
+            if let Err(e) = io.link.respond_method(&rid, reply.status, reply.body).await {
+                tracing::warn!(device = %door.device_id, method = %name, error = %e, "method answer not delivered");
+            }
+            Done::Method { restore }
+        }));
+    }
+
+    fn restore(&mut self, door: &Arc<Door>, io: &DoorIo, addr: u16, value: bool) {
+        let (door, io) = (Arc::clone(door), io.clone());
+        self.push(Box::pin(async move {
+            let ok = method::restore(&door, &io, addr, value).await;
+            Done::Restore { addr, value, ok }
+        }));
+    }
+}
+
+struct MethodRequest {
+    name: String,
+    rid: String,
+    payload: Vec<u8>,
+    received: Instant,
+}
+
+/// A pulse restore that failed is tried again this long after (the coil must not stay in
+/// its pulsed state, e.g. a door unlocked, because the unit missed one write).
+const RESTORE_RETRY: Duration = Duration::from_secs(1);
+
 /// Runs the bridge of one door until `shutdown`; then answers queued method requests with
-/// 503, writes pending pulse restores (a door unlocked for 5 s must not stay unlocked because
-/// the gateway stopped), and returns. The link must outlive this task so answers get out.
+/// 503, lets the ones in flight finish (each is bounded by its deadline, and the bus is
+/// stopping too), writes pending pulse restores (a door unlocked for 5 s must not stay
+/// unlocked because the gateway stopped), and returns. The link must outlive this task so
+/// answers get out.
 pub async fn run(door: Arc<Door>, io: DoorIo, mut events: LinkEvents, shutdown: CancellationToken) {
-    // The bus work below is boxed: this task spends its life waiting for an event, and an
-    // inlined method or desired write would make every door's task as large as the largest
-    // of them (a few hundred bytes each, per door) for work done a few times a day.
     let mut restores: BTreeMap<u16, PendingRestore> = BTreeMap::new();
     let mut desired_version: Option<u64> = None;
     let mut retry = DesiredRetry::default();
+    let mut flight = InFlight::default();
     loop {
         let next_restore = restores.values().map(|r| r.at).min();
+        let busy = !flight.is_empty();
+        let retry_at = retry.at.filter(|_| !flight.desired_busy);
         tokio::select! {
             biased;
             () = shutdown.cancelled() => break,
-            () = sleep_until_opt(retry.at) => {
+            Some(done) = flight.next(), if busy => match done {
+                Done::Method { restore: Some((addr, r)) } => {
+                    restores.insert(addr, r);
+                }
+                Done::Method { restore: None } | Done::Restore { ok: true, .. } => {}
+                Done::Restore { addr, value, ok: false } => {
+                    // A newer pulse of the same coil brings its own restore.
+                    restores.entry(addr).or_insert(PendingRestore {
+                        at: Instant::now() + RESTORE_RETRY,
+                        restore: value,
+                    });
+                }
+                Done::Desired { patch, outcome } => {
+                    flight.desired_busy = false;
+                    retry.after(&patch, &outcome);
+                    if let Some(next) = flight.pending.take() {
+                        flight.desired(&door, &io, next);
+                    }
+                }
+            },
+            () = sleep_until_opt(retry_at) => {
                 let (patch, version) = retry.take();
-                let outcome = Box::pin(apply_desired(&door, &io, &patch, version, false)).await;
-                retry.after(&patch, &outcome);
+                flight.desired(&door, &io, PendingDesired { patch, version, full: false });
             }
             ev = events.recv() => match ev {
                 None => break,
-                Some(LinkEvent::MethodRequest { name, rid, payload }) => {
-                    let started = Instant::now();
-                    let reply = Box::pin(method::handle(&door, &io, &name, &payload, &mut restores)).await;
-                    io.metrics
-                        .methods
-                        .with_label_values(&[metric_method(&door, &name), &reply.status.to_string()])
-                        .inc();
-                    io.metrics
-                        .method_duration
-                        .with_label_values(&[metric_method(&door, &name)])
-                        .observe(started.elapsed().as_secs_f64());
-                    if let Err(e) = Box::pin(io.link.respond_method(&rid, reply.status, reply.body)).await {
-                        tracing::warn!(device = %door.device_id, method = %name, error = %e, "method answer not delivered");
-                    }
+                Some(LinkEvent::MethodRequest { name, rid, payload, received }) => {
+                    flight.method(&door, &io, MethodRequest { name, rid, payload, received });
                 }
                 Some(LinkEvent::DesiredPatch { version, patch }) => {
                     if desired_version.is_some_and(|v| version <= v) {
@@ -99,34 +248,48 @@ pub async fn run(door: Arc<Door>, io: DoorIo, mut events: LinkEvents, shutdown: 
                         continue;
                     }
                     desired_version = Some(version);
-                    let outcome = Box::pin(apply_desired(&door, &io, &patch, version, false)).await;
-                    retry.after(&patch, &outcome);
+                    flight.desired(&door, &io, PendingDesired { patch, version, full: false });
                 }
                 Some(LinkEvent::Connected { twin }) => {
                     let desired = twin.get("desired").cloned().unwrap_or_else(|| json!({}));
                     let version = desired.get("$version").and_then(Value::as_u64).unwrap_or(0);
                     desired_version = Some(version);
                     retry = DesiredRetry::default();
-                    let outcome = Box::pin(apply_desired(&door, &io, &desired, version, true)).await;
-                    retry.after(&desired, &outcome);
+                    flight.desired(&door, &io, PendingDesired { patch: desired, version, full: true });
                 }
                 Some(LinkEvent::Disconnected { reason }) => {
                     tracing::debug!(device = %door.device_id, %reason, "link down");
                 }
             },
             () = sleep_until_opt(next_restore) => {
-                Box::pin(method::restore_due(&door, &io, &mut restores)).await;
+                let now = Instant::now();
+                let due: Vec<u16> = restores.iter().filter(|(_, r)| r.at <= now).map(|(a, _)| *a).collect();
+                for addr in due {
+                    if let Some(r) = restores.remove(&addr) {
+                        flight.restore(&door, &io, addr, r.restore);
+                    }
+                }
             }
         }
     }
     events.close();
     while let Ok(ev) = events.try_recv() {
         if let LinkEvent::MethodRequest { rid, name, .. } = ev {
-            let body = json!({"error": "the gateway is shutting down; nothing was written", "method": name});
+            let body = json!({"error": "the gateway is shutting down; nothing was written", "method": name, "written": false});
             let _ = io.link.respond_method(&rid, 503, body).await;
         }
     }
-    Box::pin(method::restore_all(&door, &io, &mut restores)).await;
+    while let Some(done) = flight.next().await {
+        if let Done::Method {
+            restore: Some((addr, r)),
+        } = done
+        {
+            restores.insert(addr, r);
+        }
+    }
+    for (addr, r) in std::mem::take(&mut restores) {
+        Box::pin(method::restore(&door, &io, addr, r.restore)).await;
+    }
 }
 
 /// Unmapped names would be unbounded label values; they are counted as one.

@@ -79,6 +79,11 @@ impl UnitHealthMap {
             .is_some_and(|h| h.timeouts >= DEAD_AFTER_TIMEOUTS)
     }
 
+    /// Consecutive timeouts of the unit since its last answer.
+    pub(crate) fn streak(&self, unit: u8) -> u32 {
+        self.units.get(&unit).map_or(0, |h| h.timeouts)
+    }
+
     /// Any answer (even an exception) proves the unit alive.
     pub(crate) fn answered(&mut self, unit: u8) {
         self.units.remove(&unit);

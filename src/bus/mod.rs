@@ -27,10 +27,10 @@ use tokio_util::sync::CancellationToken;
 
 pub use options::{BusOptions, Parity, Transport};
 pub use plan::{plan_reads, BlockRead, Point, Table};
-pub use request::{BusError, ExceptionCode, Op, Priority, Reply, Target};
+pub use request::{BusError, ExceptionCode, Failed, Op, Priority, Reply, Target, Written};
 
 use crate::metrics::Metrics;
-use task::{BusTask, Job};
+use task::{BusTask, Job, Work};
 
 /// Sends requests to one bus task. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -47,7 +47,9 @@ pub struct BusHandle {
 /// requests with [`BusError::Shutdown`].
 ///
 /// The queue holds `opts.queue_capacity` requests: a quarter (at least one) is reserved for
-/// operator requests so a flood of polls cannot lock out a method call.
+/// operator requests so a flood of polls cannot lock out a method call. The task takes
+/// operator requests into its own per-unit queue (as many again) even while a transaction is
+/// on the line, so it can refuse those to a dead unit at once and answer expired ones on time.
 pub fn spawn(
     opts: BusOptions,
     metrics: Arc<Metrics>,
@@ -70,7 +72,7 @@ pub fn spawn(
         connected,
         queue_depth: queue_depth.clone(),
     };
-    let task = BusTask::new(opts, metrics, queue_depth, connected_tx);
+    let task = BusTask::new(opts, operator_share, metrics, queue_depth, connected_tx);
     let join = tokio::spawn(task.run(operator_rx, poll_rx, shutdown));
     (handle, join)
 }
@@ -89,6 +91,10 @@ impl BusHandle {
     /// through in time, not an overload; the waiters are bounded by the doors and their
     /// pending methods, and each gives up at its deadline.
     ///
+    /// A write is started only if it can finish before `deadline` (one transaction timeout
+    /// left, plus the line's pause); otherwise it is answered
+    /// [`BusError::DeadlineExpired`] unsent.
+    ///
     /// Cancel-safe: dropping the future before the bus task reaches the request means the
     /// request is never sent (a write nobody waits for is not applied).
     pub async fn call(
@@ -98,16 +104,42 @@ impl BusHandle {
         priority: Priority,
         deadline: Instant,
     ) -> Result<Reply, BusError> {
+        self.submit(unit, Work::Op(op), priority, deadline)
+            .await
+            .map_err(|f| f.error)
+    }
+
+    /// Writes at operator priority and reads the written range back in the same bus job
+    /// (nothing else on the line between them); Ok is the read-back, for the caller to
+    /// compare. Started only when both fit before `deadline`; a failure says whether the
+    /// device may have applied the write ([`Written`]).
+    pub async fn write_verified(
+        &self,
+        unit: u8,
+        write: Op,
+        deadline: Instant,
+    ) -> Result<Reply, Failed> {
+        self.submit(unit, Work::Verified(write), Priority::Operator, deadline)
+            .await
+    }
+
+    async fn submit(
+        &self,
+        unit: u8,
+        work: Work,
+        priority: Priority,
+        deadline: Instant,
+    ) -> Result<Reply, Failed> {
         let at = Target {
             bus: Arc::clone(&self.name),
             unit,
-            function: op.function(),
-            addr: op.addr(),
+            function: work.op().function(),
+            addr: work.op().addr(),
         };
         let (reply, rx) = oneshot::channel();
         let job = Job {
             unit,
-            op,
+            work,
             priority,
             deadline,
             reply,
@@ -131,9 +163,10 @@ impl BusHandle {
         };
         if let Err(e) = sent {
             self.queue_depth.dec();
-            return Err(e);
+            return Err(Failed::unsent(e));
         }
-        rx.await.unwrap_or(Err(BusError::Shutdown { at }))
+        rx.await
+            .unwrap_or(Err(Failed::unsent(BusError::Shutdown { at })))
     }
 
     /// Whether the bus connection is open right now.

@@ -44,6 +44,43 @@ impl Op {
         )
     }
 
+    /// For a write: the read of exactly the written range, and what it shows once the write
+    /// is applied.
+    pub fn read_back(&self) -> Option<(Op, Reply)> {
+        let count = |n: usize| u16::try_from(n).unwrap_or(u16::MAX);
+        Some(match self {
+            Op::WriteCoil { addr, value } => (
+                Op::ReadCoils {
+                    addr: *addr,
+                    count: 1,
+                },
+                Reply::Bits(vec![*value]),
+            ),
+            Op::WriteCoils { addr, values } => (
+                Op::ReadCoils {
+                    addr: *addr,
+                    count: count(values.len()),
+                },
+                Reply::Bits(values.clone()),
+            ),
+            Op::WriteRegister { addr, value } => (
+                Op::ReadHolding {
+                    addr: *addr,
+                    count: 1,
+                },
+                Reply::Words(vec![*value]),
+            ),
+            Op::WriteRegisters { addr, values } => (
+                Op::ReadHolding {
+                    addr: *addr,
+                    count: count(values.len()),
+                },
+                Reply::Words(values.clone()),
+            ),
+            _ => return None,
+        })
+    }
+
     /// The first address the operation touches.
     pub fn addr(&self) -> u16 {
         match self {
@@ -94,8 +131,8 @@ impl fmt::Display for Target {
     }
 }
 
-/// Why a request failed. Bridges map these to method status codes: `Exception` → 502,
-/// `Unavailable`/`QueueFull`/`Shutdown` → 503, `Timeout`/`DeadlineExpired` → 504.
+/// Why a request failed. Bridges map these to method status codes: `Exception`/`BadReply` →
+/// 502, `UnitDown`/`Unavailable`/`QueueFull`/`Shutdown` → 503, `Timeout`/`DeadlineExpired` → 504.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BusError {
     /// The unit answered with a Modbus exception (named by its `Display`, e.g.
@@ -105,7 +142,19 @@ pub enum BusError {
     /// No answer within the transaction timeout (after all retries the deadline allowed).
     #[error("{at}: no answer within {after:?}")]
     Timeout { at: Target, after: Duration },
-    /// Not sent: the connection is down, or the unit is marked dead and backed off.
+    /// The unit answered, but not what was asked: a read with another number of values than
+    /// requested, a write whose echo names another address, value or count, another unit or
+    /// function. Nothing in such a reply is taken as a value or as proof of a write.
+    #[error("{at}: the reply does not match the request: {reason}")]
+    BadReply { at: Target, reason: String },
+    /// Not sent: the unit stopped answering and is backed off, or its one probe is on the
+    /// line now. `next_probe_in` is `None` while the probe is in flight.
+    #[error("{at}: unit {} is not answering; refused without using the line ({})", at.unit, probe_note(*.next_probe_in))]
+    UnitDown {
+        at: Target,
+        next_probe_in: Option<Duration>,
+    },
+    /// Not sent: the connection is down.
     #[error("{at}: bus unavailable: {reason}")]
     Unavailable { at: Target, reason: String },
     /// The bus queue is full; poll requests are refused rather than queued without bound.
@@ -124,10 +173,47 @@ impl BusError {
         match self {
             BusError::Exception { at, .. }
             | BusError::Timeout { at, .. }
+            | BusError::BadReply { at, .. }
+            | BusError::UnitDown { at, .. }
             | BusError::Unavailable { at, .. }
             | BusError::QueueFull { at }
             | BusError::DeadlineExpired { at }
             | BusError::Shutdown { at } => at,
+        }
+    }
+}
+
+fn probe_note(next: Option<Duration>) -> String {
+    match next {
+        None => "a probe to it is on the line now".into(),
+        Some(d) => format!("next probe in {} ms", d.as_millis()),
+    }
+}
+
+/// Whether a failed write may have reached the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// Never sent, or refused by the device with an exception.
+    No,
+    /// The device echoed the write, but what followed (the read-back) failed.
+    Yes,
+    /// The write went out and its answer was lost, late or wrong: the device may have
+    /// applied it.
+    Unknown,
+}
+
+/// A failed request, with whether it may have changed the device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failed {
+    pub error: BusError,
+    pub written: Written,
+}
+
+impl Failed {
+    pub(crate) fn unsent(error: BusError) -> Self {
+        Failed {
+            error,
+            written: Written::No,
         }
     }
 }

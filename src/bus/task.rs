@@ -1,10 +1,26 @@
 //! The task that owns one bus connection and serves queued requests one at a time.
 //!
-//! Invariants: operator requests are taken before poll requests (biased select over two
-//! queues); cancellation is only checked between transactions, so a write in flight is
-//! never cut off; every transaction runs under `min(opts.timeout, remaining deadline)`.
+//! Invariants:
+//! - Operator requests go before polls, and among themselves round robin over units
+//!   ([`OperatorQueue`]): a burst to one door waits behind the others' requests, not ahead.
+//! - Operator requests are taken off their channel while a transaction is on the line, so
+//!   one to a unit that stopped answering is refused at once ([`BusError::UnitDown`]) and one
+//!   whose time runs out while queued is answered at that moment, never written later.
+//! - A dead unit costs the line at most one probe at a time, and only when its backoff
+//!   allows: the first request to it after the backoff is the probe.
+//! - A write with read-back is one job: nothing else goes on the line between the two.
+//! - A write is never started unless the whole job fits before its deadline (see
+//!   [`Job::start_by`]), and never repeated blindly (see [`Line::run_verified`]).
+//! - Cancellation is only acted on between jobs, so a write in flight is never cut off.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeMap, VecDeque},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use prometheus::IntGauge;
 use tokio::{
@@ -15,59 +31,263 @@ use tokio_modbus::client::{Client as _, Context};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    backoff::{Backoff, UnitHealthMap},
+    backoff::{Backoff, UnitHealthMap, DEAD_AFTER_TIMEOUTS},
     options::BusOptions,
-    request::{BusError, Op, Priority, Reply, Target},
-    transport,
+    request::{BusError, Failed, Op, Priority, Reply, Target, Written},
+    transport::{self, TransactError},
 };
 use crate::metrics::Metrics;
 
 /// First wait before reopening a failed connection; doubles up to `reconnect_backoff_max`.
 const RECONNECT_BASE: Duration = Duration::from_millis(100);
 
+/// What a job does on the line.
+#[derive(Debug)]
+pub(crate) enum Work {
+    /// One transaction (a read, or a write without read-back).
+    Op(Op),
+    /// A write and the read of the written range, back to back.
+    Verified(Op),
+}
+
+impl Work {
+    pub(crate) fn op(&self) -> &Op {
+        match self {
+            Work::Op(op) | Work::Verified(op) => op,
+        }
+    }
+}
+
 /// A queued request with the channel its answer goes back on.
 #[derive(Debug)]
 pub(crate) struct Job {
     pub(crate) unit: u8,
-    pub(crate) op: Op,
+    pub(crate) work: Work,
     pub(crate) priority: Priority,
     pub(crate) deadline: Instant,
-    pub(crate) reply: oneshot::Sender<Result<Reply, BusError>>,
+    pub(crate) reply: oneshot::Sender<Result<Reply, Failed>>,
 }
 
-pub(crate) struct BusTask {
+impl Job {
+    /// The last moment the job may start. A read may start any time before its deadline (it
+    /// is cut short by it). A write must fit whole: a write cut off by the deadline leaves its
+    /// outcome unknown, so it starts only with one transaction timeout (two with its
+    /// read-back) and the line's pauses left.
+    fn start_by(&self, t: Timing) -> Instant {
+        let transactions = match &self.work {
+            Work::Op(op) if !op.is_write() => return self.deadline,
+            Work::Op(_) => 1,
+            Work::Verified(_) => 2,
+        };
+        let need = (t.timeout + t.inter_request_delay) * transactions;
+        self.deadline.checked_sub(need).unwrap_or(self.deadline)
+    }
+
+    fn answer(self, result: Result<Reply, Failed>) {
+        // The caller may have given up; nothing to do then.
+        let _ = self.reply.send(result);
+    }
+}
+
+/// The bus settings that decide whether a job can still start in time.
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    timeout: Duration,
+    inter_request_delay: Duration,
+}
+
+impl Timing {
+    fn of(opts: &BusOptions) -> Self {
+        Timing {
+            timeout: opts.timeout,
+            inter_request_delay: opts.inter_request_delay,
+        }
+    }
+}
+
+/// Operator requests waiting for the line, one FIFO per unit, served round robin.
+#[derive(Debug)]
+struct OperatorQueue {
+    units: BTreeMap<u8, VecDeque<Job>>,
+    len: usize,
+    capacity: usize,
+    /// The unit served last; the next turn goes to the next unit after it.
+    last: Option<u8>,
+    /// `len`, readable by the job on the line (a failing poll gives up its retries to a
+    /// waiting operator request).
+    waiting: Arc<AtomicUsize>,
+}
+
+impl OperatorQueue {
+    fn new(capacity: usize) -> Self {
+        OperatorQueue {
+            units: BTreeMap::new(),
+            len: 0,
+            capacity,
+            last: None,
+            waiting: Arc::default(),
+        }
+    }
+
+    fn has_room(&self) -> bool {
+        self.len < self.capacity
+    }
+
+    fn set_len(&mut self, len: usize) {
+        self.len = len;
+        self.waiting.store(len, Ordering::Relaxed);
+    }
+
+    fn push(&mut self, job: Job) {
+        self.units.entry(job.unit).or_default().push_back(job);
+        self.set_len(self.len + 1);
+    }
+
+    /// The next unit's oldest request, round robin from the unit served last.
+    fn pop(&mut self) -> Option<Job> {
+        let unit = match self.last {
+            Some(last) => self
+                .units
+                .range(last.saturating_add(1)..)
+                .next()
+                .filter(|_| last < u8::MAX)
+                .or_else(|| self.units.iter().next())
+                .map(|(u, _)| *u)?,
+            None => *self.units.keys().next()?,
+        };
+        let queue = self.units.get_mut(&unit)?;
+        let job = queue.pop_front()?;
+        if queue.is_empty() {
+            self.units.remove(&unit);
+        }
+        self.last = Some(unit);
+        self.set_len(self.len - 1);
+        Some(job)
+    }
+
+    /// Every request to `unit`.
+    fn take_unit(&mut self, unit: u8) -> VecDeque<Job> {
+        let jobs = self.units.remove(&unit).unwrap_or_default();
+        self.set_len(self.len - jobs.len());
+        jobs
+    }
+
+    /// Requests that can no longer start in time, or whose caller gave up.
+    fn take_expired(&mut self, now: Instant, t: Timing) -> Vec<Job> {
+        let mut out = Vec::new();
+        for queue in self.units.values_mut() {
+            let mut i = 0;
+            while i < queue.len() {
+                if queue[i].start_by(t) <= now || queue[i].reply.is_closed() {
+                    out.extend(queue.remove(i));
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        self.units.retain(|_, q| !q.is_empty());
+        self.set_len(self.len - out.len());
+        out
+    }
+
+    /// When the next queued request runs out of time to start.
+    fn next_expiry(&self, t: Timing) -> Option<Instant> {
+        self.units
+            .values()
+            .flatten()
+            .map(|j| j.start_by(t))
+            .min()
+    }
+
+    fn drain(&mut self) -> Vec<Job> {
+        let out: Vec<Job> = std::mem::take(&mut self.units)
+            .into_values()
+            .flatten()
+            .collect();
+        self.set_len(0);
+        out
+    }
+}
+
+/// What one job did to its unit's health: answers reset it, timeouts count towards dead.
+#[derive(Debug, Default, Clone, Copy)]
+struct Seen {
+    answered: bool,
+    /// Timeouts since the last answer (or the job's start).
+    timeouts: u32,
+}
+
+/// The connection and what only the job on the line touches.
+struct Line {
     opts: BusOptions,
     name: Arc<str>,
     metrics: Arc<Metrics>,
-    queue_depth: IntGauge,
     ctx: Option<Context>,
     next_connect_at: Instant,
     connect_backoff: Backoff,
     last_connect_error: String,
-    health: UnitHealthMap,
     last_end: Option<Instant>,
     connected: watch::Sender<bool>,
+}
+
+/// One transaction's outcome, before it is turned into an answer.
+enum Tx {
+    Reply(Reply),
+    Exception(tokio_modbus::ExceptionCode),
+    BadReply(String),
+    /// No answer in time; `after` is how long it waited.
+    Timeout { after: Duration },
+    /// The connection failed during the exchange.
+    Broken(String),
+    /// Not sent: no connection (and reopening is backed off, or failed).
+    NotConnected(String),
+    /// Not sent: the deadline leaves no time.
+    NoTime,
+}
+
+pub(crate) struct BusTask {
+    name: Arc<str>,
+    timing: Timing,
+    line: Line,
+    queue: OperatorQueue,
+    health: UnitHealthMap,
+    queue_depth: IntGauge,
+}
+
+/// What woke an idle bus task.
+enum Wake {
+    Stop,
+    Operator(Job),
+    Poll(Job),
+    Connect,
+    Timer,
 }
 
 impl BusTask {
     pub(crate) fn new(
         opts: BusOptions,
+        operator_capacity: usize,
         metrics: Arc<Metrics>,
         queue_depth: IntGauge,
         connected: watch::Sender<bool>,
     ) -> Self {
         BusTask {
             name: opts.name.as_str().into(),
-            connect_backoff: Backoff::new(RECONNECT_BASE, opts.reconnect_backoff_max),
+            timing: Timing::of(&opts),
+            queue: OperatorQueue::new(operator_capacity),
             health: UnitHealthMap::new(opts.dead_unit_backoff_max),
-            opts,
-            metrics,
+            line: Line {
+                name: opts.name.as_str().into(),
+                connect_backoff: Backoff::new(RECONNECT_BASE, opts.reconnect_backoff_max),
+                opts,
+                metrics,
+                ctx: None,
+                next_connect_at: Instant::now(),
+                last_connect_error: "not connected yet".into(),
+                last_end: None,
+                connected,
+            },
             queue_depth,
-            ctx: None,
-            next_connect_at: Instant::now(),
-            last_connect_error: "not connected yet".into(),
-            last_end: None,
-            connected,
         }
     }
 
@@ -77,54 +297,292 @@ impl BusTask {
         mut poll_rx: mpsc::Receiver<Job>,
         shutdown: CancellationToken,
     ) {
-        loop {
+        let mut stopping = false;
+        while !stopping {
+            self.expire(Instant::now());
+            if let Some(job) = self.queue.pop() {
+                self.queue_depth.dec();
+                self.start(job, &mut operator_rx, &shutdown, &mut stopping)
+                    .await;
+                continue;
+            }
             // Every handle dropped and nothing left to serve: no one will ever ask again.
-            let abandoned = operator_rx.is_closed()
+            if operator_rx.is_closed()
                 && poll_rx.is_closed()
                 && operator_rx.is_empty()
-                && poll_rx.is_empty();
-            if abandoned {
+                && poll_rx.is_empty()
+            {
                 break;
             }
-            let job = tokio::select! {
+            let expiry = self.queue.next_expiry(self.timing);
+            let wake = tokio::select! {
                 biased;
-                () = shutdown.cancelled() => break,
-                () = sleep_until(self.next_connect_at), if self.ctx.is_none() => {
-                    self.connect(None).await;
-                    continue;
-                }
-                Some(job) = operator_rx.recv() => job,
-                Some(job) = poll_rx.recv() => job,
-                else => break,
+                () = shutdown.cancelled() => Wake::Stop,
+                Some(job) = operator_rx.recv() => Wake::Operator(job),
+                Some(job) = poll_rx.recv() => Wake::Poll(job),
+                () = sleep_until(self.line.next_connect_at), if self.line.ctx.is_none() => Wake::Connect,
+                () = sleep_until_opt(expiry) => Wake::Timer,
+                else => Wake::Stop,
             };
-            self.queue_depth.dec();
-            let result = self.serve(&job, &operator_rx).await;
-            // The caller may have given up; nothing to do then.
-            let _ = job.reply.send(result);
+            match wake {
+                Wake::Stop => break,
+                Wake::Operator(job) => self.admit(job, None),
+                Wake::Poll(job) => {
+                    self.queue_depth.dec();
+                    if let Some(job) = self.refuse_or_keep(job, None) {
+                        self.start(job, &mut operator_rx, &shutdown, &mut stopping)
+                            .await;
+                    }
+                }
+                Wake::Connect => {
+                    let Self {
+                        name,
+                        timing,
+                        line,
+                        queue,
+                        health,
+                        queue_depth,
+                    } = &mut self;
+                    let connect = line.connect(None);
+                    serve_while(
+                        connect,
+                        Admission {
+                            queue,
+                            health,
+                            name,
+                            timing: *timing,
+                            depth: queue_depth,
+                            busy: None,
+                        },
+                        &mut operator_rx,
+                        &shutdown,
+                        &mut stopping,
+                    )
+                    .await;
+                }
+                Wake::Timer => {}
+            }
         }
         operator_rx.close();
         poll_rx.close();
+        let mut left: Vec<Job> = self.queue.drain();
         for rx in [&mut operator_rx, &mut poll_rx] {
             while let Ok(job) = rx.try_recv() {
-                self.queue_depth.dec();
-                let at = self.target(&job);
-                let _ = job.reply.send(Err(BusError::Shutdown { at }));
+                left.push(job);
             }
         }
-        if let Some(mut ctx) = self.ctx.take() {
-            let _ = timeout(self.opts.timeout, ctx.disconnect()).await;
+        for job in left {
+            self.queue_depth.dec();
+            let at = target(&self.name, job.unit, job.work.op());
+            let error = BusError::Shutdown { at };
+            job.answer(Err(Failed::unsent(error)));
         }
-        self.set_connected(false);
-        tracing::debug!(bus = %self.name, "bus task stopped");
+        if let Some(mut ctx) = self.line.ctx.take() {
+            let _ = timeout(self.line.opts.timeout, ctx.disconnect()).await;
+        }
+        self.line.set_connected(false);
+        tracing::debug!(bus = %self.line.name, "bus task stopped");
     }
 
-    fn target(&self, job: &Job) -> Target {
-        Target {
-            bus: Arc::clone(&self.name),
-            unit: job.unit,
-            function: job.op.function(),
-            addr: job.op.addr(),
+    /// Answers every queued request that can no longer start in time: nothing written.
+    fn expire(&mut self, now: Instant) {
+        for job in self.queue.take_expired(now, self.timing) {
+            self.queue_depth.dec();
+            self.line.count(job.work.op().function(), "expired");
+            let at = self.line.target(job.unit, job.work.op());
+            job.answer(Err(Failed::unsent(BusError::DeadlineExpired { at })));
         }
+    }
+
+    fn admission(&mut self, busy: Option<u8>) -> Admission<'_> {
+        Admission {
+            queue: &mut self.queue,
+            health: &self.health,
+            name: &self.name,
+            timing: self.timing,
+            depth: &self.queue_depth,
+            busy,
+        }
+    }
+
+    fn admit(&mut self, job: Job, busy: Option<u8>) {
+        self.admission(busy).admit(job);
+    }
+
+    /// A poll taken off its channel: refused at once when its unit is down (or it is out of
+    /// time), else returned to be run.
+    fn refuse_or_keep(&mut self, job: Job, busy: Option<u8>) -> Option<Job> {
+        self.admission(busy).refusal(job)
+    }
+
+    /// Runs `job` on the line while admitting (and refusing, and expiring) operator requests,
+    /// then settles the unit's health and answers the caller.
+    async fn start(
+        &mut self,
+        job: Job,
+        operator_rx: &mut mpsc::Receiver<Job>,
+        shutdown: &CancellationToken,
+        stopping: &mut bool,
+    ) {
+        let now = Instant::now();
+        let function = job.work.op().function();
+        // The caller gave up, or the job can no longer start in time: a write nobody will
+        // hear about must not reach the door.
+        if job.reply.is_closed() || job.start_by(self.timing) <= now {
+            self.line.count(function, "expired");
+            let at = self.line.target(job.unit, job.work.op());
+            job.answer(Err(Failed::unsent(BusError::DeadlineExpired { at })));
+            return;
+        }
+        let unit = job.unit;
+        let streak = self.health.streak(unit);
+        let Self {
+            name,
+            timing,
+            line,
+            queue,
+            health,
+            queue_depth,
+        } = self;
+        let waiting = Arc::clone(&queue.waiting);
+        let run = line.run(&job, streak, &waiting);
+        let (result, seen) = serve_while(
+            run,
+            Admission {
+                queue,
+                health,
+                name,
+                timing: *timing,
+                depth: queue_depth,
+                busy: Some(unit),
+            },
+            operator_rx,
+            shutdown,
+            stopping,
+        )
+        .await;
+        let end = Instant::now();
+        if seen.answered {
+            self.health.answered(unit);
+        }
+        let was_dead = self.health.is_dead(unit);
+        for _ in 0..seen.timeouts {
+            self.health.timed_out(unit, end);
+        }
+        job.answer(result);
+        if self.health.is_dead(unit) {
+            if !was_dead {
+                tracing::warn!(bus = %self.line.name, unit, "unit stopped answering; backing off");
+            }
+            // Its queued requests would each cost a timeout: refused now, nothing written.
+            let next = self.health.is_backed_off(unit, end);
+            for job in self.queue.take_unit(unit) {
+                self.queue_depth.dec();
+                self.line.count(job.work.op().function(), "refused");
+                let at = self.line.target(job.unit, job.work.op());
+                let next_probe_in = next.map(|t| t.saturating_duration_since(end));
+                job.answer(Err(Failed::unsent(BusError::UnitDown { at, next_probe_in })));
+            }
+        }
+    }
+}
+
+/// Taking operator requests in while the line is busy (or idle).
+struct Admission<'a> {
+    queue: &'a mut OperatorQueue,
+    health: &'a UnitHealthMap,
+    name: &'a Arc<str>,
+    timing: Timing,
+    depth: &'a IntGauge,
+    /// The unit whose job is on the line now.
+    busy: Option<u8>,
+}
+
+impl Admission<'_> {
+    fn target(&self, job: &Job) -> Target {
+        target(self.name, job.unit, job.work.op())
+    }
+
+    /// Queues the request, or answers it at once when its unit is down.
+    fn admit(&mut self, job: Job) {
+        if let Some(job) = self.refusal(job) {
+            self.queue.push(job);
+        }
+    }
+
+    /// `None` when the request was answered here: its unit is dead and either backed off or
+    /// already being probed, or it cannot start in time.
+    fn refusal(&mut self, job: Job) -> Option<Job> {
+        let now = Instant::now();
+        if job.start_by(self.timing) <= now {
+            let at = self.target(&job);
+            job.answer(Err(Failed::unsent(BusError::DeadlineExpired { at })));
+            self.depth.dec();
+            return None;
+        }
+        if self.health.is_dead(job.unit) {
+            let next_probe_in = if self.busy == Some(job.unit) {
+                Some(None)
+            } else {
+                self.health
+                    .is_backed_off(job.unit, now)
+                    .map(|t| Some(t.saturating_duration_since(now)))
+            };
+            if let Some(next_probe_in) = next_probe_in {
+                let at = self.target(&job);
+                job.answer(Err(Failed::unsent(BusError::UnitDown { at, next_probe_in })));
+                self.depth.dec();
+                return None;
+            }
+        }
+        Some(job)
+    }
+}
+
+/// Drives `work` (the job or connect attempt on the line) to completion while operator
+/// requests keep arriving: each is queued or answered at once, and queued ones that run out
+/// of time are answered when they do. Shutdown is noted, not acted on: the line's work
+/// finishes first.
+async fn serve_while<F: std::future::Future>(
+    work: F,
+    mut admission: Admission<'_>,
+    operator_rx: &mut mpsc::Receiver<Job>,
+    shutdown: &CancellationToken,
+    stopping: &mut bool,
+) -> F::Output {
+    tokio::pin!(work);
+    loop {
+        let expiry = admission.queue.next_expiry(admission.timing);
+        let room = admission.queue.has_room();
+        tokio::select! {
+            biased;
+            out = &mut work => return out,
+            () = shutdown.cancelled(), if !*stopping => *stopping = true,
+            Some(job) = operator_rx.recv(), if room => admission.admit(job),
+            () = sleep_until_opt(expiry) => {
+                let now = Instant::now();
+                for job in admission.queue.take_expired(now, admission.timing) {
+                    admission.depth.dec();
+                    let at = admission.target(&job);
+                    job.answer(Err(Failed::unsent(BusError::DeadlineExpired { at })));
+                }
+            }
+        }
+    }
+}
+
+fn target(bus: &Arc<str>, unit: u8, op: &Op) -> Target {
+    Target {
+        bus: Arc::clone(bus),
+        unit,
+        function: op.function(),
+        addr: op.addr(),
+    }
+}
+
+impl Line {
+    fn target(&self, unit: u8, op: &Op) -> Target {
+        target(&self.name, unit, op)
     }
 
     fn set_connected(&self, up: bool) {
@@ -180,79 +638,260 @@ impl BusTask {
         self.set_connected(false);
     }
 
-    async fn serve(
+    /// Runs a job: `streak` is the unit's timeouts before it (dead at
+    /// [`DEAD_AFTER_TIMEOUTS`]).
+    async fn run(
         &mut self,
         job: &Job,
-        operators: &mpsc::Receiver<Job>,
-    ) -> Result<Reply, BusError> {
-        let at = self.target(job);
-        let function = job.op.function();
-        let now = Instant::now();
-        // Expired, or the caller gave up waiting: a write nobody will hear about must not
-        // reach the door.
-        if now >= job.deadline || job.reply.is_closed() {
-            self.count(function, "expired");
-            return Err(BusError::DeadlineExpired { at });
-        }
-        if job.priority == Priority::Poll {
-            if let Some(until) = self.health.is_backed_off(job.unit, now) {
-                self.count(function, "skipped");
-                return Err(BusError::Unavailable {
-                    at,
-                    reason: format!(
-                        "unit stopped answering; next try in {:?}",
-                        until.saturating_duration_since(now)
-                    ),
-                });
+        streak: u32,
+        operators_waiting: &AtomicUsize,
+    ) -> (Result<Reply, Failed>, Seen) {
+        let mut seen = Seen::default();
+        let result = match &job.work {
+            Work::Op(op) => {
+                self.run_op(job, op, streak, operators_waiting, &mut seen)
+                    .await
             }
-        }
-        // A dead unit gets one real try (a probe), never retries that would hold the line.
-        // A write is never repeated here: when its answer is lost or late the device may
-        // have acted on it, and a second write would apply the command twice. The caller
-        // reads back to find out (bridge::io) and decides whether to write again.
-        let attempts = if self.health.is_dead(job.unit) || job.op.is_write() {
+            Work::Verified(op) => self.run_verified(job, op, streak, &mut seen).await,
+        };
+        (result, seen)
+    }
+
+    /// Whether the unit counts as dead now, given what this job saw.
+    fn dead(streak: u32, seen: &Seen) -> bool {
+        let streak = if seen.answered { 0 } else { streak };
+        streak + seen.timeouts >= DEAD_AFTER_TIMEOUTS
+    }
+
+    /// One operation with the retries the bus allows: reads to a live unit only. A dead unit
+    /// gets one real try (a probe), never retries that would hold the line. A write is never
+    /// repeated here: when its answer is lost or late the device may have acted on it.
+    async fn run_op(
+        &mut self,
+        job: &Job,
+        op: &Op,
+        streak: u32,
+        operators_waiting: &AtomicUsize,
+        seen: &mut Seen,
+    ) -> Result<Reply, Failed> {
+        let at = self.target(job.unit, op);
+        let write = op.is_write();
+        let attempts = if Self::dead(streak, seen) || write {
             1
         } else {
             1 + self.opts.retries
         };
-        let mut last_error = None;
-        for _ in 0..attempts {
-            // A poll gives up its retries to a waiting operator request, which must wait
-            // for at most one transaction.
-            if job.priority == Priority::Poll && last_error.is_some() && !operators.is_empty() {
-                break;
+        let unknown_if_write = if write { Written::Unknown } else { Written::No };
+        let mut last: Option<BusError> = None;
+        for attempt in 0..attempts {
+            if attempt > 0 {
+                // A poll gives up its retries to a waiting operator request, which must wait
+                // for at most one transaction; nobody retries a unit that just died.
+                let yield_to_operator = job.priority == Priority::Poll
+                    && operators_waiting.load(Ordering::Relaxed) > 0;
+                if yield_to_operator || Self::dead(streak, seen) {
+                    break;
+                }
             }
-            match self.attempt(job, &at).await {
-                Attempt::Done(result) => return result,
-                Attempt::Retry(e) => last_error = Some(e),
-                // Running out of time on a retry: the caller wants to know why the try failed.
-                Attempt::Stop(BusError::DeadlineExpired { .. }) if last_error.is_some() => break,
-                Attempt::Stop(e) => return Err(e),
+            match self.transaction(job.unit, op, job.deadline, seen).await {
+                Tx::Reply(reply) => return Ok(reply),
+                Tx::Exception(code) => {
+                    return Err(Failed::unsent(BusError::Exception { at, code }));
+                }
+                Tx::BadReply(reason) => {
+                    return Err(Failed {
+                        error: BusError::BadReply { at, reason },
+                        written: unknown_if_write,
+                    })
+                }
+                Tx::Timeout { after } => {
+                    last = Some(BusError::Timeout {
+                        at: at.clone(),
+                        after,
+                    })
+                }
+                Tx::Broken(reason) => {
+                    last = Some(BusError::Unavailable {
+                        at: at.clone(),
+                        reason,
+                    })
+                }
+                Tx::NotConnected(reason) => {
+                    return Err(Failed {
+                        error: last.unwrap_or(BusError::Unavailable { at, reason }),
+                        written: Written::No,
+                    })
+                }
+                Tx::NoTime => break,
             }
         }
-        Err(last_error.unwrap_or(BusError::DeadlineExpired { at }))
+        Err(match last {
+            Some(error) => Failed {
+                error,
+                written: unknown_if_write,
+            },
+            None => Failed::unsent(BusError::DeadlineExpired { at }),
+        })
     }
 
-    async fn attempt(&mut self, job: &Job, at: &Target) -> Attempt {
-        let function = job.op.function();
-        if Instant::now() >= job.deadline {
-            return Attempt::Stop(BusError::DeadlineExpired { at: at.clone() });
+    /// A write, then the read of the written range, with nothing between them on the line.
+    /// Ok carries the read-back; the caller compares it with what was written.
+    ///
+    /// When the write's answer is lost, the read-back tells whether it was applied: applied
+    /// means done (written once); not applied means one more write if the whole job still fits
+    /// before the deadline. A write to a unit already known dead gets no read-back after its
+    /// timeout (it would only cost the line a second timeout).
+    async fn run_verified(
+        &mut self,
+        job: &Job,
+        write: &Op,
+        streak: u32,
+        seen: &mut Seen,
+    ) -> Result<Reply, Failed> {
+        let at = self.target(job.unit, write);
+        let Some((read, applied)) = write.read_back() else {
+            let reason = format!("{} has no read-back", write.function());
+            return Err(Failed::unsent(BusError::BadReply { at, reason }));
+        };
+        let read_at = self.target(job.unit, &read);
+        let need = (self.opts.timeout + self.opts.inter_request_delay) * 2;
+        let mut lost: Option<BusError> = None;
+        for attempt in 0..2 {
+            let written_before = if attempt == 0 {
+                Written::No
+            } else {
+                Written::Unknown
+            };
+            if attempt > 0 && job.deadline.saturating_duration_since(Instant::now()) < need {
+                break;
+            }
+            let error = match self.transaction(job.unit, write, job.deadline, seen).await {
+                Tx::Reply(_) => {
+                    return self
+                        .read_back(job, &read, &read_at, streak, seen)
+                        .await
+                        .map_err(|error| Failed {
+                            error,
+                            written: Written::Yes,
+                        });
+                }
+                Tx::Exception(code) => {
+                    return Err(Failed {
+                        error: BusError::Exception { at, code },
+                        written: written_before,
+                    })
+                }
+                Tx::BadReply(reason) => {
+                    return Err(Failed {
+                        error: BusError::BadReply { at, reason },
+                        written: Written::Unknown,
+                    })
+                }
+                Tx::NotConnected(reason) => {
+                    return Err(Failed {
+                        error: lost.unwrap_or(BusError::Unavailable { at, reason }),
+                        written: written_before,
+                    })
+                }
+                Tx::NoTime => {
+                    return Err(Failed {
+                        error: lost.unwrap_or(BusError::DeadlineExpired { at }),
+                        written: written_before,
+                    })
+                }
+                Tx::Timeout { after } => BusError::Timeout {
+                    at: at.clone(),
+                    after,
+                },
+                Tx::Broken(reason) => BusError::Unavailable {
+                    at: at.clone(),
+                    reason,
+                },
+            };
+            lost = Some(error.clone());
+            if Self::dead(streak, seen) {
+                break;
+            }
+            match self.transaction(job.unit, &read, job.deadline, seen).await {
+                Tx::Reply(now) if now == applied => {
+                    tracing::info!(bus = %self.name, unit = job.unit, function = write.function(), error = %error, "write answer lost, but the read-back shows it applied");
+                    return Ok(now);
+                }
+                // Not applied: one more write if there is time for it.
+                Tx::Reply(_) => {}
+                _ => break,
+            }
+        }
+        Err(Failed {
+            error: lost.unwrap_or(BusError::DeadlineExpired { at }),
+            written: Written::Unknown,
+        })
+    }
+
+    /// The read-back after an echoed write, with the retries reads get on a live unit.
+    async fn read_back(
+        &mut self,
+        job: &Job,
+        read: &Op,
+        at: &Target,
+        streak: u32,
+        seen: &mut Seen,
+    ) -> Result<Reply, BusError> {
+        let mut last = None;
+        for _ in 0..=self.opts.retries {
+            if last.is_some() && Self::dead(streak, seen) {
+                break;
+            }
+            match self.transaction(job.unit, read, job.deadline, seen).await {
+                Tx::Reply(reply) => return Ok(reply),
+                Tx::Exception(code) => {
+                    return Err(BusError::Exception {
+                        at: at.clone(),
+                        code,
+                    })
+                }
+                Tx::BadReply(reason) => {
+                    return Err(BusError::BadReply {
+                        at: at.clone(),
+                        reason,
+                    })
+                }
+                Tx::Timeout { after } => {
+                    last = Some(BusError::Timeout {
+                        at: at.clone(),
+                        after,
+                    })
+                }
+                Tx::Broken(reason) | Tx::NotConnected(reason) => {
+                    last = Some(BusError::Unavailable {
+                        at: at.clone(),
+                        reason,
+                    })
+                }
+                Tx::NoTime => break,
+            }
+        }
+        Err(last.unwrap_or(BusError::DeadlineExpired { at: at.clone() }))
+    }
+
+    /// One transaction, reopening the connection first when it is down and may be retried.
+    async fn transaction(&mut self, unit: u8, op: &Op, deadline: Instant, seen: &mut Seen) -> Tx {
+        let function = op.function();
+        if Instant::now() >= deadline {
+            return Tx::NoTime;
         }
         if self.ctx.is_none() {
             if self.next_connect_at > Instant::now() {
                 self.count(function, "skipped");
-                return Attempt::Stop(BusError::Unavailable {
-                    at: at.clone(),
-                    reason: format!("not connected: {}", self.last_connect_error),
-                });
+                return Tx::NotConnected(format!("not connected: {}", self.last_connect_error));
             }
-            self.connect(Some(job.deadline)).await;
+            self.connect(Some(deadline)).await;
         }
         // Keep the line quiet between transactions for slow controllers.
         if let Some(end) = self.last_end {
             let ready = end + self.opts.inter_request_delay;
-            if ready >= job.deadline {
-                return Attempt::Stop(BusError::DeadlineExpired { at: at.clone() });
+            if ready >= deadline {
+                return Tx::NoTime;
             }
             // Only when there is something to wait for: a timer, even one already due,
             // fires on the driver's next millisecond tick, which on a fast line (a 115200
@@ -263,17 +902,14 @@ impl BusTask {
         }
         let Some(ctx) = self.ctx.as_mut() else {
             self.count(function, "skipped");
-            return Attempt::Stop(BusError::Unavailable {
-                at: at.clone(),
-                reason: format!("not connected: {}", self.last_connect_error),
-            });
+            return Tx::NotConnected(format!("not connected: {}", self.last_connect_error));
         };
         let limit = self
             .opts
             .timeout
-            .min(job.deadline.saturating_duration_since(Instant::now()));
+            .min(deadline.saturating_duration_since(Instant::now()));
         let started = Instant::now();
-        let outcome = timeout(limit, transport::transact(ctx, job.unit, &job.op)).await;
+        let outcome = timeout(limit, transport::transact(ctx, unit, op)).await;
         let end = Instant::now();
         self.last_end = Some(end);
         self.metrics
@@ -283,48 +919,133 @@ impl BusTask {
         match outcome {
             Ok(Ok(Ok(reply))) => {
                 self.count(function, "ok");
-                self.health.answered(job.unit);
-                Attempt::Done(Ok(reply))
+                *seen = Seen {
+                    answered: true,
+                    timeouts: 0,
+                };
+                Tx::Reply(reply)
             }
             Ok(Ok(Err(code))) => {
                 self.count(function, "exception");
-                self.health.answered(job.unit);
-                Attempt::Done(Err(BusError::Exception {
-                    at: at.clone(),
-                    code,
-                }))
+                *seen = Seen {
+                    answered: true,
+                    timeouts: 0,
+                };
+                Tx::Exception(code)
             }
-            Ok(Err(e)) => {
+            Ok(Err(TransactError::BadReply(reason))) => {
+                self.count(function, "bad_reply");
+                tracing::warn!(bus = %self.name, unit, function, %reason, "reply does not match the request");
+                *seen = Seen {
+                    answered: true,
+                    timeouts: 0,
+                };
+                // The reply may belong to another request (a late answer on a serial line):
+                // start clean.
+                self.drop_connection(reason.clone(), false);
+                Tx::BadReply(reason)
+            }
+            Ok(Err(TransactError::Transport(e))) => {
                 self.count(function, "transport");
-                let backoff = matches!(e, tokio_modbus::Error::Transport(_));
-                tracing::warn!(bus = %self.name, unit = job.unit, function, error = %e, "bus transaction failed");
+                tracing::warn!(bus = %self.name, unit, function, error = %e, "bus transaction failed");
                 let reason = e.to_string();
-                self.drop_connection(reason.clone(), backoff);
-                Attempt::Retry(BusError::Unavailable {
-                    at: at.clone(),
-                    reason,
-                })
+                self.drop_connection(reason.clone(), true);
+                Tx::Broken(reason)
             }
             Err(_elapsed) => {
                 self.count(function, "timeout");
-                self.drop_connection(format!("unit {} timed out", job.unit), false);
-                let error = BusError::Timeout {
-                    at: at.clone(),
-                    after: limit,
-                };
-                if self.health.timed_out(job.unit, end) {
-                    tracing::warn!(bus = %self.name, unit = job.unit, "unit stopped answering; backing off");
-                    Attempt::Stop(error)
-                } else {
-                    Attempt::Retry(error)
+                self.drop_connection(format!("unit {unit} timed out"), false);
+                // A transaction cut short by its caller's deadline says nothing about the unit.
+                if limit >= self.opts.timeout {
+                    seen.timeouts += 1;
                 }
+                Tx::Timeout { after: limit }
             }
         }
     }
 }
 
-enum Attempt {
-    Done(Result<Reply, BusError>),
-    Retry(BusError),
-    Stop(BusError),
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(unit: u8, deadline: Instant) -> (Job, oneshot::Receiver<Result<Reply, Failed>>) {
+        let (reply, rx) = oneshot::channel();
+        (
+            Job {
+                unit,
+                work: Work::Op(Op::ReadCoils { addr: 0, count: 1 }),
+                priority: Priority::Operator,
+                deadline,
+                reply,
+            },
+            rx,
+        )
+    }
+
+    #[test]
+    fn operator_requests_are_served_round_robin_over_units() {
+        let far = Instant::now() + Duration::from_secs(60);
+        let mut q = OperatorQueue::new(16);
+        let mut keep = Vec::new();
+        // A burst of four to unit 1 arrives first, then one each to units 2 and 3.
+        for unit in [1, 1, 1, 1, 2, 3] {
+            let (j, rx) = job(unit, far);
+            keep.push(rx);
+            q.push(j);
+        }
+        let order: Vec<u8> = std::iter::from_fn(|| q.pop().map(|j| j.unit)).collect();
+        assert_eq!(order, vec![1, 2, 3, 1, 1, 1]);
+        assert_eq!(q.len, 0);
+        assert_eq!(q.waiting.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn round_robin_wraps_past_the_highest_unit() {
+        let far = Instant::now() + Duration::from_secs(60);
+        let mut q = OperatorQueue::new(16);
+        let mut keep = Vec::new();
+        for unit in [255, 255, 7] {
+            let (j, rx) = job(unit, far);
+            keep.push(rx);
+            q.push(j);
+        }
+        let order: Vec<u8> = std::iter::from_fn(|| q.pop().map(|j| j.unit)).collect();
+        assert_eq!(order, vec![7, 255, 255]);
+    }
+
+    #[test]
+    fn a_write_expires_while_a_whole_job_still_fits_a_read_at_its_deadline() {
+        let opts = BusOptions {
+            timeout: Duration::from_millis(500),
+            inter_request_delay: Duration::from_millis(10),
+            ..BusOptions::new(
+                "b",
+                super::super::Transport::Tcp {
+                    addr: "127.0.0.1:1".into(),
+                },
+            )
+        };
+        let deadline = Instant::now() + Duration::from_secs(4);
+        let t = Timing::of(&opts);
+        let (mut j, _rx) = job(1, deadline);
+        assert_eq!(j.start_by(t), deadline);
+        j.work = Work::Op(Op::WriteCoil {
+            addr: 0,
+            value: true,
+        });
+        assert_eq!(j.start_by(t), deadline - Duration::from_millis(510));
+        j.work = Work::Verified(Op::WriteCoil {
+            addr: 0,
+            value: true,
+        });
+        assert_eq!(j.start_by(t), deadline - Duration::from_millis(1020));
+    }
 }

@@ -124,7 +124,7 @@ pub struct Door {
     pub poll_interval: Duration,
     /// A door without overrides shares its profile's maps (a thousand doors of one model
     /// hold one copy: ~4 KB a door otherwise).
-    pub methods: Arc<BTreeMap<String, MethodAction>>,
+    pub methods: Arc<BTreeMap<String, Method>>,
     pub desired: Arc<BTreeMap<String, DesiredPoint>>,
     pub reported: Arc<BTreeMap<String, ReportedPoint>>,
 }
@@ -136,6 +136,16 @@ pub enum ValueSource {
     Fixed(serde_json::Value),
     /// This member of the method's JSON payload (`{"mode": "lockdown"}`).
     Payload(String),
+}
+
+/// A direct method of a profile: what it does, and how long the gateway may take for it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Method {
+    pub action: MethodAction,
+    /// Counted from the request's arrival at the gateway. A request still waiting at its
+    /// deadline is answered 504 unwritten, and a write starts only if it and its read-back fit
+    /// before it. Default [`DEFAULT_METHOD_TIMEOUT`](crate::config::DEFAULT_METHOD_TIMEOUT).
+    pub timeout: Duration,
 }
 
 /// What a direct method does on the bus. Every write is read back by the bridge.

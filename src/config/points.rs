@@ -12,7 +12,9 @@ use toml::Spanned;
 
 use super::de;
 use super::error::Errors;
-use super::model::{DesiredPoint, MethodAction, ReadTable, ReportedPoint, ValueSource, WriteTable};
+use super::model::{
+    DesiredPoint, Method, MethodAction, ReadTable, ReportedPoint, ValueSource, WriteTable,
+};
 use super::names::{check_method_name, check_twin_key, toml_to_json};
 use super::raw::{
     dur, RawAction, RawDesired, RawMethod, RawProfileHead, RawReported, RawSource, RawTarget,
@@ -23,6 +25,11 @@ use crate::codec::{DataType, ValueSpec};
 /// Poll interval when a profile does not give one.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// Pulse length when the payload does not give one.
+/// How long the gateway may take for a direct method, from its arrival: below IoT Hub's
+/// smallest `responseTimeoutInSeconds` (5 s), so no caller, whatever timeout it chose, is
+/// told "timed out" for a write that happens later. The second left covers the answer's
+/// way back to the hub and the caller.
+pub const DEFAULT_METHOD_TIMEOUT: Duration = Duration::from_secs(4);
 pub const DEFAULT_PULSE: Duration = Duration::from_secs(5);
 /// Longest pulse a payload may ask for unless the method says otherwise.
 pub const DEFAULT_PULSE_MAX: Duration = Duration::from_secs(60);
@@ -35,7 +42,7 @@ pub(crate) struct Maps {
     pub poll_interval: Duration,
     /// Shared: a door without overrides clones its profile's maps, so a thousand doors of
     /// one model hold one copy (~4 KB a door otherwise).
-    pub methods: Arc<BTreeMap<String, MethodAction>>,
+    pub methods: Arc<BTreeMap<String, Method>>,
     pub desired: Arc<BTreeMap<String, DesiredPoint>>,
     pub reported: Arc<BTreeMap<String, ReportedPoint>>,
 }
@@ -116,7 +123,11 @@ pub(crate) fn resolve(profile: &Spanned<DeValue<'_>>, errs: &mut Errors<'_>) -> 
                 name: name.get_ref().clone(),
                 span: raw.address.span(),
             });
-            Arc::make_mut(&mut maps.methods).insert(name.get_ref().clone(), action);
+            let timeout = raw.timeout.as_ref().map_or(DEFAULT_METHOD_TIMEOUT, dur);
+            if let Some(t) = raw.timeout.as_ref().filter(|t| dur(t).is_zero()) {
+                errs.at_spanned(t, "timeout must be longer than 0");
+            }
+            Arc::make_mut(&mut maps.methods).insert(name.get_ref().clone(), Method { action, timeout });
         }
     }
 

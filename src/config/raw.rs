@@ -135,6 +135,7 @@ value_spec_fields! {
         seconds_from: Option<Spanned<String>>,
         default_duration: Option<Dur>,
         max_duration: Option<Dur>,
+        timeout: Option<Dur>,
     }
 }
 

@@ -21,6 +21,7 @@ mod session;
 mod task;
 pub mod tls;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,8 +29,10 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::Method;
 use crate::metrics::Metrics;
 
 pub use backoff::BackoffPolicy;
@@ -62,6 +65,10 @@ pub struct LinkSettings {
     pub backoff: BackoffPolicy,
     /// Capacity of the event queue, the command queue and the offline backlog.
     pub queue: usize,
+    /// The door's methods: a request the link refuses itself (event queue full) is counted
+    /// under its name only if mapped, else as "unknown", so callers cannot create unbounded
+    /// metric series.
+    pub methods: Arc<BTreeMap<String, Method>>,
 }
 
 impl LinkSettings {
@@ -84,6 +91,7 @@ impl LinkSettings {
             op_timeout: Duration::from_secs(30),
             backoff: BackoffPolicy::default(),
             queue: 64,
+            methods: Arc::default(),
         }
     }
 
@@ -131,6 +139,7 @@ impl fmt::Debug for LinkSettings {
             .field("op_timeout", &self.op_timeout)
             .field("backoff", &self.backoff)
             .field("queue", &self.queue)
+            .field("methods", &self.methods.len())
             .finish()
     }
 }
@@ -146,11 +155,13 @@ pub enum LinkEvent {
     /// it can no longer be answered. Best effort (dropped when the queue is full): the state
     /// from [`LinkHandle::watch_state`] is authoritative.
     Disconnected { reason: String },
-    /// Answer with [`LinkHandle::respond_method`] and this `rid`.
+    /// Answer with [`LinkHandle::respond_method`] and this `rid`. `received` is when the
+    /// link took it off the connection: the method's deadline counts from there.
     MethodRequest {
         name: String,
         rid: String,
         payload: Vec<u8>,
+        received: Instant,
     },
     /// A desired patch newer than everything delivered before (body includes `$version`).
     DesiredPatch { version: u64, patch: Value },

@@ -432,6 +432,7 @@ impl Link {
             name: name.clone(),
             rid: rid.clone(),
             payload,
+            received: Instant::now(),
         });
         if self.events.try_send(event).is_ok() {
             return;
@@ -446,9 +447,14 @@ impl Link {
             false,
             body,
         );
+        let label = if self.s.methods.contains_key(&name) {
+            name.as_str()
+        } else {
+            "unknown"
+        };
         self.metrics
             .methods
-            .with_label_values(&[&name, "503"])
+            .with_label_values(&[label, "503"])
             .inc();
     }
 
