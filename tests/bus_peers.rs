@@ -90,6 +90,37 @@ pub(crate) struct PyServer {
     _child: Child,
     _stdin: ChildStdin,
     pub(crate) ready: String,
+    /// What the server printed after it was ready (the write log with `--log-writes`).
+    pub(crate) output: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+/// One write the pymodbus server received (`--log-writes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PyWrite {
+    pub(crate) unit: u8,
+    pub(crate) function: u8,
+    pub(crate) addr: u16,
+    /// Wall clock (Unix milliseconds) when the server received it.
+    pub(crate) at_ms: u64,
+}
+
+impl PyServer {
+    pub(crate) fn writes(&self) -> Vec<PyWrite> {
+        self.output
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| {
+                let mut f = l.strip_prefix("write ")?.split_whitespace();
+                Some(PyWrite {
+                    unit: f.next()?.parse().ok()?,
+                    function: f.next()?.parse().ok()?,
+                    addr: f.next()?.parse().ok()?,
+                    at_ms: f.next()?.parse().ok()?,
+                })
+            })
+            .collect()
+    }
 }
 
 pub(crate) async fn pymodbus(args: &[&str]) -> PyServer {
@@ -115,11 +146,18 @@ pub(crate) async fn pymodbus(args: &[&str]) -> PyServer {
     })
     .await
     .expect("pymodbus ready");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let output = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = std::sync::Arc::clone(&output);
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            keep.lock().unwrap().push(line);
+        }
+    });
     PyServer {
         _child: child,
         _stdin: stdin,
         ready,
+        output,
     }
 }
 

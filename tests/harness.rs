@@ -268,10 +268,21 @@ impl Service {
 
     /// `POST /twins/{id}/methods`: (HTTP status, body).
     pub async fn invoke(&self, id: &str, method: &str, payload: Value) -> (u16, Value) {
+        self.invoke_within(id, method, payload, 20).await
+    }
+
+    /// `POST /twins/{id}/methods` with the caller's `responseTimeoutInSeconds`.
+    pub async fn invoke_within(
+        &self,
+        id: &str,
+        method: &str,
+        payload: Value,
+        response_timeout_s: u32,
+    ) -> (u16, Value) {
         self.send(
             reqwest::Method::POST,
             &format!("/twins/{id}/methods"),
-            Some(json!({"methodName": method, "payload": payload, "responseTimeoutInSeconds": 20, "connectTimeoutInSeconds": 0})),
+            Some(json!({"methodName": method, "payload": payload, "responseTimeoutInSeconds": response_timeout_s, "connectTimeoutInSeconds": 0})),
         )
         .await
     }

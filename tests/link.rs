@@ -663,6 +663,14 @@ async fn method_on_full_event_queue_is_answered_503_at_once() {
     let hub = FakeHub::start().await;
     let mut settings = hub.settings();
     settings.queue = 1;
+    let lock = fieldgate::config::Method {
+        action: fieldgate::config::MethodAction::WriteCoil {
+            address: 0,
+            value: fieldgate::config::ValueSource::Fixed(json!(true)),
+        },
+        timeout: Duration::from_secs(4),
+    };
+    settings.methods = std::sync::Arc::new([("lockDoor".to_string(), lock)].into());
     let mut door = start(settings);
     let (mut conn, _) = hub.accept().await;
     conn.handshake(&twin(1)).await;
@@ -677,6 +685,15 @@ async fn method_on_full_event_queue_is_answered_503_at_once() {
     assert!(door
         .metric("fieldgate_methods_total{method=\"lockDoor\",status=\"503\"}")
         .ends_with(" 1"));
+    // A name the door does not map is counted as "unknown": callers cannot create series.
+    conn.publish(&topics::method_request("x-1234", "c"), "{}")
+        .await;
+    let res = conn.next_publish().await;
+    assert_eq!(res.topic, topics::method_response(503, "c"));
+    assert!(door
+        .metric("fieldgate_methods_total{method=\"unknown\",status=\"503\"}")
+        .ends_with(" 1"));
+    assert!(!door.metrics.render().contains("x-1234"));
     // "a" is still delivered and answerable.
     assert!(matches!(door.event().await, LinkEvent::MethodRequest { rid, .. } if rid == "a"));
     within("respond a", door.handle.respond_method("a", 200, json!({})))

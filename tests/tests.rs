@@ -7,6 +7,7 @@ mod bus_scheduling;
 mod config;
 mod ctl;
 mod ctl_hub;
+mod dead_unit;
 mod demo;
 mod gateway;
 mod gateway_peers;

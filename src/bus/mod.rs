@@ -111,8 +111,8 @@ impl BusHandle {
 
     /// Writes at operator priority and reads the written range back in the same bus job
     /// (nothing else on the line between them); Ok is the read-back, for the caller to
-    /// compare. Started only when both fit before `deadline`; a failure says whether the
-    /// device may have applied the write ([`Written`]).
+    /// compare. Started only when the write's whole transaction timeout fits before
+    /// `deadline`; a failure says whether the device may have applied the write ([`Written`]).
     pub async fn write_verified(
         &self,
         unit: u8,

@@ -70,16 +70,15 @@ pub(crate) struct Job {
 
 impl Job {
     /// The last moment the job may start. A read may start any time before its deadline (it
-    /// is cut short by it). A write must fit whole: a write cut off by the deadline leaves its
-    /// outcome unknown, so it starts only with one transaction timeout (two with its
-    /// read-back) and the line's pauses left.
+    /// is cut short by it). A write must fit whole: a write cut off by the deadline leaves
+    /// its outcome unknown, so it starts only with a full transaction timeout and the line's
+    /// pause left. Its read-back gets what remains (a unit that just echoed a write answers
+    /// in milliseconds); a read-back cut short reports the write as done but unproven.
     fn start_by(&self, t: Timing) -> Instant {
-        let transactions = match &self.work {
-            Work::Op(op) if !op.is_write() => return self.deadline,
-            Work::Op(_) => 1,
-            Work::Verified(_) => 2,
-        };
-        let need = (t.timeout + t.inter_request_delay) * transactions;
+        if !self.work.op().is_write() {
+            return self.deadline;
+        }
+        let need = t.timeout + t.inter_request_delay;
         self.deadline.checked_sub(need).unwrap_or(self.deadline)
     }
 
@@ -652,7 +651,10 @@ impl Line {
                 self.run_op(job, op, streak, operators_waiting, &mut seen)
                     .await
             }
-            Work::Verified(op) => self.run_verified(job, op, streak, &mut seen).await,
+            Work::Verified(op) => {
+                self.run_verified(job, op, streak, operators_waiting, &mut seen)
+                    .await
+            }
         };
         (result, seen)
     }
@@ -737,15 +739,19 @@ impl Line {
     /// A write, then the read of the written range, with nothing between them on the line.
     /// Ok carries the read-back; the caller compares it with what was written.
     ///
-    /// When the write's answer is lost, the read-back tells whether it was applied: applied
-    /// means done (written once); not applied means one more write if the whole job still fits
-    /// before the deadline. A write to a unit already known dead gets no read-back after its
-    /// timeout (it would only cost the line a second timeout).
+    /// When the write's answer is lost, a read-back can tell whether it was applied: applied
+    /// means done (written once); not applied means one more write if it still fits before
+    /// the deadline. That read-back costs a second timeout when the unit is gone, so it is
+    /// made only when the line can spare it: never for a unit already known dead, and not
+    /// while other operator requests wait (a job reaching every door of a line with dead
+    /// units on it would otherwise pay two timeouts per dead unit). Without it the write is
+    /// answered with its outcome unknown.
     async fn run_verified(
         &mut self,
         job: &Job,
         write: &Op,
         streak: u32,
+        operators_waiting: &AtomicUsize,
         seen: &mut Seen,
     ) -> Result<Reply, Failed> {
         let at = self.target(job.unit, write);
@@ -754,7 +760,7 @@ impl Line {
             return Err(Failed::unsent(BusError::BadReply { at, reason }));
         };
         let read_at = self.target(job.unit, &read);
-        let need = (self.opts.timeout + self.opts.inter_request_delay) * 2;
+        let need = self.opts.timeout + self.opts.inter_request_delay;
         let mut lost: Option<BusError> = None;
         for attempt in 0..2 {
             let written_before = if attempt == 0 {
@@ -809,7 +815,7 @@ impl Line {
                 },
             };
             lost = Some(error.clone());
-            if Self::dead(streak, seen) {
+            if Self::dead(streak, seen) || operators_waiting.load(Ordering::Relaxed) > 0 {
                 break;
             }
             match self.transaction(job.unit, &read, job.deadline, seen).await {
@@ -1022,7 +1028,7 @@ mod tests {
     }
 
     #[test]
-    fn a_write_expires_while_a_whole_job_still_fits_a_read_at_its_deadline() {
+    fn a_write_expires_while_its_transaction_still_fits_a_read_at_its_deadline() {
         let opts = BusOptions {
             timeout: Duration::from_millis(500),
             inter_request_delay: Duration::from_millis(10),
@@ -1046,6 +1052,6 @@ mod tests {
             addr: 0,
             value: true,
         });
-        assert_eq!(j.start_by(t), deadline - Duration::from_millis(1020));
+        assert_eq!(j.start_by(t), deadline - Duration::from_millis(510));
     }
 }
