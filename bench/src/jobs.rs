@@ -128,7 +128,7 @@ pub async fn run_job(world: &World, body: Value, limit: Duration) -> anyhow::Res
 }
 
 /// The job's device records.
-fn device_records(world: &World, job_id: &str) -> Vec<DeviceJob> {
+pub fn device_records(world: &World, job_id: &str) -> Vec<DeviceJob> {
     world
         .hub
         .jobs

@@ -9,6 +9,7 @@
 #![warn(rust_2018_idioms, missing_debug_implementations)]
 
 pub mod bridges;
+pub mod deadunits;
 pub mod child;
 pub mod env;
 pub mod fanout;

@@ -33,7 +33,7 @@ struct Args {
     #[arg(long, value_parser = humantime_duration)]
     soak: Option<Duration>,
     /// Run only these workloads, e.g. `--only 1,2` (1 saturation, 2 latency, 3/4 memory and
-    /// CPU, 5 connect storm, 6 job fan-out).
+    /// CPU, 5 connect storm, 6 job fan-out, 7 dead units on a line).
     #[arg(long, value_delimiter = ',')]
     only: Option<Vec<u8>>,
     /// Keep the run's directory (generated device maps, gateway and reference logs).

@@ -12,7 +12,7 @@ use crate::footprint::{self, Footprint};
 use crate::jobs::JobRunner;
 use crate::report::{Report, Row};
 use crate::saturation::{self, PollWindow};
-use crate::{fanout, latency, procstat, storm};
+use crate::{deadunits, fanout, latency, procstat, storm};
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -45,6 +45,10 @@ struct Sizes {
     soak: Duration,
     cpu_window: Duration,
     storm_doors: usize,
+    /// Workload 7: doors on the 9600 line, the silent units among them, calls beside them.
+    dead_doors: usize,
+    dead_units: Vec<u8>,
+    dead_calls: usize,
 }
 
 impl Sizes {
@@ -64,6 +68,9 @@ impl Sizes {
                 soak: o.soak.unwrap_or(Duration::from_secs(5)),
                 cpu_window: Duration::from_secs(5),
                 storm_doors: 50,
+                dead_doors: 8,
+                dead_units: vec![3, 6],
+                dead_calls: 5,
             }
         } else {
             Sizes {
@@ -80,6 +87,9 @@ impl Sizes {
                 soak: o.soak.unwrap_or(Duration::from_secs(600)),
                 cpu_window: Duration::from_secs(60),
                 storm_doors: 1000,
+                dead_doors: 32,
+                dead_units: vec![5, 13, 21, 29],
+                dead_calls: 50,
             }
         }
     }
@@ -365,6 +375,60 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
                     run.succeeded, run.failed, f.doors
                 ));
             }
+        }
+    }
+
+    if wants(7) {
+        tracing::info!("workload 7: dead units on a 9600 line");
+        let d = deadunits::run(
+            &world,
+            &launch,
+            &fg_doors[..sizes.dead_doors],
+            9600,
+            &sizes.dead_units,
+            sizes.dead_calls,
+        )
+        .await?;
+        tracing::info!(?d, "dead units");
+        details.insert("dead_units".into(), serde_json::to_value(&d)?);
+        rows.push(
+            Row::new(
+                7,
+                format!(
+                    "lockDoor job, {} doors @ 9600 8E1, {} silent (timeout {} ms)",
+                    d.doors,
+                    d.dead.len(),
+                    deadunits::TIMEOUT.as_millis()
+                ),
+                d.job_seconds,
+                "s",
+            )
+            .ratio("wall / (healthy line time + 1 timeout per dead unit)", d.job_ratio)
+            .at_most(1.15, "≤ 1.15"),
+        );
+        rows.push(Row::new(
+            7,
+            "lockDoor to a dead door once known dead, median answer",
+            d.refused_median_ms,
+            "ms",
+        ));
+        rows.push(Row::new(
+            7,
+            "lockDoor to a healthy door beside calls to a dead one, p99",
+            d.beside_dead_p99_ms,
+            "ms",
+        ));
+        if d.healthy_ok != d.healthy {
+            notes.push(format!(
+                "workload 7: only {} of {} healthy doors answered 200",
+                d.healthy_ok, d.healthy
+            ));
+        }
+        if d.beside_dead_failed > 0 {
+            notes.push(format!(
+                "workload 7: {} healthy calls beside a dead door failed",
+                d.beside_dead_failed
+            ));
         }
     }
 
