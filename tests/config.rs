@@ -236,7 +236,10 @@ fn rs485_site_config_validates() {
     // overrides merged onto the profile for one door only
     let server = c.door("b43-f3-server").unwrap();
     assert_eq!(server.poll_interval, Duration::from_secs(1));
-    assert_eq!(server.methods["lockDoor"].action.target(), (WriteTable::Coil, 2));
+    assert_eq!(
+        server.methods["lockDoor"].action.target(),
+        (WriteTable::Coil, 2)
+    );
     match &server.methods["unlockDoor"].action {
         MethodAction::PulseCoil {
             address: 2,
@@ -253,7 +256,9 @@ fn rs485_site_config_validates() {
     }
     assert_eq!(server.reported["locked"].address, 2);
     assert_eq!(
-        c.door("b43-f1-main").unwrap().methods["lockDoor"].action.target(),
+        c.door("b43-f1-main").unwrap().methods["lockDoor"]
+            .action
+            .target(),
         (WriteTable::Coil, 0)
     );
     // Doors of one profile without overrides share one copy of its maps; the overridden
@@ -755,4 +760,37 @@ proptest::proptest! {
             }
         }
     }
+}
+
+#[test]
+fn method_timeouts_default_below_iot_hubs_smallest_and_must_leave_room_for_a_write() {
+    let c = config::parse(&base(), "site.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        c.doors[0].methods["lockDoor"].timeout,
+        config::DEFAULT_METHOD_TIMEOUT
+    );
+    assert!(config::DEFAULT_METHOD_TIMEOUT < Duration::from_secs(5));
+    let text = base().replace("value = true\n", "value = true\ntimeout = \"20s\"\n");
+    let c = config::parse(&text, "site.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        c.doors[0].methods["lockDoor"].timeout,
+        Duration::from_secs(20)
+    );
+    // A bus whose transaction timeout alone exceeds the method's: no write could ever start.
+    let text = base().replace(
+        "tcp = \"127.0.0.1:502\"\n",
+        "tcp = \"127.0.0.1:502\"\ntimeout = \"5s\"\n",
+    );
+    assert_one(
+        &text,
+        "bus = \"a\"",
+        "door[0].bus",
+        "could never be written",
+    );
+    let text = base().replace("value = true\n", "value = true\ntimeout = \"0s\"\n");
+    let errs = errors(&text);
+    assert!(
+        errs.iter().any(|e| e.message.contains("longer than 0")),
+        "{errs:#?}"
+    );
 }

@@ -34,7 +34,9 @@ impl Call {
     /// The gateway's own status (the hub relays it in `status`); `None` when the hub
     /// answered by itself (its own timeout, or the door offline).
     fn gateway_status(&self) -> Option<i64> {
-        (self.http == 200).then(|| self.body["status"].as_i64()).flatten()
+        (self.http == 200)
+            .then(|| self.body["status"].as_i64())
+            .flatten()
     }
 
     fn written(&self) -> &Value {
@@ -78,7 +80,14 @@ async fn dead_unit_scenario(env: &mut Env, py: &PyServer, bus_line: String) {
     let door = |id: &str| calls.iter().filter(|c| c.door == id).collect::<Vec<_>>();
     let summary: Vec<(String, u16, Option<i64>, u128)> = calls
         .iter()
-        .map(|c| (c.door.clone(), c.http, c.gateway_status(), c.took.as_millis()))
+        .map(|c| {
+            (
+                c.door.clone(),
+                c.http,
+                c.gateway_status(),
+                c.took.as_millis(),
+            )
+        })
         .collect();
     eprintln!("calls (door, http, gateway status, ms): {summary:?}");
 
@@ -93,7 +102,11 @@ async fn dead_unit_scenario(env: &mut Env, py: &PyServer, bus_line: String) {
     for c in &dead {
         match c.gateway_status() {
             Some(504) => {
-                assert_eq!(c.written(), "unknown", "a lost write may have landed: {c:?}");
+                assert_eq!(
+                    c.written(),
+                    "unknown",
+                    "a lost write may have landed: {c:?}"
+                );
             }
             Some(503) => {
                 assert_eq!(c.body["payload"]["code"], "UnitNotAnswering", "{c:?}");
@@ -103,7 +116,11 @@ async fn dead_unit_scenario(env: &mut Env, py: &PyServer, bus_line: String) {
             _ => panic!("door 4 must be answered by the gateway with 503 or 504: {c:?}"),
         }
     }
-    assert_eq!(dead[0].gateway_status(), Some(504), "the first call is the probe");
+    assert_eq!(
+        dead[0].gateway_status(),
+        Some(504),
+        "the first call is the probe"
+    );
     assert!(
         dead.iter().any(|c| c.gateway_status() == Some(503)),
         "later calls are refused without using the line: {dead:?}"
@@ -123,7 +140,11 @@ async fn dead_unit_scenario(env: &mut Env, py: &PyServer, bus_line: String) {
             .map(|c| c.answered_ms)
             .collect();
         answers.sort_unstable();
-        assert_eq!(got.len(), answers.len(), "unit {unit}: {got:?} vs {answers:?}");
+        assert_eq!(
+            got.len(),
+            answers.len(),
+            "unit {unit}: {got:?} vs {answers:?}"
+        );
         for (w, answered) in got.iter().zip(&answers) {
             assert!(
                 w.at_ms <= *answered,
@@ -285,7 +306,10 @@ async fn a_read_back_without_the_coil_is_a_502_not_a_false() {
     assert_eq!(http, 200, "{body}");
     assert_eq!(body["status"], 502, "{body}");
     assert_eq!(body["payload"]["code"], "BadReply", "{body}");
-    assert!(body["payload"]["result"].is_null(), "nothing reported done: {body}");
+    assert!(
+        body["payload"]["result"].is_null(),
+        "nothing reported done: {body}"
+    );
     // The write went out and was echoed; only its proof is missing.
     assert_eq!(body["payload"]["written"], true, "{body}");
     // And the poller never reports a coil it was not given.

@@ -149,11 +149,15 @@ pub async fn run(
     for _ in 0..calls {
         let started = Instant::now();
         let d = async {
-            let r = hub.invoke_method(&dead_id, "lockDoor", json!({}), t, t).await;
+            let r = hub
+                .invoke_method(&dead_id, "lockDoor", json!({}), t, t)
+                .await;
             (started.elapsed(), r.map(|r| r.status).unwrap_or(0))
         };
         let l = async {
-            let r = hub.invoke_method(&live_id, "lockDoor", json!({}), t, t).await;
+            let r = hub
+                .invoke_method(&live_id, "lockDoor", json!({}), t, t)
+                .await;
             (started.elapsed(), r.map(|r| r.status).unwrap_or(0))
         };
         let ((dt, ds), (lt, ls)) = tokio::join!(d, l);

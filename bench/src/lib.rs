@@ -9,8 +9,8 @@
 #![warn(rust_2018_idioms, missing_debug_implementations)]
 
 pub mod bridges;
-pub mod deadunits;
 pub mod child;
+pub mod deadunits;
 pub mod env;
 pub mod fanout;
 pub mod footprint;

@@ -403,7 +403,10 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
                 d.job_seconds,
                 "s",
             )
-            .ratio("wall / (healthy line time + 1 timeout per dead unit)", d.job_ratio)
+            .ratio(
+                "wall / (healthy line time + 1 timeout per dead unit)",
+                d.job_ratio,
+            )
             .at_most(1.15, "≤ 1.15"),
         );
         rows.push(Row::new(

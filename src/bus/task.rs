@@ -191,11 +191,7 @@ impl OperatorQueue {
 
     /// When the next queued request runs out of time to start.
     fn next_expiry(&self, t: Timing) -> Option<Instant> {
-        self.units
-            .values()
-            .flatten()
-            .map(|j| j.start_by(t))
-            .min()
+        self.units.values().flatten().map(|j| j.start_by(t)).min()
     }
 
     fn drain(&mut self) -> Vec<Job> {
@@ -235,7 +231,9 @@ enum Tx {
     Exception(tokio_modbus::ExceptionCode),
     BadReply(String),
     /// No answer in time; `after` is how long it waited.
-    Timeout { after: Duration },
+    Timeout {
+        after: Duration,
+    },
     /// The connection failed during the exchange.
     Broken(String),
     /// Not sent: no connection (and reopening is backed off, or failed).
@@ -480,7 +478,10 @@ impl BusTask {
                 self.line.count(job.work.op().function(), "refused");
                 let at = self.line.target(job.unit, job.work.op());
                 let next_probe_in = next.map(|t| t.saturating_duration_since(end));
-                job.answer(Err(Failed::unsent(BusError::UnitDown { at, next_probe_in })));
+                job.answer(Err(Failed::unsent(BusError::UnitDown {
+                    at,
+                    next_probe_in,
+                })));
             }
         }
     }
@@ -529,7 +530,10 @@ impl Admission<'_> {
             };
             if let Some(next_probe_in) = next_probe_in {
                 let at = self.target(&job);
-                job.answer(Err(Failed::unsent(BusError::UnitDown { at, next_probe_in })));
+                job.answer(Err(Failed::unsent(BusError::UnitDown {
+                    at,
+                    next_probe_in,
+                })));
                 self.depth.dec();
                 return None;
             }
@@ -689,8 +693,8 @@ impl Line {
             if attempt > 0 {
                 // A poll gives up its retries to a waiting operator request, which must wait
                 // for at most one transaction; nobody retries a unit that just died.
-                let yield_to_operator = job.priority == Priority::Poll
-                    && operators_waiting.load(Ordering::Relaxed) > 0;
+                let yield_to_operator =
+                    job.priority == Priority::Poll && operators_waiting.load(Ordering::Relaxed) > 0;
                 if yield_to_operator || Self::dead(streak, seen) {
                     break;
                 }

@@ -116,7 +116,10 @@ pub(crate) fn check(op: &Op, response: Response) -> Result<Reply, String> {
         let want = usize::from(count);
         // The wire carries whole bytes: between `count` and the next multiple of 8 bits.
         if v.len() < want || v.len() > want.div_ceil(8) * 8 {
-            return Err(format!("asked for {count} bits, the reply holds {}", v.len()));
+            return Err(format!(
+                "asked for {count} bits, the reply holds {}",
+                v.len()
+            ));
         }
         v.truncate(want);
         Ok(Reply::Bits(v))
@@ -154,11 +157,9 @@ pub(crate) fn check(op: &Op, response: Response) -> Result<Reply, String> {
             (*addr, u16::from(*value)),
             (a, u16::from(v)),
         ),
-        (Op::WriteCoils { addr, values }, Response::WriteMultipleCoils(a, n)) => echo(
-            "write_multiple_coils",
-            (*addr, len(values.len())),
-            (a, n),
-        ),
+        (Op::WriteCoils { addr, values }, Response::WriteMultipleCoils(a, n)) => {
+            echo("write_multiple_coils", (*addr, len(values.len())), (a, n))
+        }
         (Op::WriteRegister { addr, value }, Response::WriteSingleRegister(a, v)) => {
             echo("write_single_register", (*addr, *value), (a, v))
         }

@@ -119,6 +119,21 @@ pub(crate) fn resolve_all(
         let (Some(maps), Some((key, source, missing))) = (maps, key) else {
             continue;
         };
+        // A write starts only with its whole transaction timeout left before the method's
+        // deadline: a method shorter than that could never write.
+        if let Some(opts) = ctx.buses.iter().find(|b| b.name == bus) {
+            let need = opts.timeout + opts.inter_request_delay;
+            for (name, m) in maps.methods.iter().filter(|(_, m)| m.timeout < need) {
+                errs.at_spanned(
+                    &raw.bus,
+                    format!(
+                        "method `{name}` has timeout {} but a write on bus `{bus}` needs {} (its timeout and inter_request_delay): it could never be written; raise the method's `timeout` or lower the bus's",
+                        humantime::format_duration(m.timeout),
+                        humantime::format_duration(need)
+                    ),
+                );
+            }
+        }
         if let Some(path) = missing {
             pending.push(Pending {
                 device_id: id.clone(),

@@ -24,8 +24,8 @@ use std::path::{Path, PathBuf};
 pub use doors::derive_device_key;
 pub use error::{ConfigError, ConfigErrors};
 pub use model::{
-    Config, DesiredPoint, Door, HubSettings, KeySource, Method, MethodAction, MetricsSettings, ReadTable,
-    ReportedPoint, Secret, ValueSource, WriteTable,
+    Config, DesiredPoint, Door, HubSettings, KeySource, Method, MethodAction, MetricsSettings,
+    ReadTable, ReportedPoint, Secret, ValueSource, WriteTable,
 };
 pub use points::{DEFAULT_METHOD_TIMEOUT, DEFAULT_POLL_INTERVAL, DEFAULT_PULSE, DEFAULT_PULSE_MAX};
 pub use resolve::{

@@ -127,7 +127,8 @@ pub(crate) fn resolve(profile: &Spanned<DeValue<'_>>, errs: &mut Errors<'_>) -> 
             if let Some(t) = raw.timeout.as_ref().filter(|t| dur(t).is_zero()) {
                 errs.at_spanned(t, "timeout must be longer than 0");
             }
-            Arc::make_mut(&mut maps.methods).insert(name.get_ref().clone(), Method { action, timeout });
+            Arc::make_mut(&mut maps.methods)
+                .insert(name.get_ref().clone(), Method { action, timeout });
         }
     }
 
