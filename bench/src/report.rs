@@ -49,6 +49,15 @@ impl Row {
         self
     }
 
+    /// Fails the target whatever the figure (the figure means nothing, e.g. when the doors it
+    /// times did not all succeed).
+    pub fn fail_unless(mut self, ok: bool) -> Row {
+        if !ok {
+            self.meets_target = Some(false);
+        }
+        self
+    }
+
     /// A target on the value itself (when the ratio is a comparison, not the judge).
     pub fn value_at_most(mut self, limit: f64, text: &str) -> Row {
         self.target = Some(text.to_string());
