@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::bridge::{self, DoorIo};
 use crate::bus::{self, BusHandle, BusOptions};
 use crate::config::{self, Config, Door, HubSettings};
-use crate::http::{self, Readiness};
+use crate::http::{self, BusReadiness, Readiness};
 use crate::link::{self, BackoffPolicy, ConnectPacer, LinkHandle, LinkSettings, LinkState};
 use crate::metrics::Metrics;
 
@@ -221,18 +221,57 @@ impl Gateway {
         self.doors.get(device_id).map(|d| &d.link)
     }
 
+    /// Door links that have made their first connection attempt.
+    pub fn links_attempted(&self) -> usize {
+        self.doors
+            .values()
+            .filter(|d| !matches!(d.link.state(), LinkState::Connecting { attempt: 1 }))
+            .count()
+    }
+
     pub fn readiness(&self) -> Readiness {
-        let states: Vec<LinkState> = self.doors.values().map(|d| d.link.state()).collect();
+        let states: Vec<(&str, LinkState)> = self
+            .doors
+            .iter()
+            .map(|(id, d)| (id.as_str(), d.link.state()))
+            .collect();
+        let buses: Vec<BusReadiness> = self
+            .buses
+            .iter()
+            .map(|(name, b)| {
+                let s = b.handle.status();
+                BusReadiness {
+                    name: name.clone(),
+                    transport: b.opts.transport.to_string(),
+                    state: match (s.attempted, s.up) {
+                        (_, true) => "up",
+                        (true, false) => "down",
+                        (false, false) => "starting",
+                    },
+                    error: (!s.up).then_some(s.error).flatten(),
+                    doors: self.doors.values().filter(|d| &d.door.bus == name).count(),
+                }
+            })
+            .collect();
+        let down: Vec<&str> = states
+            .iter()
+            .filter(|(_, s)| *s != LinkState::Connected)
+            .map(|(id, _)| *id)
+            .collect();
         Readiness {
-            buses_started: self.buses.values().all(|b| b.handle.is_connected()),
+            buses_started: buses.iter().all(|b| b.state != "starting"),
             links_attempted: states
                 .iter()
-                .all(|s| !matches!(s, LinkState::Connecting { attempt: 1 })),
+                .all(|(_, s)| !matches!(s, LinkState::Connecting { attempt: 1 })),
+            degraded: !down.is_empty() || buses.iter().any(|b| b.state != "up"),
             doors: states.len(),
-            doors_connected: states
+            doors_connected: states.len() - down.len(),
+            doors_down: down
                 .iter()
-                .filter(|s| **s == LinkState::Connected)
-                .count(),
+                .take(Readiness::LISTED)
+                .map(|s| s.to_string())
+                .collect(),
+            buses,
         }
     }
 
@@ -317,6 +356,45 @@ impl Gateway {
     }
 }
 
+/// How much more start time each step of progress asks systemd for (`EXTEND_TIMEOUT_USEC`).
+const START_EXTENSION: Duration = Duration::from_secs(30);
+
+/// One line naming what is down, for the log when it changes; `None` when nothing is.
+fn degraded_summary(r: &Readiness) -> Option<String> {
+    let mut parts: Vec<String> = r
+        .buses
+        .iter()
+        .filter(|b| b.state == "down")
+        .map(|b| {
+            format!(
+                "bus {} ({}) down{}; its {} door(s) answer 503",
+                b.name,
+                b.transport,
+                b.error
+                    .as_deref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default(),
+                b.doors
+            )
+        })
+        .collect();
+    let links_down = r.doors - r.doors_connected;
+    if links_down > 0 && r.links_attempted {
+        let listed = r.doors_down.iter().take(5).cloned().collect::<Vec<_>>();
+        let more = links_down.saturating_sub(listed.len());
+        let more = if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        };
+        parts.push(format!(
+            "{links_down} door link(s) not connected: {}{more}",
+            listed.join(", ")
+        ));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
 /// The service: loads the config, serves metrics, runs the gateway until SIGTERM/SIGINT,
 /// reloads on SIGHUP (an invalid new config is refused and the running one kept), tells
 /// systemd when it is ready and feeds its watchdog from this loop.
@@ -348,6 +426,8 @@ pub async fn serve(path: PathBuf) -> anyhow::Result<()> {
     };
     let mut tick = tokio::time::interval(tick_every);
     let mut notified_ready = false;
+    let mut degraded_seen: Option<String> = None;
+    let mut attempted_before = 0usize;
     let (reload_tx, mut reload_rx) = mpsc::channel::<()>(1);
     loop {
         tokio::select! {
@@ -370,8 +450,30 @@ pub async fn serve(path: PathBuf) -> anyhow::Result<()> {
                 if r.ready() && !notified_ready {
                     notified_ready = true;
                     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-                    tracing::info!(doors = r.doors, connected = r.doors_connected, "ready");
+                    tracing::info!(doors = r.doors, connected = r.doors_connected, degraded = r.degraded, "ready");
+                } else if !notified_ready {
+                    // A thousand doors paced at 10 connections/s take 100 s to attempt: while
+                    // links keep being attempted, ask systemd for more start time.
+                    let attempted = gw.links_attempted();
+                    if attempted > attempted_before {
+                        attempted_before = attempted;
+                        let _ = sd_notify::notify(
+                            false,
+                            &[sd_notify::NotifyState::ExtendTimeoutUsec(START_EXTENSION.as_micros() as u32)],
+                        );
+                    }
                 }
+                let what = degraded_summary(&r);
+                if what != degraded_seen {
+                    match &what {
+                        Some(w) => tracing::warn!(what = %w, "degraded: serving the rest"),
+                        None if degraded_seen.is_some() => tracing::info!("no longer degraded"),
+                        None => {}
+                    }
+                    degraded_seen = what;
+                }
+                metrics.ready.with_label_values(&[] as &[&str]).set(i64::from(r.ready()));
+                metrics.degraded.with_label_values(&[] as &[&str]).set(i64::from(r.degraded));
                 ready_tx.send_replace(r);
                 if watchdog {
                     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);

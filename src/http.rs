@@ -1,6 +1,7 @@
 //! The gateway's HTTP listener: `/metrics` (Prometheus text), `/healthz` (process alive) and
-//! `/readyz` (every bus open and every door link attempted). Bound to loopback unless the
-//! config says otherwise; nothing here ever includes a key or token.
+//! `/readyz` (running and serving what it can: every bus and every door link attempted,
+//! with what is down). Bound to loopback unless the config says otherwise; nothing here ever
+//! includes a key or token.
 
 use std::sync::Arc;
 
@@ -15,17 +16,42 @@ use tokio::sync::watch;
 use crate::metrics::Metrics;
 
 /// What `/readyz` reports; published by the gateway's main loop.
+///
+/// Ready means running and serving what can be served: a bus that is down (an unplugged
+/// adapter, an unreachable Modbus TCP server) or a door the hub refuses never holds the
+/// rest back; they make the gateway `degraded`, named here, in the metrics and in the log.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Readiness {
-    /// Every bus task has opened its connection at least once (or given up with an error).
+    /// Every bus task has made its first connection attempt, whatever came of it.
     pub buses_started: bool,
     /// Every door link has made its first connection attempt.
     pub links_attempted: bool,
+    /// Something is down: a bus, or a door's link.
+    pub degraded: bool,
+    pub buses: Vec<BusReadiness>,
     pub doors: usize,
     pub doors_connected: usize,
+    /// Doors whose link is not up (the first [`Readiness::LISTED`]).
+    pub doors_down: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct BusReadiness {
+    pub name: String,
+    /// `tcp host:port`, `serial /dev/ttyUSB0 19200 8E1`, …
+    pub transport: String,
+    /// "up", "down" or "starting".
+    pub state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The doors on this bus.
+    pub doors: usize,
 }
 
 impl Readiness {
+    /// Doors listed by id in `doors_down`; a thousand would make the answer unreadable.
+    pub const LISTED: usize = 50;
+
     pub fn ready(&self) -> bool {
         self.buses_started && self.links_attempted
     }
@@ -126,10 +152,15 @@ mod tests {
         tx.send_modify(|r| {
             r.buses_started = true;
             r.links_attempted = true;
+            r.degraded = true;
         });
         let (status, body) = get_body(app.clone(), "/readyz").await;
         assert_eq!(status, StatusCode::OK);
         assert!(body.contains("\"links_attempted\":true"));
+        assert!(
+            body.contains("\"degraded\":true"),
+            "degraded is still ready: {body}"
+        );
         assert_eq!(
             get_body(app, "/healthz").await,
             (StatusCode::OK, "ok\n".into())

@@ -19,5 +19,6 @@ pub mod ctl;
 pub mod demo;
 pub mod gateway;
 pub mod http;
+pub mod human;
 pub mod link;
 pub mod metrics;

@@ -37,6 +37,10 @@ pub struct Metrics {
     pub desired: IntCounterVec,
     pub poll_cycle_duration: HistogramVec,
     pub reported_patches: IntCounterVec,
+    /// 1 once every bus and door link has been attempted (what `/readyz` answers 200 for).
+    pub ready: IntGaugeVec,
+    /// 1 while a bus or a door's link is down (the gateway serves the rest).
+    pub degraded: IntGaugeVec,
 }
 
 impl Metrics {
@@ -122,6 +126,16 @@ impl Metrics {
                 "fieldgate_desired_properties_total",
                 "Desired properties handled, by result.",
                 &["result"],
+            ),
+            ready: gauge(
+                "fieldgate_ready",
+                "1 once every bus and door link has been attempted.",
+                &[],
+            ),
+            degraded: gauge(
+                "fieldgate_degraded",
+                "1 while a bus or a door's link is down; the rest is served.",
+                &[],
             ),
             poll_cycle_duration: histogram(
                 "fieldgate_poll_cycle_duration_seconds",

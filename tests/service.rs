@@ -143,3 +143,129 @@ fn check_reports_every_error_with_its_place() {
     );
     assert!(String::from_utf8_lossy(&good.stdout).contains("OK"));
 }
+
+/// The metrics address the service logged at start (`metrics=http://…/metrics`).
+async fn metrics_addr(log_path: &std::path::Path) -> String {
+    bounded("the service's start line", async {
+        loop {
+            let log = std::fs::read_to_string(log_path).unwrap_or_default();
+            if let Some(rest) = log.split("metrics=http://").nth(1) {
+                if let Some(addr) = rest.split("/metrics").next() {
+                    return addr.to_string();
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_bus_down_at_start_never_holds_back_readiness_or_the_other_bus() {
+    let mut env = Env::start(2).await;
+    // door-1 on doorsim; door-2 on a Modbus TCP server that refuses connections.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_addr = dead.local_addr().unwrap();
+    drop(dead);
+    let good = env.bus_toml.clone();
+    env.bus_toml =
+        format!("{good}\n[[bus]]\nname = \"down\"\ntcp = \"{dead_addr}\"\ntimeout = \"300ms\"\n");
+    let text = env
+        .config_text()
+        .replacen("bus = \"tcp\"\nunit = 2", "bus = \"down\"\nunit = 2", 1);
+    let config = env.dir.path().join("fieldgate.toml");
+    std::fs::write(&config, text).unwrap();
+    let notify_path = env.dir.path().join("notify.sock");
+    let notify = tokio::net::UnixDatagram::bind(&notify_path).unwrap();
+    let log_path = env.dir.path().join("fieldgate.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fieldgate"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env_remove("RUST_LOG")
+        .env("NOTIFY_SOCKET", &notify_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap();
+
+    // systemd hears READY=1 although one bus is down.
+    bounded("READY=1", async {
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let n = notify.recv(&mut buf).await.unwrap();
+            let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+            if msg.lines().any(|l| l == "READY=1") {
+                return;
+            }
+        }
+    })
+    .await;
+    let addr = metrics_addr(&log_path).await;
+    let http = reqwest::Client::new();
+    let res = http
+        .get(format!("http://{addr}/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let r: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(r["degraded"], true, "{r}");
+    let down = r["buses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == "down")
+        .unwrap_or_else(|| panic!("{r}"));
+    assert_eq!(down["state"], "down", "{r}");
+    assert_eq!(down["doors"], 1, "{r}");
+    assert!(
+        down["transport"]
+            .as_str()
+            .unwrap()
+            .contains(&dead_addr.to_string()),
+        "{r}"
+    );
+    assert!(down["error"].as_str().is_some_and(|e| !e.is_empty()), "{r}");
+    let metrics = http
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("fieldgate_ready 1"), "{metrics}");
+    assert!(metrics.contains("fieldgate_degraded 1"), "{metrics}");
+
+    // The healthy bus serves its door; the down bus's door answers 503 at once.
+    let svc = env.service();
+    bounded("door-1 answers", async {
+        loop {
+            let (status, body) = svc.invoke("door-1", "lockDoor", json!(null)).await;
+            if status == 200 {
+                assert_eq!(body["status"], 200, "{body}");
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    let (_, body) = svc.invoke("door-2", "lockDoor", json!(null)).await;
+    assert_eq!(body["status"], 503, "{body}");
+    assert_eq!(body["payload"]["written"], false, "{body}");
+
+    signal(pid, "-TERM");
+    let status = bounded("exit after SIGTERM", child.wait()).await.unwrap();
+    assert!(status.success(), "clean exit: {status:?}");
+    // The journal gets plain text: no terminal escape codes when stderr is not a terminal.
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(!log.contains('\u{1b}'), "escape codes in the log:\n{log}");
+    assert!(log.contains("degraded"), "{log}");
+    assert!(
+        log.contains(&dead_addr.to_string()),
+        "the log names the address:\n{log}"
+    );
+}

@@ -39,7 +39,19 @@ pub struct BusHandle {
     operator_tx: mpsc::Sender<Job>,
     poll_tx: mpsc::Sender<Job>,
     connected: watch::Receiver<bool>,
+    status: watch::Receiver<BusStatus>,
     queue_depth: IntGauge,
+}
+
+/// What a bus task knows about its connection, for readiness and operators.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BusStatus {
+    /// A connection attempt has ended, either way: the bus counts as started.
+    pub attempted: bool,
+    pub up: bool,
+    /// Why the last attempt failed or the connection was dropped (the transport's own
+    /// words, with the path or address).
+    pub error: Option<String>,
 }
 
 /// Starts the task owning the bus connection. It connects at once, reconnects with backoff,
@@ -60,6 +72,7 @@ pub fn spawn(
     let (operator_tx, operator_rx) = mpsc::channel(operator_share);
     let (poll_tx, poll_rx) = mpsc::channel(total - operator_share);
     let (connected_tx, connected) = watch::channel(false);
+    let (status_tx, status) = watch::channel(BusStatus::default());
     let queue_depth = metrics.bus_queue_depth.with_label_values(&[&opts.name]);
     metrics
         .bus_connected
@@ -70,9 +83,16 @@ pub fn spawn(
         operator_tx,
         poll_tx,
         connected,
+        status,
         queue_depth: queue_depth.clone(),
     };
-    let task = BusTask::new(opts, operator_share, metrics, queue_depth, connected_tx);
+    let task = BusTask::new(
+        opts,
+        operator_share,
+        metrics,
+        queue_depth,
+        (connected_tx, status_tx),
+    );
     let join = tokio::spawn(task.run(operator_rx, poll_rx, shutdown));
     (handle, join)
 }
@@ -172,6 +192,11 @@ impl BusHandle {
     /// Whether the bus connection is open right now.
     pub fn is_connected(&self) -> bool {
         *self.connected.borrow()
+    }
+
+    /// The connection's state: attempted yet, up, and the last error.
+    pub fn status(&self) -> BusStatus {
+        self.status.borrow().clone()
     }
 
     /// A watch of the connection state, to wait for (re)connection or report it.

@@ -63,3 +63,28 @@ impl BusOptions {
         }
     }
 }
+
+impl std::fmt::Display for Transport {
+    /// Where the bus is, as an operator would look for it: `tcp 10.0.0.5:502`,
+    /// `serial /dev/ttyUSB0 19200 8E1`, `rtu-over-tcp 10.0.0.6:4001`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Transport::Tcp { addr } => write!(f, "tcp {addr}"),
+            Transport::RtuOverTcp { addr } => write!(f, "rtu-over-tcp {addr}"),
+            Transport::Rtu {
+                path,
+                baud,
+                parity,
+                data_bits,
+                stop_bits,
+            } => {
+                let p = match parity {
+                    Parity::None => 'N',
+                    Parity::Even => 'E',
+                    Parity::Odd => 'O',
+                };
+                write!(f, "serial {path} {baud} {data_bits}{p}{stop_bits}")
+            }
+        }
+    }
+}

@@ -223,6 +223,7 @@ struct Line {
     last_connect_error: String,
     last_end: Option<Instant>,
     connected: watch::Sender<bool>,
+    status: watch::Sender<super::BusStatus>,
 }
 
 /// One transaction's outcome, before it is turned into an answer.
@@ -266,7 +267,7 @@ impl BusTask {
         operator_capacity: usize,
         metrics: Arc<Metrics>,
         queue_depth: IntGauge,
-        connected: watch::Sender<bool>,
+        (connected, status): (watch::Sender<bool>, watch::Sender<super::BusStatus>),
     ) -> Self {
         BusTask {
             name: opts.name.as_str().into(),
@@ -283,6 +284,7 @@ impl BusTask {
                 last_connect_error: "not connected yet".into(),
                 last_end: None,
                 connected,
+                status,
             },
             queue_depth,
         }
@@ -590,6 +592,13 @@ impl Line {
 
     fn set_connected(&self, up: bool) {
         self.connected.send_replace(up);
+        self.status.send_modify(|s| {
+            s.up = up;
+            if up {
+                s.attempted = true;
+                s.error = None;
+            }
+        });
         self.metrics
             .bus_connected
             .with_label_values(&[&self.name])
@@ -621,7 +630,11 @@ impl Line {
             Err(_) => format!("no connection within {limit:?}"),
         };
         let wait = self.connect_backoff.next_delay();
-        tracing::warn!(bus = %self.name, error = %error, retry_in = ?wait, "bus connection failed");
+        tracing::warn!(bus = %self.name, transport = %self.opts.transport, error = %error, retry_in = %crate::human::duration(wait), "bus connection failed");
+        self.status.send_modify(|s| {
+            s.attempted = true;
+            s.error = Some(error.clone());
+        });
         self.last_connect_error = error;
         self.next_connect_at = Instant::now() + wait;
         self.set_connected(false);
@@ -632,6 +645,7 @@ impl Line {
     /// for the next one.
     fn drop_connection(&mut self, reason: String, backoff: bool) {
         self.ctx = None;
+        self.status.send_modify(|s| s.error = Some(reason.clone()));
         self.last_connect_error = reason;
         self.next_connect_at = if backoff {
             Instant::now() + self.connect_backoff.next_delay()
