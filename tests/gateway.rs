@@ -155,6 +155,10 @@ async fn desired_patch_becomes_register_writes_with_acks_and_out_of_range_is_ref
         reported["Colour"]["ac"], 404,
         "unmapped desired is acknowledged as ignored: {reported}"
     );
+    assert!(
+        reported["Colour"].get("value").is_none(),
+        "an unmapped property has no current value to report: {reported}"
+    );
     assert_eq!(env.sim.handle.holding(1, 0), 43);
     assert_eq!(env.sim.handle.holding(1, 1), 3);
     assert_eq!(
@@ -174,6 +178,8 @@ async fn desired_patch_becomes_register_writes_with_acks_and_out_of_range_is_ref
         })
         .await;
     assert_eq!(reported["Building"]["ac"], 400, "{reported}");
+    // Plug and Play: a refused value is acknowledged with the door's current value.
+    assert_eq!(reported["Building"]["value"], 43, "{reported}");
     assert!(
         reported["Building"]["ad"]
             .as_str()

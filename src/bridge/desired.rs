@@ -4,6 +4,13 @@
 //! ones are written, read back and acknowledged `{"value", "ac": 200, "av": $version, "ad"}`
 //! in one reported patch. Registers that already hold the value are not written again, so
 //! the full reconcile on every reconnect is cheap and idempotent.
+//!
+//! `value` in an acknowledgement is the door's current value, as the IoT Plug and Play
+//! convention for writable properties has it
+//! (<https://learn.microsoft.com/azure/iot/concepts-convention#writable-properties>): the
+//! value written on success; for a refused value, the register as read just now; where no
+//! value is known (an unmapped property; a bus that did not answer) `value` is left out and
+//! `ad` says why, since a `null` would delete the member from the reported twin.
 
 use serde_json::{json, Map, Value};
 use tokio::time::Instant;
@@ -16,6 +23,8 @@ use crate::config::{DesiredPoint, Door, WriteTable};
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct DesiredOutcome {
     pub acks: Map<String, Value>,
+    /// Desired values whose write failed on the bus (5xx), to be tried again.
+    pub failed_values: Map<String, Value>,
     pub applied: u64,
     pub rejected: u64,
     pub ignored: u64,
@@ -40,6 +49,14 @@ impl DesiredOutcome {
         self.acks.insert(
             name.to_string(),
             json!({"value": value, "ac": ac, "av": av, "ad": ad.into()}),
+        );
+    }
+
+    /// An acknowledgement without a current value (none is known).
+    fn ack_unknown(&mut self, name: &str, ac: i32, av: u64, ad: impl Into<String>) {
+        self.acks.insert(
+            name.to_string(),
+            json!({"ac": ac, "av": av, "ad": ad.into()}),
         );
     }
 }
@@ -85,12 +102,11 @@ fn check<'a>(
                 // On a full reconcile, unmapped properties were acknowledged when they arrived.
                 if !full {
                     out.ignored += 1;
-                    out.ack(
+                    out.ack_unknown(
                         name,
-                        value,
                         404,
                         version,
-                        "not mapped to a register on this door; ignored",
+                        "not mapped to a register on this door; ignored (no current value)",
                     );
                 }
             }
@@ -144,6 +160,7 @@ pub(super) async fn apply(
 ) -> DesiredOutcome {
     let mut out = DesiredOutcome::default();
     let checked = check(door, desired, version, full, &mut out);
+    current_values_of_refused(door, io, &mut out).await;
     for c in checked {
         match write(door, io, &c).await {
             Ok(true) => {
@@ -163,17 +180,58 @@ pub(super) async fn apply(
                     .unwrap_or("bus error")
                     .to_string();
                 tracing::warn!(device = %door.device_id, property = %c.name, status = f.status, %reason, "desired value not applied");
-                out.ack(
-                    c.name,
-                    c.value,
-                    f.status,
-                    version,
-                    format!("not applied: {reason}"),
-                );
+                out.failed_values
+                    .insert(c.name.to_string(), c.value.clone());
+                out.ack_unknown(c.name, f.status, version, format!("not applied: {reason}"));
             }
         }
     }
     out
+}
+
+/// Puts the door's current value into each refused (400) acknowledgement: the register as
+/// read now, decoded like the property. Where it cannot be read the value is left out and
+/// `ad` says so.
+async fn current_values_of_refused(door: &Door, io: &DoorIo, out: &mut DesiredOutcome) {
+    let refused: Vec<String> = out
+        .acks
+        .iter()
+        .filter(|(_, a)| a["ac"] == 400)
+        .map(|(k, _)| k.clone())
+        .collect();
+    for name in refused {
+        let Some(p) = door.desired.get(&name) else {
+            continue;
+        };
+        let deadline = Instant::now() + io.op_budget;
+        let count = p.spec.register_count().max(1);
+        let read = io::read_words(io, door.unit, p.table.into(), p.address, count, deadline).await;
+        let Some(ack) = out.acks.get_mut(&name).and_then(Value::as_object_mut) else {
+            continue;
+        };
+        match read.map(|w| p.spec.decode(&w)) {
+            Ok(Ok(v)) => {
+                ack.insert("value".into(), v);
+            }
+            Ok(Err(e)) => {
+                ack.remove("value");
+                let ad = format!(
+                    "{}; current value undecodable: {e}",
+                    ack["ad"].as_str().unwrap_or("")
+                );
+                ack.insert("ad".into(), Value::String(ad));
+            }
+            Err(f) => {
+                ack.remove("value");
+                let why = f.body["error"].as_str().unwrap_or("bus error").to_string();
+                let ad = format!(
+                    "{}; current value unknown: {why}",
+                    ack["ad"].as_str().unwrap_or("")
+                );
+                ack.insert("ad".into(), Value::String(ad));
+            }
+        }
+    }
 }
 
 /// Reads the target; writes (and reads back) only when it differs. `Ok(true)` = written.

@@ -331,12 +331,11 @@ impl DesiredRetry {
             }
         }
         let mut failed = false;
-        for (name, ack) in &outcome.acks {
-            if ack["ac"].as_i64().is_some_and(|ac| ac >= 500) {
-                self.props.insert(name.clone(), ack["value"].clone());
-                self.version = self.version.max(ack["av"].as_u64().unwrap_or(0));
-                failed = true;
-            }
+        for (name, value) in &outcome.failed_values {
+            self.props.insert(name.clone(), value.clone());
+            let av = outcome.acks.get(name).and_then(|a| a["av"].as_u64());
+            self.version = self.version.max(av.unwrap_or(0));
+            failed = true;
         }
         if self.props.is_empty() {
             *self = DesiredRetry::default();
@@ -389,11 +388,18 @@ async fn sleep_until_opt(at: Option<Instant>) {
 mod tests {
     use super::*;
 
+    /// Acks as the gateway sends them; a 5xx ack's desired value travels in
+    /// `failed_values` (its ack carries no value: none is known).
     fn outcome(acks: Value) -> DesiredOutcome {
-        DesiredOutcome {
-            acks: acks.as_object().unwrap().clone(),
-            ..DesiredOutcome::default()
+        let mut out = DesiredOutcome::default();
+        for (k, mut a) in acks.as_object().unwrap().clone() {
+            if a["ac"].as_i64().is_some_and(|ac| ac >= 500) {
+                let v = a.as_object_mut().unwrap().remove("value").unwrap();
+                out.failed_values.insert(k.clone(), v);
+            }
+            out.acks.insert(k, a);
         }
+        out
     }
 
     #[test]
