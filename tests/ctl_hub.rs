@@ -457,3 +457,147 @@ async fn bad_input_is_one_line_and_exit_2() {
         "payload",
     );
 }
+
+/// A door whose controller stopped answering: the hub counts its device as succeeded (its
+/// method answered, with 504), fieldctl counts it failed everywhere — summary, exit status,
+/// `--json`, and `job devices --status failed`.
+#[tokio::test]
+async fn a_door_answering_504_is_a_failed_door_everywhere() {
+    let s = site().await;
+    let keys = s.keys();
+    let out = s
+        .fieldctl(&[
+            "devices",
+            "provision",
+            "--config",
+            path(&s.map),
+            "--keys-dir",
+            path(&keys),
+        ])
+        .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let gw = s.gateway().await;
+    s.sim.handle.set_fault(2, fieldhub::doorsim::Fault::NoReply);
+    let query = "deviceId IN ['b43-1', 'b43-2', 'b43-3']";
+    let out = s
+        .fieldctl(&[
+            "job",
+            "method",
+            "--query",
+            query,
+            "--method",
+            "lockDoor",
+            "--id",
+            "mute-2",
+            "--wait",
+            "--poll-interval",
+            "100ms",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("3 devices, 2 succeeded, 1 failed"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        stdout.contains("IoT Hub counts 3 succeeded, 0 failed"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        stdout.contains("b43-2") && stdout.contains("504"),
+        "{}",
+        text(&out)
+    );
+
+    let json = json_out(&s.fieldctl(&["--json", "job", "show", "mute-2"]).await);
+    assert_eq!(json["doors"]["failedCount"], 1, "{json}");
+    assert_eq!(json["doors"]["succeededCount"], 2, "{json}");
+    assert_eq!(
+        json["job"]["deviceJobStatistics"]["succeededCount"], 3,
+        "{json}"
+    );
+    assert_eq!(json["failedDevices"][0]["deviceId"], "b43-2", "{json}");
+
+    let failed = s
+        .fieldctl(&["job", "devices", "mute-2", "--status", "failed"])
+        .await;
+    assert!(failed.status.success(), "{}", text(&failed));
+    let listed = String::from_utf8_lossy(&failed.stdout);
+    assert!(listed.contains("b43-2"), "{}", text(&failed));
+    assert!(
+        !listed.contains("b43-1") && !listed.contains("b43-3"),
+        "{listed}"
+    );
+    let done = json_out(
+        &s.fieldctl(&[
+            "--json",
+            "job",
+            "devices",
+            "mute-2",
+            "--status",
+            "completed",
+        ])
+        .await,
+    );
+    let ids: Vec<&str> = done
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["deviceId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec!["b43-1", "b43-3"]);
+
+    // Cancelling a finished job says so and changes nothing.
+    let out = s.fieldctl(&["job", "cancel", "mute-2"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("nothing was cancelled"),
+        "{}",
+        text(&out)
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_start_time_in_the_past_is_refused_and_condition_errors_point_into_the_condition() {
+    let s = site().await;
+    let out = s
+        .fieldctl(&[
+            "job",
+            "method",
+            "--query",
+            "tags.building = '43'",
+            "--method",
+            "unlockDoor",
+            "--start",
+            "2020-01-01T08:00:00Z",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("in the past"), "{}", text(&out));
+    assert!(s.hub.jobs.list(None, None).is_empty(), "no job was created");
+
+    // `tags.building = = '43'`: the error is at column 16 of what the operator typed.
+    let out = s
+        .fieldctl(&[
+            "job",
+            "method",
+            "--query",
+            "tags.building = = '43'",
+            "--method",
+            "lockDoor",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("position 16"), "{}", text(&out));
+    assert!(
+        err.contains("(here: tags.building = ^= '43')"),
+        "{}",
+        text(&out)
+    );
+}

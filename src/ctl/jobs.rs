@@ -14,7 +14,8 @@ use super::error::{CtlError, Outcome};
 use super::model::{CloudToDeviceMethod, DeviceJob, JobRequest, JobResponse, TwinPatch};
 use super::output::{jobs_table, table, write_json, write_text};
 use super::progress::{
-    failed_devices, job_outcome, progress_line, summary, BarProgress, PlainProgress, ProgressSink,
+    door_counts, failed_devices, job_outcome, progress_line, summary, BarProgress, DeviceView,
+    PlainProgress, ProgressSink,
 };
 use super::run::Ctx;
 
@@ -52,6 +53,23 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>, cmd: JobCommand) -> Result<Outcome, C
         }
         JobCommand::Cancel { id } => {
             check_job_id(&id)?;
+            // IoT Hub answers a cancel of a finished job with the job as it is: say so
+            // rather than print a status that reads like the cancel's result.
+            let before = ctx.client.get_job(&id).await.map_err(job_err(&id))?;
+            if before.is_terminal() {
+                if ctx.json {
+                    write_json(ctx.out, &before)?;
+                } else {
+                    write_text(
+                        ctx.out,
+                        &format!(
+                            "job {id} had already {}; nothing was cancelled",
+                            ctx.style_out.status(&before.status)
+                        ),
+                    )?;
+                }
+                return Ok(Outcome::Success);
+            }
             let job = ctx.client.cancel_job(&id).await.map_err(job_err(&id))?;
             if ctx.json {
                 write_json(ctx.out, &job)?;
@@ -67,11 +85,23 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>, cmd: JobCommand) -> Result<Outcome, C
             check_job_id(&id)?;
             // Ask for the job first: an unknown id must be an error, not an empty list.
             ctx.client.get_job(&id).await.map_err(job_err(&id))?;
-            let devices = ctx
+            // `failed` means failed doors: the hub lists a device whose method answered an
+            // error as completed, so that one filter is applied here, on every record.
+            let wire = status.map(|s| s.wire());
+            let server_filter = wire.filter(|w| *w != "failed" && *w != "completed");
+            let mut devices = ctx
                 .client
-                .device_jobs(&id, status.map(|s| s.wire()))
+                .device_jobs(&id, server_filter)
                 .await
                 .map_err(query_err(device_jobs_query(&id, None)))?;
+            match wire {
+                Some("failed") => devices.retain(|d| d.failure().is_some()),
+                Some("completed") => {
+                    devices.retain(|d| d.status == "completed" && d.failure().is_none())
+                }
+                _ => {}
+            }
+            devices.sort_by(|a, b| super::model::natural_cmp(&a.device_id, &b.device_id));
             if ctx.json {
                 write_json(ctx.out, &devices)?;
             } else {
@@ -102,10 +132,20 @@ fn schedule(a: &ScheduleArgs) -> Result<Schedule, CtlError> {
     if a.query.trim().is_empty() {
         return Err(CtlError::usage("--query is empty"));
     }
+    let now = Utc::now();
+    let start = a.start.clone().resolve(now);
+    // A start in the past runs at once: for an unlockDoor job a mistyped year would open
+    // the doors now. A minute of slack covers clocks and typing.
+    if start < now - chrono::Duration::minutes(1) {
+        return Err(CtlError::usage(format!(
+            "--start {} is in the past; use --start now to run the job now",
+            start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        )));
+    }
     Ok(Schedule {
         id,
         query: a.query.trim().to_string(),
-        start: a.start.resolve(Utc::now()),
+        start,
         max_secs: secs_in_range("--max-time", a.max_time, 1, u64::MAX)?,
     })
 }
@@ -212,12 +252,13 @@ async fn create(
 ) -> Result<Outcome, CtlError> {
     // Ask the hub to parse the condition now: a typo fails here, with the hub's position,
     // instead of as a job that fails later.
-    let probe = format!("SELECT * FROM devices WHERE {}", req.query_condition);
+    let prefix = "SELECT * FROM devices WHERE ";
+    let probe = format!("{prefix}{}", req.query_condition);
     let (matching, _) = ctx
         .client
         .query_page(&probe, 1, None)
         .await
-        .map_err(query_err(req.query_condition.clone()))?;
+        .map_err(condition_err(&req.query_condition, prefix.chars().count()))?;
     if matching.is_empty() {
         ctx.console.line(&format!(
             "note: no device matches `{}` right now; the hub evaluates it again when the job starts",
@@ -308,8 +349,24 @@ async fn follow(
     };
     let id = job.job_id.clone();
     let mut failures = 0;
+    let mut view = DeviceView::default();
+    // The job's own statistics count a door whose method answered an error as succeeded,
+    // and do not say why doors are pending; the device records do. Read them now and then
+    // (one query each time, well inside the hub's query quota).
+    let records_every = (interval * 5).max(Duration::from_secs(2));
+    let mut records_at = tokio::time::Instant::now();
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
     let timed_out = loop {
-        sink.update(&job, Utc::now());
+        let stats = job.device_job_statistics;
+        let worth_reading = stats.is_some_and(|s| s.succeeded_count > 0 || s.pending_count > 0);
+        if worth_reading && !job.is_terminal() && tokio::time::Instant::now() >= records_at {
+            records_at = tokio::time::Instant::now() + records_every;
+            if let Ok(devices) = ctx.client.device_jobs(&id, None).await {
+                view = DeviceView::of(&devices);
+            }
+        }
+        sink.update(&job, Utc::now(), &view);
         if job.is_terminal() {
             break false;
         }
@@ -317,7 +374,16 @@ async fn follow(
         if now >= deadline {
             break true;
         }
-        tokio::time::sleep(interval.min(deadline - now)).await;
+        tokio::select! {
+            () = tokio::time::sleep(interval.min(deadline - now)) => {}
+            _ = &mut ctrl_c => {
+                sink.finish();
+                ctx.console.line(&format!(
+                    "stopped watching; job {id} keeps running on the hub. Watch it again with: fieldctl job show {id} --watch"
+                ));
+                return Ok(Outcome::Failed);
+            }
+        }
         match ctx.client.get_job(&id).await {
             Ok(j) => {
                 job = j;
@@ -340,7 +406,7 @@ async fn follow(
         ctx.console.line(&format!(
             "gave up waiting for job {id} after {}; it is {}",
             super::client::human_delay(limit),
-            progress_line(&job, Utc::now()).trim_start_matches(&format!("job {id} "))
+            progress_line(&job, Utc::now(), &view).trim_start_matches(&format!("job {id} "))
         ));
     }
     let devices = fetch_devices(ctx, &id).await?;
@@ -366,6 +432,9 @@ pub struct JobReport<'a> {
     pub job: &'a JobResponse,
     pub devices: &'a [DeviceJob],
     pub failed_devices: Vec<FailedDevice<'a>>,
+    /// The job's counts as doors (a method answered outside 2xx is a failed door); the
+    /// hub's own counts are `job.deviceJobStatistics`.
+    pub doors: Option<super::model::DeviceJobStatistics>,
     pub timed_out: bool,
 }
 
@@ -393,6 +462,9 @@ fn report(
                 job,
                 devices,
                 failed_devices,
+                doors: job
+                    .device_job_statistics
+                    .map(|s| door_counts(&s, &DeviceView::of(devices))),
                 timed_out,
             },
         )
@@ -417,6 +489,51 @@ fn devices_table(style: super::output::Style, devices: &[DeviceJob]) -> String {
         })
         .collect();
     table(style, &["DEVICE", "STATUS", "RESULT"], &rows)
+}
+
+/// A 400 on the probe of a job's condition, with the position moved into the user's own
+/// text (the hub counts from the `SELECT … WHERE` fieldctl put in front) and marked there.
+fn condition_err(condition: &str, prefix: usize) -> impl Fn(ClientError) -> CtlError + '_ {
+    move |e| match e {
+        ClientError::Service(s) if s.status == 400 => {
+            let message = s.to_string();
+            let (message, caret) = match shift_position(&message, prefix) {
+                Some((m, pos)) => (m, Some(pos)),
+                None => (message, None),
+            };
+            let mut message = message;
+            // Errors are one line: the place is marked inside the condition itself.
+            if let Some(pos) = caret {
+                let (before, after): (String, String) = {
+                    let cut = pos.min(condition.chars().count());
+                    (
+                        condition.chars().take(cut).collect(),
+                        condition.chars().skip(cut).collect(),
+                    )
+                };
+                message.push_str(&format!(" (here: {before}^{after})"));
+            }
+            CtlError::InvalidQuery {
+                query: condition.to_string(),
+                message,
+            }
+        }
+        other => other.into(),
+    }
+}
+
+/// `…position N…` with N reduced by `prefix`, and the new N; `None` when the message has no
+/// position inside the condition.
+fn shift_position(message: &str, prefix: usize) -> Option<(String, usize)> {
+    let at = message.find("position ")? + "position ".len();
+    let digits: String = message[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    let n: usize = digits.parse().ok()?;
+    let pos = n.checked_sub(prefix)?;
+    let shifted = format!("{}{}{}", &message[..at], pos, &message[at + digits.len()..]);
+    Some((shifted, pos))
 }
 
 /// 404 on a job path means the job id is unknown.

@@ -254,7 +254,8 @@ impl DeviceJob {
     }
 
     /// Why this device failed, or `None` if it did not. A method that ran but answered with
-    /// an error status (≥ 400) counts as a failure: the door did not do what was asked.
+    /// a status outside 2xx counts as a failure: the door did not do what was asked (IoT Hub
+    /// counts such a device as succeeded: the device answered).
     pub fn failure(&self) -> Option<String> {
         if self.status == "failed" {
             return Some(match &self.error {
@@ -263,8 +264,11 @@ impl DeviceJob {
                 _ => "failed (the hub gave no reason)".into(),
             });
         }
+        if matches!(self.status.as_str(), "canceled" | "cancelled") {
+            return Some("cancelled: the job was cancelled before this device was done".into());
+        }
         match self.method_status() {
-            Some(s) if s >= 400 => {
+            Some(s) if !(200..300).contains(&s) => {
                 let payload = self
                     .outcome
                     .as_ref()
@@ -278,6 +282,93 @@ impl DeviceJob {
             _ => None,
         }
     }
+
+    /// Whether IoT Hub counts this device as succeeded although it failed: its method
+    /// answered, but with an error status.
+    pub fn answered_with_error(&self) -> bool {
+        self.status == "completed" && self.failure().is_some()
+    }
+
+    /// What a failure is, for grouping: the hub's error code, or the method's status and
+    /// the gateway's `code` (`504 BusTimeout`), without the per-door details.
+    pub fn failure_kind(&self) -> Option<String> {
+        self.failure()?;
+        if let Some(e) = self.error.as_ref().filter(|_| self.status == "failed") {
+            return Some(if e.code.is_empty() {
+                "failed".into()
+            } else {
+                e.code.clone()
+            });
+        }
+        if matches!(self.status.as_str(), "canceled" | "cancelled") {
+            return Some("cancelled".into());
+        }
+        let status = self.method_status()?;
+        let code = self
+            .outcome
+            .as_ref()
+            .and_then(|o| o.pointer("/deviceMethodResponse/payload/code"))
+            .and_then(Value::as_str);
+        Some(match code {
+            Some(c) => format!("method answered {status} {c}"),
+            None => format!("method answered {status}"),
+        })
+    }
+
+    /// Why a pending device waits: the hub's last retryable error for it (for example
+    /// `DeviceNotOnline`), where it gives one.
+    pub fn pending_reason(&self) -> Option<&str> {
+        if !matches!(self.status.as_str(), "pending" | "scheduled" | "queued") {
+            return None;
+        }
+        self.error
+            .as_ref()
+            .map(|e| e.code.as_str())
+            .filter(|c| !c.is_empty())
+    }
+}
+
+/// Orders device ids as people count: `door-2` before `door-10`.
+pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    let (mut a, mut b) = (a.as_bytes(), b.as_bytes());
+    loop {
+        match (a.first(), b.first()) {
+            (None, None) => return std::cmp::Ordering::Equal,
+            (None, _) => return std::cmp::Ordering::Less,
+            (_, None) => return std::cmp::Ordering::Greater,
+            (Some(x), Some(y)) if x.is_ascii_digit() && y.is_ascii_digit() => {
+                let da = a.iter().take_while(|c| c.is_ascii_digit()).count();
+                let db = b.iter().take_while(|c| c.is_ascii_digit()).count();
+                let (na, nb) = (&a[..da], &b[..db]);
+                // Compare by value (length without leading zeros, then digits), then by the
+                // zeros so `01` and `1` still have an order.
+                let ta = trim_zeros(na);
+                let tb = trim_zeros(nb);
+                let ord = ta
+                    .len()
+                    .cmp(&tb.len())
+                    .then_with(|| ta.cmp(tb))
+                    .then_with(|| na.len().cmp(&nb.len()));
+                if ord != std::cmp::Ordering::Equal {
+                    return ord;
+                }
+                a = &a[da..];
+                b = &b[db..];
+            }
+            (Some(x), Some(y)) => {
+                if x != y {
+                    return x.cmp(y);
+                }
+                a = &a[1..];
+                b = &b[1..];
+            }
+        }
+    }
+}
+
+fn trim_zeros(d: &[u8]) -> &[u8] {
+    let n = d.iter().take_while(|c| **c == b'0').count();
+    &d[n.min(d.len().saturating_sub(1))..]
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -41,6 +41,15 @@ impl Style {
         };
         self.paint(code, s)
     }
+
+    /// A job's status as its outcome: "completed" is green only when no door failed.
+    pub fn outcome_status(&self, s: &str, doors_failed: bool) -> String {
+        if doors_failed && s == "completed" {
+            self.paint("33", s)
+        } else {
+            self.status(s)
+        }
+    }
 }
 
 /// Stderr shared by the command and the client's retry notices. Writes are best effort: a
