@@ -133,7 +133,7 @@ fn schedule(a: &ScheduleArgs) -> Result<Schedule, CtlError> {
         return Err(CtlError::usage("--query is empty"));
     }
     let now = Utc::now();
-    let start = a.start.clone().resolve(now);
+    let start = a.start.resolve(now);
     // A start in the past runs at once: for an unlockDoor job a mistyped year would open
     // the doors now. A minute of slack covers clocks and typing.
     if start < now - chrono::Duration::minutes(1) {
