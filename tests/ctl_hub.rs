@@ -601,3 +601,127 @@ async fn a_start_time_in_the_past_is_refused_and_condition_errors_point_into_the
         text(&out)
     );
 }
+
+/// Desired-property jobs and `twin set` with `--wait` follow the doors' acknowledgements: an
+/// out-of-range value the hub happily stores is refused by every door, and fieldctl says so
+/// (exit 1, each door's `ad`) where the hub counts every device succeeded.
+#[tokio::test]
+async fn twin_updates_wait_for_the_doors_acknowledgements() {
+    let s = site().await;
+    let keys = s.keys();
+    let out = s
+        .fieldctl(&[
+            "devices",
+            "provision",
+            "--config",
+            path(&s.map),
+            "--keys-dir",
+            path(&keys),
+        ])
+        .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let gw = s.gateway().await;
+    let query = "tags.building = '43' AND deviceId != 'b43-offline'";
+    let out = s
+        .fieldctl(&[
+            "job",
+            "twin",
+            "--query",
+            query,
+            "--desired",
+            "Floor=999",
+            "--wait",
+            "--poll-interval",
+            "100ms",
+            "--id",
+            "floor-999",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("3 devices, 0 succeeded, 3 failed"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        stdout.contains("IoT Hub counts 3 succeeded"),
+        "{}",
+        text(&out)
+    );
+    for id in ["b43-1", "b43-2", "b43-3"] {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(id))
+            .unwrap_or_else(|| panic!("{id} not listed:\n{}", text(&out)));
+        assert!(
+            line.contains("Floor: ac 400: not written: 999 is above the maximum 120"),
+            "{line}"
+        );
+    }
+    for u in 1..=3 {
+        assert_ne!(s.sim.handle.holding(u, 1), 999, "nothing written");
+    }
+    // The same as JSON: the acknowledgements, the doors' counts and the failed doors.
+    let json = json_out(
+        &s.fieldctl(&[
+            "--json",
+            "job",
+            "twin",
+            "--query",
+            query,
+            "--desired",
+            "Floor=998",
+            "--wait",
+            "--poll-interval",
+            "100ms",
+        ])
+        .await,
+    );
+    assert_eq!(json["doors"]["failedCount"], 3, "{json}");
+    assert_eq!(json["failedDevices"].as_array().unwrap().len(), 3, "{json}");
+    assert_eq!(
+        json["acknowledgements"][0]["properties"][0][1]["ac"], 400,
+        "{json}"
+    );
+
+    let ok = s
+        .fieldctl(&["twin", "set", "b43-1", "--desired", "Floor=7", "--wait"])
+        .await;
+    assert!(ok.status.success(), "{}", text(&ok));
+    assert!(
+        String::from_utf8_lossy(&ok.stdout).contains("Floor acknowledged by the door"),
+        "{}",
+        text(&ok)
+    );
+    assert_eq!(s.sim.handle.holding(1, 1), 7);
+    let refused = s
+        .fieldctl(&["twin", "set", "b43-1", "--desired", "Floor=-9", "--wait"])
+        .await;
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert!(
+        String::from_utf8_lossy(&refused.stdout).contains("not taken: Floor: ac 400"),
+        "{}",
+        text(&refused)
+    );
+    // No gateway behind a door: no acknowledgement, and fieldctl does not claim one.
+    let silent = s
+        .fieldctl(&[
+            "twin",
+            "set",
+            "b43-offline",
+            "--desired",
+            "Floor=2",
+            "--wait",
+            "--ack-timeout",
+            "1s",
+        ])
+        .await;
+    assert_eq!(silent.status.code(), Some(1), "{}", text(&silent));
+    assert!(
+        String::from_utf8_lossy(&silent.stdout).contains("Floor: no acknowledgement"),
+        "{}",
+        text(&silent)
+    );
+    gw.shutdown().await;
+}

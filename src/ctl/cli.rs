@@ -157,6 +157,10 @@ pub struct WaitArgs {
     /// How often to ask the hub for progress
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
     pub poll_interval: Duration,
+    /// After a twin job: how long to wait for the doors to acknowledge the desired values
+    /// (reported `ac`/`av`); a door that refused or did not answer in time counts as failed
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub ack_timeout: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -226,6 +230,13 @@ pub enum TwinCommand {
         /// Tags to set: KEY=VALUE …, as for --desired
         #[arg(long, value_name = "KEY=VALUE", num_args = 1.., value_parser = kv_shape)]
         tag: Vec<String>,
+        /// Wait for the door to acknowledge each desired value (reported `ac`/`av`); exit 1
+        /// if it refuses one or does not answer within --ack-timeout
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits for the acknowledgement
+        #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+        ack_timeout: Duration,
     },
 }
 

@@ -68,6 +68,7 @@ fn device_err(device: &str) -> impl Fn(ClientError) -> CtlError + '_ {
 }
 
 pub(crate) async fn twin(ctx: &mut Ctx<'_>, cmd: TwinCommand) -> Result<Outcome, CtlError> {
+    let mut wait_for: Option<(Vec<String>, std::time::Duration)> = None;
     let twin = match cmd {
         TwinCommand::Show { device } => ctx
             .client
@@ -78,6 +79,8 @@ pub(crate) async fn twin(ctx: &mut Ctx<'_>, cmd: TwinCommand) -> Result<Outcome,
             device,
             desired,
             tag,
+            wait,
+            ack_timeout,
         } => {
             let patch = TwinPatch {
                 tags: parse_assignments("--tag", &tag)?,
@@ -86,18 +89,62 @@ pub(crate) async fn twin(ctx: &mut Ctx<'_>, cmd: TwinCommand) -> Result<Outcome,
             if patch.is_empty() {
                 return Err(CtlError::usage("twin set needs --desired or --tag"));
             }
+            let props: Vec<String> = patch
+                .desired
+                .iter()
+                // A deleted property gets no acknowledgement.
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, _)| k.clone())
+                .collect();
+            if wait && !props.is_empty() {
+                wait_for = Some((props, ack_timeout));
+            }
             ctx.client
                 .patch_twin(&device, &patch)
                 .await
                 .map_err(device_err(&device))?
         }
     };
+    let Some((props, ack_timeout)) = wait_for else {
+        if ctx.json {
+            write_json(ctx.out, &twin)?;
+        } else {
+            write_text(ctx.out, &twin_summary(ctx.style_out, &twin))?;
+        }
+        return Ok(Outcome::Success);
+    };
+    let ids = [twin.device_id.clone()];
+    let acks = super::acks::follow(
+        &ctx.client,
+        &ids,
+        &props,
+        ack_timeout,
+        std::time::Duration::from_millis(500),
+    )
+    .await
+    .map_err(device_err(&twin.device_id))?;
+    let failure = acks.first().and_then(super::acks::DoorAcks::failure);
     if ctx.json {
-        write_json(ctx.out, &twin)?;
+        write_json(
+            ctx.out,
+            &serde_json::json!({"twin": twin, "acknowledgements": acks}),
+        )?;
     } else {
-        write_text(ctx.out, &twin_summary(ctx.style_out, &twin))?;
+        let line = match &failure {
+            None => format!(
+                "{}: {} acknowledged by the door",
+                twin.device_id,
+                props.join(", ")
+            ),
+            Some(why) => format!("{}: not taken: {why}", twin.device_id),
+        };
+        write_text(ctx.out, &line)?;
     }
-    Ok(Outcome::Success)
+    Ok(if failure.is_some() {
+        Outcome::Failed
+    } else {
+        Outcome::Success
+    })
 }
 
 /// `--query` may be a bare condition or a whole query.

@@ -7,6 +7,7 @@ use chrono::Utc;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::acks;
 use super::args::{check_job_id, json_arg, merge, new_job_id, parse_assignments, secs_in_range};
 use super::cli::{JobCommand, MethodJobArgs, ScheduleArgs, TwinJobArgs, WaitArgs};
 use super::client::{device_jobs_query, ClientError};
@@ -14,7 +15,7 @@ use super::error::{CtlError, Outcome};
 use super::model::{CloudToDeviceMethod, DeviceJob, JobRequest, JobResponse, TwinPatch};
 use super::output::{jobs_table, table, write_json, write_text};
 use super::progress::{
-    door_counts, failed_devices, job_outcome, progress_line, summary, BarProgress, DeviceView,
+    door_counts, failed_devices, job_outcome, progress_line, summary_full, BarProgress, DeviceView,
     PlainProgress, ProgressSink,
 };
 use super::run::Ctx;
@@ -309,7 +310,7 @@ async fn show(
         return follow(ctx, job, wait, limit).await;
     }
     let devices = fetch_devices(ctx, id).await?;
-    report(ctx, &job, &devices, false)?;
+    report(ctx, &job, &devices, None, &[], false)?;
     Ok(if job.is_terminal() {
         job_outcome(&job, &devices)
     } else {
@@ -410,8 +411,44 @@ async fn follow(
         ));
     }
     let devices = fetch_devices(ctx, &id).await?;
-    report(ctx, &job, &devices, timed_out)?;
-    Ok(if timed_out {
+    let props = job.desired_set();
+    let acks = if !timed_out && job.is_terminal() && !props.is_empty() {
+        let updated: Vec<String> = devices
+            .iter()
+            .filter(|d| d.status == "completed")
+            .map(|d| d.device_id.clone())
+            .collect();
+        if updated.is_empty() {
+            None
+        } else {
+            ctx.console.line(&format!(
+                "waiting up to {} for {} door(s) to acknowledge {}",
+                super::client::human_delay(wait.ack_timeout),
+                updated.len(),
+                props.join(", ")
+            ));
+            Some(
+                acks::follow(
+                    &ctx.client,
+                    &updated,
+                    &props,
+                    wait.ack_timeout,
+                    interval.max(Duration::from_millis(500)),
+                )
+                .await
+                .map_err(job_err(&id))?,
+            )
+        }
+    } else {
+        None
+    };
+    let refused: Vec<(String, String)> = acks
+        .iter()
+        .flatten()
+        .filter_map(|a| a.failure().map(|why| (a.device_id.clone(), why)))
+        .collect();
+    report(ctx, &job, &devices, acks.as_deref(), &refused, timed_out)?;
+    Ok(if timed_out || !refused.is_empty() {
         Outcome::Failed
     } else {
         job_outcome(&job, &devices)
@@ -432,6 +469,10 @@ pub struct JobReport<'a> {
     pub job: &'a JobResponse,
     pub devices: &'a [DeviceJob],
     pub failed_devices: Vec<FailedDevice<'a>>,
+    /// After a twin job with `--wait`: each updated door's acknowledgement of every desired
+    /// property the job set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acknowledgements: Option<&'a [acks::DoorAcks]>,
     /// The job's counts as doors (a method answered outside 2xx is a failed door); the
     /// hub's own counts are `job.deviceJobStatistics`.
     pub doors: Option<super::model::DeviceJobStatistics>,
@@ -449,27 +490,34 @@ fn report(
     ctx: &mut Ctx<'_>,
     job: &JobResponse,
     devices: &[DeviceJob],
+    acks: Option<&[acks::DoorAcks]>,
+    refused: &[(String, String)],
     timed_out: bool,
 ) -> Result<(), CtlError> {
     if ctx.json {
         let failed_devices = failed_devices(devices)
             .into_iter()
+            .chain(refused.iter().map(|(d, why)| (d.as_str(), why.clone())))
             .map(|(device_id, error)| FailedDevice { device_id, error })
             .collect();
+        let mut view = DeviceView::of(devices);
+        view.answered_errors += refused.len() as u64;
         write_json(
             ctx.out,
             &JobReport {
                 job,
                 devices,
                 failed_devices,
-                doors: job
-                    .device_job_statistics
-                    .map(|s| door_counts(&s, &DeviceView::of(devices))),
+                acknowledgements: acks,
+                doors: job.device_job_statistics.map(|s| door_counts(&s, &view)),
                 timed_out,
             },
         )
     } else {
-        write_text(ctx.out, &summary(ctx.style_out, job, devices))
+        write_text(
+            ctx.out,
+            &summary_full(ctx.style_out, job, devices, refused, Utc::now()),
+        )
     }
 }
 

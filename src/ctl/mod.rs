@@ -9,6 +9,7 @@
 //! - [`run()`]: dispatch of a parsed command; [`jobs`], [`commands`], [`provision`]: the
 //!   commands; [`progress`] and [`output`]: what the operator sees.
 
+pub mod acks;
 pub mod args;
 pub mod auth;
 pub mod cli;

@@ -205,6 +205,17 @@ impl JobResponse {
     pub fn start(&self) -> Option<DateTime<Utc>> {
         parse_time(self.start_time.as_deref()?)
     }
+
+    /// The desired properties a twin job sets (top-level names), for following the doors'
+    /// acknowledgements; empty for other jobs.
+    pub fn desired_set(&self) -> Vec<String> {
+        self.extra
+            .get("updateTwin")
+            .and_then(|u| u.pointer("/properties/desired"))
+            .and_then(Value::as_object)
+            .map(|d| d.keys().filter(|k| !k.starts_with('$')).cloned().collect())
+            .unwrap_or_default()
+    }
 }
 
 /// Parses the hub's timestamps (7 fractional digits, with or without `Z`).

@@ -160,12 +160,32 @@ pub fn summary_at(
     devices: &[DeviceJob],
     now: DateTime<Utc>,
 ) -> String {
-    let view = DeviceView::of(devices);
+    summary_full(style, job, devices, &[], now)
+}
+
+/// The summary, with doors that the hub counts as done but that did not take what they were
+/// sent (`refused`: device id and why, e.g. a desired value acknowledged with `ac` 400).
+pub fn summary_full(
+    style: Style,
+    job: &JobResponse,
+    devices: &[DeviceJob],
+    refused: &[(String, String)],
+    now: DateTime<Utc>,
+) -> String {
+    let mut view = DeviceView::of(devices);
     if selecting(job) {
         return progress_line(job, now, &view);
     }
+    view.answered_errors += refused.len() as u64;
     let hub = job.stats();
-    let failed = failed_devices(devices);
+    let mut failed: Vec<(&str, String)> = failed_devices(devices);
+    let mut refused_sorted: Vec<&(String, String)> = refused.iter().collect();
+    refused_sorted.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| natural_cmp(&a.0, &b.0)));
+    failed.extend(
+        refused_sorted
+            .iter()
+            .map(|(d, why)| (d.as_str(), why.clone())),
+    );
     let mut doors = door_counts(&hub, &view);
     // Cancelled devices: the hub counts them failed already.
     doors.failed_count = doors.failed_count.max(failed.len() as u64);
@@ -186,17 +206,18 @@ pub fn summary_at(
         ));
     }
     if view.answered_errors > 0 {
+        let why = if refused.is_empty() {
+            "it counts a device whose method answered as succeeded whatever the status; fieldctl counts a door whose method answered outside 2xx as failed"
+        } else {
+            "it counts a device as succeeded once its twin is updated; fieldctl counts a door that refused or did not acknowledge a desired value as failed"
+        };
         out.push_str(&format!(
-            "
-(IoT Hub counts {} succeeded, {} failed: it counts a device whose method answered as succeeded whatever the status; fieldctl counts a door whose method answered outside 2xx as failed)",
+            "\n(IoT Hub counts {} succeeded, {} failed: {why})",
             hub.succeeded_count, hub.failed_count
         ));
     }
     if let Some(r) = job.failure_reason.as_deref().filter(|r| !r.is_empty()) {
-        out.push_str(&format!(
-            "
-reason: {r}"
-        ));
+        out.push_str(&format!("\nreason: {r}"));
     }
     if failed.is_empty() {
         return out;
@@ -206,21 +227,21 @@ reason: {r}"
             .iter()
             .map(|(d, why)| vec![d.to_string(), why.clone()])
             .collect();
-        out.push_str(
-            "
-failed devices:
-",
-        );
+        out.push_str("\nfailed devices:\n");
         out.push_str(&table(style, &["DEVICE", "ERROR"], &rows));
     } else {
         out.push_str(&format!(
-            "
-failed devices ({}), by error; each door's detail: fieldctl job devices {} --status failed
-",
+            "\nfailed devices ({}), by error; each door's detail: fieldctl job devices {} --status failed\n",
             failed.len(),
             job.job_id
         ));
-        let rows: Vec<Vec<String>> = failure_groups(devices)
+        let mut groups = failure_groups(devices);
+        let mut by_reason: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (d, why) in &refused_sorted {
+            by_reason.entry(why.as_str()).or_default().push(d.as_str());
+        }
+        groups.extend(by_reason.into_iter().map(|(k, v)| (k.to_string(), v)));
+        let rows: Vec<Vec<String>> = groups
             .into_iter()
             .map(|(kind, ids)| {
                 let shown: Vec<&str> = ids.iter().take(8).copied().collect();
