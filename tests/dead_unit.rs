@@ -126,6 +126,15 @@ async fn dead_unit_scenario(env: &mut Env, py: &PyServer, bus_line: String) {
         "later calls are refused without using the line: {dead:?}"
     );
 
+    // The refusals are counted, and cost the line nothing.
+    let metrics = env.metrics.render();
+    assert!(
+        metrics.contains(
+            "fieldgate_modbus_requests_total{bus=\"tcp\",function=\"write_single_coil\",result=\"refused\"}"
+        ),
+        "{metrics}"
+    );
+
     // No write reached a controller after its caller had the answer: per unit, the i-th
     // write the server received precedes the i-th answer of a call that may have written.
     let writes = py.writes();

@@ -246,6 +246,7 @@ enum Tx {
 pub(crate) struct BusTask {
     name: Arc<str>,
     timing: Timing,
+    metrics: Arc<Metrics>,
     line: Line,
     queue: OperatorQueue,
     health: UnitHealthMap,
@@ -272,6 +273,7 @@ impl BusTask {
         BusTask {
             name: opts.name.as_str().into(),
             timing: Timing::of(&opts),
+            metrics: Arc::clone(&metrics),
             queue: OperatorQueue::new(operator_capacity),
             health: UnitHealthMap::new(opts.dead_unit_backoff_max),
             line: Line {
@@ -337,6 +339,7 @@ impl BusTask {
                     let Self {
                         name,
                         timing,
+                        metrics,
                         line,
                         queue,
                         health,
@@ -349,6 +352,7 @@ impl BusTask {
                             queue,
                             health,
                             name,
+                            metrics,
                             timing: *timing,
                             depth: queue_depth,
                             busy: None,
@@ -398,6 +402,7 @@ impl BusTask {
             queue: &mut self.queue,
             health: &self.health,
             name: &self.name,
+            metrics: &self.metrics,
             timing: self.timing,
             depth: &self.queue_depth,
             busy,
@@ -438,6 +443,7 @@ impl BusTask {
         let Self {
             name,
             timing,
+            metrics,
             line,
             queue,
             health,
@@ -451,6 +457,7 @@ impl BusTask {
                 queue,
                 health,
                 name,
+                metrics,
                 timing: *timing,
                 depth: queue_depth,
                 busy: Some(unit),
@@ -494,6 +501,7 @@ struct Admission<'a> {
     queue: &'a mut OperatorQueue,
     health: &'a UnitHealthMap,
     name: &'a Arc<str>,
+    metrics: &'a Metrics,
     timing: Timing,
     depth: &'a IntGauge,
     /// The unit whose job is on the line now.
@@ -503,6 +511,13 @@ struct Admission<'a> {
 impl Admission<'_> {
     fn target(&self, job: &Job) -> Target {
         target(self.name, job.unit, job.work.op())
+    }
+
+    fn count(&self, job: &Job, result: &str) {
+        self.metrics
+            .modbus_requests
+            .with_label_values(&[self.name, job.work.op().function(), result])
+            .inc();
     }
 
     /// Queues the request, or answers it at once when its unit is down.
@@ -517,6 +532,7 @@ impl Admission<'_> {
     fn refusal(&mut self, job: Job) -> Option<Job> {
         let now = Instant::now();
         if job.start_by(self.timing) <= now {
+            self.count(&job, "expired");
             let at = self.target(&job);
             job.answer(Err(Failed::unsent(BusError::DeadlineExpired { at })));
             self.depth.dec();
@@ -531,6 +547,7 @@ impl Admission<'_> {
                     .map(|t| Some(t.saturating_duration_since(now)))
             };
             if let Some(next_probe_in) = next_probe_in {
+                self.count(&job, "refused");
                 let at = self.target(&job);
                 job.answer(Err(Failed::unsent(BusError::UnitDown {
                     at,
@@ -568,6 +585,7 @@ async fn serve_while<F: std::future::Future>(
                 let now = Instant::now();
                 for job in admission.queue.take_expired(now, admission.timing) {
                     admission.depth.dec();
+                    admission.count(&job, "expired");
                     let at = admission.target(&job);
                     job.answer(Err(Failed::unsent(BusError::DeadlineExpired { at })));
                 }
