@@ -406,6 +406,7 @@ pub async fn serve(path: PathBuf) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen for metrics on {}", config.metrics.listen))?;
     let metrics_addr = listener.local_addr()?;
+    let metrics_listen = config.metrics.listen;
     let (ready_tx, ready_rx) = watch::channel(Readiness::default());
     let http = http::HttpServer::spawn(listener, Arc::clone(&metrics), ready_rx);
     let mut gw = Gateway::start(&config, Arc::clone(&metrics))?;
@@ -438,6 +439,12 @@ pub async fn serve(path: PathBuf) -> anyhow::Result<()> {
                 let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
                 match config::load(&path) {
                     Ok(new) => match gw.reload(&new).await {
+                        Ok(s) if new.metrics.listen != metrics_listen => {
+                            // The listener belongs to the process (systemd may hand it over):
+                            // a new address takes a restart; say so instead of ignoring it.
+                            tracing::warn!(configured = %new.metrics.listen, serving = %metrics_listen, "[metrics] listen changed: it takes effect at the next restart (systemctl restart fieldgate); metrics stay on the old address until then");
+                            tracing::info!(added = ?s.added, removed = ?s.removed, restarted = ?s.restarted, unchanged = s.unchanged, "config reloaded");
+                        }
                         Ok(s) => tracing::info!(added = ?s.added, removed = ?s.removed, restarted = ?s.restarted, unchanged = s.unchanged, "config reloaded"),
                         Err(e) => tracing::error!(error = %e, "config reload refused; the running config is kept"),
                     },

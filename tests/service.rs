@@ -257,6 +257,23 @@ async fn a_bus_down_at_start_never_holds_back_readiness_or_the_other_bus() {
     assert_eq!(body["status"], 503, "{body}");
     assert_eq!(body["payload"]["written"], false, "{body}");
 
+    // A new metrics address on SIGHUP cannot move the listener: the log says it takes a
+    // restart instead of ignoring it silently.
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:9\"");
+    std::fs::write(&config, text).unwrap();
+    signal(pid, "-HUP");
+    bounded("the reload's note on [metrics] listen", async {
+        while !std::fs::read_to_string(&log_path)
+            .unwrap()
+            .contains("takes effect at the next restart")
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+
     signal(pid, "-TERM");
     let status = bounded("exit after SIGTERM", child.wait()).await.unwrap();
     assert!(status.success(), "clean exit: {status:?}");

@@ -113,11 +113,22 @@ async fn read_all(door: &Door, io: &DoorIo, plan: &ReadPlan, deadline: Instant) 
             }
             Err(e) => {
                 c.failures += 1;
-                c.last_error = Some(e.to_string());
+                c.last_error = Some(connectivity_error(&e));
             }
         }
     }
     c
+}
+
+/// A bus error as `connectivity.error` reports it: stable while the cause is (a dead unit's
+/// "next probe in …" would otherwise change the text, and so send a patch, every cycle).
+fn connectivity_error(e: &crate::bus::BusError) -> String {
+    match e {
+        crate::bus::BusError::UnitDown { at, .. } => {
+            format!("bus {}, unit {}: not answering", at.bus, at.unit)
+        }
+        other => other.to_string(),
+    }
 }
 
 /// What the poller last got through to the hub.
@@ -127,6 +138,8 @@ struct Reported {
     reachable: Option<bool>,
     connectivity_at: Option<Instant>,
     last_ok: Option<DateTime<Utc>>,
+    /// The `connectivity.error` last reported: a new error is reported when it appears.
+    error: Option<String>,
     /// This door's connectivity refresh period.
     refresh: Duration,
 }
@@ -153,6 +166,7 @@ fn diff(
     }
     let reachable = cycle.failures < plan.blocks.len() || plan.blocks.is_empty();
     let due = state.reachable != Some(reachable)
+        || state.error != cycle.last_error
         || state
             .connectivity_at
             .is_none_or(|t| now.duration_since(t) >= state.refresh);
@@ -248,6 +262,7 @@ pub async fn run(door: Arc<Door>, io: DoorIo, max_gap: u16, shutdown: Cancellati
                     }
                 }
                 if has_connectivity {
+                    state.error = cycle.last_error.clone();
                     state.reachable = Some(cycle.failures < plan.blocks.len());
                     state.connectivity_at = Some(now);
                 }
@@ -368,5 +383,56 @@ key = "a2V5"
             2,
             "read_gap 6 reads inputs 0-10 in one block"
         );
+    }
+
+    #[test]
+    fn connectivity_follows_the_current_error_not_the_first() {
+        let (d, gap) = door(0);
+        let plan = ReadPlan::new(&d, gap);
+        let now = Instant::now();
+        let failing = |e: &str| Cycle {
+            values: Vec::new(),
+            failures: 1,
+            last_error: Some(e.to_string()),
+        };
+        let mut state = Reported {
+            reachable: Some(true),
+            connectivity_at: Some(now),
+            refresh: Duration::from_secs(600),
+            ..Reported::default()
+        };
+        let (patch, _) = diff(&plan, &state, &failing("bus b, unit 1: not answering"), now);
+        assert_eq!(
+            patch["connectivity"]["error"], "bus b, unit 1: not answering",
+            "a new error is reported at once"
+        );
+        state.error = Some("bus b, unit 1: not answering".into());
+        let (patch, _) = diff(&plan, &state, &failing("bus b, unit 1: not answering"), now);
+        assert!(
+            patch.is_empty(),
+            "the same error is not sent again: {patch:?}"
+        );
+        let (patch, _) = diff(
+            &plan,
+            &state,
+            &failing("bus b: bus unavailable: refused"),
+            now,
+        );
+        assert_eq!(
+            patch["connectivity"]["error"],
+            "bus b: bus unavailable: refused"
+        );
+        // A dead unit's error text does not change with its backoff.
+        let at = crate::bus::Target {
+            bus: "b".into(),
+            unit: 1,
+            function: "read_coils",
+            addr: 0,
+        };
+        let e = |ms| crate::bus::BusError::UnitDown {
+            at: at.clone(),
+            next_probe_in: Some(Duration::from_millis(ms)),
+        };
+        assert_eq!(connectivity_error(&e(10)), connectivity_error(&e(900)));
     }
 }
