@@ -21,4 +21,5 @@ pub mod gateway;
 pub mod http;
 pub mod human;
 pub mod link;
+pub mod lograte;
 pub mod metrics;

@@ -286,3 +286,57 @@ async fn a_bus_down_at_start_never_holds_back_readiness_or_the_other_bus() {
         "the log names the address:\n{log}"
     );
 }
+
+/// 200 doors the hub refuses (wrong keys): the journal gets the failure once in full and
+/// then a line an interval summing it up, not a line per door per retry.
+#[tokio::test]
+async fn a_hub_refusing_every_door_is_logged_once_and_then_summed_up() {
+    let mut env = Env::start(200).await;
+    for d in &mut env.doors {
+        // A valid base64 key the hub does not know.
+        d.key = "d3Jvbmcta2V5LXdyb25nLWtleQ==".into();
+    }
+    let text = env
+        .config_text()
+        .replace(
+            "reconnect_backoff_min = \"100ms\"",
+            "reconnect_backoff_min = \"2s\"",
+        )
+        .replace(
+            "reconnect_backoff_max = \"1s\"",
+            "reconnect_backoff_max = \"4s\"",
+        );
+    let config = env.dir.path().join("fieldgate.toml");
+    std::fs::write(&config, text).unwrap();
+    let log_path = env.dir.path().join("fieldgate.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fieldgate"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap();
+    let log = bounded("a summary line", async {
+        loop {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            if log.contains("door links down") {
+                return log;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    signal(pid, "-TERM");
+    bounded("exit after SIGTERM", child.wait()).await.unwrap();
+    let per_door = log.lines().filter(|l| l.contains("door link down")).count();
+    assert!(
+        per_door <= 3,
+        "{per_door} per-door lines for one failure of 200 doors:\n{log}"
+    );
+    let summary = log.lines().find(|l| l.contains("door links down")).unwrap();
+    assert!(summary.contains("times since the last line"), "{summary}");
+}

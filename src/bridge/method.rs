@@ -216,11 +216,32 @@ pub(super) async fn handle(
             body: json!({"result": "done", "state": state}),
         },
         Err(f) => {
-            tracing::warn!(device = %door.device_id, method = name, status = f.status, error = %f.body, "method failed");
+            log_failure(door, name, &f);
             MethodReply::failed(f)
         }
     };
     (reply, restore)
+}
+
+/// A failed method in the log: in full for the first door a kind of failure hits, then one
+/// line an interval summing up the doors it keeps hitting (a job over a line whose units are
+/// off would otherwise write a line per door).
+fn log_failure(door: &Door, method: &str, f: &WriteFailure) {
+    use crate::lograte::{summary_text, RepeatGate, Verdict};
+    static GATE: std::sync::LazyLock<RepeatGate> = std::sync::LazyLock::new(RepeatGate::new);
+    let code = f.body["code"].as_str().unwrap_or("");
+    let kind = format!("{method} {} {code}", f.status);
+    match GATE.note(&kind, &door.device_id) {
+        Verdict::First => {
+            tracing::warn!(device = %door.device_id, method, status = f.status, error = %f.body, "method failed")
+        }
+        Verdict::Repeat => {
+            tracing::debug!(device = %door.device_id, method, status = f.status, error = %f.body, "method failed")
+        }
+        Verdict::Summary { count, doors } => {
+            tracing::warn!(method, status = f.status, code, repeated = %summary_text(count, &doors), "methods failed")
+        }
+    }
 }
 
 /// The resulting state named as the door reports it: every reported point that reads the

@@ -23,6 +23,7 @@ use super::drain::Drain;
 use super::handle::{Command, Reply};
 use super::session::{Inbound, PendingPatch, Session};
 use super::{auth, tls, ConnectPacer, LinkError, LinkEvent, LinkSettings, LinkState};
+use crate::lograte::{summary_text, RepeatGate, Verdict};
 use crate::metrics::Metrics;
 
 const SUBSCRIPTIONS: [&str; 3] = [
@@ -146,7 +147,7 @@ impl Link {
                 End::Lost(reason) => {
                     after_failure = true;
                     let delay = self.backoff.next_delay(rand::random::<f64>());
-                    warn!(device = %self.s.device_id, host = %self.host_name, reason = %reason, retry_in = ?delay, "door link down");
+                    self.log_down(&reason, delay);
                     self.state.send_replace(LinkState::Disconnected {
                         reason,
                         retry_in: delay,
@@ -158,6 +159,25 @@ impl Link {
             }
         }
         self.stop(None);
+    }
+
+    /// One line for the first door a failure hits, then one line an interval summing up the
+    /// doors it keeps hitting (a hub refusing a thousand doors would otherwise write a
+    /// thousand lines a round).
+    fn log_down(&self, reason: &str, delay: Duration) {
+        static GATE: std::sync::LazyLock<RepeatGate> = std::sync::LazyLock::new(RepeatGate::new);
+        let retry_in = crate::human::duration(delay);
+        match GATE.note(reason, &self.s.device_id) {
+            Verdict::First => {
+                warn!(device = %self.s.device_id, host = %self.host_name, %reason, %retry_in, "door link down")
+            }
+            Verdict::Repeat => {
+                debug!(device = %self.s.device_id, host = %self.host_name, %reason, %retry_in, "door link down")
+            }
+            Verdict::Summary { count, doors } => {
+                warn!(host = %self.host_name, %reason, repeated = %summary_text(count, &doors), "door links down")
+            }
+        }
     }
 
     fn stop(&mut self, reason: Option<String>) {
