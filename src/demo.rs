@@ -24,20 +24,7 @@ use crate::link::LinkState;
 use crate::metrics::Metrics;
 use fieldhub::doorsim::{self, DoorSim, DoorSimConfig, Listen};
 
-/// Options of `fieldgate demo`.
-#[derive(Debug, clap::Args)]
-pub struct DemoArgs {
-    /// Run the seed jobs once, print the outcome and exit (0 when both jobs succeeded on every
-    /// door): for tests and CI.
-    #[arg(long)]
-    pub exit: bool,
-    /// Door controllers on the Modbus TCP bus.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u8).range(1..=32))]
-    pub tcp_doors: u8,
-    /// Door controllers on the RTU line.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=32))]
-    pub rtu_doors: u8,
-}
+pub use crate::demo_args::DemoArgs;
 
 /// How long the demo waits for any one step (links up, a job, reported values).
 const STEP: Duration = Duration::from_secs(60);

@@ -17,6 +17,7 @@ pub mod config;
 pub mod ctl;
 #[cfg(feature = "hub")]
 pub mod demo;
+pub mod demo_args;
 pub mod gateway;
 pub mod http;
 pub mod human;

@@ -132,3 +132,31 @@ async fn completions_are_generated() {
         assert!(text(&o.stdout).contains("fieldctl"), "{shell}");
     }
 }
+
+/// The completions the .deb ships (completions/) are what the binaries print today
+/// (regenerate with scripts/completions).
+#[test]
+fn shipped_completions_are_current() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("completions");
+    for (bin, exe) in [
+        ("fieldgate", env!("CARGO_BIN_EXE_fieldgate")),
+        ("fieldctl", env!("CARGO_BIN_EXE_fieldctl")),
+    ] {
+        for (shell, file) in [
+            ("bash", format!("{bin}.bash")),
+            ("zsh", format!("_{bin}")),
+            ("fish", format!("{bin}.fish")),
+        ] {
+            let out = std::process::Command::new(exe)
+                .args(["completions", shell])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{bin} completions {shell}");
+            let shipped = std::fs::read(dir.join(&file)).unwrap();
+            assert!(
+                out.stdout == shipped,
+                "completions/{file} is out of date: run scripts/completions"
+            );
+        }
+    }
+}

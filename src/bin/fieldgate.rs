@@ -44,14 +44,17 @@ enum Command {
         config: PathBuf,
     },
     /// Run the whole system offline: a local hub, simulated doors, the gateway, and the seed jobs.
-    #[cfg(feature = "hub")]
-    Demo(fieldgate::demo::DemoArgs),
+    Demo(fieldgate::demo_args::DemoArgs),
+    /// Print a shell completion script
+    Completions {
+        /// The shell to complete for
+        shell: clap_complete::Shell,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_log = match cli.command {
-        #[cfg(feature = "hub")]
         Command::Demo(_) => "warn",
         _ => "info",
     };
@@ -122,6 +125,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => {
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(fieldgate::demo::run(args))
+        }
+        #[cfg(not(feature = "hub"))]
+        Command::Demo(_) => {
+            eprintln!("fieldgate: this build has no demo (the Pi package leaves the local hub out); build with the default features to run it");
+            Ok(ExitCode::from(2))
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "fieldgate",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::SUCCESS)
         }
     }
 }
