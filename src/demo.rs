@@ -213,25 +213,16 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         in_43.len()
     );
 
-    println!("\nMetrics: {metrics_url}");
-    println!("Try fieldctl against this demo (from another terminal):");
-    let prefix = format!(
-        "  fieldctl --hub-file {} --ca-file {}",
-        hub_file.display(),
-        ca.display()
-    );
-    for cmd in [
-        "job list".to_string(),
-        format!("job method --query \"{query}\" --method unlockDoor --payload '{{\"seconds\":5}}' --wait"),
-        format!("twin show {}", doors[0].id),
-        format!("invoke {} lockDoor", doors[0].id),
-        "devices list --query \"tags.building = '44'\"".to_string(),
-    ] {
-        println!("{prefix} {cmd}");
-    }
-    if !args.exit {
+    if args.exit {
+        // Everything below points into the temp dir, which goes with this process.
+        println!(
+            "\nRun `fieldgate demo` without --exit to keep it up and try fieldctl against it."
+        );
+    } else {
+        print_try_commands(&metrics_url, &hub_file, &ca, &query, &doors[0].id);
         println!("\nRunning until Ctrl-C.");
         tokio::signal::ctrl_c().await?;
+        println!("stopping the demo…");
     }
 
     gw.shutdown().await;
@@ -247,6 +238,46 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// The fieldctl to print in the commands to try: the one built beside this binary (what
+/// `cargo run -- demo` built; not necessarily on PATH), else `fieldctl` from PATH.
+fn fieldctl_command() -> String {
+    let beside = std::env::current_exe()
+        .ok()
+        .map(|p| p.with_file_name("fieldctl"))
+        .filter(|p| p.is_file());
+    match beside {
+        Some(p) => shell_words(&[p.display().to_string()]),
+        None => "fieldctl".into(),
+    }
+}
+
+fn print_try_commands(
+    metrics_url: &str,
+    hub_file: &std::path::Path,
+    ca: &std::path::Path,
+    query: &str,
+    door: &str,
+) {
+    println!("\nMetrics: {metrics_url}");
+    println!("Try fieldctl against this demo (from another terminal, while it runs):");
+    let prefix = format!(
+        "  {} --hub-file {} --ca-file {}",
+        fieldctl_command(),
+        shell_words(&[hub_file.display().to_string()]),
+        shell_words(&[ca.display().to_string()])
+    );
+    for cmd in [
+        "job list".to_string(),
+        format!("job method --query \"{query}\" --method unlockDoor --payload '{{\"seconds\":5}}' --wait"),
+        format!("twin show {door}"),
+        format!("twin set {door} --desired Floor=4 --wait"),
+        format!("invoke {door} lockDoor"),
+        "devices list --query \"tags.building = '44'\"".to_string(),
+    ] {
+        println!("{prefix} {cmd}");
+    }
+}
+
 fn sim_for<'a>(d: &Door, tcp: &'a DoorSim, rtu: &'a DoorSim) -> &'a DoorSim {
     if d.bus == "tcp" {
         tcp
@@ -256,7 +287,8 @@ fn sim_for<'a>(d: &Door, tcp: &'a DoorSim, rtu: &'a DoorSim) -> &'a DoorSim {
 }
 
 async fn fieldctl_run(argv: Vec<String>) -> i32 {
-    println!("\n$ {}", shell_words(&argv));
+    // As the operator would type it: the fieldctl beside this binary, the rest as run.
+    println!("\n$ {} {}", fieldctl_command(), shell_words(&argv[1..]));
     let cli = match Cli::try_parse_from(&argv) {
         Ok(c) => c,
         Err(e) => {
@@ -325,6 +357,9 @@ async fn rtu_line(units: &[u8]) -> anyhow::Result<(DoorSim, Line)> {
 async fn socat_pair() -> Option<(Child, String, String)> {
     let mut child = Command::new("socat")
         .args(["-d", "-d", "pty,raw,echo=0", "pty,raw,echo=0"])
+        // Its own process group: Ctrl-C on the demo's terminal must not kill the line
+        // before the gateway has stopped using it (that printed a bus warning on the way out).
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
