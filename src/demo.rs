@@ -219,7 +219,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             "\nRun `fieldgate demo` without --exit to keep it up and try fieldctl against it."
         );
     } else {
-        print_try_commands(&metrics_url, &hub_file, &ca, &query, &doors[0].id);
+        print_try_commands(&metrics_url, &hub_file, &ca, query, &doors[0].id);
         println!("\nRunning until Ctrl-C.");
         tokio::signal::ctrl_c().await?;
         println!("stopping the demo…");
