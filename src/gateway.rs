@@ -175,6 +175,7 @@ impl Gateway {
             tracing::error!(device = %door.device_id, bus = %door.bus, "door names an unknown bus");
             return;
         };
+        bus.handle.doors().add(door.unit, &door.device_id);
         let link_cancel = CancellationToken::new();
         let (link, events, link_join) = link::spawn(
             self.link_settings(&door),
@@ -307,6 +308,9 @@ impl Gateway {
             .collect();
         for id in &to_stop {
             if let Some(rt) = self.doors.remove(id) {
+                if let Some(b) = self.buses.get(&rt.door.bus) {
+                    b.handle.doors().remove(rt.door.unit, &rt.door.device_id);
+                }
                 rt.stop().await;
             }
             if new_doors.contains_key(id.as_str()) {

@@ -285,6 +285,14 @@ async fn a_bus_down_at_start_never_holds_back_readiness_or_the_other_bus() {
         log.contains(&dead_addr.to_string()),
         "the log names the address:\n{log}"
     );
+    let failed = log
+        .lines()
+        .find(|l| l.contains("bus connection failed"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(
+        failed.contains("door-2"),
+        "names the door it concerns: {failed}"
+    );
 }
 
 /// 200 doors the hub refuses (wrong keys): the journal gets the failure once in full and

@@ -41,6 +41,53 @@ pub struct BusHandle {
     connected: watch::Receiver<bool>,
     status: watch::Receiver<BusStatus>,
     queue_depth: IntGauge,
+    doors: DoorNames,
+}
+
+/// Which doors each unit of a bus is, so the bus task's log lines name them (an operator
+/// looks for "door-b43-7", not "unit 7 on rs485-a"). Kept by the gateway as doors come and go.
+#[derive(Debug, Clone, Default)]
+pub struct DoorNames(Arc<std::sync::RwLock<std::collections::BTreeMap<u8, Vec<String>>>>);
+
+impl DoorNames {
+    pub fn add(&self, unit: u8, door: &str) {
+        let mut m = self.0.write().unwrap_or_else(|p| p.into_inner());
+        let v = m.entry(unit).or_default();
+        if !v.iter().any(|d| d == door) {
+            v.push(door.to_string());
+        }
+    }
+
+    pub fn remove(&self, unit: u8, door: &str) {
+        let mut m = self.0.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(v) = m.get_mut(&unit) {
+            v.retain(|d| d != door);
+            if v.is_empty() {
+                m.remove(&unit);
+            }
+        }
+    }
+
+    /// Every door of the bus (the first few, then how many more).
+    pub fn all(&self) -> String {
+        let m = self.0.read().unwrap_or_else(|p| p.into_inner());
+        let names: Vec<&String> = m.values().flatten().collect();
+        let shown: Vec<&str> = names.iter().take(5).map(|s| s.as_str()).collect();
+        match names.len() {
+            0 => "no door".into(),
+            n if n > shown.len() => format!("{} and {} more", shown.join(", "), n - shown.len()),
+            _ => shown.join(", "),
+        }
+    }
+
+    /// `door-1` (or `door-1, door-2`, or `no door` for a unit no door maps).
+    pub fn of(&self, unit: u8) -> String {
+        let m = self.0.read().unwrap_or_else(|p| p.into_inner());
+        match m.get(&unit) {
+            Some(v) if !v.is_empty() => v.join(", "),
+            _ => "no door".into(),
+        }
+    }
 }
 
 /// What a bus task knows about its connection, for readiness and operators.
@@ -73,6 +120,7 @@ pub fn spawn(
     let (poll_tx, poll_rx) = mpsc::channel(total - operator_share);
     let (connected_tx, connected) = watch::channel(false);
     let (status_tx, status) = watch::channel(BusStatus::default());
+    let doors = DoorNames::default();
     let queue_depth = metrics.bus_queue_depth.with_label_values(&[&opts.name]);
     metrics
         .bus_connected
@@ -85,6 +133,7 @@ pub fn spawn(
         connected,
         status,
         queue_depth: queue_depth.clone(),
+        doors: doors.clone(),
     };
     let task = BusTask::new(
         opts,
@@ -92,6 +141,7 @@ pub fn spawn(
         metrics,
         queue_depth,
         (connected_tx, status_tx),
+        doors,
     );
     let join = tokio::spawn(task.run(operator_rx, poll_rx, shutdown));
     (handle, join)
@@ -192,6 +242,11 @@ impl BusHandle {
     /// Whether the bus connection is open right now.
     pub fn is_connected(&self) -> bool {
         *self.connected.borrow()
+    }
+
+    /// The doors on this bus by unit, for log lines.
+    pub fn doors(&self) -> &DoorNames {
+        &self.doors
     }
 
     /// The connection's state: attempted yet, up, and the last error.

@@ -224,6 +224,7 @@ struct Line {
     last_end: Option<Instant>,
     connected: watch::Sender<bool>,
     status: watch::Sender<super::BusStatus>,
+    doors: super::DoorNames,
 }
 
 /// One transaction's outcome, before it is turned into an answer.
@@ -269,6 +270,7 @@ impl BusTask {
         metrics: Arc<Metrics>,
         queue_depth: IntGauge,
         (connected, status): (watch::Sender<bool>, watch::Sender<super::BusStatus>),
+        doors: super::DoorNames,
     ) -> Self {
         BusTask {
             name: opts.name.as_str().into(),
@@ -287,6 +289,7 @@ impl BusTask {
                 last_end: None,
                 connected,
                 status,
+                doors,
             },
             queue_depth,
         }
@@ -478,7 +481,12 @@ impl BusTask {
         job.answer(result);
         if self.health.is_dead(unit) {
             if !was_dead {
-                tracing::warn!(bus = %self.line.name, unit, "unit stopped answering; backing off");
+                let next = self
+                    .health
+                    .is_backed_off(unit, end)
+                    .map(|t| crate::human::duration(t.saturating_duration_since(end)))
+                    .unwrap_or_default();
+                tracing::warn!(bus = %self.line.name, unit, doors = %self.line.doors.of(unit), next_probe_in = %next, "unit stopped answering: its requests are refused until a probe answers");
             }
             // Its queued requests would each cost a timeout: refused now, nothing written.
             let next = self.health.is_backed_off(unit, end);
@@ -648,7 +656,7 @@ impl Line {
             Err(_) => format!("no connection within {limit:?}"),
         };
         let wait = self.connect_backoff.next_delay();
-        tracing::warn!(bus = %self.name, transport = %self.opts.transport, error = %error, retry_in = %crate::human::duration(wait), "bus connection failed");
+        tracing::warn!(bus = %self.name, transport = %self.opts.transport, doors = %self.doors.all(), error = %error, retry_in = %crate::human::duration(wait), "bus connection failed");
         self.status.send_modify(|s| {
             s.attempted = true;
             s.error = Some(error.clone());
@@ -856,7 +864,7 @@ impl Line {
             }
             match self.transaction(job.unit, &read, job.deadline, seen).await {
                 Tx::Reply(now) if now == applied => {
-                    tracing::info!(bus = %self.name, unit = job.unit, function = write.function(), error = %error, "write answer lost, but the read-back shows it applied");
+                    tracing::info!(bus = %self.name, unit = job.unit, doors = %self.doors.of(job.unit), function = write.function(), error = %error, "write answer lost, but the read-back shows it applied");
                     return Ok(now);
                 }
                 // Not applied: one more write if there is time for it.
@@ -977,7 +985,7 @@ impl Line {
             }
             Ok(Err(TransactError::BadReply(reason))) => {
                 self.count(function, "bad_reply");
-                tracing::warn!(bus = %self.name, unit, function, %reason, "reply does not match the request");
+                tracing::warn!(bus = %self.name, unit, doors = %self.doors.of(unit), function, %reason, "reply does not match the request");
                 *seen = Seen {
                     answered: true,
                     timeouts: 0,
@@ -989,7 +997,7 @@ impl Line {
             }
             Ok(Err(TransactError::Transport(e))) => {
                 self.count(function, "transport");
-                tracing::warn!(bus = %self.name, unit, function, error = %e, "bus transaction failed");
+                tracing::warn!(bus = %self.name, transport = %self.opts.transport, unit, doors = %self.doors.of(unit), function, error = %e, "bus transaction failed");
                 let reason = e.to_string();
                 self.drop_connection(reason.clone(), true);
                 Tx::Broken(reason)
