@@ -27,6 +27,9 @@ pub struct Metrics {
     /// 1 while the door's MQTT link to the hub is connected.
     pub link_up: IntGaugeVec,
     pub link_reconnects: IntCounterVec,
+    /// Connections that came online and were lost again within the backoff's stable time
+    /// (another client with the same device id is the usual cause when it keeps happening).
+    pub link_short_lived: IntCounterVec,
     pub token_renewals: IntCounterVec,
     /// Method responses the bridge produced after the request's connection had died.
     pub link_method_responses_lost: IntCounterVec,
@@ -100,6 +103,11 @@ impl Metrics {
             link_reconnects: counter(
                 "fieldgate_link_reconnects_total",
                 "MQTT reconnections of a door link after a failure.",
+                &["device"],
+            ),
+            link_short_lived: counter(
+                "fieldgate_link_short_lived_total",
+                "Connections of a door lost soon after coming online (another client with the same device id?).",
                 &["device"],
             ),
             token_renewals: counter(

@@ -368,3 +368,26 @@ async fn metrics_pass_promtool() {
     );
     gw.shutdown().await;
 }
+
+/// Two gateways given the same device map knock each other off (the hub keeps only the newest
+/// connection of a device id): each says so in its metrics (and log) instead of flapping
+/// silently.
+#[tokio::test]
+async fn two_gateways_with_the_same_doors_notice_they_replace_each_other() {
+    let env = crate::harness::Env::start(1).await;
+    let a = fieldgate::gateway::Gateway::start(&env.config(), std::sync::Arc::clone(&env.metrics))
+        .unwrap();
+    let b_metrics = std::sync::Arc::new(fieldgate::metrics::Metrics::new());
+    let b = fieldgate::gateway::Gateway::start(&env.config(), std::sync::Arc::clone(&b_metrics))
+        .unwrap();
+    let count =
+        |m: &fieldgate::metrics::Metrics| m.link_short_lived.with_label_values(&["door-1"]).get();
+    crate::harness::bounded("short-lived connections counted", async {
+        while count(&env.metrics) + count(&b_metrics) < 3 {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    a.shutdown().await;
+    b.shutdown().await;
+}

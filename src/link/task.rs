@@ -39,6 +39,9 @@ enum Queued {
     Telemetry { body: Vec<u8>, reply: Reply<()> },
 }
 
+/// Connections in a row lost soon after coming online before the log says why it may be.
+const SHORT_LIVED_WARN: u32 = 3;
+
 /// Why a connection ended.
 enum End {
     Renew,
@@ -60,6 +63,11 @@ pub(crate) struct Link {
     session: Session,
     backlog: VecDeque<Queued>,
     backoff: Backoff,
+    /// When the current connection came online (twin received).
+    online_since: Option<Instant>,
+    /// Connections in a row that came online and were lost soon after (see
+    /// [`Link::note_short_lived`]).
+    short_lived: u32,
 }
 
 impl Link {
@@ -87,6 +95,38 @@ impl Link {
             state,
             session: Session::default(),
             backlog: VecDeque::new(),
+            online_since: None,
+            short_lived: 0,
+        }
+    }
+
+    /// IoT Hub keeps one connection per device id and drops the older one when another
+    /// client connects with the same id: two gateways given the same device map knock each
+    /// other off for ever, each connection lasting until the other reconnects. The hub says
+    /// nothing to the dropped client, so the sign is connections that come online and are
+    /// lost again soon, over and over; the backoff already grows for those, and this says
+    /// why in the log and in `fieldgate_link_short_lived_total`.
+    fn note_short_lived(&mut self, reason: &str) {
+        let Some(since) = self.online_since.take() else {
+            return;
+        };
+        if since.elapsed() >= self.s.backoff.stable_after {
+            self.short_lived = 0;
+            return;
+        }
+        self.short_lived += 1;
+        self.metrics
+            .link_short_lived
+            .with_label_values(&[self.device()])
+            .inc();
+        if self.short_lived == SHORT_LIVED_WARN || self.short_lived % (SHORT_LIVED_WARN * 10) == 0 {
+            warn!(
+                device = %self.s.device_id,
+                host = %self.host_name,
+                times = self.short_lived,
+                last_reason = %reason,
+                "the hub keeps dropping this door's connection soon after it connects: another client may be using the same device id (a second gateway with the same device map?); IoT Hub keeps only the newest connection of a device"
+            );
         }
     }
 
@@ -137,6 +177,8 @@ impl Link {
             match end {
                 End::Shutdown => break,
                 End::Renew => {
+                    // Our own reconnect: says nothing about other clients.
+                    self.online_since = None;
                     self.metrics
                         .token_renewals
                         .with_label_values(&[self.device()])
@@ -146,6 +188,7 @@ impl Link {
                 }
                 End::Lost(reason) => {
                     after_failure = true;
+                    self.note_short_lived(&reason);
                     let delay = self.backoff.next_delay(rand::random::<f64>());
                     self.log_down(&reason, delay);
                     self.state.send_replace(LinkState::Disconnected {
@@ -417,6 +460,7 @@ impl Link {
             .with_label_values(&[self.device()])
             .set(1);
         self.state.send_replace(LinkState::Connected);
+        self.online_since = Some(Instant::now());
         info!(device = %self.s.device_id, host = %self.host_name, "door link up");
     }
 
