@@ -348,3 +348,54 @@ async fn a_hub_refusing_every_door_is_logged_once_and_then_summed_up() {
     let summary = log.lines().find(|l| l.contains("door links down")).unwrap();
     assert!(summary.contains("times since the last line"), "{summary}");
 }
+
+/// Paced links take time to attempt (1,000 doors at 10 connections/s: 100 s, beyond
+/// systemd's default start timeout): while attempts progress the service asks systemd for
+/// more time, and READY=1 follows once every link was attempted.
+#[tokio::test]
+async fn a_slow_paced_start_extends_the_start_timeout_until_ready() {
+    let env = Env::start(12).await;
+    let text = env
+        .config_text()
+        .replace("connects_per_second = 0", "connects_per_second = 4");
+    let config = env.dir.path().join("fieldgate.toml");
+    std::fs::write(&config, text).unwrap();
+    let notify_path = env.dir.path().join("notify.sock");
+    let notify = tokio::net::UnixDatagram::bind(&notify_path).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fieldgate"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env_remove("RUST_LOG")
+        .env("NOTIFY_SOCKET", &notify_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap();
+    let messages = bounded("READY=1", async {
+        let mut seen = Vec::new();
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let n = notify.recv(&mut buf).await.unwrap();
+            let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+            let ready = msg.lines().any(|l| l == "READY=1");
+            seen.push(msg);
+            if ready {
+                return seen;
+            }
+        }
+    })
+    .await;
+    let extensions = messages
+        .iter()
+        .filter(|m| m.starts_with("EXTEND_TIMEOUT_USEC="))
+        .count();
+    assert!(
+        extensions >= 1,
+        "no start-timeout extension before READY=1: {messages:?}"
+    );
+    signal(pid, "-TERM");
+    bounded("exit after SIGTERM", child.wait()).await.unwrap();
+}
