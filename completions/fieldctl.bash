@@ -167,7 +167,7 @@ _fieldctl() {
 
     case "${cmd}" in
         fieldctl)
-            opts="-h -V --hub --hub-file --ca-file --json --no-color --help --version job invoke twin devices completions help"
+            opts="-h -V --hub --hub-file --ca-file --proxy --json --no-color --help --version job invoke twin devices completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -185,6 +185,10 @@ _fieldctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --proxy)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -193,7 +197,7 @@ _fieldctl() {
             return 0
             ;;
         fieldctl__subcmd__completions)
-            opts="-h --hub --hub-file --ca-file --json --no-color --help bash elvish fish powershell zsh"
+            opts="-h --hub --hub-file --ca-file --proxy --json --no-color --help bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -208,6 +212,10 @@ _fieldctl() {
                     return 0
                     ;;
                 --ca-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --proxy)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -219,7 +227,7 @@ _fieldctl() {
             return 0
             ;;
         fieldctl__subcmd__devices)
-            opts="-h --hub --hub-file --ca-file --json --no-color --help list provision help"
+            opts="-h --hub --hub-file --ca-file --proxy --json --no-color --help list provision help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -234,6 +242,10 @@ _fieldctl() {
                     return 0
                     ;;
                 --ca-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --proxy)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -301,7 +313,7 @@ _fieldctl() {
             return 0
             ;;
         fieldctl__subcmd__devices__subcmd__list)
-            opts="-h --query --hub --hub-file --ca-file --json --no-color --help"
+            opts="-h --query --hub --hub-file --ca-file --proxy --json --no-color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -323,6 +335,10 @@ _fieldctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --proxy)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -331,7 +347,7 @@ _fieldctl() {
             return 0
             ;;
         fieldctl__subcmd__devices__subcmd__provision)
-            opts="-h --config --keys-dir --dry-run --hub --hub-file --ca-file --json --no-color --help"
+            opts="-h --config --keys-dir --dry-run --hub --hub-file --ca-file --proxy --json --no-color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -354,6 +370,10 @@ _fieldctl() {
                     return 0
                     ;;
                 --ca-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --proxy)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -603,7 +623,7 @@ _fieldctl() {
             return 0
             ;;
         fieldctl__subcmd__invoke)
-            opts="-h --payload --timeout --connect-timeout --hub --hub-file --ca-file --json --no-color --help"
+            opts="-h --payload --timeout --connect-timeout --hub --hub-file --ca-file --proxy --json --no-color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -633,6 +653,10 @@ _fieldctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --proxy)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -641,7 +665,7 @@ _fieldctl() {
             return 0
             ;;
         fieldctl__subcmd__job)
-            opts="-h --hub --hub-file --ca-file --json --no-color --help method twin show list cancel devices help"
+            opts="-h --hub --hub-file --ca-file --proxy --json --no-color --help method twin show list cancel devices help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -659,6 +683,10 @@ _fieldctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --proxy)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -667,7 +695,7 @@ _fieldctl() {
             return 0
             ;;
         fieldctl__subcmd__job__subcmd__cancel)
-            opts="-h --hub --hub-file --ca-file --json --no-color --help"
+            opts="-h --hub --hub-file --ca-file --proxy --json --no-color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -685,6 +713,10 @@ _fieldctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --proxy)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -693,7 +725,7 @@ _fieldctl() {
             return 0
             ;;
         fieldctl__subcmd__job__subcmd__devices)
-            opts="-h --status --hub --hub-file --ca-file --json --no-color --help"
+            opts="-h --status --hub --hub-file --ca-file --proxy --json --no-color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -712,6 +744,10 @@ _fieldctl() {
                     return 0
                     ;;
                 --ca-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --proxy)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -835,7 +871,7 @@ _fieldctl() {
             return 0
             ;;
         fieldctl__subcmd__job__subcmd__list)
-            opts="-h --type --status --hub --hub-file --ca-file --json --no-color --help"
+            opts="-h --type --status --hub --hub-file --ca-file --proxy --json --no-color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -861,6 +897,10 @@ _fieldctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --proxy)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -869,7 +909,7 @@ _fieldctl() {
             return 0
             ;;
         fieldctl__subcmd__job__subcmd__method)
-            opts="-h --method --payload --response-timeout --connect-timeout --query --start --max-time --id --wait --wait-timeout --poll-interval --ack-timeout --hub --hub-file --ca-file --json --no-color --help"
+            opts="-h --method --payload --response-timeout --connect-timeout --query --start --max-time --id --wait --wait-timeout --poll-interval --ack-timeout --hub --hub-file --ca-file --proxy --json --no-color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -931,6 +971,10 @@ _fieldctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --proxy)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -939,7 +983,7 @@ _fieldctl() {
             return 0
             ;;
         fieldctl__subcmd__job__subcmd__show)
-            opts="-h --watch --wait-timeout --poll-interval --ack-timeout --hub --hub-file --ca-file --json --no-color --help"
+            opts="-h --watch --wait-timeout --poll-interval --ack-timeout --hub --hub-file --ca-file --proxy --json --no-color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -969,6 +1013,10 @@ _fieldctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --proxy)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -977,7 +1025,7 @@ _fieldctl() {
             return 0
             ;;
         fieldctl__subcmd__job__subcmd__twin)
-            opts="-h --desired --tag --patch --query --start --max-time --id --wait --wait-timeout --poll-interval --ack-timeout --hub --hub-file --ca-file --json --no-color --help"
+            opts="-h --desired --tag --patch --query --start --max-time --id --wait --wait-timeout --poll-interval --ack-timeout --hub --hub-file --ca-file --proxy --json --no-color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1035,6 +1083,10 @@ _fieldctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --proxy)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1043,7 +1095,7 @@ _fieldctl() {
             return 0
             ;;
         fieldctl__subcmd__twin)
-            opts="-h --hub --hub-file --ca-file --json --no-color --help show set help"
+            opts="-h --hub --hub-file --ca-file --proxy --json --no-color --help show set help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1058,6 +1110,10 @@ _fieldctl() {
                     return 0
                     ;;
                 --ca-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --proxy)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1125,7 +1181,7 @@ _fieldctl() {
             return 0
             ;;
         fieldctl__subcmd__twin__subcmd__set)
-            opts="-h --desired --tag --wait --ack-timeout --hub --hub-file --ca-file --json --no-color --help"
+            opts="-h --desired --tag --wait --ack-timeout --hub --hub-file --ca-file --proxy --json --no-color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1155,6 +1211,10 @@ _fieldctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --proxy)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1163,7 +1223,7 @@ _fieldctl() {
             return 0
             ;;
         fieldctl__subcmd__twin__subcmd__show)
-            opts="-h --hub --hub-file --ca-file --json --no-color --help"
+            opts="-h --hub --hub-file --ca-file --proxy --json --no-color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1178,6 +1238,10 @@ _fieldctl() {
                     return 0
                     ;;
                 --ca-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --proxy)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

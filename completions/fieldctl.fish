@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_fieldctl_global_optspecs
-    string join \n hub= hub-file= ca-file= json no-color h/help V/version
+    string join \n hub= hub-file= ca-file= proxy= json no-color h/help V/version
 end
 
 function __fish_fieldctl_needs_command
@@ -27,6 +27,7 @@ end
 complete -c fieldctl -n "__fish_fieldctl_needs_command" -l hub -d 'Service connection string of the hub [default: $IOTHUB_CONNECTION_STRING]' -r
 complete -c fieldctl -n "__fish_fieldctl_needs_command" -l hub-file -d 'File holding the service connection string' -r -F
 complete -c fieldctl -n "__fish_fieldctl_needs_command" -l ca-file -d 'Also trust the CA certificates in this PEM file (e.g. fieldhub\'s)' -r -F
+complete -c fieldctl -n "__fish_fieldctl_needs_command" -l proxy -d 'HTTP proxy for the hub\'s service API, http://[USER:PASSWORD@]HOST[:PORT] [default: $HTTPS_PROXY, except for hosts in $NO_PROXY]' -r
 complete -c fieldctl -n "__fish_fieldctl_needs_command" -l json -d 'Print one JSON document on stdout instead of tables'
 complete -c fieldctl -n "__fish_fieldctl_needs_command" -l no-color -d 'Never use colour (NO_COLOR is honoured too)'
 complete -c fieldctl -n "__fish_fieldctl_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -40,6 +41,7 @@ complete -c fieldctl -n "__fish_fieldctl_needs_command" -f -a "help" -d 'Print t
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand job; and not __fish_seen_subcommand_from method twin show list cancel devices help" -l hub -d 'Service connection string of the hub [default: $IOTHUB_CONNECTION_STRING]' -r
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand job; and not __fish_seen_subcommand_from method twin show list cancel devices help" -l hub-file -d 'File holding the service connection string' -r -F
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand job; and not __fish_seen_subcommand_from method twin show list cancel devices help" -l ca-file -d 'Also trust the CA certificates in this PEM file (e.g. fieldhub\'s)' -r -F
+complete -c fieldctl -n "__fish_fieldctl_using_subcommand job; and not __fish_seen_subcommand_from method twin show list cancel devices help" -l proxy -d 'HTTP proxy for the hub\'s service API, http://[USER:PASSWORD@]HOST[:PORT] [default: $HTTPS_PROXY, except for hosts in $NO_PROXY]' -r
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand job; and not __fish_seen_subcommand_from method twin show list cancel devices help" -l json -d 'Print one JSON document on stdout instead of tables'
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand job; and not __fish_seen_subcommand_from method twin show list cancel devices help" -l no-color -d 'Never use colour (NO_COLOR is honoured too)'
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand job; and not __fish_seen_subcommand_from method twin show list cancel devices help" -s h -l help -d 'Print help'
@@ -64,6 +66,7 @@ complete -c fieldctl -n "__fish_fieldctl_using_subcommand job; and __fish_seen_s
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand job; and __fish_seen_subcommand_from method" -l hub -d 'Service connection string of the hub [default: $IOTHUB_CONNECTION_STRING]' -r
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand job; and __fish_seen_subcommand_from method" -l hub-file -d 'File holding the service connection string' -r -F
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand job; and __fish_seen_subcommand_from method" -l ca-file -d 'Also trust the CA certificates in this PEM file (e.g. fieldhub\'s)' -r -F
+complete -c fieldctl -n "__fish_fieldctl_using_subcommand job; and __fish_seen_subcommand_from method" -l proxy -d 'HTTP proxy for the hub\'s service API, http://[USER:PASSWORD@]HOST[:PORT] [default: $HTTPS_PROXY, except for hosts in $NO_PROXY]' -r
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand job; and __fish_seen_subcommand_from method" -l wait -d 'Wait for the job to end, with live progress; exit 1 if any device failed'
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand job; and __fish_seen_subcommand_from method" -l json -d 'Print one JSON document on stdout instead of tables'
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand job; and __fish_seen_subcommand_from method" -l no-color -d 'Never use colour (NO_COLOR is honoured too)'
@@ -81,6 +84,7 @@ complete -c fieldctl -n "__fish_fieldctl_using_subcommand job; and __fish_seen_s
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand job; and __fish_seen_subcommand_from twin" -l hub -d 'Service connection string of the hub [default: $IOTHUB_CONNECTION_STRING]' -r
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand job; and __fish_seen_subcommand_from twin" -l hub-file -d 'File holding the service connection string' -r -F
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand job; and __fish_seen_subcommand_from twin" -l ca-file -d 'Also trust the CA certificates in this PEM file (e.g. fieldhub\'s)' -r -F
+complete -c fieldctl -n "__fish_fieldctl_using_subcommand job; and __fish_seen_subcommand_from twin" -l proxy -d 'HTTP proxy for the hub\'s service API, http://[USER:PASSWORD@]HOST[:PORT] [default: $HTTPS_PROXY, except for hosts in $NO_PROXY]' -r
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand job; and __fish_seen_subcommand_from twin" -l wait -d 'Wait for the job to end, with live progress; exit 1 if any device failed'
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand job; and __fish_seen_subcommand_from twin" -l json -d 'Print one JSON document on stdout instead of tables'
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand job; and __fish_seen_subcommand_from twin" -l no-color -d 'Never use colour (NO_COLOR is honoured too)'
@@ -91,6 +95,7 @@ complete -c fieldctl -n "__fish_fieldctl_using_subcommand job; and __fish_seen_s
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand job; and __fish_seen_subcommand_from show" -l hub -d 'Service connection string of the hub [default: $IOTHUB_CONNECTION_STRING]' -r
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand job; and __fish_seen_subcommand_from show" -l hub-file -d 'File holding the service connection string' -r -F
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand job; and __fish_seen_subcommand_from show" -l ca-file -d 'Also trust the CA certificates in this PEM file (e.g. fieldhub\'s)' -r -F
+complete -c fieldctl -n "__fish_fieldctl_using_subcommand job; and __fish_seen_subcommand_from show" -l proxy -d 'HTTP proxy for the hub\'s service API, http://[USER:PASSWORD@]HOST[:PORT] [default: $HTTPS_PROXY, except for hosts in $NO_PROXY]' -r
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand job; and __fish_seen_subcommand_from show" -l watch -d 'Follow the job until it ends, with live progress'
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand job; and __fish_seen_subcommand_from show" -l json -d 'Print one JSON document on stdout instead of tables'
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand job; and __fish_seen_subcommand_from show" -l no-color -d 'Never use colour (NO_COLOR is honoured too)'
@@ -106,12 +111,14 @@ cancelled\t''"
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand job; and __fish_seen_subcommand_from list" -l hub -d 'Service connection string of the hub [default: $IOTHUB_CONNECTION_STRING]' -r
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand job; and __fish_seen_subcommand_from list" -l hub-file -d 'File holding the service connection string' -r -F
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand job; and __fish_seen_subcommand_from list" -l ca-file -d 'Also trust the CA certificates in this PEM file (e.g. fieldhub\'s)' -r -F
+complete -c fieldctl -n "__fish_fieldctl_using_subcommand job; and __fish_seen_subcommand_from list" -l proxy -d 'HTTP proxy for the hub\'s service API, http://[USER:PASSWORD@]HOST[:PORT] [default: $HTTPS_PROXY, except for hosts in $NO_PROXY]' -r
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand job; and __fish_seen_subcommand_from list" -l json -d 'Print one JSON document on stdout instead of tables'
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand job; and __fish_seen_subcommand_from list" -l no-color -d 'Never use colour (NO_COLOR is honoured too)'
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand job; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand job; and __fish_seen_subcommand_from cancel" -l hub -d 'Service connection string of the hub [default: $IOTHUB_CONNECTION_STRING]' -r
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand job; and __fish_seen_subcommand_from cancel" -l hub-file -d 'File holding the service connection string' -r -F
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand job; and __fish_seen_subcommand_from cancel" -l ca-file -d 'Also trust the CA certificates in this PEM file (e.g. fieldhub\'s)' -r -F
+complete -c fieldctl -n "__fish_fieldctl_using_subcommand job; and __fish_seen_subcommand_from cancel" -l proxy -d 'HTTP proxy for the hub\'s service API, http://[USER:PASSWORD@]HOST[:PORT] [default: $HTTPS_PROXY, except for hosts in $NO_PROXY]' -r
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand job; and __fish_seen_subcommand_from cancel" -l json -d 'Print one JSON document on stdout instead of tables'
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand job; and __fish_seen_subcommand_from cancel" -l no-color -d 'Never use colour (NO_COLOR is honoured too)'
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand job; and __fish_seen_subcommand_from cancel" -s h -l help -d 'Print help'
@@ -124,6 +131,7 @@ canceled\t''"
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand job; and __fish_seen_subcommand_from devices" -l hub -d 'Service connection string of the hub [default: $IOTHUB_CONNECTION_STRING]' -r
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand job; and __fish_seen_subcommand_from devices" -l hub-file -d 'File holding the service connection string' -r -F
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand job; and __fish_seen_subcommand_from devices" -l ca-file -d 'Also trust the CA certificates in this PEM file (e.g. fieldhub\'s)' -r -F
+complete -c fieldctl -n "__fish_fieldctl_using_subcommand job; and __fish_seen_subcommand_from devices" -l proxy -d 'HTTP proxy for the hub\'s service API, http://[USER:PASSWORD@]HOST[:PORT] [default: $HTTPS_PROXY, except for hosts in $NO_PROXY]' -r
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand job; and __fish_seen_subcommand_from devices" -l json -d 'Print one JSON document on stdout instead of tables'
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand job; and __fish_seen_subcommand_from devices" -l no-color -d 'Never use colour (NO_COLOR is honoured too)'
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand job; and __fish_seen_subcommand_from devices" -s h -l help -d 'Print help'
@@ -140,12 +148,14 @@ complete -c fieldctl -n "__fish_fieldctl_using_subcommand invoke" -l connect-tim
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand invoke" -l hub -d 'Service connection string of the hub [default: $IOTHUB_CONNECTION_STRING]' -r
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand invoke" -l hub-file -d 'File holding the service connection string' -r -F
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand invoke" -l ca-file -d 'Also trust the CA certificates in this PEM file (e.g. fieldhub\'s)' -r -F
+complete -c fieldctl -n "__fish_fieldctl_using_subcommand invoke" -l proxy -d 'HTTP proxy for the hub\'s service API, http://[USER:PASSWORD@]HOST[:PORT] [default: $HTTPS_PROXY, except for hosts in $NO_PROXY]' -r
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand invoke" -l json -d 'Print one JSON document on stdout instead of tables'
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand invoke" -l no-color -d 'Never use colour (NO_COLOR is honoured too)'
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand invoke" -s h -l help -d 'Print help'
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand twin; and not __fish_seen_subcommand_from show set help" -l hub -d 'Service connection string of the hub [default: $IOTHUB_CONNECTION_STRING]' -r
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand twin; and not __fish_seen_subcommand_from show set help" -l hub-file -d 'File holding the service connection string' -r -F
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand twin; and not __fish_seen_subcommand_from show set help" -l ca-file -d 'Also trust the CA certificates in this PEM file (e.g. fieldhub\'s)' -r -F
+complete -c fieldctl -n "__fish_fieldctl_using_subcommand twin; and not __fish_seen_subcommand_from show set help" -l proxy -d 'HTTP proxy for the hub\'s service API, http://[USER:PASSWORD@]HOST[:PORT] [default: $HTTPS_PROXY, except for hosts in $NO_PROXY]' -r
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand twin; and not __fish_seen_subcommand_from show set help" -l json -d 'Print one JSON document on stdout instead of tables'
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand twin; and not __fish_seen_subcommand_from show set help" -l no-color -d 'Never use colour (NO_COLOR is honoured too)'
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand twin; and not __fish_seen_subcommand_from show set help" -s h -l help -d 'Print help'
@@ -155,6 +165,7 @@ complete -c fieldctl -n "__fish_fieldctl_using_subcommand twin; and not __fish_s
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand twin; and __fish_seen_subcommand_from show" -l hub -d 'Service connection string of the hub [default: $IOTHUB_CONNECTION_STRING]' -r
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand twin; and __fish_seen_subcommand_from show" -l hub-file -d 'File holding the service connection string' -r -F
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand twin; and __fish_seen_subcommand_from show" -l ca-file -d 'Also trust the CA certificates in this PEM file (e.g. fieldhub\'s)' -r -F
+complete -c fieldctl -n "__fish_fieldctl_using_subcommand twin; and __fish_seen_subcommand_from show" -l proxy -d 'HTTP proxy for the hub\'s service API, http://[USER:PASSWORD@]HOST[:PORT] [default: $HTTPS_PROXY, except for hosts in $NO_PROXY]' -r
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand twin; and __fish_seen_subcommand_from show" -l json -d 'Print one JSON document on stdout instead of tables'
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand twin; and __fish_seen_subcommand_from show" -l no-color -d 'Never use colour (NO_COLOR is honoured too)'
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand twin; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
@@ -164,6 +175,7 @@ complete -c fieldctl -n "__fish_fieldctl_using_subcommand twin; and __fish_seen_
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand twin; and __fish_seen_subcommand_from set" -l hub -d 'Service connection string of the hub [default: $IOTHUB_CONNECTION_STRING]' -r
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand twin; and __fish_seen_subcommand_from set" -l hub-file -d 'File holding the service connection string' -r -F
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand twin; and __fish_seen_subcommand_from set" -l ca-file -d 'Also trust the CA certificates in this PEM file (e.g. fieldhub\'s)' -r -F
+complete -c fieldctl -n "__fish_fieldctl_using_subcommand twin; and __fish_seen_subcommand_from set" -l proxy -d 'HTTP proxy for the hub\'s service API, http://[USER:PASSWORD@]HOST[:PORT] [default: $HTTPS_PROXY, except for hosts in $NO_PROXY]' -r
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand twin; and __fish_seen_subcommand_from set" -l wait -d 'Wait for the door to acknowledge each desired value (reported `ac`/`av`); exit 1 if it refuses one or does not answer within --ack-timeout'
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand twin; and __fish_seen_subcommand_from set" -l json -d 'Print one JSON document on stdout instead of tables'
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand twin; and __fish_seen_subcommand_from set" -l no-color -d 'Never use colour (NO_COLOR is honoured too)'
@@ -174,6 +186,7 @@ complete -c fieldctl -n "__fish_fieldctl_using_subcommand twin; and __fish_seen_
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand devices; and not __fish_seen_subcommand_from list provision help" -l hub -d 'Service connection string of the hub [default: $IOTHUB_CONNECTION_STRING]' -r
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand devices; and not __fish_seen_subcommand_from list provision help" -l hub-file -d 'File holding the service connection string' -r -F
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand devices; and not __fish_seen_subcommand_from list provision help" -l ca-file -d 'Also trust the CA certificates in this PEM file (e.g. fieldhub\'s)' -r -F
+complete -c fieldctl -n "__fish_fieldctl_using_subcommand devices; and not __fish_seen_subcommand_from list provision help" -l proxy -d 'HTTP proxy for the hub\'s service API, http://[USER:PASSWORD@]HOST[:PORT] [default: $HTTPS_PROXY, except for hosts in $NO_PROXY]' -r
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand devices; and not __fish_seen_subcommand_from list provision help" -l json -d 'Print one JSON document on stdout instead of tables'
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand devices; and not __fish_seen_subcommand_from list provision help" -l no-color -d 'Never use colour (NO_COLOR is honoured too)'
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand devices; and not __fish_seen_subcommand_from list provision help" -s h -l help -d 'Print help'
@@ -184,6 +197,7 @@ complete -c fieldctl -n "__fish_fieldctl_using_subcommand devices; and __fish_se
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand devices; and __fish_seen_subcommand_from list" -l hub -d 'Service connection string of the hub [default: $IOTHUB_CONNECTION_STRING]' -r
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand devices; and __fish_seen_subcommand_from list" -l hub-file -d 'File holding the service connection string' -r -F
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand devices; and __fish_seen_subcommand_from list" -l ca-file -d 'Also trust the CA certificates in this PEM file (e.g. fieldhub\'s)' -r -F
+complete -c fieldctl -n "__fish_fieldctl_using_subcommand devices; and __fish_seen_subcommand_from list" -l proxy -d 'HTTP proxy for the hub\'s service API, http://[USER:PASSWORD@]HOST[:PORT] [default: $HTTPS_PROXY, except for hosts in $NO_PROXY]' -r
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand devices; and __fish_seen_subcommand_from list" -l json -d 'Print one JSON document on stdout instead of tables'
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand devices; and __fish_seen_subcommand_from list" -l no-color -d 'Never use colour (NO_COLOR is honoured too)'
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand devices; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
@@ -192,6 +206,7 @@ complete -c fieldctl -n "__fish_fieldctl_using_subcommand devices; and __fish_se
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand devices; and __fish_seen_subcommand_from provision" -l hub -d 'Service connection string of the hub [default: $IOTHUB_CONNECTION_STRING]' -r
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand devices; and __fish_seen_subcommand_from provision" -l hub-file -d 'File holding the service connection string' -r -F
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand devices; and __fish_seen_subcommand_from provision" -l ca-file -d 'Also trust the CA certificates in this PEM file (e.g. fieldhub\'s)' -r -F
+complete -c fieldctl -n "__fish_fieldctl_using_subcommand devices; and __fish_seen_subcommand_from provision" -l proxy -d 'HTTP proxy for the hub\'s service API, http://[USER:PASSWORD@]HOST[:PORT] [default: $HTTPS_PROXY, except for hosts in $NO_PROXY]' -r
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand devices; and __fish_seen_subcommand_from provision" -l dry-run -d 'Show what would change without changing anything'
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand devices; and __fish_seen_subcommand_from provision" -l json -d 'Print one JSON document on stdout instead of tables'
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand devices; and __fish_seen_subcommand_from provision" -l no-color -d 'Never use colour (NO_COLOR is honoured too)'
@@ -202,6 +217,7 @@ complete -c fieldctl -n "__fish_fieldctl_using_subcommand devices; and __fish_se
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand completions" -l hub -d 'Service connection string of the hub [default: $IOTHUB_CONNECTION_STRING]' -r
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand completions" -l hub-file -d 'File holding the service connection string' -r -F
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand completions" -l ca-file -d 'Also trust the CA certificates in this PEM file (e.g. fieldhub\'s)' -r -F
+complete -c fieldctl -n "__fish_fieldctl_using_subcommand completions" -l proxy -d 'HTTP proxy for the hub\'s service API, http://[USER:PASSWORD@]HOST[:PORT] [default: $HTTPS_PROXY, except for hosts in $NO_PROXY]' -r
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand completions" -l json -d 'Print one JSON document on stdout instead of tables'
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand completions" -l no-color -d 'Never use colour (NO_COLOR is honoured too)'
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand completions" -s h -l help -d 'Print help'

@@ -15,9 +15,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bridge::{self, DoorIo};
 use crate::bus::{self, BusHandle, BusOptions};
-use crate::config::{self, Config, Door, HubSettings};
+use crate::config::{self, Config, Door, HubSettings, HubTransport};
 use crate::http::{self, BusReadiness, Readiness};
-use crate::link::{self, BackoffPolicy, ConnectPacer, LinkHandle, LinkSettings, LinkState};
+use crate::link::{
+    self, BackoffPolicy, ConnectPacer, LinkHandle, LinkSettings, LinkState, ProxyConfig,
+    TransportSelector,
+};
 use crate::metrics::Metrics;
 
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +30,9 @@ pub enum GatewayError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// `HTTPS_PROXY` (or its kin) does not hold a usable proxy URL.
+    #[error("the proxy in the environment is not usable: {0}")]
+    ProxyEnv(String),
 }
 
 struct BusRuntime {
@@ -69,6 +75,8 @@ pub struct ReloadSummary {
 pub struct Gateway {
     metrics: Arc<Metrics>,
     pacer: ConnectPacer,
+    transport: Arc<TransportSelector>,
+    proxy: Option<ProxyConfig>,
     hub: HubSettings,
     extra_ca: Option<Vec<u8>>,
     buses: BTreeMap<String, BusRuntime>,
@@ -96,6 +104,25 @@ fn read_ca(hub: &HubSettings) -> Result<Option<Vec<u8>>, GatewayError> {
         .transpose()
 }
 
+/// The proxy of the WebSocket transport: the config's, else the environment's (unless
+/// `NO_PROXY` exempts the hub). MQTT on 8883 is always dialled directly: proxies carry
+/// CONNECTs to 443.
+fn proxy_for(hub: &HubSettings) -> Result<Option<ProxyConfig>, GatewayError> {
+    if hub.proxy.is_some() {
+        return Ok(hub.proxy.clone());
+    }
+    let (host, _) = crate::link::auth::split_host(&hub.hostname);
+    match ProxyConfig::from_env(host) {
+        None => Ok(None),
+        Some(Err(e)) => Err(GatewayError::ProxyEnv(e)),
+        Some(Ok(p)) if hub.transport == HubTransport::Mqtt => {
+            tracing::info!(proxy = %p, "a proxy is set in the environment, but transport = \"mqtt\" dials 8883 directly; set transport = \"websocket\" (or \"auto\") in [hub] to go through it");
+            Ok(None)
+        }
+        Some(Ok(p)) => Ok(Some(p)),
+    }
+}
+
 fn pacer_for(hub: &HubSettings) -> ConnectPacer {
     match hub.connects_per_second {
         0 => ConnectPacer::unpaced(),
@@ -112,8 +139,14 @@ impl Gateway {
     /// Starts every bus and door of `config`. Returns at once; links connect in the
     /// background, paced.
     pub fn start(config: &Config, metrics: Arc<Metrics>) -> Result<Gateway, GatewayError> {
+        let proxy = proxy_for(&config.hub)?;
+        if let Some(p) = &proxy {
+            tracing::info!(proxy = %p, "the WebSocket transport goes through an HTTP proxy");
+        }
         let mut gw = Gateway {
             pacer: pacer_for(&config.hub),
+            transport: Arc::new(TransportSelector::new(config.hub.transport)),
+            proxy,
             hub: config.hub.clone(),
             extra_ca: read_ca(&config.hub)?,
             metrics,
@@ -156,6 +189,9 @@ impl Gateway {
         );
         s.extra_ca_pem = self.extra_ca.clone();
         s.methods = Arc::clone(&door.methods);
+        s.transport = Arc::clone(&self.transport);
+        s.websocket_port = self.hub.websocket_port;
+        s.proxy = self.proxy.clone();
         s.token_lifetime = self.hub.token_lifetime;
         s.token_renew_margin = self.hub.token_renew_margin;
         s.keepalive = self.hub.keep_alive;
@@ -329,6 +365,8 @@ impl Gateway {
         self.extra_ca = extra_ca;
         if hub_changed {
             self.pacer = pacer_for(&config.hub);
+            self.transport = Arc::new(TransportSelector::new(config.hub.transport));
+            self.proxy = proxy_for(&config.hub)?;
         }
         for opts in &config.buses {
             if !self.buses.contains_key(&opts.name) {

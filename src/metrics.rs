@@ -27,6 +27,10 @@ pub struct Metrics {
     /// 1 while the door's MQTT link to the hub is connected.
     pub link_up: IntGaugeVec,
     pub link_reconnects: IntCounterVec,
+    /// 1 for the transport new door connections use (`mqtt` on 8883, `websocket` on 443).
+    pub hub_transport: IntGaugeVec,
+    /// Times `transport = "auto"` moved the gateway to 443 because 8883 was unreachable.
+    pub hub_transport_fallbacks: IntCounterVec,
     /// Connections that came online and were lost again within the backoff's stable time
     /// (another client with the same device id is the usual cause when it keeps happening).
     pub link_short_lived: IntCounterVec,
@@ -104,6 +108,16 @@ impl Metrics {
                 "fieldgate_link_reconnects_total",
                 "MQTT reconnections of a door link after a failure.",
                 &["device"],
+            ),
+            hub_transport: gauge(
+                "fieldgate_hub_transport",
+                "1 for the transport new door connections use (mqtt: 8883, websocket: 443).",
+                &["transport"],
+            ),
+            hub_transport_fallbacks: counter(
+                "fieldgate_hub_transport_fallbacks_total",
+                "Times the gateway moved to MQTT over WebSockets on 443 because 8883 was unreachable.",
+                &[],
             ),
             link_short_lived: counter(
                 "fieldgate_link_short_lived_total",

@@ -794,3 +794,38 @@ fn method_timeouts_default_below_iot_hubs_smallest_and_must_leave_room_for_a_wri
         "{errs:#?}"
     );
 }
+
+#[test]
+fn hub_transport_and_proxy_are_checked_and_the_proxy_password_stays_secret() {
+    let c = config::parse(&base(), "site.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.hub.transport, config::HubTransport::Mqtt);
+    assert_eq!(c.hub.websocket_port, 443);
+    let text = base().replace(
+        "hostname = \"hub.example\"\n",
+        "hostname = \"hub.example\"\ntransport = \"auto\"\nproxy = \"http://ops:hunter2@proxy.site:3128\"\n",
+    );
+    let c = config::parse(&text, "site.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.hub.transport, config::HubTransport::Auto);
+    let p = c.hub.proxy.clone().unwrap();
+    assert_eq!((p.host.as_str(), p.port), ("proxy.site", 3128));
+    assert!(!format!("{c:?}").contains("hunter2"));
+    // A proxy only carries the WebSocket transport.
+    let text = base().replace(
+        "hostname = \"hub.example\"\n",
+        "hostname = \"hub.example\"\ntransport = \"mqtt\"\nproxy = \"http://proxy.site:3128\"\n",
+    );
+    assert_one(&text, "proxy = ", "hub.proxy", "WebSocket transport");
+    let text = base().replace(
+        "hostname = \"hub.example\"\n",
+        "hostname = \"hub.example\"\ntransport = \"websocket\"\nproxy = \"socks5://u:pw@p:1080\"\n",
+    );
+    let errs = errors(&text);
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert!(errs[0].message.contains("http://"), "{}", errs[0]);
+    assert!(!errs[0].to_string().contains("pw@"), "{}", errs[0]);
+    let text = base().replace(
+        "hostname = \"hub.example\"\n",
+        "hostname = \"hub.example\"\ntransport = \"carrier-pigeon\"\n",
+    );
+    assert_eq!(errors(&text)[0].key, "hub.transport");
+}

@@ -21,3 +21,4 @@ mod reliability_process;
 mod reliability_security;
 mod service;
 mod soak;
+mod transport;

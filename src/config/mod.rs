@@ -24,14 +24,14 @@ use std::path::{Path, PathBuf};
 pub use doors::derive_device_key;
 pub use error::{ConfigError, ConfigErrors};
 pub use model::{
-    Config, DesiredPoint, Door, HubSettings, KeySource, Method, MethodAction, MetricsSettings,
-    ReadTable, ReportedPoint, Secret, ValueSource, WriteTable,
+    Config, DesiredPoint, Door, HubSettings, HubTransport, KeySource, Method, MethodAction,
+    MetricsSettings, ReadTable, ReportedPoint, Secret, ValueSource, WriteTable,
 };
 pub use points::{DEFAULT_METHOD_TIMEOUT, DEFAULT_POLL_INTERVAL, DEFAULT_PULSE, DEFAULT_PULSE_MAX};
 pub use resolve::{
     DEFAULT_BAUD, DEFAULT_CONNECTS_PER_SECOND, DEFAULT_KEEP_ALIVE, DEFAULT_METRICS_LISTEN,
     DEFAULT_OPERATION_TIMEOUT, DEFAULT_RECONNECT_MAX, DEFAULT_RECONNECT_MIN,
-    DEFAULT_TOKEN_LIFETIME, DEFAULT_TOKEN_RENEW_MARGIN,
+    DEFAULT_TOKEN_LIFETIME, DEFAULT_TOKEN_RENEW_MARGIN, DEFAULT_WEBSOCKET_PORT,
 };
 
 use resolve::Mode;

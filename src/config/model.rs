@@ -92,6 +92,24 @@ pub struct HubSettings {
     pub operation_timeout: Duration,
     pub reconnect_backoff_min: Duration,
     pub reconnect_backoff_max: Duration,
+    /// MQTT on 8883, MQTT over WebSockets on 443, or the first with a fallback to the second.
+    pub transport: HubTransport,
+    /// Port of the WebSocket transport (443 on IoT Hub; fieldhub's HTTPS port locally).
+    pub websocket_port: u16,
+    /// HTTP proxy for the WebSocket transport, from the config (the environment's
+    /// `HTTPS_PROXY`/`NO_PROXY` are read by the gateway when this is absent).
+    pub proxy: Option<crate::link::ProxyConfig>,
+}
+
+/// How the door links reach the hub (see `link::transport`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HubTransport {
+    /// MQTT over TLS, port 8883 (or the hostname's port).
+    Mqtt,
+    /// MQTT over WebSockets over TLS, `websocket_port` (443).
+    WebSocket,
+    /// 8883 first; 443 for the whole gateway when 8883 cannot be reached.
+    Auto,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

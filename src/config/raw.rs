@@ -31,6 +31,17 @@ pub(crate) struct RawHub {
     pub reconnect_backoff_max: Option<Dur>,
     pub group_key: Option<Spanned<String>>,
     pub group_key_file: Option<Spanned<String>>,
+    pub transport: Option<Spanned<RawTransport>>,
+    pub websocket_port: Option<Spanned<u16>>,
+    pub proxy: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum RawTransport {
+    Mqtt,
+    Websocket,
+    Auto,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -12,8 +12,8 @@ use toml::Spanned;
 use super::de;
 use super::doors::{self, Pending};
 use super::error::{ConfigErrors, Errors};
-use super::model::{HubSettings, MetricsSettings, Secret};
-use super::raw::{dur, Dur, RawBus, RawHub, RawMetrics, RawParity};
+use super::model::{HubSettings, HubTransport, MetricsSettings, Secret};
+use super::raw::{dur, Dur, RawBus, RawHub, RawMetrics, RawParity, RawTransport};
 use super::{points, Config};
 use crate::bus::{BusOptions, Parity, Transport};
 
@@ -25,6 +25,8 @@ pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(60);
 pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_RECONNECT_MIN: Duration = Duration::from_secs(1);
 pub const DEFAULT_RECONNECT_MAX: Duration = Duration::from_secs(60);
+/// IoT Hub's MQTT-over-WebSockets port.
+pub const DEFAULT_WEBSOCKET_PORT: u16 = 443;
 pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9898";
 /// Serial defaults: 9600 baud, 8 data bits, even parity, 1 stop bit (Modbus RTU's 8E1).
 pub const DEFAULT_BAUD: u32 = 9600;
@@ -360,7 +362,37 @@ fn hub(
         ),
         reconnect_backoff_min,
         reconnect_backoff_max,
+        transport: match raw.transport.as_ref().map(|t| *t.get_ref()) {
+            None | Some(RawTransport::Mqtt) => HubTransport::Mqtt,
+            Some(RawTransport::Websocket) => HubTransport::WebSocket,
+            Some(RawTransport::Auto) => HubTransport::Auto,
+        },
+        websocket_port: match &raw.websocket_port {
+            Some(p) if *p.get_ref() == 0 => {
+                errs.at_spanned(p, "websocket_port must be a port number (1-65535)");
+                DEFAULT_WEBSOCKET_PORT
+            }
+            Some(p) => *p.get_ref(),
+            None => DEFAULT_WEBSOCKET_PORT,
+        },
+        proxy: raw.proxy.as_ref().and_then(|p| {
+            match crate::link::ProxyConfig::parse(p.get_ref()) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    errs.at_spanned(p, e);
+                    None
+                }
+            }
+        }),
     };
+    if let (Some(p), Some(RawTransport::Mqtt)) =
+        (&raw.proxy, raw.transport.as_ref().map(|t| *t.get_ref()))
+    {
+        errs.at_spanned(
+            p,
+            "a proxy carries the WebSocket transport (HTTP CONNECT to 443): set transport = \"websocket\" or \"auto\"",
+        );
+    }
     (Some(settings), group_key)
 }
 

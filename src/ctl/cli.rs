@@ -56,6 +56,10 @@ pub struct GlobalArgs {
     /// Also trust the CA certificates in this PEM file (e.g. fieldhub's)
     #[arg(long, global = true, value_name = "PEM")]
     pub ca_file: Option<PathBuf>,
+    /// HTTP proxy for the hub's service API, http://[USER:PASSWORD@]HOST[:PORT]
+    /// [default: $HTTPS_PROXY, except for hosts in $NO_PROXY]
+    #[arg(long, global = true, value_name = "URL")]
+    pub proxy: Option<String>,
     /// Print one JSON document on stdout instead of tables
     #[arg(long, global = true)]
     pub json: bool,

@@ -60,6 +60,9 @@ impl From<ClientError> for CtlError {
 pub struct ClientOptions {
     /// Extra trusted CA certificates (PEM), e.g. fieldhub's.
     pub ca_file: Option<PathBuf>,
+    /// An HTTP proxy for every request (`CONNECT`); without it reqwest follows the
+    /// environment (`HTTPS_PROXY`, `ALL_PROXY`, `NO_PROXY`), as curl does.
+    pub proxy: Option<String>,
     /// Timeout of each request (method calls add their own response/connect timeouts).
     pub request_timeout: Duration,
     pub retry: RetryPolicy,
@@ -69,6 +72,7 @@ impl Default for ClientOptions {
     fn default() -> Self {
         ClientOptions {
             ca_file: None,
+            proxy: None,
             request_timeout: Duration::from_secs(30),
             retry: RetryPolicy::default(),
         }
@@ -137,12 +141,22 @@ impl ServiceClient {
         opts: ClientOptions,
     ) -> Result<Self, ClientError> {
         let tls = tls_config(opts.ca_file.as_deref())?;
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
             .user_agent(concat!("fieldctl/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(opts.request_timeout)
-            .build()
-            .map_err(|e| ClientError::Tls(chain(&e)))?;
+            .connect_timeout(opts.request_timeout);
+        if let Some(url) = &opts.proxy {
+            // The URL may hold credentials: the error names it without them.
+            let proxy = reqwest::Proxy::all(url.as_str()).map_err(|e| {
+                ClientError::Tls(format!(
+                    "--proxy {}: {}",
+                    crate::link::transport::redact(url),
+                    chain(&e).replace(url.as_str(), &crate::link::transport::redact(url))
+                ))
+            })?;
+            builder = builder.proxy(proxy);
+        }
+        let http = builder.build().map_err(|e| ClientError::Tls(chain(&e)))?;
         Ok(ServiceClient {
             http,
             conn: Arc::new(conn),

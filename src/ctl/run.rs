@@ -95,6 +95,7 @@ async fn dispatch(
     )?;
     let opts = ClientOptions {
         ca_file: g.ca_file.clone(),
+        proxy: g.proxy.clone(),
         ..ClientOptions::default()
     };
     let mut client = ServiceClient::new(conn, opts)?;

@@ -102,6 +102,7 @@ pub(crate) fn conn() -> ConnectionString {
 pub(crate) fn fast_opts() -> ClientOptions {
     ClientOptions {
         ca_file: None,
+        proxy: None,
         request_timeout: Duration::from_secs(5),
         retry: RetryPolicy {
             max_attempts: 3,

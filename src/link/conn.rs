@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use tokio::time::timeout;
 use tracing::debug;
 
+use super::transport::Chosen;
 use super::{auth, LinkSettings};
 
 /// IoT Hub's limits (128 KB method payloads, 256 KB telemetry) plus MQTT framing.
@@ -44,6 +45,8 @@ pub(crate) type PolledEvent = Box<Result<Event, ConnectionError>>;
 pub(crate) struct Conn {
     pub(crate) client: AsyncClient,
     pub(crate) events: mpsc::Receiver<PolledEvent>,
+    /// The transport this connection dialled.
+    pub(crate) transport: Chosen,
     poller: JoinHandle<()>,
 }
 
@@ -61,21 +64,47 @@ impl Conn {
         host_name: &str,
         port: u16,
         tls: &Arc<ClientConfig>,
+        transport: Chosen,
     ) -> Result<Conn, String> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let password = auth::password(host_name, &s.device_id, &s.key, now, s.token_lifetime)
             .map_err(|e| e.to_string())?;
-        let mut opts = MqttOptions::new(s.device_id.clone(), host_name, port);
+        let tls_config = TlsConfiguration::Rustls(tls.clone());
+        let mut opts = match transport {
+            Chosen::Mqtt => {
+                let mut o = MqttOptions::new(s.device_id.clone(), host_name, port);
+                o.set_transport(Transport::tls_with_config(tls_config));
+                o
+            }
+            Chosen::WebSocket => {
+                // rumqttc takes the host and port from the URL; the port argument is unused.
+                let url = format!("wss://{host_name}:{}/$iothub/websocket", s.websocket_port);
+                let mut o = MqttOptions::new(s.device_id.clone(), url, s.websocket_port);
+                o.set_transport(Transport::Wss(tls_config));
+                if let Some(p) = &s.proxy {
+                    o.set_proxy(rumqttc::Proxy {
+                        ty: rumqttc::ProxyType::Http,
+                        auth: match &p.user {
+                            Some((user, password)) => rumqttc::ProxyAuth::Basic {
+                                username: user.clone(),
+                                password: password.expose().to_string(),
+                            },
+                            None => rumqttc::ProxyAuth::None,
+                        },
+                        addr: p.host.clone(),
+                        port: p.port,
+                    });
+                }
+                o
+            }
+        };
         opts.set_credentials(auth::username(host_name, &s.device_id), password)
             .set_clean_session(false)
             .set_keep_alive(Duration::from_secs(s.keepalive.as_secs().max(1)))
             .set_max_packet_size(MAX_PACKET, MAX_PACKET)
-            .set_inflight(INFLIGHT)
-            .set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
-                tls.clone(),
-            )));
+            .set_inflight(INFLIGHT);
         // Room for everything the link can have in flight at once: a flushed backlog plus
         // a command queue's worth.
         let cap = s.queue.max(1) * 4;
@@ -89,6 +118,7 @@ impl Conn {
         Ok(Conn {
             client,
             events,
+            transport,
             poller,
         })
     }
@@ -123,6 +153,26 @@ async fn poll(mut eventloop: EventLoop, tx: mpsc::Sender<PolledEvent>) {
         if tx.send(Box::new(r)).await.is_err() || failed {
             return;
         }
+    }
+}
+
+/// Whether `e` says the hub's address could not be reached at all (what a fallback to
+/// another port can fix), rather than that it answered badly.
+pub(crate) fn unreachable(e: &ConnectionError) -> bool {
+    use std::io::ErrorKind::*;
+    match e {
+        ConnectionError::NetworkTimeout | ConnectionError::FlushTimeout => true,
+        ConnectionError::Io(io) => matches!(
+            io.kind(),
+            ConnectionRefused
+                | TimedOut
+                | HostUnreachable
+                | NetworkUnreachable
+                | ConnectionReset
+                | ConnectionAborted
+                | UnexpectedEof
+        ),
+        _ => false,
     }
 }
 

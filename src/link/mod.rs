@@ -20,6 +20,7 @@ pub mod pacer;
 mod session;
 mod task;
 pub mod tls;
+pub mod transport;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -38,6 +39,7 @@ use crate::metrics::Metrics;
 pub use backoff::BackoffPolicy;
 pub use handle::LinkHandle;
 pub use pacer::ConnectPacer;
+pub use transport::{ProxyConfig, TransportSelector};
 
 /// Everything one door link needs. `key` is the device's base64 key; it is never logged
 /// (`Debug` redacts it) and leaves the task only as an HMAC inside the SAS token.
@@ -69,6 +71,13 @@ pub struct LinkSettings {
     /// under its name only if mapped, else as "unknown", so callers cannot create unbounded
     /// metric series.
     pub methods: Arc<BTreeMap<String, Method>>,
+    /// MQTT on 8883 or over WebSockets on 443; shared by every door of a gateway (the
+    /// `auto` fallback is decided once for all).
+    pub transport: Arc<TransportSelector>,
+    /// The WebSocket transport's port (443 on IoT Hub).
+    pub websocket_port: u16,
+    /// HTTP proxy of the WebSocket transport.
+    pub proxy: Option<ProxyConfig>,
 }
 
 impl LinkSettings {
@@ -92,6 +101,9 @@ impl LinkSettings {
             backoff: BackoffPolicy::default(),
             queue: 64,
             methods: Arc::default(),
+            transport: Arc::new(TransportSelector::new(crate::config::HubTransport::Mqtt)),
+            websocket_port: 443,
+            proxy: None,
         }
     }
 
@@ -140,6 +152,9 @@ impl fmt::Debug for LinkSettings {
             .field("backoff", &self.backoff)
             .field("queue", &self.queue)
             .field("methods", &self.methods.len())
+            .field("transport", &self.transport.mode())
+            .field("websocket_port", &self.websocket_port)
+            .field("proxy", &self.proxy)
             .finish()
     }
 }

@@ -22,6 +22,7 @@ use super::conn::{self, Conn};
 use super::drain::Drain;
 use super::handle::{Command, Reply};
 use super::session::{Inbound, PendingPatch, Session};
+use super::transport::Chosen;
 use super::{auth, tls, ConnectPacer, LinkError, LinkEvent, LinkSettings, LinkState};
 use crate::lograte::{summary_text, RepeatGate, Verdict};
 use crate::metrics::Metrics;
@@ -162,7 +163,8 @@ impl Link {
                 break;
             }
             let started = Instant::now();
-            let end = match Conn::open(&self.s, &self.host_name, self.port, &tls) {
+            let chosen = self.s.transport.choose(&self.metrics);
+            let end = match Conn::open(&self.s, &self.host_name, self.port, &tls, chosen) {
                 Err(reason) => End::Lost(reason),
                 Ok(conn) => {
                     let end = self.serve(conn, after_failure).await;
@@ -319,7 +321,12 @@ impl Link {
                     return End::Shutdown;
                 }
                 () = sleep_until(setup_deadline), if !online => {
-                    return End::Lost(format!("no twin within {:?} of dialling", self.s.connect_timeout));
+                    let why = format!("no twin within {:?} of dialling", self.s.connect_timeout);
+                    if !connacked && conn.transport == Chosen::Mqtt {
+                        // A blackholed 8883: the SYN goes unanswered until here.
+                        self.s.transport.mqtt_unreachable(&why, &self.metrics);
+                    }
+                    return End::Lost(why);
                 }
                 () = sleep_until(drain.as_ref().map_or(renew_at.unwrap_or(setup_deadline), Drain::wake)), if online => {
                     let now = Instant::now();
@@ -368,7 +375,13 @@ impl Link {
             };
             let event = match *event {
                 Ok(event) => event,
-                Err(e) => return self.lost(online, conn::describe(&e)),
+                Err(e) => {
+                    let why = conn::describe(&e);
+                    if !connacked && conn.transport == Chosen::Mqtt && conn::unreachable(&e) {
+                        self.s.transport.mqtt_unreachable(&why, &self.metrics);
+                    }
+                    return self.lost(online, why);
+                }
             };
             match event {
                 Event::Incoming(Packet::ConnAck(_)) => {

@@ -8,6 +8,7 @@ mod listener;
 mod query;
 mod registry;
 mod twins;
+mod websocket;
 
 pub(crate) use listener::TlsListener;
 
@@ -34,6 +35,7 @@ pub fn router(hub: Hub, jobs: HubJobs) -> Router {
     Router::new()
         .merge(registry::routes())
         .merge(twins::routes())
+        .merge(websocket::routes())
         .with_state(hub)
         .merge(query::routes().merge(jobs::routes()).with_state(service))
         .fallback(|| async {
