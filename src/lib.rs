@@ -4,6 +4,7 @@
 //! - [`codec`]: register values (types, word order, scale, enums).
 //! - [`bus`]: one task per Modbus bus owning its connection; priority queue, deadlines.
 //! - [`link`]: one task per door owning its MQTT connection to IoT Hub.
+//! - [`events`]: door events stored on disk until the hub acknowledges them.
 //! - [`bridge`]: per door, methods/desired patches → bus requests, polled state → reported.
 //! - [`ctl`]: the IoT Hub service REST client behind `fieldctl`.
 //! - [`metrics`]: every Prometheus metric the gateway exports.
@@ -15,6 +16,7 @@ pub mod bus;
 pub mod codec;
 pub mod config;
 pub mod ctl;
+pub mod events;
 #[cfg(feature = "hub")]
 pub mod demo;
 pub mod gateway;

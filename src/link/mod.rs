@@ -9,13 +9,15 @@
 //! reconcile instead.
 //!
 //! Pure parts live in their own modules: [`auth`] (username, SAS password, renewal instant),
-//! [`backoff`], [`pacer`], `session` (request ids and the `$version` filter).
+//! [`backoff`], [`pacer`], `session` (request ids and the `$version` filter), `outflow` (stored
+//! events in flight and their PUBACKs).
 
 pub mod auth;
 pub mod backoff;
 mod conn;
 mod drain;
 mod handle;
+mod outflow;
 pub mod pacer;
 mod session;
 mod task;
@@ -33,6 +35,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Method;
+use crate::events::DoorEvents;
 use crate::metrics::Metrics;
 
 pub use backoff::BackoffPolicy;
@@ -69,6 +72,11 @@ pub struct LinkSettings {
     /// under its name only if mapped, else as "unknown", so callers cannot create unbounded
     /// metric series.
     pub methods: Arc<BTreeMap<String, Method>>,
+    /// The door's stored events: sent at QoS 1 in sequence order while connected, removed
+    /// from the store on PUBACK, sent again after a reconnect when unacknowledged.
+    pub events: Option<DoorEvents>,
+    /// Spaces event publishes across every door of the gateway (`[events] send_rate`).
+    pub event_pacer: ConnectPacer,
 }
 
 impl LinkSettings {
@@ -92,6 +100,8 @@ impl LinkSettings {
             backoff: BackoffPolicy::default(),
             queue: 64,
             methods: Arc::default(),
+            events: None,
+            event_pacer: ConnectPacer::unpaced(),
         }
     }
 
@@ -140,6 +150,7 @@ impl fmt::Debug for LinkSettings {
             .field("backoff", &self.backoff)
             .field("queue", &self.queue)
             .field("methods", &self.methods.len())
+            .field("events", &self.events.is_some())
             .finish()
     }
 }
