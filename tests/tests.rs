@@ -8,6 +8,7 @@ mod config;
 mod ctl;
 mod ctl_hub;
 mod dead_unit;
+mod events;
 mod demo;
 mod gateway;
 mod gateway_peers;

@@ -419,9 +419,9 @@ fn events(v: Option<&Spanned<DeValue<'_>>>, base: &Path, errs: &mut Errors<'_>) 
         None => PathBuf::from(DEFAULT_EVENTS_DIR),
     };
     let max_bytes = match &raw.max_bytes {
-        // Below one maximal event (256 KB) the store could keep nothing.
-        Some(b) if *b.get_ref() < 1024 * 1024 => {
-            errs.at_spanned(b, "max_bytes must be at least 1048576 (1 MiB)");
+        // An event is a point's decoded value plus ~80 bytes: this keeps a few dozen.
+        Some(b) if *b.get_ref() < 4096 => {
+            errs.at_spanned(b, "max_bytes must be at least 4096");
             DEFAULT_EVENTS_MAX_BYTES
         }
         Some(b) => *b.get_ref(),
