@@ -178,15 +178,8 @@ impl Writer {
         doors_touched: &[String],
         replies: Vec<AppendReply>,
     ) {
-        let mut doors = self.doors.lock().expect("event doors lock");
-        for (door, (reply, seqs)) in doors_touched.iter().zip(replies.into_iter().zip(&c.seqs)) {
-            let _ = reply.send(Ok(*seqs));
-            if let Some(d) = store.doors.get(door) {
-                doors.last.insert(door.clone(), d.meta.last.clone());
-            }
-            doors.head(door).send_replace(seqs.1 + 1);
-        }
-        drop(doors);
+        // Counted before anyone hears of the commit, so a reader of the store never sees a
+        // drop the metrics do not show yet.
         let m = &self.metrics;
         m.events_delivered.inc_by(c.removed_acked);
         for (reason, n) in [("full", c.dropped_full), ("age", c.dropped_age)] {
@@ -194,6 +187,14 @@ impl Writer {
                 m.events_dropped.with_label_values(&[reason]).inc_by(n);
                 tracing::warn!(dropped = n, reason, "event store over its bound: oldest events dropped unsent");
             }
+        }
+        let mut doors = self.doors.lock().expect("event doors lock");
+        for (door, (reply, seqs)) in doors_touched.iter().zip(replies.into_iter().zip(&c.seqs)) {
+            let _ = reply.send(Ok(*seqs));
+            if let Some(d) = store.doors.get(door) {
+                doors.last.insert(door.clone(), d.meta.last.clone());
+            }
+            doors.head(door).send_replace(seqs.1 + 1);
         }
     }
 
