@@ -16,9 +16,9 @@ pub mod bus;
 pub mod codec;
 pub mod config;
 pub mod ctl;
-pub mod events;
 #[cfg(feature = "hub")]
 pub mod demo;
+pub mod events;
 pub mod gateway;
 pub mod http;
 pub mod link;

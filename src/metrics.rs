@@ -38,11 +38,13 @@ pub struct Metrics {
     pub desired: IntCounterVec,
     pub poll_cycle_duration: HistogramVec,
     pub reported_patches: IntCounterVec,
-    /// Door events in the store, acknowledged by the hub or not yet (the backlog).
-    pub events_stored: IntGauge,
+    /// Door events written to the store.
+    pub events_stored: IntCounter,
+    /// Stored door events the hub has not acknowledged yet (the backlog).
+    pub events_pending: IntGauge,
     /// Their keys and bodies (what `[events] max_bytes` bounds).
-    pub events_stored_bytes: IntGauge,
-    /// Age of the oldest stored event; 0 when the store is empty.
+    pub events_pending_bytes: IntGauge,
+    /// Age of the oldest pending event; 0 when none waits.
     pub events_oldest_age: Gauge,
     /// Events the hub acknowledged, removed from the store.
     pub events_delivered: IntCounter,
@@ -148,30 +150,47 @@ impl Metrics {
                 &["result"],
             ),
             events_stored: {
-                let g = IntGauge::new(
-                    "fieldgate_events_stored",
-                    "Door events in the store not yet acknowledged by the hub.",
+                let c = IntCounter::new(
+                    "fieldgate_events_stored_total",
+                    "Door events written to the event store.",
                 )
                 .expect("valid metric");
-                registry.register(Box::new(g.clone())).expect("unique metric");
+                registry
+                    .register(Box::new(c.clone()))
+                    .expect("unique metric");
+                c
+            },
+            events_pending: {
+                let g = IntGauge::new(
+                    "fieldgate_events_pending",
+                    "Stored door events not yet acknowledged by the hub.",
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("unique metric");
                 g
             },
-            events_stored_bytes: {
+            events_pending_bytes: {
                 let g = IntGauge::new(
-                    "fieldgate_events_stored_bytes",
-                    "Bytes of the stored door events (keys and bodies).",
+                    "fieldgate_events_pending_bytes",
+                    "Bytes of the pending door events (keys and bodies).",
                 )
                 .expect("valid metric");
-                registry.register(Box::new(g.clone())).expect("unique metric");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("unique metric");
                 g
             },
             events_oldest_age: {
                 let g = Gauge::new(
                     "fieldgate_events_oldest_age_seconds",
-                    "Age of the oldest stored door event (0 when none waits).",
+                    "Age of the oldest pending door event (0 when none waits).",
                 )
                 .expect("valid metric");
-                registry.register(Box::new(g.clone())).expect("unique metric");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("unique metric");
                 g
             },
             events_delivered: {
@@ -180,7 +199,9 @@ impl Metrics {
                     "Door events acknowledged by the hub and removed from the store.",
                 )
                 .expect("valid metric");
-                registry.register(Box::new(c.clone())).expect("unique metric");
+                registry
+                    .register(Box::new(c.clone()))
+                    .expect("unique metric");
                 c
             },
             events_dropped: counter(

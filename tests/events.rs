@@ -179,9 +179,9 @@ impl EnvParts {
 async fn wait_received(env: &Env, last: &BTreeMap<String, u64>) {
     bounded("events delivered", async {
         loop {
-            let done = last.iter().all(|(id, want)| {
-                received(&env.hub, id).iter().any(|r| r.seq == *want)
-            });
+            let done = last
+                .iter()
+                .all(|(id, want)| received(&env.hub, id).iter().any(|r| r.seq == *want));
             if done {
                 return;
             }
@@ -214,13 +214,16 @@ async fn events_during_a_hub_outage_arrive_in_door_order_once_it_returns() {
         }
         during.push(v);
         eventually(&format!("event {seq} stored during the outage"), || {
-            parts.doors.iter().all(|d| newest(&store, &d.device_id) >= seq)
+            parts
+                .doors
+                .iter()
+                .all(|d| newest(&store, &d.device_id) >= seq)
         })
         .await;
         seq += 1;
     }
     assert!(
-        parts.metrics.events_stored.get() >= 2 * during.len() as i64,
+        parts.metrics.events_pending.get() >= 2 * during.len() as i64,
         "the outage's events wait in the store"
     );
     assert!(parts.metrics.events_oldest_age.get() > 0.0);
@@ -231,19 +234,29 @@ async fn events_during_a_hub_outage_arrive_in_door_order_once_it_returns() {
     wait_received(&env, &last).await;
 
     let mut want = vec![STATES[0].to_string()];
-    want.extend(before_outage.iter().chain(&during).map(|v| STATES[*v].to_string()));
+    want.extend(
+        before_outage
+            .iter()
+            .chain(&during)
+            .map(|v| STATES[*v].to_string()),
+    );
     for d in &env.doors {
         let mut all = got.remove(&d.device_id).unwrap_or_default();
         all.extend(received(&env.hub, &d.device_id));
         let (events, dups) = dedup(&all);
         let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
-        assert_eq!(seqs, (1..seq).collect::<Vec<_>>(), "{}: every event, in order", d.device_id);
+        assert_eq!(
+            seqs,
+            (1..seq).collect::<Vec<_>>(),
+            "{}: every event, in order",
+            d.device_id
+        );
         let values: Vec<String> = events.into_iter().map(|e| e.value).collect();
         assert_eq!(values, want, "{}: the door's states in order", d.device_id);
         println!("{}: {} events, {dups} duplicates", d.device_id, seqs.len());
     }
     eventually("store emptied by the PUBACKs", || {
-        env.metrics.events_stored.get() == 0
+        env.metrics.events_pending.get() == 0
     })
     .await;
     assert!(env.metrics.events_delivered.get() >= 2 * (seq - 1));
@@ -293,7 +306,7 @@ async fn sigkill_and_restart_during_a_hub_outage_lose_no_stored_event() {
     let mut last: BTreeMap<String, u64> =
         env.doors.iter().map(|d| (d.device_id.clone(), 1)).collect();
     wait_received(&env, &last).await;
-    wait_metric(&base, "fieldgate_events_stored", |v| v == 0.0).await;
+    wait_metric(&base, "fieldgate_events_pending", |v| v == 0.0).await;
     let (parts, mut got) = stop_hub(env).await;
 
     // Three changes per door stored while the hub is away, then SIGKILL.
@@ -303,7 +316,10 @@ async fn sigkill_and_restart_during_a_hub_outage_lose_no_stored_event() {
             parts.sim().set_input(d.unit, 0, v);
         }
         states.push(v as usize);
-        wait_metric(&base, "fieldgate_events_stored", |n| n >= 2.0 * (i + 1) as f64).await;
+        wait_metric(&base, "fieldgate_events_pending", |n| {
+            n >= 2.0 * (i + 1) as f64
+        })
+        .await;
     }
     signal(svc.pid, "-KILL");
     let mut child = svc.child;
@@ -313,14 +329,16 @@ async fn sigkill_and_restart_during_a_hub_outage_lose_no_stored_event() {
     // the door's last stored state is the baseline (no event for an unchanged door).
     let svc = Service::start(&path, parts.dir.path().join("run2.log")).await;
     let base = svc.metrics_base().await;
-    wait_metric(&base, "fieldgate_events_stored", |n| n == 6.0).await;
+    wait_metric(&base, "fieldgate_events_pending", |n| n == 6.0).await;
     for (i, v) in [1u16, 0].into_iter().enumerate() {
         for d in &parts.doors {
             parts.sim().set_input(d.unit, 0, v);
         }
         states.push(v as usize);
-        wait_metric(&base, "fieldgate_events_stored", |n| n >= 6.0 + 2.0 * (i + 1) as f64)
-            .await;
+        wait_metric(&base, "fieldgate_events_pending", |n| {
+            n >= 6.0 + 2.0 * (i + 1) as f64
+        })
+        .await;
     }
     let env = parts.start_hub().await;
     for d in &env.doors {
@@ -333,12 +351,20 @@ async fn sigkill_and_restart_during_a_hub_outage_lose_no_stored_event() {
         all.extend(received(&env.hub, &d.device_id));
         let (events, dups) = dedup(&all);
         let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
-        assert_eq!(seqs, (1..=6).collect::<Vec<_>>(), "{}: none lost", d.device_id);
+        assert_eq!(
+            seqs,
+            (1..=6).collect::<Vec<_>>(),
+            "{}: none lost",
+            d.device_id
+        );
         let values: Vec<String> = events.into_iter().map(|e| e.value).collect();
         assert_eq!(values, want, "{}", d.device_id);
-        println!("{}: 6 events across a SIGKILL, {dups} duplicates", d.device_id);
+        println!(
+            "{}: 6 events across a SIGKILL, {dups} duplicates",
+            d.device_id
+        );
     }
-    wait_metric(&base, "fieldgate_events_stored", |n| n == 0.0).await;
+    wait_metric(&base, "fieldgate_events_pending", |n| n == 0.0).await;
     signal(svc.pid, "-TERM");
     let mut child = svc.child;
     assert!(bounded("exit", child.wait()).await.unwrap().success());
@@ -354,7 +380,10 @@ async fn a_full_store_drops_the_oldest_counts_them_and_delivers_the_newest() {
     let firsts: BTreeMap<String, u64> =
         env.doors.iter().map(|d| (d.device_id.clone(), 1)).collect();
     wait_received(&env, &firsts).await;
-    eventually("first events acknowledged", || env.metrics.events_stored.get() == 0).await;
+    eventually("first events acknowledged", || {
+        env.metrics.events_pending.get() == 0
+    })
+    .await;
     let (parts, mut got) = stop_hub(env).await;
     let env_store = store.clone();
     let steps = 16;
@@ -366,16 +395,26 @@ async fn a_full_store_drops_the_oldest_counts_them_and_delivers_the_newest() {
         }
         let want = 2 + i as u64;
         eventually(&format!("event {want} stored"), || {
-            parts.doors.iter().all(|d| newest(&env_store, &d.device_id) >= want)
+            parts
+                .doors
+                .iter()
+                .all(|d| newest(&env_store, &d.device_id) >= want)
         })
         .await;
     }
     let env = parts.start_hub().await;
     let last_seq = 1 + steps as u64;
-    let last: BTreeMap<String, u64> =
-        env.doors.iter().map(|d| (d.device_id.clone(), last_seq)).collect();
+    let last: BTreeMap<String, u64> = env
+        .doors
+        .iter()
+        .map(|d| (d.device_id.clone(), last_seq))
+        .collect();
     wait_received(&env, &last).await;
-    let dropped = env.metrics.events_dropped.with_label_values(&["full"]).get();
+    let dropped = env
+        .metrics
+        .events_dropped
+        .with_label_values(&["full"])
+        .get();
     assert!(dropped > 0, "64 events of ~100 bytes overflow 4 KiB");
     let mut delivered_after = 0;
     for d in &env.doors {
@@ -409,7 +448,10 @@ async fn idle_doors_cost_no_disk_writes() {
     let firsts: BTreeMap<String, u64> =
         env.doors.iter().map(|d| (d.device_id.clone(), 1)).collect();
     wait_received(&env, &firsts).await;
-    eventually("first events acknowledged", || env.metrics.events_stored.get() == 0).await;
+    eventually("first events acknowledged", || {
+        env.metrics.events_pending.get() == 0
+    })
+    .await;
     gw.shutdown().await;
 
     // Same store, doors unchanged: their last stored states are the baseline.
@@ -424,7 +466,11 @@ async fn idle_doors_cost_no_disk_writes() {
         (m.len(), m.modified().unwrap())
     };
     let before = meta(&file);
-    let telemetry: usize = env.doors.iter().map(|d| env.hub.hub.telemetry(&d.device_id).len()).sum();
+    let telemetry: usize = env
+        .doors
+        .iter()
+        .map(|d| env.hub.hub.telemetry(&d.device_id).len())
+        .sum();
     // Ten poll cycles of every door.
     let reads = |u| env.sim.handle.request_count(u);
     let start: Vec<u64> = env.doors.iter().map(|d| reads(d.unit)).collect();
@@ -441,7 +487,14 @@ async fn idle_doors_cost_no_disk_writes() {
         .sum();
     assert_eq!(commits, 0, "no commit while nothing changes");
     assert_eq!(meta(&file), before, "the store file is untouched");
-    let now: usize = env.doors.iter().map(|d| env.hub.hub.telemetry(&d.device_id).len()).sum();
-    assert_eq!(now, telemetry, "no event for unchanged doors after a restart");
+    let now: usize = env
+        .doors
+        .iter()
+        .map(|d| env.hub.hub.telemetry(&d.device_id).len())
+        .sum();
+    assert_eq!(
+        now, telemetry,
+        "no event for unchanged doors after a restart"
+    );
     gw.shutdown().await;
 }

@@ -202,8 +202,16 @@ fn poll_origin() -> Instant {
     *ORIGIN.get_or_init(Instant::now)
 }
 
+/// How long a poller waits for its events to be on disk (normally one `commit_interval`
+/// plus an fsync).
+const APPEND_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// The event points whose value differs from `seen` (or were never seen), in plan order.
-fn event_changes(plan: &ReadPlan, seen: &Map<String, Value>, cycle: &Cycle) -> Vec<(String, Value)> {
+fn event_changes(
+    plan: &ReadPlan,
+    seen: &Map<String, Value>,
+    cycle: &Cycle,
+) -> Vec<(String, Value)> {
     cycle
         .values
         .iter()
@@ -228,7 +236,12 @@ async fn record_events(
     changes: Vec<(String, Value)>,
 ) {
     let stored = match events {
-        Some(e) => e.append(changes.clone()).await.map_err(|e| e.to_string()),
+        Some(e) => match tokio::time::timeout(APPEND_TIMEOUT, e.append(changes.clone())).await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            // A stalled disk must not stall the door's reported properties; should the
+            // commit still land, the event is both live and stored (a duplicate by seq).
+            Err(_) => Err(format!("not stored within {APPEND_TIMEOUT:?}")),
+        },
         None => Err("no event store".to_string()),
     };
     if let Err(error) = stored {
@@ -279,7 +292,10 @@ pub async fn run(
         .poll_cycle_duration
         .with_label_values(&[io.bus.name()]);
     let has_events = plan.specs.iter().any(|p| p.telemetry);
-    let mut seen = events.as_ref().map(DoorEvents::last_values).unwrap_or_default();
+    let mut seen = events
+        .as_ref()
+        .map(DoorEvents::last_values)
+        .unwrap_or_default();
     loop {
         tokio::select! {
             biased;
@@ -288,7 +304,8 @@ pub async fn run(
         }
         // Readings nobody can receive would only load the line; events are stored for later.
         let online = io.link.state() == LinkState::Connected;
-        if !online && !(has_events && events.is_some()) {
+        let store_events = has_events && events.is_some();
+        if !online && !store_events {
             continue;
         }
         let started = Instant::now();

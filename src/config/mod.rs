@@ -24,15 +24,15 @@ use std::path::{Path, PathBuf};
 pub use doors::derive_device_key;
 pub use error::{ConfigError, ConfigErrors};
 pub use model::{
-    Config, DesiredPoint, Door, EventsSettings, HubSettings, KeySource, Method, MethodAction, MetricsSettings,
-    ReadTable, ReportedPoint, Secret, ValueSource, WriteTable,
+    Config, DesiredPoint, Door, EventsSettings, HubSettings, KeySource, Method, MethodAction,
+    MetricsSettings, ReadTable, ReportedPoint, Secret, ValueSource, WriteTable,
 };
 pub use points::{DEFAULT_METHOD_TIMEOUT, DEFAULT_POLL_INTERVAL, DEFAULT_PULSE, DEFAULT_PULSE_MAX};
 pub use resolve::{
     DEFAULT_BAUD, DEFAULT_CONNECTS_PER_SECOND, DEFAULT_EVENTS_COMMIT_INTERVAL, DEFAULT_EVENTS_DIR,
-    DEFAULT_EVENTS_MAX_AGE, DEFAULT_EVENTS_MAX_BYTES, DEFAULT_EVENTS_SEND_RATE, DEFAULT_KEEP_ALIVE, DEFAULT_METRICS_LISTEN,
-    DEFAULT_OPERATION_TIMEOUT, DEFAULT_RECONNECT_MAX, DEFAULT_RECONNECT_MIN,
-    DEFAULT_TOKEN_LIFETIME, DEFAULT_TOKEN_RENEW_MARGIN,
+    DEFAULT_EVENTS_MAX_AGE, DEFAULT_EVENTS_MAX_BYTES, DEFAULT_EVENTS_SEND_RATE, DEFAULT_KEEP_ALIVE,
+    DEFAULT_METRICS_LISTEN, DEFAULT_OPERATION_TIMEOUT, DEFAULT_RECONNECT_MAX,
+    DEFAULT_RECONNECT_MIN, DEFAULT_TOKEN_LIFETIME, DEFAULT_TOKEN_RENEW_MARGIN,
 };
 
 use resolve::Mode;

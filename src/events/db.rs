@@ -219,8 +219,11 @@ impl Store {
                 let first = d.meta.next_seq.max(1);
                 let mut seq = first;
                 for (point, value) in &a.changes {
-                    let rec = wire::record(a.created_ms, &wire::body(seq, point, value, a.created_ms));
-                    events.insert((a.door.as_str(), seq), rec.as_slice()).map_err(db)?;
+                    let rec =
+                        wire::record(a.created_ms, &wire::body(seq, point, value, a.created_ms));
+                    events
+                        .insert((a.door.as_str(), seq), rec.as_slice())
+                        .map_err(db)?;
                     let size = key_bytes(&a.door) + rec.len() as u64;
                     d.count += 1;
                     d.bytes += size;
@@ -241,7 +244,9 @@ impl Store {
                 }
             }
             while self.bytes > limits.max_bytes {
-                let Some((door, seq, _)) = self.oldest() else { break };
+                let Some((door, seq, _)) = self.oldest() else {
+                    break;
+                };
                 self.remove(&mut events, &door, seq)?;
                 out.dropped_full += 1;
             }
@@ -343,10 +348,16 @@ mod tests {
         let path = dir.path().join("events.redb");
         let mut s = Store::open(&path).unwrap();
         let c = s
-            .commit(batch(vec![append("a", 3, 10), append("b", 1, 11)], vec![]), ROOMY, 20)
+            .commit(
+                batch(vec![append("a", 3, 10), append("b", 1, 11)], vec![]),
+                ROOMY,
+                20,
+            )
             .unwrap();
         assert_eq!(c.seqs, [(1, 3), (1, 1)]);
-        let c = s.commit(batch(vec![], vec![("a", 1), ("a", 9)]), ROOMY, 20).unwrap();
+        let c = s
+            .commit(batch(vec![], vec![("a", 1), ("a", 9)]), ROOMY, 20)
+            .unwrap();
         assert_eq!(c.removed_acked, 1, "an unknown seq is not counted");
         assert_eq!(seqs(&s, "a"), [2, 3]);
         assert_eq!(s.doors["a"].front, Some((2, 10)));
@@ -355,7 +366,9 @@ mod tests {
         let mut s = Store::open(&path).unwrap();
         assert_eq!((s.count, s.doors["a"].meta.next_seq), (3, 4));
         assert_eq!(s.doors["a"].meta.last["p"], json!(2));
-        let c = s.commit(batch(vec![append("a", 1, 30)], vec![]), ROOMY, 30).unwrap();
+        let c = s
+            .commit(batch(vec![append("a", 1, 30)], vec![]), ROOMY, 30)
+            .unwrap();
         assert_eq!(c.seqs, [(4, 4)], "numbering continues after a restart");
         assert_eq!(Store::len_on_disk(&s.db).unwrap(), 4);
     }
@@ -364,16 +377,26 @@ mod tests {
     fn full_store_drops_the_oldest_across_doors_and_old_events_expire() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(&dir.path().join("e.redb")).unwrap();
-        s.commit(batch(vec![append("a", 2, 100), append("b", 2, 50)], vec![]), ROOMY, 100)
-            .unwrap();
+        s.commit(
+            batch(vec![append("a", 2, 100), append("b", 2, 50)], vec![]),
+            ROOMY,
+            100,
+        )
+        .unwrap();
         let per_event = s.bytes / 4;
         let limits = Limits {
             max_bytes: per_event * 3,
             max_age_ms: i64::MAX,
         };
-        let c = s.commit(batch(vec![append("a", 1, 200)], vec![]), limits, 200).unwrap();
+        let c = s
+            .commit(batch(vec![append("a", 1, 200)], vec![]), limits, 200)
+            .unwrap();
         assert_eq!(c.dropped_full, 2, "two over the bound");
-        assert_eq!(seqs(&s, "b"), Vec::<u64>::new(), "b's events were the oldest");
+        assert_eq!(
+            seqs(&s, "b"),
+            Vec::<u64>::new(),
+            "b's events were the oldest"
+        );
         assert_eq!(seqs(&s, "a"), [1, 2, 3]);
 
         let aging = Limits {
@@ -384,5 +407,66 @@ mod tests {
         assert_eq!(c.dropped_age, 2);
         assert_eq!(seqs(&s, "a"), [3]);
         assert_eq!(s.count, 1);
+    }
+
+    /// Bytes this process has handed to write(2) so far (Linux).
+    fn written() -> u64 {
+        std::fs::read_to_string("/proc/self/io")
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix("wchar: ")?.parse().ok())
+            })
+            .unwrap_or(0)
+    }
+
+    /// Figures for docs/BENCHMARKS.md, on the disk that holds `FIELDGATE_EVENTS_BENCH_DIR`
+    /// (default: the system temp dir): events per second with one durable commit per batch,
+    /// and bytes written per event (appended, then removed by acknowledgement). Run with
+    /// `cargo test --release --lib events::db::tests::measure -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a measurement, not a check"]
+    fn measure_commit_rate_and_bytes_per_event() {
+        let base = std::env::var_os("FIELDGATE_EVENTS_BENCH_DIR")
+            .map_or_else(std::env::temp_dir, std::path::PathBuf::from);
+        let dir = tempfile::tempdir_in(base).unwrap();
+        let mut s = Store::open(&dir.path().join("e.redb")).unwrap();
+        for (doors, per_door) in [(1usize, 1usize), (10, 1), (100, 1), (1000, 1)] {
+            let batches = 200 / doors.max(1) + 20;
+            let w0 = written();
+            let t0 = std::time::Instant::now();
+            let mut seq = 0;
+            for b in 0..batches {
+                let appends = (0..doors)
+                    .map(|d| append(&format!("r{doors}-{d:04}"), per_door, b as i64))
+                    .collect();
+                s.commit(batch(appends, vec![]), ROOMY, b as i64).unwrap();
+                seq += per_door as u64;
+            }
+            let took = t0.elapsed();
+            let events = (batches * doors * per_door) as u64;
+            let w_append = written() - w0;
+            let w1 = written();
+            let acked: Vec<(String, u64)> = (0..doors)
+                .flat_map(|d| (1..=seq).map(move |q| (format!("r{doors}-{d:04}"), q)))
+                .collect();
+            for chunk in acked.chunks(doors.max(8)) {
+                let b = Batch {
+                    appends: vec![],
+                    acked: chunk.to_vec(),
+                    durable: false,
+                };
+                s.commit(b, ROOMY, 0).unwrap();
+            }
+            s.commit(batch(vec![], vec![]), ROOMY, 0).unwrap();
+            let w_remove = written() - w1;
+            println!(
+                "batch of {doors:>4} events: {:>7.0} events/s ({:>5.1} durable commits/s), {:>6} B written per event appended, {:>6} B per event removed",
+                events as f64 / took.as_secs_f64(),
+                batches as f64 / took.as_secs_f64(),
+                w_append / events,
+                w_remove / events
+            );
+        }
     }
 }

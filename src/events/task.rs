@@ -182,10 +182,16 @@ impl Writer {
         // drop the metrics do not show yet.
         let m = &self.metrics;
         m.events_delivered.inc_by(c.removed_acked);
+        m.events_stored
+            .inc_by(c.seqs.iter().map(|(first, last)| last + 1 - first).sum());
         for (reason, n) in [("full", c.dropped_full), ("age", c.dropped_age)] {
             if n > 0 {
                 m.events_dropped.with_label_values(&[reason]).inc_by(n);
-                tracing::warn!(dropped = n, reason, "event store over its bound: oldest events dropped unsent");
+                tracing::warn!(
+                    dropped = n,
+                    reason,
+                    "event store over its bound: oldest events dropped unsent"
+                );
             }
         }
         let mut doors = self.doors.lock().expect("event doors lock");
@@ -201,12 +207,13 @@ impl Writer {
     fn gauges(&self) {
         let Some(s) = &self.store else { return };
         let m = &self.metrics;
-        m.events_stored.set(i64::try_from(s.count).unwrap_or(i64::MAX));
-        m.events_stored_bytes
+        m.events_pending
+            .set(i64::try_from(s.count).unwrap_or(i64::MAX));
+        m.events_pending_bytes
             .set(i64::try_from(s.bytes).unwrap_or(i64::MAX));
-        let age = s
-            .oldest()
-            .map_or(0.0, |(_, _, c)| (now_ms().saturating_sub(c)).max(0) as f64 / 1000.0);
+        let age = s.oldest().map_or(0.0, |(_, _, c)| {
+            (now_ms().saturating_sub(c)).max(0) as f64 / 1000.0
+        });
         m.events_oldest_age.set(age);
     }
 }

@@ -126,7 +126,10 @@ mod tests {
         assert!(properties.ends_with("&seq=12"));
         assert!(properties.contains(&format!(
             "iothub-creation-time-utc={}",
-            got.at.replace(':', "%3A").replace('-', "%2D").replace('.', "%2E")
+            got.at
+                .replace(':', "%3A")
+                .replace('-', "%2D")
+                .replace('.', "%2E")
         )));
     }
 }

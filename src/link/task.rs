@@ -329,7 +329,9 @@ impl Link {
             match event {
                 Event::Outgoing(Outgoing::Publish(pkid)) => self.outflow.outgoing(pkid),
                 Event::Incoming(Packet::PubAck(ack)) => {
-                    if let (Some(seq), Some(events)) = (self.outflow.puback(ack.pkid), &mut self.stored) {
+                    if let (Some(seq), Some(events)) =
+                        (self.outflow.puback(ack.pkid), &mut self.stored)
+                    {
                         events.acked(seq);
                     }
                 }
