@@ -330,6 +330,19 @@ async fn sigkill_and_restart_during_a_hub_outage_lose_no_stored_event() {
     let svc = Service::start(&path, parts.dir.path().join("run2.log")).await;
     let base = svc.metrics_base().await;
     wait_metric(&base, "fieldgate_events_pending", |n| n == 6.0).await;
+    // A backlog (and a hub that is away) does not make the gateway unready.
+    let ready = bounded("ready with a backlog", async {
+        loop {
+            let res = reqwest::get(format!("{base}/readyz")).await.unwrap();
+            if res.status() == 200 {
+                return res.json::<serde_json::Value>().await.unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(ready["events_pending"], 6, "{ready}");
+    assert_eq!(ready["doors_connected"], 0, "{ready}");
     for (i, v) in [1u16, 0].into_iter().enumerate() {
         for d in &parts.doors {
             parts.sim().set_input(d.unit, 0, v);
