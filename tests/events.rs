@@ -511,3 +511,63 @@ async fn idle_doors_cost_no_disk_writes() {
     );
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_draining_backlog_is_paced_and_methods_are_answered_meanwhile() {
+    let env = Env::start(1).await;
+    // 5 events/s for the whole gateway: a backlog of 20 takes at least 3 s (5 at once, then
+    // one every 200 ms).
+    let text = events_config(&env, "operation_timeout = \"1s\"", "send_rate = 5");
+    let gw = gateway_with(&env, &text).await;
+    let store = gw.event_store().expect("event store open").clone();
+    let id = env.doors[0].device_id.clone();
+    let mut last = BTreeMap::from([(id.clone(), 1)]);
+    wait_received(&env, &last).await;
+    eventually("first event acknowledged", || {
+        env.metrics.events_pending.get() == 0
+    })
+    .await;
+    let (parts, _) = stop_hub(env).await;
+    for i in 0..20u64 {
+        parts
+            .sim()
+            .set_input(parts.doors[0].unit, 0, 1 + (i % 3) as u16);
+        eventually("event stored", || newest(&store, &id) > i + 1).await;
+    }
+    let env = parts.start_hub().await;
+    wait_link(&gw, &id).await;
+    let drain_start = Instant::now();
+    let client = crate::reliability::Client::new(&env.hub);
+    let mut slowest = Duration::ZERO;
+    for _ in 0..3 {
+        let t = Instant::now();
+        let out = client
+            .invoke(&id, "lockDoor", serde_json::json!(null), 10, 5)
+            .await;
+        assert!(out.succeeded(), "{out:?}");
+        slowest = slowest.max(t.elapsed());
+    }
+    let pending_after_methods = env.metrics.events_pending.get();
+    assert!(
+        pending_after_methods > 0,
+        "the methods were answered while the backlog drained"
+    );
+    last.insert(id.clone(), 21);
+    wait_received(&env, &last).await;
+    let drained = drain_start.elapsed();
+    assert!(
+        drained >= Duration::from_millis(2500),
+        "paced at 5/s: 20 events took {drained:?}"
+    );
+    assert!(
+        slowest < Duration::from_secs(2),
+        "a method waited {slowest:?} behind the backlog"
+    );
+    let (events, dups) = dedup(&received(&env.hub, &id));
+    assert_eq!(events.last().map(|e| e.seq), Some(21));
+    println!(
+        "drain of 20 events at 5/s took {drained:?}; 3 methods meanwhile, slowest {slowest:?}; {} pending after them; {dups} duplicates",
+        pending_after_methods
+    );
+    gw.shutdown().await;
+}
