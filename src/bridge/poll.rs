@@ -8,7 +8,8 @@
 //! the value last stored is appended to the durable event store (`crate::events`), whether
 //! or not the hub is reachable, so a door with event points is polled while its link is down
 //! too. Their baseline is the store's last value, so a change made while the gateway was
-//! down becomes an event at the first poll after it starts.
+//! down becomes an event at the first poll after it starts. Such doors also get an event
+//! when their unit stops answering and when it answers again ([`REACHABLE_EVENT`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -202,6 +203,11 @@ fn poll_origin() -> Instant {
     *ORIGIN.get_or_init(Instant::now)
 }
 
+/// The gateway's own door event: the door's unit stopped answering every read of a cycle
+/// (`false`) or answers again (`true`). Only for doors with event points (a door without
+/// any costs no disk writes); `$` keeps it apart from map names, which cannot hold one.
+pub const REACHABLE_EVENT: &str = "$unitReachable";
+
 /// How long a poller waits for its events to be on disk (normally one `commit_interval`
 /// plus an fsync).
 const APPEND_TIMEOUT: Duration = Duration::from_secs(15);
@@ -312,7 +318,16 @@ pub async fn run(
         let cycle = read_all(&door, &io, &plan, started + every.max(io.op_budget)).await;
         poll_hist.observe(started.elapsed().as_secs_f64());
         if has_events {
-            let changes = event_changes(&plan, &seen, &cycle);
+            let mut changes = event_changes(&plan, &seen, &cycle);
+            // The unit taken as answering until seen otherwise: only a change is an event.
+            let reachable = cycle.failures < plan.blocks.len();
+            let was = seen
+                .get(REACHABLE_EVENT)
+                .and_then(Value::as_bool)
+                .unwrap_or(true);
+            if reachable != was {
+                changes.push((REACHABLE_EVENT.to_string(), Value::Bool(reachable)));
+            }
             if !changes.is_empty() {
                 record_events(&door, &io, events.as_ref(), &mut seen, changes).await;
             }
