@@ -276,8 +276,9 @@ impl DoorEvents {
         }) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(Cmd::Acked { seqs, .. })) => {
-                // Bounded by the door's events in flight; were they never sent, the events
-                // would only be sent again after a reconnect (duplicates, marked by seq).
+                // At most one per event of the door the hub acknowledged meanwhile. Should
+                // they never reach the writer (the link stops first), those events are only
+                // sent again later: duplicates, marked by their seq.
                 self.unsent_acks = seqs;
             }
             Err(_) => {}

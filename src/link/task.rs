@@ -250,7 +250,10 @@ impl Link {
         let mut connacked = false;
         loop {
             let online = renew_at.is_some();
-            if online {
+            // Not while closing for a token renewal: what it sends now would go again on the
+            // next connection if its PUBACK is not back before the close.
+            let sending = online && drain.is_none();
+            if sending {
                 self.send_events(&conn.client);
             }
             if online && self.session.resync && !self.session.twin_get_outstanding() {
@@ -304,8 +307,8 @@ impl Link {
                     self.lost(online, "SAS token renewal".into());
                     return End::Renew;
                 }
-                () = head_changed(&mut self.stored), if online => continue,
-                () = sleep_until(self.event_slot.unwrap_or(setup_deadline)), if online && self.event_slot.is_some() => continue,
+                () = head_changed(&mut self.stored), if sending => continue,
+                () = sleep_until(self.event_slot.unwrap_or(setup_deadline)), if sending && self.event_slot.is_some() => continue,
                 cmd = self.cmds.recv(), if self.cmds_open => {
                     match cmd.map(|c| *c) {
                         Some(cmd) if online => self.online_command(&conn.client, cmd),
