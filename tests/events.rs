@@ -603,3 +603,43 @@ async fn a_unit_that_stops_answering_and_comes_back_is_a_pair_of_events() {
     );
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn without_a_usable_store_events_go_out_live_and_the_gateway_keeps_serving() {
+    let env = Env::start(1).await;
+    // A directory that cannot be created: its parent is a file.
+    let blocker = env.dir.path().join("not-a-dir");
+    std::fs::write(&blocker, "").unwrap();
+    let text = events_config(&env, "", "").replacen(
+        &format!("dir = \"{}\"", env.dir.path().join("state").display()),
+        &format!("dir = \"{}\"", blocker.join("state").display()),
+        1,
+    );
+    let gw = gateway_with(&env, &text).await;
+    assert!(gw.event_store().is_none());
+    let id = env.doors[0].device_id.clone();
+    let client = crate::reliability::Client::new(&env.hub);
+    let out = client
+        .invoke(&id, "lockDoor", serde_json::json!(null), 10, 5)
+        .await;
+    assert!(out.succeeded(), "{out:?}");
+    // The door's first state goes out live, without a sequence number, and is counted.
+    bounded("live event", async {
+        while env.hub.hub.telemetry(&id).is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let msg = &env.hub.hub.telemetry(&id)[0];
+    let body: serde_json::Value = serde_json::from_slice(&msg.payload).unwrap();
+    assert_eq!(body["point"], "doorState");
+    assert!(body.get("seq").is_none(), "{body}");
+    assert!(
+        env.metrics
+            .events_dropped
+            .with_label_values(&["store_error"])
+            .get()
+            >= 1
+    );
+    gw.shutdown().await;
+}

@@ -140,14 +140,8 @@ struct Reported {
 }
 
 /// Builds the reported patch of a cycle: changed values and, when due, connectivity.
-fn diff(
-    plan: &ReadPlan,
-    state: &Reported,
-    cycle: &Cycle,
-    now: Instant,
-) -> (Map<String, Value>, Vec<usize>) {
+fn diff(plan: &ReadPlan, state: &Reported, cycle: &Cycle, now: Instant) -> Map<String, Value> {
     let mut patch = Map::new();
-    let mut changed = Vec::new();
     for (i, v) in &cycle.values {
         let (name, p) = (&plan.names[*i], &plan.specs[*i]);
         let report = match state.values.get(name) {
@@ -156,7 +150,6 @@ fn diff(
         };
         if report {
             patch.insert(name.clone(), v.clone());
-            changed.push(*i);
         }
     }
     let reachable = cycle.failures < plan.blocks.len() || plan.blocks.is_empty();
@@ -174,7 +167,7 @@ fn diff(
             }),
         );
     }
-    (patch, changed)
+    patch
 }
 
 /// Poll cycles start on one of this many evenly spaced phases of the poll interval, counted
@@ -339,7 +332,7 @@ pub async fn run(
         if cycle.failures == 0 {
             state.last_ok = Some(Utc::now());
         }
-        let (patch, _) = diff(&plan, &state, &cycle, now);
+        let patch = diff(&plan, &state, &cycle, now);
         if patch.is_empty() {
             continue;
         }
