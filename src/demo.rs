@@ -406,7 +406,7 @@ fn device_map(
     let profile = &profile[profile.find("[profile.door]").unwrap_or(0)..];
     let profile = &profile[..profile.find("[[door]]").unwrap_or(profile.len())];
     let mut t = format!(
-        "# Written by `fieldgate demo`: fieldhub and doorsim on loopback.\n[hub]\nhostname = \"localhost:{}\"\nca_file = \"{}\"\nconnects_per_second = 50\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n\n[[bus]]\nname = \"tcp\"\ntcp = \"{tcp}\"\ntimeout = \"300ms\"\n\n[[bus]]\nname = \"rtu\"\n{rtu_bus}\n\n{profile}\n",
+        "# Written by `fieldgate demo`: fieldhub and doorsim on loopback.\n[hub]\nhostname = \"localhost:{}\"\nca_file = \"{}\"\nconnects_per_second = 50\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n\n[events]\ndir = \"state\"\n\n[[bus]]\nname = \"tcp\"\ntcp = \"{tcp}\"\ntimeout = \"300ms\"\n\n[[bus]]\nname = \"rtu\"\n{rtu_bus}\n\n{profile}\n",
         hub.mqtt_addr.port(),
         hub.ca_path.display(),
     );

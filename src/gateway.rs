@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::bridge::{self, DoorIo};
 use crate::bus::{self, BusHandle, BusOptions};
 use crate::config::{self, Config, Door, HubSettings, HubTransport};
+use crate::events::{EventStore, EventStoreTask};
 use crate::http::{self, BusReadiness, Readiness};
 use crate::link::{
     self, BackoffPolicy, ConnectPacer, LinkHandle, LinkSettings, LinkState, ProxyConfig,
@@ -81,6 +82,10 @@ pub struct Gateway {
     extra_ca: Option<Vec<u8>>,
     buses: BTreeMap<String, BusRuntime>,
     doors: BTreeMap<String, DoorRuntime>,
+    /// The durable event store; `None` when it could not be opened (events then go out
+    /// live and are counted as dropped, see `crate::events`). Its settings apply at start.
+    events: Option<(EventStore, EventStoreTask)>,
+    event_pacer: ConnectPacer,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -143,7 +148,17 @@ impl Gateway {
         if let Some(p) = &proxy {
             tracing::info!(proxy = %p, "the WebSocket transport goes through an HTTP proxy");
         }
+        let events = match EventStore::open(&config.events, Arc::clone(&metrics)) {
+            Ok(e) => Some(e),
+            Err(e) => {
+                tracing::error!(error = %e, dir = %config.events.dir.display(), "event store unavailable: door events are sent live only, and counted as dropped");
+                None
+            }
+        };
+        let rate = config.events.send_rate;
         let mut gw = Gateway {
+            events,
+            event_pacer: ConnectPacer::new(Some(f64::from(rate)), rate),
             pacer: pacer_for(&config.hub),
             transport: Arc::new(TransportSelector::new(config.hub.transport)),
             proxy,
@@ -213,8 +228,12 @@ impl Gateway {
         };
         bus.handle.doors().add(door.unit, &door.device_id);
         let link_cancel = CancellationToken::new();
+        let stored = self.events.as_ref().map(|(e, _)| e.door(&door.device_id));
+        let mut settings = self.link_settings(&door);
+        settings.events = stored.clone();
+        settings.event_pacer = self.event_pacer.clone();
         let (link, events, link_join) = link::spawn(
-            self.link_settings(&door),
+            settings,
             self.pacer.clone(),
             Arc::clone(&self.metrics),
             link_cancel.clone(),
@@ -237,6 +256,7 @@ impl Gateway {
                 Arc::clone(&door),
                 io,
                 bus.opts.read_gap,
+                stored,
                 work_cancel.clone(),
             )),
         ];
@@ -395,6 +415,15 @@ impl Gateway {
             b.cancel.cancel();
             let _ = b.join.await;
         }
+        // Last: the pollers' final events are committed before the file closes.
+        if let Some((_, task)) = self.events.take() {
+            task.stop().await;
+        }
+    }
+
+    /// The event store, when it is open (tests and tools).
+    pub fn event_store(&self) -> Option<&EventStore> {
+        self.events.as_ref().map(|(e, _)| e)
     }
 }
 

@@ -1,7 +1,7 @@
 //! The gateway's HTTP listener: `/metrics` (Prometheus text), `/healthz` (process alive) and
 //! `/readyz` (running and serving what it can: every bus and every door link attempted,
-//! with what is down). Bound to loopback unless the config says otherwise; nothing here ever
-//! includes a key or token.
+//! with what is down, and the door event backlog). Bound to loopback unless the config says
+//! otherwise; nothing here ever includes a key or token.
 
 use std::sync::Arc;
 
@@ -81,6 +81,16 @@ async fn metrics_text(State(s): State<AppState>) -> impl IntoResponse {
     )
 }
 
+/// `/readyz` body: the readiness plus the door event backlog, which is shown but never makes
+/// the gateway unready (a backlog after an outage is normal; it drains at the paced rate).
+#[derive(serde::Serialize)]
+struct ReadyBody {
+    #[serde(flatten)]
+    readiness: Readiness,
+    events_pending: i64,
+    events_oldest_age_seconds: f64,
+}
+
 async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
     let r = s.readiness.borrow().clone();
     let status = if r.ready() {
@@ -88,7 +98,12 @@ async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, axum::Json(r))
+    let body = ReadyBody {
+        readiness: r,
+        events_pending: s.metrics.events_pending.get(),
+        events_oldest_age_seconds: s.metrics.events_oldest_age.get(),
+    };
+    (status, axum::Json(body))
 }
 
 /// The listener serving [`app`], stopped by [`HttpServer::stop`].
@@ -161,9 +176,30 @@ mod tests {
             body.contains("\"degraded\":true"),
             "degraded is still ready: {body}"
         );
+        assert!(body.contains("\"events_pending\":0"), "{body}");
         assert_eq!(
             get_body(app, "/healthz").await,
             (StatusCode::OK, "ok\n".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn an_event_backlog_shows_in_readyz_without_making_it_unready() {
+        let ready = Readiness {
+            buses_started: true,
+            links_attempted: true,
+            ..Readiness::default()
+        };
+        let (_tx, rx) = watch::channel(ready);
+        let m = Arc::new(Metrics::new());
+        m.events_pending.set(1234);
+        m.events_oldest_age.set(600.5);
+        let (status, body) = get_body(app(m, rx), "/readyz").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.contains("\"events_pending\":1234"), "{body}");
+        assert!(
+            body.contains("\"events_oldest_age_seconds\":600.5"),
+            "{body}"
         );
     }
 

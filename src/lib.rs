@@ -4,6 +4,7 @@
 //! - [`codec`]: register values (types, word order, scale, enums).
 //! - [`bus`]: one task per Modbus bus owning its connection; priority queue, deadlines.
 //! - [`link`]: one task per door owning its MQTT connection to IoT Hub.
+//! - [`events`]: door events stored on disk until the hub acknowledges them.
 //! - [`bridge`]: per door, methods/desired patches → bus requests, polled state → reported.
 //! - [`ctl`]: the IoT Hub service REST client behind `fieldctl`.
 //! - [`metrics`]: every Prometheus metric the gateway exports.
@@ -18,6 +19,7 @@ pub mod ctl;
 #[cfg(feature = "hub")]
 pub mod demo;
 pub mod demo_args;
+pub mod events;
 pub mod gateway;
 pub mod http;
 pub mod human;

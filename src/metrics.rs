@@ -5,7 +5,8 @@
 //! Each gateway instance owns its own [`Registry`] so tests can run several side by side.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 /// Latency buckets from 1 ms (Modbus TCP on a LAN) to 10 s (slow RTU lines with retries).
@@ -48,6 +49,21 @@ pub struct Metrics {
     pub ready: IntGaugeVec,
     /// 1 while a bus or a door's link is down (the gateway serves the rest).
     pub degraded: IntGaugeVec,
+    /// Door events written to the store.
+    pub events_stored: IntCounter,
+    /// Stored door events the hub has not acknowledged yet (the backlog).
+    pub events_pending: IntGauge,
+    /// Their keys and bodies (what `[events] max_bytes` bounds).
+    pub events_pending_bytes: IntGauge,
+    /// Age of the oldest pending event; 0 when none waits.
+    pub events_oldest_age: Gauge,
+    /// Events the hub acknowledged, removed from the store.
+    pub events_delivered: IntCounter,
+    /// Events never delivered, by reason: `full` (oldest dropped beyond `max_bytes`), `age`
+    /// (older than `max_age`), `store_error` (not stored: sent live at most once, if at all).
+    pub events_dropped: IntCounterVec,
+    /// Store commits by durability (`durable`: fsync; `lazy`: removals only) and result.
+    pub events_commits: IntCounterVec,
 }
 
 impl Metrics {
@@ -168,6 +184,71 @@ impl Metrics {
                 "fieldgate_reported_patches_total",
                 "Reported-property patches sent, by result.",
                 &["result"],
+            ),
+            events_stored: {
+                let c = IntCounter::new(
+                    "fieldgate_events_stored_total",
+                    "Door events written to the event store.",
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(c.clone()))
+                    .expect("unique metric");
+                c
+            },
+            events_pending: {
+                let g = IntGauge::new(
+                    "fieldgate_events_pending",
+                    "Stored door events not yet acknowledged by the hub.",
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("unique metric");
+                g
+            },
+            events_pending_bytes: {
+                let g = IntGauge::new(
+                    "fieldgate_events_pending_bytes",
+                    "Bytes of the pending door events (keys and bodies).",
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("unique metric");
+                g
+            },
+            events_oldest_age: {
+                let g = Gauge::new(
+                    "fieldgate_events_oldest_age_seconds",
+                    "Age of the oldest pending door event (0 when none waits).",
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("unique metric");
+                g
+            },
+            events_delivered: {
+                let c = IntCounter::new(
+                    "fieldgate_events_delivered_total",
+                    "Door events acknowledged by the hub and removed from the store.",
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(c.clone()))
+                    .expect("unique metric");
+                c
+            },
+            events_dropped: counter(
+                "fieldgate_events_dropped_total",
+                "Door events not delivered from the store, by reason (full, age, store_error).",
+                &["reason"],
+            ),
+            events_commits: counter(
+                "fieldgate_events_commits_total",
+                "Event store commits by durability (durable, lazy) and result (ok, failed).",
+                &["durability", "result"],
             ),
             registry,
         }

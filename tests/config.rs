@@ -829,3 +829,55 @@ fn hub_transport_and_proxy_are_checked_and_the_proxy_password_stays_secret() {
     );
     assert_eq!(errors(&text)[0].key, "hub.transport");
 }
+
+#[test]
+fn events_section_defaults_relative_dir_and_refusals() {
+    let c = config::parse(&base(), "/etc/fieldgate/site.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.events.dir, Path::new(config::DEFAULT_EVENTS_DIR));
+    assert_eq!(c.events.max_bytes, config::DEFAULT_EVENTS_MAX_BYTES);
+    assert_eq!(c.events.max_age, config::DEFAULT_EVENTS_MAX_AGE);
+    assert_eq!(
+        c.events.commit_interval,
+        config::DEFAULT_EVENTS_COMMIT_INTERVAL
+    );
+    assert_eq!(c.events.send_rate, config::DEFAULT_EVENTS_SEND_RATE);
+
+    let text = base().replacen(
+        "[[bus]]",
+        "[events]\ndir = \"state\"\nmax_bytes = 1048576\nmax_age = \"1h\"\ncommit_interval = \"1s\"\nsend_rate = 10\n\n[[bus]]",
+        1,
+    );
+    let c = config::parse(&text, "/etc/fieldgate/site.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.events.dir, Path::new("/etc/fieldgate/state"));
+    assert_eq!(
+        (
+            c.events.max_bytes,
+            c.events.max_age,
+            c.events.commit_interval,
+            c.events.send_rate
+        ),
+        (
+            1_048_576,
+            Duration::from_secs(3600),
+            Duration::from_secs(1),
+            10
+        )
+    );
+
+    let bad = |line: &str| base().replacen("[[bus]]", &format!("[events]\n{line}\n\n[[bus]]"), 1);
+    let t = bad("max_bytes = 100");
+    assert_one(&t, "max_bytes", "events.max_bytes", "at least 4096");
+    let t = bad("commit_interval = \"1m\"");
+    assert_one(
+        &t,
+        "commit_interval",
+        "events.commit_interval",
+        "at most 10s",
+    );
+    let t = bad("send_rate = 0");
+    assert_one(&t, "send_rate", "events.send_rate", "at least 1");
+    let t = bad("max_age = \"0s\"");
+    assert_one(&t, "max_age", "events.max_age", "longer than 0");
+    let t = bad("dri = \"x\"");
+    assert_eq!(errors(&t).len(), 1, "unknown keys are refused");
+}

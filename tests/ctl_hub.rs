@@ -57,7 +57,7 @@ async fn site() -> Site {
         sim.handle.set_coil(u, 0, false);
     }
     let mut map = format!(
-        "[hub]\nhostname = \"localhost:{}\"\nca_file = \"{}\"\nconnects_per_second = 0\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n\n[[bus]]\nname = \"tcp\"\ntcp = \"{}\"\ntimeout = \"300ms\"\n{PROFILE}\n",
+        "[hub]\nhostname = \"localhost:{}\"\nca_file = \"{}\"\nconnects_per_second = 0\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n\n[events]\ndir = \"state\"\n\n[[bus]]\nname = \"tcp\"\ntcp = \"{}\"\ntimeout = \"300ms\"\n{PROFILE}\n",
         hub.mqtt_addr.port(),
         hub.ca_path.display(),
         sim.local_addr.unwrap()

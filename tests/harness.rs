@@ -149,9 +149,10 @@ impl Env {
     /// A device map for this environment's hub and doorsim (TOML text).
     pub fn config_text(&self) -> String {
         let mut t = format!(
-            "[hub]\nhostname = \"{}\"\nca_file = \"{}\"\nconnects_per_second = 0\nreconnect_backoff_min = \"100ms\"\nreconnect_backoff_max = \"1s\"\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n\n{}\n{PROFILE}\n",
+            "[hub]\nhostname = \"{}\"\nca_file = \"{}\"\nconnects_per_second = 0\nreconnect_backoff_min = \"100ms\"\nreconnect_backoff_max = \"1s\"\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n\n[events]\ndir = \"{}\"\n\n{}\n{PROFILE}\n",
             self.hub_host(),
             self.hub.ca_path.display(),
+            self.dir.path().join("state").display(),
             self.bus_toml,
         );
         for d in &self.doors {

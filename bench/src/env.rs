@@ -248,7 +248,7 @@ pub fn rtu_bus(i: usize, path: &Path, baud: u32) -> String {
 impl MapSpec<'_> {
     pub fn render(&self) -> String {
         let mut t = format!(
-            "[hub]\nhostname = \"{}\"\nca_file = \"{}\"\nconnects_per_second = {}\n{}reconnect_backoff_min = \"200ms\"\nreconnect_backoff_max = \"5s\"\n\n[metrics]\nlisten = \"127.0.0.1:{}\"\n\n",
+            "[hub]\nhostname = \"{}\"\nca_file = \"{}\"\nconnects_per_second = {}\n{}reconnect_backoff_min = \"200ms\"\nreconnect_backoff_max = \"5s\"\n\n[metrics]\nlisten = \"127.0.0.1:{}\"\n\n[events]\ndir = \"state\"\n\n",
             self.hub_host,
             self.ca.display(),
             self.connects_per_second,

@@ -3,6 +3,13 @@
 //! (numbers beyond their deadband), plus a `connectivity` section when the bus's
 //! reachability flips (and every 10 minutes while it holds, so `lastPoll` stays useful
 //! without a patch every cycle).
+//!
+//! Points with `telemetry = true` are door events: each change (beyond its deadband) from
+//! the value last stored is appended to the durable event store (`crate::events`), whether
+//! or not the hub is reachable, so a door with event points is polled while its link is down
+//! too. Their baseline is the store's last value, so a change made while the gateway was
+//! down becomes an event at the first poll after it starts. Such doors also get an event
+//! when their unit stops answering and when it answers again ([`REACHABLE_EVENT`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +23,7 @@ use super::DoorIo;
 use crate::bus::plan::{plan_reads, BlockRead, Point, Table};
 use crate::bus::{Priority, Reply};
 use crate::config::{Door, ReadTable, ReportedPoint};
+use crate::events::DoorEvents;
 use crate::link::LinkState;
 
 const CONNECTIVITY_REFRESH: Duration = Duration::from_secs(600);
@@ -145,14 +153,8 @@ struct Reported {
 }
 
 /// Builds the reported patch of a cycle: changed values and, when due, connectivity.
-fn diff(
-    plan: &ReadPlan,
-    state: &Reported,
-    cycle: &Cycle,
-    now: Instant,
-) -> (Map<String, Value>, Vec<usize>) {
+fn diff(plan: &ReadPlan, state: &Reported, cycle: &Cycle, now: Instant) -> Map<String, Value> {
     let mut patch = Map::new();
-    let mut changed = Vec::new();
     for (i, v) in &cycle.values {
         let (name, p) = (&plan.names[*i], &plan.specs[*i]);
         let report = match state.values.get(name) {
@@ -161,7 +163,6 @@ fn diff(
         };
         if report {
             patch.insert(name.clone(), v.clone());
-            changed.push(*i);
         }
     }
     let reachable = cycle.failures < plan.blocks.len() || plan.blocks.is_empty();
@@ -180,7 +181,7 @@ fn diff(
             }),
         );
     }
-    (patch, changed)
+    patch
 }
 
 /// Poll cycles start on one of this many evenly spaced phases of the poll interval, counted
@@ -209,8 +210,80 @@ fn poll_origin() -> Instant {
     *ORIGIN.get_or_init(Instant::now)
 }
 
-/// Polls until `shutdown`, on a phase of the shared poll grid ([`POLL_PHASES`]).
-pub async fn run(door: Arc<Door>, io: DoorIo, max_gap: u16, shutdown: CancellationToken) {
+/// The gateway's own door event: the door's unit stopped answering every read of a cycle
+/// (`false`) or answers again (`true`). Only for doors with event points (a door without
+/// any costs no disk writes); `$` keeps it apart from map names, which cannot hold one.
+pub const REACHABLE_EVENT: &str = "$unitReachable";
+
+/// How long a poller waits for its events to be on disk (normally one `commit_interval`
+/// plus an fsync).
+const APPEND_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The event points whose value differs from `seen` (or were never seen), in plan order.
+fn event_changes(
+    plan: &ReadPlan,
+    seen: &Map<String, Value>,
+    cycle: &Cycle,
+) -> Vec<(String, Value)> {
+    cycle
+        .values
+        .iter()
+        .filter(|(i, _)| plan.specs[*i].telemetry)
+        .filter(|(i, v)| {
+            let p = &plan.specs[*i];
+            seen.get(&plan.names[*i])
+                .is_none_or(|old| p.spec.changed(old, v, p.deadband))
+        })
+        .map(|(i, v)| (plan.names[*i].clone(), v.clone()))
+        .collect()
+}
+
+/// Stores a cycle's events; if the store cannot take them they go out live (at most once,
+/// only if the link is up) and are counted as dropped. Either way they become the baseline:
+/// a refused event is not raised again every cycle.
+async fn record_events(
+    door: &Door,
+    io: &DoorIo,
+    events: Option<&DoorEvents>,
+    seen: &mut Map<String, Value>,
+    changes: Vec<(String, Value)>,
+) {
+    let stored = match events {
+        Some(e) => match tokio::time::timeout(APPEND_TIMEOUT, e.append(changes.clone())).await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            // A stalled disk must not stall the door's reported properties; should the
+            // commit still land, the event is both live and stored (a duplicate by seq).
+            Err(_) => Err(format!("not stored within {APPEND_TIMEOUT:?}")),
+        },
+        None => Err("no event store".to_string()),
+    };
+    if let Err(error) = stored {
+        io.metrics
+            .events_dropped
+            .with_label_values(&["store_error"])
+            .inc_by(changes.len() as u64);
+        tracing::warn!(device = %door.device_id, error = %error, events = changes.len(), "door events not stored; sending them live if the link is up");
+        if io.link.state() == LinkState::Connected {
+            for (point, value) in &changes {
+                let body = json!({"point": point, "value": value, "at": Utc::now().to_rfc3339()});
+                if let Err(e) = io.link.send_telemetry(body).await {
+                    tracing::warn!(device = %door.device_id, error = %e, "live door event not sent");
+                }
+            }
+        }
+    }
+    seen.extend(changes);
+}
+
+/// Polls until `shutdown`, on a phase of the shared poll grid ([`POLL_PHASES`]). Changes of
+/// event points go to `events` (the door's part of the event store).
+pub async fn run(
+    door: Arc<Door>,
+    io: DoorIo,
+    max_gap: u16,
+    events: Option<DoorEvents>,
+    shutdown: CancellationToken,
+) {
     let plan = ReadPlan::new(&door, max_gap);
     if plan.blocks.is_empty() {
         return;
@@ -231,24 +304,49 @@ pub async fn run(door: Arc<Door>, io: DoorIo, max_gap: u16, shutdown: Cancellati
         .metrics
         .poll_cycle_duration
         .with_label_values(&[io.bus.name()]);
+    let has_events = plan.specs.iter().any(|p| p.telemetry);
+    let mut seen = events
+        .as_ref()
+        .map(DoorEvents::last_values)
+        .unwrap_or_default();
     loop {
         tokio::select! {
             biased;
             () = shutdown.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        // Readings nobody can receive would only load the line.
-        if io.link.state() != LinkState::Connected {
+        // Readings nobody can receive would only load the line; events are stored for later.
+        let online = io.link.state() == LinkState::Connected;
+        let store_events = has_events && events.is_some();
+        if !online && !store_events {
             continue;
         }
         let started = Instant::now();
         let cycle = read_all(&door, &io, &plan, started + every.max(io.op_budget)).await;
         poll_hist.observe(started.elapsed().as_secs_f64());
+        if has_events {
+            let mut changes = event_changes(&plan, &seen, &cycle);
+            // The unit taken as answering until seen otherwise: only a change is an event.
+            let reachable = cycle.failures < plan.blocks.len();
+            let was = seen
+                .get(REACHABLE_EVENT)
+                .and_then(Value::as_bool)
+                .unwrap_or(true);
+            if reachable != was {
+                changes.push((REACHABLE_EVENT.to_string(), Value::Bool(reachable)));
+            }
+            if !changes.is_empty() {
+                record_events(&door, &io, events.as_ref(), &mut seen, changes).await;
+            }
+        }
+        if !online {
+            continue;
+        }
         let now = Instant::now();
         if cycle.failures == 0 {
             state.last_ok = Some(Utc::now());
         }
-        let (patch, changed) = diff(&plan, &state, &cycle, now);
+        let patch = diff(&plan, &state, &cycle, now);
         if patch.is_empty() {
             continue;
         }
@@ -265,12 +363,6 @@ pub async fn run(door: Arc<Door>, io: DoorIo, max_gap: u16, shutdown: Cancellati
                     state.error = cycle.last_error.clone();
                     state.reachable = Some(cycle.failures < plan.blocks.len());
                     state.connectivity_at = Some(now);
-                }
-                for i in changed.into_iter().filter(|i| plan.specs[*i].telemetry) {
-                    let event = json!({ plan.names[i].clone(): state.values.get(&plan.names[i]) });
-                    if let Err(e) = io.link.send_telemetry(event).await {
-                        tracing::debug!(device = %door.device_id, error = %e, "state-change telemetry dropped");
-                    }
                 }
             }
             Err(e) => {
@@ -401,18 +493,18 @@ key = "a2V5"
             refresh: Duration::from_secs(600),
             ..Reported::default()
         };
-        let (patch, _) = diff(&plan, &state, &failing("bus b, unit 1: not answering"), now);
+        let patch = diff(&plan, &state, &failing("bus b, unit 1: not answering"), now);
         assert_eq!(
             patch["connectivity"]["error"], "bus b, unit 1: not answering",
             "a new error is reported at once"
         );
         state.error = Some("bus b, unit 1: not answering".into());
-        let (patch, _) = diff(&plan, &state, &failing("bus b, unit 1: not answering"), now);
+        let patch = diff(&plan, &state, &failing("bus b, unit 1: not answering"), now);
         assert!(
             patch.is_empty(),
             "the same error is not sent again: {patch:?}"
         );
-        let (patch, _) = diff(
+        let patch = diff(
             &plan,
             &state,
             &failing("bus b: bus unavailable: refused"),

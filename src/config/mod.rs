@@ -6,9 +6,9 @@
 //! gives `fieldctl devices provision` the doors, tags and key sources, tolerating key files
 //! that do not exist yet. The commented examples in `config/` document every key and default.
 //!
-//! Sections: `[hub]`, `[metrics]`, `[[bus]]`, `[profile.NAME]` (with `methods`, `desired`,
+//! Sections: `[hub]`, `[metrics]`, `[events]`, `[[bus]]`, `[profile.NAME]` (with `methods`, `desired`,
 //! `reported` tables), `[[door]]` (with optional `tags` and `overrides`). Relative paths
-//! (`ca_file`, `key_file`, `group_key_file`) are relative to the config file's directory.
+//! (`ca_file`, `key_file`, `group_key_file`, events `dir`) are relative to the config file's directory.
 
 mod de;
 mod doors;
@@ -24,14 +24,16 @@ use std::path::{Path, PathBuf};
 pub use doors::derive_device_key;
 pub use error::{ConfigError, ConfigErrors};
 pub use model::{
-    Config, DesiredPoint, Door, HubSettings, HubTransport, KeySource, Method, MethodAction,
-    MetricsSettings, ReadTable, ReportedPoint, Secret, ValueSource, WriteTable,
+    Config, DesiredPoint, Door, EventsSettings, HubSettings, HubTransport, KeySource, Method,
+    MethodAction, MetricsSettings, ReadTable, ReportedPoint, Secret, ValueSource, WriteTable,
 };
 pub use points::{DEFAULT_METHOD_TIMEOUT, DEFAULT_POLL_INTERVAL, DEFAULT_PULSE, DEFAULT_PULSE_MAX};
 pub use resolve::{
-    DEFAULT_BAUD, DEFAULT_CONNECTS_PER_SECOND, DEFAULT_KEEP_ALIVE, DEFAULT_METRICS_LISTEN,
-    DEFAULT_OPERATION_TIMEOUT, DEFAULT_RECONNECT_MAX, DEFAULT_RECONNECT_MIN,
-    DEFAULT_TOKEN_LIFETIME, DEFAULT_TOKEN_RENEW_MARGIN, DEFAULT_WEBSOCKET_PORT,
+    DEFAULT_BAUD, DEFAULT_CONNECTS_PER_SECOND, DEFAULT_EVENTS_COMMIT_INTERVAL, DEFAULT_EVENTS_DIR,
+    DEFAULT_EVENTS_MAX_AGE, DEFAULT_EVENTS_MAX_BYTES, DEFAULT_EVENTS_SEND_RATE, DEFAULT_KEEP_ALIVE,
+    DEFAULT_METRICS_LISTEN, DEFAULT_OPERATION_TIMEOUT, DEFAULT_RECONNECT_MAX,
+    DEFAULT_RECONNECT_MIN, DEFAULT_TOKEN_LIFETIME, DEFAULT_TOKEN_RENEW_MARGIN,
+    DEFAULT_WEBSOCKET_PORT,
 };
 
 use resolve::Mode;

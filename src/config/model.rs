@@ -44,6 +44,7 @@ pub struct Config {
     pub origin: String,
     pub hub: HubSettings,
     pub metrics: MetricsSettings,
+    pub events: EventsSettings,
     pub buses: Vec<BusOptions>,
     /// In file order.
     pub doors: Vec<Door>,
@@ -115,6 +116,21 @@ pub enum HubTransport {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MetricsSettings {
     pub listen: SocketAddr,
+}
+
+/// `[events]`: the durable store of state-change events (see `crate::events`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventsSettings {
+    /// Directory of the store file (`events.redb`); absolute.
+    pub dir: PathBuf,
+    /// Bound on the events kept (keys and bodies); the oldest are dropped beyond it.
+    pub max_bytes: u64,
+    /// Events older than this are dropped unsent.
+    pub max_age: Duration,
+    /// New events are written to disk together, at most this long after the first of a batch.
+    pub commit_interval: Duration,
+    /// Events published per second by the whole gateway (live and backlog alike).
+    pub send_rate: u32,
 }
 
 /// Where a door's key came from (for messages and provisioning; the key is in `Door::key`).

@@ -50,6 +50,16 @@ pub(crate) struct RawMetrics {
     pub listen: Option<Spanned<String>>,
 }
 
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawEvents {
+    pub dir: Option<Spanned<String>>,
+    pub max_bytes: Option<Spanned<u64>>,
+    pub max_age: Option<Dur>,
+    pub commit_interval: Option<Dur>,
+    pub send_rate: Option<Spanned<u32>>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum RawParity {

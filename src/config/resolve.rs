@@ -12,8 +12,8 @@ use toml::Spanned;
 use super::de;
 use super::doors::{self, Pending};
 use super::error::{ConfigErrors, Errors};
-use super::model::{HubSettings, HubTransport, MetricsSettings, Secret};
-use super::raw::{dur, Dur, RawBus, RawHub, RawMetrics, RawParity, RawTransport};
+use super::model::{EventsSettings, HubSettings, HubTransport, MetricsSettings, Secret};
+use super::raw::{dur, Dur, RawBus, RawEvents, RawHub, RawMetrics, RawParity, RawTransport};
 use super::{points, Config};
 use crate::bus::{BusOptions, Parity, Transport};
 
@@ -30,8 +30,23 @@ pub const DEFAULT_WEBSOCKET_PORT: u16 = 443;
 pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9898";
 /// Serial defaults: 9600 baud, 8 data bits, even parity, 1 stop bit (Modbus RTU's 8E1).
 pub const DEFAULT_BAUD: u32 = 9600;
+/// Default `[events]` settings (documented in `config/demo.toml` and the README). The unit's
+/// `StateDirectory=fieldgate` provides the directory.
+pub const DEFAULT_EVENTS_DIR: &str = "/var/lib/fieldgate";
+/// 32 MiB of events (~200,000 of ~150 bytes): days of a busy site's events, a sliver of a
+/// Pi's SD card, and small enough that redb's file (which reuses freed pages) stays well
+/// under 100 MB.
+pub const DEFAULT_EVENTS_MAX_BYTES: u64 = 32 * 1024 * 1024;
+/// A week: an outage over a long weekend is drained on Monday; older events are history.
+pub const DEFAULT_EVENTS_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+/// At most four durable commits a second while events flow (none while doors are idle); a
+/// power cut loses at most the events of this window (see `crate::events`).
+pub const DEFAULT_EVENTS_COMMIT_INTERVAL: Duration = Duration::from_millis(250);
+/// Half of the smallest IoT Hub's device-to-cloud throttle (S1, one unit: 100 sends/s for
+/// the whole hub), leaving the rest to other gateways and to reported patches.
+pub const DEFAULT_EVENTS_SEND_RATE: u32 = 50;
 
-const SECTIONS: &str = "hub, metrics, bus, profile, door";
+const SECTIONS: &str = "hub, metrics, events, bus, profile, door";
 
 /// Whether missing key files are an error (running) or a job to do (provisioning).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +74,7 @@ pub(crate) fn resolve(
 
     let mut hub_v = None;
     let mut metrics_v = None;
+    let mut events_v = None;
     let mut bus_v = Vec::new();
     let mut profile_v = Vec::new();
     let mut door_v = Vec::new();
@@ -66,6 +82,7 @@ pub(crate) fn resolve(
         match k.get_ref().as_ref() {
             "hub" => hub_v = Some(v),
             "metrics" => metrics_v = Some(v),
+            "events" => events_v = Some(v),
             "bus" => bus_v = array(k, v, &mut errs),
             "door" => door_v = array(k, v, &mut errs),
             "profile" => {
@@ -86,6 +103,7 @@ pub(crate) fn resolve(
         }
     };
     let metrics = metrics(metrics_v, &mut errs);
+    let events = events(events_v, base, &mut errs);
 
     let mut buses: Vec<BusOptions> = Vec::new();
     let mut broken_buses = Vec::new();
@@ -129,6 +147,7 @@ pub(crate) fn resolve(
                 origin: origin.to_string(),
                 hub,
                 metrics,
+                events,
                 buses,
                 doors,
             },
@@ -416,6 +435,57 @@ fn metrics(v: Option<&Spanned<DeValue<'_>>>, errs: &mut Errors<'_>) -> MetricsSe
         None => default,
     };
     MetricsSettings { listen }
+}
+
+fn events(v: Option<&Spanned<DeValue<'_>>>, base: &Path, errs: &mut Errors<'_>) -> EventsSettings {
+    let raw = match v {
+        Some(v) => de::item::<RawEvents>(v, errs).unwrap_or_default(),
+        None => RawEvents::default(),
+    };
+    let dir = match &raw.dir {
+        Some(d) if d.get_ref().is_empty() => {
+            errs.at_spanned(d, "dir is empty");
+            PathBuf::from(DEFAULT_EVENTS_DIR)
+        }
+        Some(d) => path_in(base, d.get_ref()),
+        None => PathBuf::from(DEFAULT_EVENTS_DIR),
+    };
+    let max_bytes = match &raw.max_bytes {
+        // An event is a point's decoded value plus ~80 bytes: this keeps a few dozen.
+        Some(b) if *b.get_ref() < 4096 => {
+            errs.at_spanned(b, "max_bytes must be at least 4096");
+            DEFAULT_EVENTS_MAX_BYTES
+        }
+        Some(b) => *b.get_ref(),
+        None => DEFAULT_EVENTS_MAX_BYTES,
+    };
+    let commit_interval = raw
+        .commit_interval
+        .as_ref()
+        .map_or(DEFAULT_EVENTS_COMMIT_INTERVAL, dur);
+    if let Some(c) = &raw.commit_interval {
+        if dur(c) > Duration::from_secs(10) {
+            errs.at_spanned(
+                c,
+                "commit_interval must be at most 10s (events wait that long before they are sent)",
+            );
+        }
+    }
+    let send_rate = match &raw.send_rate {
+        Some(r) if *r.get_ref() == 0 => {
+            errs.at_spanned(r, "send_rate must be at least 1 (events per second)");
+            DEFAULT_EVENTS_SEND_RATE
+        }
+        Some(r) => *r.get_ref(),
+        None => DEFAULT_EVENTS_SEND_RATE,
+    };
+    EventsSettings {
+        dir,
+        max_bytes,
+        max_age: positive(&raw.max_age, DEFAULT_EVENTS_MAX_AGE, "max_age", errs),
+        commit_interval,
+        send_rate,
+    }
 }
 
 /// `host` or `host:port` (`need_port`: the port is required).

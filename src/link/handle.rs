@@ -91,7 +91,8 @@ impl LinkHandle {
     }
 
     /// Sends a telemetry message (QoS 1). `Ok` once handed to a live connection; queued
-    /// while offline until `op_timeout`.
+    /// while offline until `op_timeout`. Not durable: door events go through the event store
+    /// (`LinkSettings::events`), and this only when there is none.
     pub async fn send_telemetry(&self, body: Value) -> Result<(), LinkError> {
         let body = body.to_string().into_bytes();
         self.call("telemetry", |reply| Command::Telemetry { body, reply })

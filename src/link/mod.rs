@@ -9,13 +9,15 @@
 //! reconcile instead.
 //!
 //! Pure parts live in their own modules: [`auth`] (username, SAS password, renewal instant),
-//! [`backoff`], [`pacer`], `session` (request ids and the `$version` filter).
+//! [`backoff`], [`pacer`], `session` (request ids and the `$version` filter), `outflow` (stored
+//! events in flight and their PUBACKs).
 
 pub mod auth;
 pub mod backoff;
 mod conn;
 mod drain;
 mod handle;
+mod outflow;
 pub mod pacer;
 mod session;
 mod task;
@@ -34,6 +36,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Method;
+use crate::events::DoorEvents;
 use crate::metrics::Metrics;
 
 pub use backoff::BackoffPolicy;
@@ -78,6 +81,11 @@ pub struct LinkSettings {
     pub websocket_port: u16,
     /// HTTP proxy of the WebSocket transport.
     pub proxy: Option<ProxyConfig>,
+    /// The door's stored events: sent at QoS 1 in sequence order while connected, removed
+    /// from the store on PUBACK, sent again after a reconnect when unacknowledged.
+    pub events: Option<DoorEvents>,
+    /// Spaces event publishes across every door of the gateway (`[events] send_rate`).
+    pub event_pacer: ConnectPacer,
 }
 
 impl LinkSettings {
@@ -104,6 +112,8 @@ impl LinkSettings {
             transport: Arc::new(TransportSelector::new(crate::config::HubTransport::Mqtt)),
             websocket_port: 443,
             proxy: None,
+            events: None,
+            event_pacer: ConnectPacer::unpaced(),
         }
     }
 
@@ -155,6 +165,7 @@ impl fmt::Debug for LinkSettings {
             .field("transport", &self.transport.mode())
             .field("websocket_port", &self.websocket_port)
             .field("proxy", &self.proxy)
+            .field("events", &self.events.is_some())
             .finish()
     }
 }

@@ -1,6 +1,7 @@
-//! Connect pacing shared by every door of a gateway: a token bucket (GCRA form) that spaces
-//! CONNECTs so a gateway restart cannot exceed the hub's connect throttle (IoT Hub S1: 100/s
-//! for the whole hub).
+//! Pacing shared by every door of a gateway: a token bucket (GCRA form) that spaces CONNECTs
+//! so a gateway restart cannot exceed the hub's connect throttle (IoT Hub S1: 100/s for the
+//! whole hub); a second bucket of the same kind spaces door events, so draining a backlog
+//! stays under the device-to-cloud throttle.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -44,19 +45,27 @@ impl ConnectPacer {
         ConnectPacer { inner: None }
     }
 
+    /// Reserves the next slot without waiting: the instant it may be used (now or later).
+    /// For a task that cannot block on the wait (a link serving its connection meanwhile).
+    pub fn reserve(&self) -> Instant {
+        let Some(inner) = &self.inner else {
+            return Instant::now();
+        };
+        let mut b = inner.lock().expect("pacer lock poisoned");
+        let now = Instant::now();
+        let tat = b.tat.map_or(now, |t| t.max(now));
+        let allowed = tat.checked_sub(b.tolerance).unwrap_or(now).max(now);
+        b.tat = Some(tat + b.interval);
+        allowed
+    }
+
     /// Reserves the next connect slot and waits for it. Slots are handed out in call order;
     /// a caller cancelled while waiting forfeits its slot (the bucket stays conservative).
     pub async fn acquire(&self) {
-        let Some(inner) = &self.inner else { return };
-        let at = {
-            let mut b = inner.lock().expect("pacer lock poisoned");
-            let now = Instant::now();
-            let tat = b.tat.map_or(now, |t| t.max(now));
-            let allowed = tat.checked_sub(b.tolerance).unwrap_or(now).max(now);
-            b.tat = Some(tat + b.interval);
-            allowed
-        };
-        tokio::time::sleep_until(at).await;
+        if self.inner.is_none() {
+            return;
+        }
+        tokio::time::sleep_until(self.reserve()).await;
     }
 }
 

@@ -5,7 +5,7 @@
 //! on every connect; unacknowledged work therefore lives in [`Session`] and the backlog here,
 //! not in rumqttc.
 
-use rumqttc::{AsyncClient, Event, Packet, QoS, SubscribeReasonCode};
+use rumqttc::{AsyncClient, Event, Outgoing, Packet, QoS, SubscribeReasonCode};
 use serde_json::json;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -21,9 +21,11 @@ use super::backoff::Backoff;
 use super::conn::{self, Conn};
 use super::drain::Drain;
 use super::handle::{Command, Reply};
+use super::outflow::Outflow;
 use super::session::{Inbound, PendingPatch, Session};
 use super::transport::Chosen;
 use super::{auth, tls, ConnectPacer, LinkError, LinkEvent, LinkSettings, LinkState};
+use crate::events::{wire, DoorEvents};
 use crate::lograte::{summary_text, RepeatGate, Verdict};
 use crate::metrics::Metrics;
 
@@ -69,6 +71,11 @@ pub(crate) struct Link {
     /// Connections in a row that came online and were lost soon after (see
     /// [`Link::note_short_lived`]).
     short_lived: u32,
+    /// The door's stored events (taken out of the settings) and their state on the connection.
+    stored: Option<DoorEvents>,
+    outflow: Outflow,
+    /// The paced slot reserved for the next event publish.
+    event_slot: Option<Instant>,
 }
 
 impl Link {
@@ -81,8 +88,13 @@ impl Link {
         events: mpsc::Sender<Box<LinkEvent>>,
         state: watch::Sender<LinkState>,
     ) -> Self {
+        let mut s = s;
+        let stored = s.events.take();
         let (host_name, port) = auth::split_host(&s.host);
         Link {
+            stored,
+            outflow: Outflow::default(),
+            event_slot: None,
             host_name: host_name.to_string(),
             port,
             backoff: Backoff::new(s.backoff),
@@ -169,6 +181,8 @@ impl Link {
                 Ok(conn) => {
                     let end = self.serve(conn, after_failure).await;
                     up.set(0);
+                    self.outflow.connection_lost();
+                    self.event_slot = None;
                     self.backoff.connection_ended(started.elapsed());
                     for p in self.session.connection_lost().into_iter().rev() {
                         self.backlog.push_front(Queued::Patch(p));
@@ -301,6 +315,12 @@ impl Link {
         let mut connacked = false;
         loop {
             let online = renew_at.is_some();
+            // Not while closing for a token renewal: what it sends now would go again on the
+            // next connection if its PUBACK is not back before the close.
+            let sending = online && drain.is_none();
+            if sending {
+                self.send_events(&conn.client);
+            }
             if online && self.session.resync && !self.session.twin_get_outstanding() {
                 let topic = self.session.twin_get();
                 if conn
@@ -357,6 +377,8 @@ impl Link {
                     self.lost(online, "SAS token renewal".into());
                     return End::Renew;
                 }
+                () = head_changed(&mut self.stored), if sending => continue,
+                () = sleep_until(self.event_slot.unwrap_or(setup_deadline)), if sending && self.event_slot.is_some() => continue,
                 cmd = self.cmds.recv(), if self.cmds_open => {
                     match cmd.map(|c| *c) {
                         Some(cmd) if online => self.online_command(&conn.client, cmd),
@@ -384,6 +406,14 @@ impl Link {
                 }
             };
             match event {
+                Event::Outgoing(Outgoing::Publish(pkid)) => self.outflow.outgoing(pkid),
+                Event::Incoming(Packet::PubAck(ack)) => {
+                    if let (Some(seq), Some(events)) =
+                        (self.outflow.puback(ack.pkid), &mut self.stored)
+                    {
+                        events.acked(seq);
+                    }
+                }
                 Event::Incoming(Packet::ConnAck(_)) => {
                     connacked = true;
                     debug!(device = %self.s.device_id, "CONNACK");
@@ -565,6 +595,9 @@ impl Link {
                 let r = client
                     .try_publish(topic, QoS::AtLeastOnce, false, body)
                     .map_err(|_| LinkError::Busy);
+                if r.is_ok() {
+                    self.outflow.sent_other();
+                }
                 let _ = reply.send(r);
             }
         }
@@ -592,10 +625,69 @@ impl Link {
                     let r = client
                         .try_publish(topic, QoS::AtLeastOnce, false, body)
                         .map_err(|_| LinkError::Busy);
+                    if r.is_ok() {
+                        self.outflow.sent_other();
+                    }
                     let _ = reply.send(r);
                 }
                 _ => {}
             }
         }
+    }
+
+    /// Publishes the door's stored events while the window has room and the gateway's event
+    /// pace allows; returns when it must wait (for a PUBACK, a paced slot, new events).
+    fn send_events(&mut self, client: &AsyncClient) {
+        let Some(events) = &mut self.stored else {
+            return;
+        };
+        loop {
+            let head = *events.head().borrow_and_update();
+            let Some(from) = self.outflow.wants(head) else {
+                return;
+            };
+            let slot = *self
+                .event_slot
+                .get_or_insert_with(|| self.s.event_pacer.reserve());
+            if slot > Instant::now() {
+                return;
+            }
+            let event = match events.read(from, 1) {
+                Ok(mut v) => v.pop(),
+                Err(e) => {
+                    // Retried on the next wake-up (PUBACK, new event, any traffic).
+                    warn!(device = %self.s.device_id, error = %e, "cannot read stored events");
+                    return;
+                }
+            };
+            let Some(event) = event else {
+                // Everything below the head was acknowledged or dropped meanwhile.
+                self.outflow.skip_to(head);
+                continue;
+            };
+            let topic = wire::topic(&self.s.device_id, &event);
+            // On a full request channel the event stays stored and is tried again on the
+            // next wake-up.
+            if client
+                .try_publish(topic, QoS::AtLeastOnce, false, event.body)
+                .is_err()
+            {
+                return;
+            }
+            self.event_slot = None;
+            self.outflow.sent(event.seq);
+        }
+    }
+}
+
+/// Resolves when the door's store has committed new events; never without a store.
+async fn head_changed(events: &mut Option<DoorEvents>) {
+    match events {
+        Some(e) => {
+            if e.head().changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending::<()>().await,
     }
 }

@@ -205,7 +205,10 @@ impl Hub {
             .put::<()>(crate::store::SESSIONS, id, None, false);
         st.devices.remove(id);
         st.sessions.remove(id);
-        st.telemetry.remove(id);
+        if let Some(gone) = st.telemetry.remove(id) {
+            st.telemetry_bytes -= gone.iter().map(super::links::telemetry_size).sum::<usize>();
+            st.telemetry_order.retain(|d| d != id);
+        }
         if let Some(l) = st.links.remove(id) {
             l.kill.cancel();
         }

@@ -1,8 +1,8 @@
 //! Live device links and MQTT sessions: one [`Link`] per connected device (a bounded outbox
 //! to its connection task and a kill switch), persisted subscriptions per client id, the
-//! per-device telemetry ring buffers, and desired-change notifications.
+//! per-device telemetry (bounded in bytes for the whole hub), and desired-change notifications.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,8 +13,10 @@ use tokio_util::sync::CancellationToken;
 use super::{now_iso, unix_now, Hub, State};
 use crate::auth::{self, AuthError};
 
-/// Telemetry messages kept per device; the oldest is dropped when full.
-pub const TELEMETRY_BUFFER: usize = 1000;
+/// Telemetry kept by the whole hub (payloads, properties and ids), for tests and the demo;
+/// beyond it the hub's oldest message is dropped, whichever device sent it. An extension of
+/// fieldhub: Azure IoT Hub hands telemetry to its Event Hub–compatible endpoint instead.
+pub const TELEMETRY_BYTES: usize = 64 * 1024 * 1024;
 /// Hub-to-device messages queued per link; when full the link is closed (the device
 /// reconnects and re-reads its twin, so nothing is silently lost).
 const OUTBOX: usize = 64;
@@ -36,6 +38,17 @@ pub struct TelemetryMessage {
     pub properties: Vec<(String, String)>,
     pub payload: Bytes,
     pub received_at: String,
+}
+
+/// What a kept telemetry message counts against [`TELEMETRY_BYTES`].
+pub(crate) fn telemetry_size(m: &TelemetryMessage) -> usize {
+    m.payload.len()
+        + m.device_id.len()
+        + m.received_at.len()
+        + m.properties
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>()
 }
 
 /// A message for the device's connection task to publish (QoS 0).
@@ -206,17 +219,28 @@ impl Hub {
         if let Some(d) = st.devices.get_mut(&msg.device_id) {
             d.last_activity = Some(msg.received_at.clone());
         }
-        let buf = st.telemetry.entry(msg.device_id.clone()).or_default();
-        if buf.len() >= TELEMETRY_BUFFER {
-            buf.pop_front();
+        let size = telemetry_size(&msg);
+        st.telemetry
+            .entry(msg.device_id.clone())
+            .or_default()
+            .push_back(msg.clone());
+        st.telemetry_order.push_back(msg.device_id.clone());
+        st.telemetry_bytes += size;
+        while st.telemetry_bytes > TELEMETRY_BYTES {
+            let Some(id) = st.telemetry_order.pop_front() else {
+                break;
+            };
+            let oldest = st.telemetry.get_mut(&id).and_then(VecDeque::pop_front);
+            if let Some(m) = oldest {
+                st.telemetry_bytes -= telemetry_size(&m);
+            }
         }
-        buf.push_back(msg.clone());
         drop(st);
         // Nobody listening is fine.
         let _ = self.inner.telemetry_tx.send(msg);
     }
 
-    /// Telemetry received from `id`, oldest first (at most [`TELEMETRY_BUFFER`]).
+    /// Telemetry received from `id`, oldest first (the hub keeps [`TELEMETRY_BYTES`] in all).
     pub fn telemetry(&self, id: &str) -> Vec<TelemetryMessage> {
         self.lock()
             .telemetry
@@ -301,5 +325,41 @@ impl Hub {
             }
             None => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn telemetry_is_bounded_in_bytes_for_the_whole_hub_dropping_the_oldest() {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = Hub::open_offline(dir.path(), "h").unwrap();
+        let payload = Bytes::from(vec![b'x'; 1024 * 1024]);
+        let msg = |id: &str, n: usize| TelemetryMessage {
+            device_id: id.into(),
+            properties: vec![("n".into(), n.to_string())],
+            payload: payload.clone(),
+            received_at: now_iso(),
+        };
+        for n in 0..40 {
+            hub.record_telemetry(msg("a", n));
+        }
+        for n in 0..40 {
+            hub.record_telemetry(msg("b", n));
+        }
+        let (a, b) = (hub.telemetry("a"), hub.telemetry("b"));
+        assert_eq!(b.len(), 40, "the newest device's messages are all kept");
+        assert!(
+            !a.is_empty() && a.len() < 40,
+            "a lost its oldest: {}",
+            a.len()
+        );
+        assert_eq!(a.last().unwrap().properties[0].1, "39", "a's newest kept");
+        let st = hub.lock();
+        assert!(st.telemetry_bytes <= TELEMETRY_BYTES);
+        let counted: usize = st.telemetry.values().flatten().map(telemetry_size).sum();
+        assert_eq!(counted, st.telemetry_bytes);
     }
 }

@@ -9,7 +9,7 @@ pub(crate) mod links;
 mod methods;
 
 pub use devices::{if_match_ok, DeviceUpdate};
-pub use links::{Sub, TelemetryMessage, TELEMETRY_BUFFER};
+pub use links::{Sub, TelemetryMessage, TELEMETRY_BYTES};
 pub use methods::MethodResponse;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -45,6 +45,9 @@ pub(crate) struct State {
     pub links: HashMap<String, links::Link>,
     pub sessions: HashMap<String, BTreeSet<Sub>>,
     pub telemetry: HashMap<String, VecDeque<TelemetryMessage>>,
+    /// The device of every kept telemetry message, oldest first (which to drop when full).
+    pub telemetry_order: VecDeque<String>,
+    pub telemetry_bytes: usize,
     pub pending: HashMap<String, methods::Pending>,
     pub next_id: u64,
 }

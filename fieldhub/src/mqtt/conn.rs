@@ -308,28 +308,30 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Session<T> {
         if verdict == PublishVerdict::Violation {
             return self.violation(&p.topic);
         }
+        if let PublishVerdict::Telemetry { properties } = &verdict {
+            if p.payload.len() > MAX_TELEMETRY {
+                return self.violation("telemetry over 256 KB");
+            }
+            let mut props = rules::parse_property_bag(properties);
+            if p.retain {
+                props.push(("mqtt-retain".into(), "true".into()));
+            }
+            // Kept before it is acknowledged, as IoT Hub does: a PUBACK means the message is
+            // the hub's, even if the hub stops right after sending it.
+            self.hub.record_telemetry(TelemetryMessage {
+                device_id: self.id.clone(),
+                properties: props,
+                payload: p.payload.clone(),
+                received_at: crate::hub::now_iso(),
+            });
+        }
         if p.qos == QoS::AtLeastOnce {
             if let Step::Stop(e) = self.reply(Packet::PubAck(PubAck::new(p.pkid))).await {
                 return Step::Stop(e);
             }
         }
         match verdict {
-            PublishVerdict::Telemetry { properties } => {
-                if p.payload.len() > MAX_TELEMETRY {
-                    return self.violation("telemetry over 256 KB");
-                }
-                let mut props = rules::parse_property_bag(&properties);
-                if p.retain {
-                    props.push(("mqtt-retain".into(), "true".into()));
-                }
-                self.hub.record_telemetry(TelemetryMessage {
-                    device_id: self.id.clone(),
-                    properties: props,
-                    payload: p.payload,
-                    received_at: crate::hub::now_iso(),
-                });
-                Step::Continue
-            }
+            PublishVerdict::Telemetry { .. } => Step::Continue,
             PublishVerdict::TwinGet { rid } => match self.hub.device_twin(&self.id) {
                 Ok(t) => {
                     self.twin_reply(200, &rid, None, Bytes::from(t.to_string()))
