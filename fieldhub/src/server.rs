@@ -86,7 +86,8 @@ pub struct RunningHub {
     pub jobs: HubJobs,
     shutdown: CancellationToken,
     /// Stops the job engine first, while devices are still connected, so operations in
-    /// flight finish and are recorded instead of being run again after a restart.
+    /// flight finish and their outcomes are recorded (rather than found unknown after a
+    /// restart).
     jobs_stop: CancellationToken,
     jobs_task: tokio::task::JoinHandle<()>,
     tracker: TaskTracker,
@@ -184,12 +185,12 @@ impl RunningHub {
             .await
             .is_err()
         {
-            // Stopped mid-operation, those devices stay `running` in the store and are
-            // resumed after a restart, rather than failed by the shutdown itself.
+            // Stopped mid-operation, those devices stay `running` in the store; a restart
+            // fails them as outcome unknown rather than calling them a second time.
             jobs_task.abort();
             let _ = jobs_task.await;
             tracing::warn!(
-                "job operations still in flight at shutdown will run again after a restart"
+                "job operations still in flight at shutdown: their outcomes will show as unknown"
             );
         }
         self.shutdown.cancel();
