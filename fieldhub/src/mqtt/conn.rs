@@ -32,6 +32,8 @@ const MAX_PACKET: usize = 300 * 1024;
 const MAX_TELEMETRY: usize = 256 * 1024;
 /// The Azure load balancer's idle limit caps the keep-alive timeout (reference §2.2).
 const MAX_IDLE: Duration = Duration::from_secs(1767);
+/// Longest the token-expiry timer waits (100 years, in seconds).
+const MAX_TOKEN_WAIT: u64 = 100 * 365 * 24 * 3600;
 
 type Stream<T> = Framed<T, Codec>;
 
@@ -60,23 +62,65 @@ async fn send<T: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
+/// Longest device id IoT Hub accepts ("Device identity properties",
+/// https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-identity-registry): a longer
+/// client id is refused before anything is looked up or logged in full.
+const MAX_DEVICE_ID: usize = 128;
+/// How much of a text that came from an unauthenticated peer goes into a log line.
+const LOGGED_CHARS: usize = 64;
+
+/// `s` for a log line: at most [`LOGGED_CHARS`] characters, with the full length when cut, so
+/// a peer cannot fill the log with one CONNECT.
+pub(crate) fn for_log(s: &str) -> String {
+    match s.char_indices().nth(LOGGED_CHARS) {
+        None => s.to_owned(),
+        Some((cut, _)) => format!("{}… ({} chars)", &s[..cut], s.chars().count()),
+    }
+}
+
 /// Checks CONNECT fields and credentials: the device id, or the CONNACK refusal code.
 fn check_connect(hub: &Hub, c: &Connect) -> Result<(String, u64), ConnectReturnCode> {
+    let refused = |code: ConnectReturnCode, why: &str| {
+        tracing::info!(client_id = %for_log(&c.client_id), ?code, why, "CONNECT refused");
+        code
+    };
     if c.protocol != Protocol::V4 {
-        return Err(ConnectReturnCode::RefusedProtocolVersion);
+        return Err(refused(
+            ConnectReturnCode::RefusedProtocolVersion,
+            "not MQTT 3.1.1",
+        ));
+    }
+    if c.client_id.is_empty() || c.client_id.chars().count() > MAX_DEVICE_ID {
+        return Err(refused(ConnectReturnCode::BadClientId, "client id length"));
     }
     let login = c
         .login
         .as_ref()
-        .ok_or(ConnectReturnCode::BadUserNamePassword)?;
-    let user =
-        rules::parse_username(&login.username).ok_or(ConnectReturnCode::BadUserNamePassword)?;
-    if c.client_id.is_empty() || user.device_id != c.client_id {
-        return Err(ConnectReturnCode::BadClientId);
+        .ok_or_else(|| refused(ConnectReturnCode::BadUserNamePassword, "no credentials"))?;
+    let user = rules::parse_username(&login.username)
+        .ok_or_else(|| refused(ConnectReturnCode::BadUserNamePassword, "username format"))?;
+    // The username starts with the hub's host name ("Using the MQTT protocol directly (as a
+    // device)", https://learn.microsoft.com/azure/iot/iot-mqtt-connect-to-iot-hub); a port, as
+    // some clients append when the hub listens on a non-default one, is allowed.
+    let host = user
+        .host
+        .rsplit_once(':')
+        .map_or(user.host.as_str(), |(h, _)| h);
+    if !host.eq_ignore_ascii_case(hub.hostname()) {
+        return Err(refused(
+            ConnectReturnCode::BadUserNamePassword,
+            "username names another hub",
+        ));
+    }
+    if user.device_id != c.client_id {
+        return Err(refused(
+            ConnectReturnCode::BadClientId,
+            "username names another device",
+        ));
     }
     if user.module_id.is_some() {
         // fieldhub has no module identities.
-        return Err(ConnectReturnCode::NotAuthorized);
+        return Err(refused(ConnectReturnCode::NotAuthorized, "module identity"));
     }
     match hub.authorize_device(&c.client_id, &login.password) {
         Ok(expiry) => Ok((c.client_id.clone(), expiry)),
@@ -87,17 +131,67 @@ fn check_connect(hub: &Hub, c: &Connect) -> Result<(String, u64), ConnectReturnC
     }
 }
 
-/// The CONNECT packet, with a deadline.
+/// rumqttc's codec plus the CONNECT flag rules its parser skips (MQTT 3.1.1 §3.1.2.3, §3.1.2.6,
+/// §3.1.2.7, §3.1.2.9, http://docs.oasis-open.org/mqtt/mqtt/v3.1.1/os/mqtt-v3.1.1-os.html): the
+/// reserved flag is zero, Will QoS and Will Retain are zero without a Will, and there is no
+/// password without a user name. The specification has the server close the connection
+/// without a CONNACK [MQTT-3.1.2-3]; IoT Hub implements MQTT 3.1.1 ("Communicate with an IoT
+/// hub using the MQTT protocol", https://learn.microsoft.com/azure/iot/iot-mqtt-connect-to-iot-hub)
+/// and documents nothing looser.
+struct ConnectCodec(Codec);
+
+impl ConnectCodec {
+    /// The CONNECT flags byte of a buffered packet, once enough of it has arrived; only for
+    /// CONNECT packets with the MQTT 3.1.1 protocol name (others are left to rumqttc).
+    fn flags(src: &[u8]) -> Option<u8> {
+        if src.first() != Some(&0x10) {
+            return None;
+        }
+        // Remaining length: 1 to 4 bytes, high bit = more.
+        let len_bytes = src[1..].iter().take(4).position(|b| b & 0x80 == 0)? + 1;
+        let rest = src.get(1 + len_bytes..)?;
+        // Protocol name "MQTT" (2-byte length + 4), protocol level, then the flags.
+        if rest.get(..6)? != b"\x00\x04MQTT" {
+            return None;
+        }
+        rest.get(7).copied()
+    }
+}
+
+impl tokio_util::codec::Decoder for ConnectCodec {
+    type Item = Packet;
+    type Error = rumqttc::mqttbytes::Error;
+
+    fn decode(&mut self, src: &mut bytes::BytesMut) -> Result<Option<Packet>, Self::Error> {
+        if let Some(flags) = Self::flags(src) {
+            let reserved = flags & 0x01 != 0;
+            let will = flags & 0x04 != 0;
+            let will_qos_or_retain = flags & 0x38 != 0;
+            let (user, password) = (flags & 0x80 != 0, flags & 0x40 != 0);
+            if reserved || (!will && will_qos_or_retain) || (password && !user) {
+                return Err(rumqttc::mqttbytes::Error::IncorrectPacketFormat);
+            }
+        }
+        self.0.decode(src)
+    }
+}
+
+/// The CONNECT packet, with a deadline. A first packet that is not a valid CONNECT closes the
+/// connection without an answer.
 async fn read_connect<T: AsyncRead + AsyncWrite + Unpin>(io: T) -> Option<(Stream<T>, Connect)> {
     let mut framed = Framed::new(
         io,
-        Codec {
+        ConnectCodec(Codec {
             max_incoming_size: MAX_PACKET,
             max_outgoing_size: MAX_PACKET,
-        },
+        }),
     );
     match timeout(CONNECT_TIMEOUT, framed.next()).await {
-        Ok(Some(Ok(Packet::Connect(c)))) => Some((framed, c)),
+        Ok(Some(Ok(Packet::Connect(c)))) => Some((framed.map_codec(|c| c.0), c)),
+        Ok(Some(Err(e))) => {
+            tracing::info!(error = %e, "malformed CONNECT; closing");
+            None
+        }
         _ => None,
     }
 }
@@ -135,6 +229,14 @@ pub async fn serve_stream<T: AsyncRead + AsyncWrite + Unpin>(hub: Hub, io: T) {
         }
     };
     let att = hub.attach(&id, connect.clean_session);
+    // Detaches however the session ends, a panic in it included: a device must never stay
+    // shown as connected with no task behind it.
+    let attached = Detach {
+        hub: &hub,
+        id: &id,
+        conn_id: att.conn_id,
+        clean_session: connect.clean_session,
+    };
     let ack = ConnAck::new(ConnectReturnCode::Success, att.session_present);
     let end = if send(&mut framed, Packet::ConnAck(ack)).await.is_err() {
         End::Lost
@@ -148,7 +250,7 @@ pub async fn serve_stream<T: AsyncRead + AsyncWrite + Unpin>(hub: Hub, io: T) {
             .run(att.rx, att.kill, expiry, connect.keep_alive)
             .await
     };
-    hub.detach(&id, att.conn_id, connect.clean_session);
+    drop(attached);
     tracing::debug!(device = %id, ?end, "connection ended");
     if end == End::Lost {
         if let Some(will) = connect.last_will {
@@ -165,6 +267,20 @@ pub async fn serve_stream<T: AsyncRead + AsyncWrite + Unpin>(hub: Hub, io: T) {
                 });
             }
         }
+    }
+}
+
+/// Detaches a connection from the hub when dropped.
+struct Detach<'a> {
+    hub: &'a Hub,
+    id: &'a str,
+    conn_id: u64,
+    clean_session: bool,
+}
+
+impl Drop for Detach<'_> {
+    fn drop(&mut self) {
+        self.hub.detach(self.id, self.conn_id, self.clean_session);
     }
 }
 
@@ -187,7 +303,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Session<T> {
         expiry: u64,
         keep_alive: u16,
     ) -> End {
-        let expires_at = Instant::now() + Duration::from_secs(expiry.saturating_sub(unix_now()));
+        // `se` is any u64 the device chose: far-future expiries wait "forever" (a century)
+        // rather than overflow `Instant`.
+        let valid_for = Duration::from_secs(expiry.saturating_sub(unix_now()).min(MAX_TOKEN_WAIT));
+        let expires_at = Instant::now() + valid_for;
         let idle_limit = (keep_alive > 0)
             .then(|| (Duration::from_secs(u64::from(keep_alive)) * 3 / 2).min(MAX_IDLE));
         let mut last_rx = Instant::now();
@@ -245,7 +364,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Session<T> {
     }
 
     fn violation(&self, what: &str) -> Step {
-        tracing::warn!(device = %self.id, what, "device broke the topic rules; closing");
+        tracing::warn!(device = %self.id, what = %for_log(what), "device broke the topic rules; closing");
         Step::Stop(End::Violation)
     }
 
@@ -308,6 +427,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Session<T> {
         if verdict == PublishVerdict::Violation {
             return self.violation(&p.topic);
         }
+        // Checked before the PUBACK: a QoS 1 message acknowledged and then dropped would be
+        // lost without the device knowing. IoT Hub's device-to-cloud limit is 256 KB
+        // ("IoT Hub quotas and throttling",
+        // https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-quotas-throttling).
+        if matches!(verdict, PublishVerdict::Telemetry { .. }) && p.payload.len() > MAX_TELEMETRY {
+            return self.violation("telemetry over 256 KB");
+        }
         if p.qos == QoS::AtLeastOnce {
             if let Step::Stop(e) = self.reply(Packet::PubAck(PubAck::new(p.pkid))).await {
                 return Step::Stop(e);
@@ -315,9 +441,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Session<T> {
         }
         match verdict {
             PublishVerdict::Telemetry { properties } => {
-                if p.payload.len() > MAX_TELEMETRY {
-                    return self.violation("telemetry over 256 KB");
-                }
                 let mut props = rules::parse_property_bag(&properties);
                 if p.retain {
                     props.push(("mqtt-retain".into(), "true".into()));
@@ -444,5 +567,60 @@ mod tests {
         assert!(!hub.is_connected("d1"));
         // Not even a CONNECT: closed without an answer.
         assert!(exchange(&hub, vec![], b"\xff\xff\xff").await.is_empty());
+    }
+
+    /// A log writer into a shared buffer.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Issue 14, item 14: a refused CONNECT with a 60,000-character client id used to put
+    /// the whole id in the log twice; what an unauthenticated peer sent is cut to
+    /// [`LOGGED_CHARS`] characters.
+    #[tokio::test]
+    async fn refused_connect_logs_a_bounded_client_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = Hub::open_offline(dir.path(), "h").unwrap();
+        let logs = Captured::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_max_level(tracing::Level::INFO)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let long = "x".repeat(60_000);
+        let mut c = Connect::new(long.clone());
+        c.set_login(
+            format!("h/{long}/?api-version=2021-04-12"),
+            "SharedAccessSignature sr=x",
+        );
+        let got = exchange(&hub, vec![Packet::Connect(c)], b"").await;
+        assert_eq!(
+            got,
+            [Packet::ConnAck(ConnAck::new(
+                ConnectReturnCode::BadClientId,
+                false
+            ))]
+        );
+        let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        assert!(text.contains("CONNECT refused"), "{text}");
+        assert!(text.contains("(60000 chars)"), "{text}");
+        assert!(text.len() < 1000, "{} bytes logged", text.len());
+    }
+
+    #[test]
+    fn for_log_cuts_on_characters() {
+        assert_eq!(for_log("short"), "short");
+        let cut = for_log(&"é".repeat(100));
+        assert_eq!(cut, format!("{}… (100 chars)", "é".repeat(LOGGED_CHARS)));
     }
 }

@@ -1,0 +1,170 @@
+//! Issue 14, item 14: what probing the device endpoint found. A token expiring at
+//! `u64::MAX`, oversize QoS 1 telemetry, a 60,000-character client id, a username naming
+//! another hub, a device-key token for the whole hub and reserved CONNECT flags.
+
+use bytes::BytesMut;
+use rumqttc::mqttbytes::v4::{Codec, ConnectReturnCode, Packet, Publish};
+use rumqttc::mqttbytes::QoS;
+use tokio::io::AsyncWriteExt as _;
+use tokio_util::codec::Encoder as _;
+
+use crate::util::*;
+
+fn username(id: &str) -> String {
+    format!("localhost/{id}/?api-version=2021-04-12")
+}
+
+async fn connack(th: &TestHub, id: &str, user: &str, pw: &str) -> (RawConn, ConnectReturnCode) {
+    let mut conn = raw_connect(&th.hub).await;
+    match raw_exchange(&mut conn, raw_connect_packet(id, user, pw, 60)).await {
+        Some(Packet::ConnAck(a)) => (conn, a.code),
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
+}
+
+/// `se=18446744073709551615` used to overflow `Instant` in the connection task, which
+/// panicked after the CONNACK and left the device shown as connected.
+#[tokio::test]
+async fn token_expiring_at_u64_max_connects_and_detaches_cleanly() {
+    let th = start_hub().await;
+    let d = th.hub.hub.create_device("d").unwrap();
+    let pw = device_token("d", &d.primary_key, u64::MAX);
+    assert!(pw.contains("se=18446744073709551615"), "{pw}");
+    let (mut conn, code) = connack(&th, "d", &username("d"), &pw).await;
+    assert_eq!(code, ConnectReturnCode::Success);
+    assert_eq!(
+        raw_exchange(&mut conn, Packet::PingReq).await,
+        Some(Packet::PingResp),
+        "the session outlives its CONNACK"
+    );
+    drop(conn);
+    assert!(th.hub.hub.wait_disconnected("d", T).await);
+}
+
+/// IoT Hub's device-to-cloud limit is 256 KB ("IoT Hub quotas and throttling",
+/// https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-quotas-throttling). A bigger
+/// QoS 1 message is refused before its PUBACK (the connection closes without one), so the
+/// device never believes a dropped message was delivered.
+#[tokio::test]
+async fn oversize_qos1_telemetry_is_never_acknowledged() {
+    let th = start_hub().await;
+    let d = th.hub.hub.create_device("d").unwrap();
+    let pw = device_token("d", &d.primary_key, now() + 600);
+    let topic = "devices/d/messages/events/";
+
+    let (mut conn, code) = connack(&th, "d", &username("d"), &pw).await;
+    assert_eq!(code, ConnectReturnCode::Success);
+    let mut at_limit = Publish::new(topic, QoS::AtLeastOnce, vec![b'x'; 256 * 1024]);
+    at_limit.pkid = 1;
+    match raw_exchange(&mut conn, Packet::Publish(at_limit)).await {
+        Some(Packet::PubAck(a)) => assert_eq!(a.pkid, 1),
+        other => panic!("expected PUBACK for 256 KB, got {other:?}"),
+    }
+    let mut over = Publish::new(topic, QoS::AtLeastOnce, vec![b'x'; 256 * 1024 + 1]);
+    over.pkid = 2;
+    assert_eq!(
+        raw_exchange(&mut conn, Packet::Publish(over)).await,
+        None,
+        "closed without a PUBACK"
+    );
+    let kept = th.hub.hub.telemetry("d");
+    assert_eq!(kept.len(), 1, "only the message at the limit is kept");
+    assert_eq!(kept[0].payload.len(), 256 * 1024);
+}
+
+/// Device ids are at most 128 characters ("Device identity properties",
+/// https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-identity-registry): a longer
+/// client id is refused as an identifier (the log line is bounded, see `for_log` in
+/// mqtt/conn.rs).
+#[tokio::test]
+async fn oversize_client_id_is_refused_as_identifier() {
+    let th = start_hub().await;
+    let long = "x".repeat(60_000);
+    let (_, code) = connack(&th, &long, &username(&long), "SharedAccessSignature sr=x").await;
+    assert_eq!(code, ConnectReturnCode::BadClientId);
+}
+
+/// The username is `{iotHub-hostname}/{device-id}/?api-version=…` ("Communicate with an IoT
+/// hub using the MQTT protocol", https://learn.microsoft.com/azure/iot/iot-mqtt-connect-to-iot-hub):
+/// another hub's name is refused; case and a port do not matter.
+#[tokio::test]
+async fn username_must_name_this_hub() {
+    let th = start_hub().await;
+    let d = th.hub.hub.create_device("d").unwrap();
+    let pw = device_token("d", &d.primary_key, now() + 600);
+    let (_, code) = connack(
+        &th,
+        "d",
+        "otherhub.azure-devices.net/d/?api-version=2021-04-12",
+        &pw,
+    )
+    .await;
+    assert_eq!(code, ConnectReturnCode::BadUserNamePassword);
+    let (_, code) = connack(&th, "d", "LocalHost:8883/d/?api-version=2021-04-12", &pw).await;
+    assert_eq!(code, ConnectReturnCode::Success);
+}
+
+/// A token signed with a device's key must be scoped to that device
+/// (`{host}/devices/{deviceId}`, "Use a symmetric key in the identity registry",
+/// https://learn.microsoft.com/azure/iot-hub/iot-hub-dev-guide-sas); `sr=localhost` is refused.
+#[tokio::test]
+async fn device_key_token_for_the_whole_hub_is_refused() {
+    let th = start_hub().await;
+    let d = th.hub.hub.create_device("d").unwrap();
+    let wide = iothub_proto::sas::generate("localhost", &d.primary_key, None, now() + 600).unwrap();
+    let (_, code) = connack(&th, "d", &username("d"), &wide).await;
+    assert_eq!(code, ConnectReturnCode::NotAuthorized);
+}
+
+/// MQTT 3.1.1 §3.1.2.3 (http://docs.oasis-open.org/mqtt/mqtt/v3.1.1/os/mqtt-v3.1.1-os.html):
+/// the server must check that the reserved CONNECT flag is zero and disconnect otherwise
+/// [MQTT-3.1.2-3]; likewise a password without a user name [MQTT-3.1.2-22] and Will QoS
+/// without a Will [MQTT-3.1.2-13]. No CONNACK is sent.
+#[tokio::test]
+async fn reserved_or_inconsistent_connect_flags_close_without_connack() {
+    let th = start_hub().await;
+    let d = th.hub.hub.create_device("d").unwrap();
+    let pw = device_token("d", &d.primary_key, now() + 600);
+    let mut buf = BytesMut::new();
+    let mut codec = Codec {
+        max_incoming_size: 1 << 20,
+        max_outgoing_size: 1 << 20,
+    };
+    codec
+        .encode(raw_connect_packet("d", &username("d"), &pw, 60), &mut buf)
+        .unwrap();
+    // Fixed header (1 byte + 2-byte remaining length for this size), "MQTT" with its length,
+    // the level, then the flags.
+    let flags_at = 1 + 2 + 6 + 1;
+    assert_eq!(
+        buf[flags_at] & 0xC0,
+        0xC0,
+        "user name and password flags set"
+    );
+    let good = buf[flags_at];
+    for (what, flags) in [
+        ("reserved bit", good | 0x01),
+        ("will QoS without will", good | 0x08),
+        ("password without user name", good & !0x80),
+    ] {
+        let mut bytes = buf.clone();
+        bytes[flags_at] = flags;
+        let mut conn = raw_connect(&th.hub).await;
+        tokio::time::timeout(T, conn.get_mut().write_all(&bytes))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            raw_next(&mut conn).await,
+            None,
+            "{what}: closed without CONNACK"
+        );
+    }
+    // The unmodified packet is accepted.
+    let mut conn = raw_connect(&th.hub).await;
+    conn.get_mut().write_all(&buf).await.unwrap();
+    match raw_next(&mut conn).await {
+        Some(Packet::ConnAck(a)) => assert_eq!(a.code, ConnectReturnCode::Success),
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
+}
