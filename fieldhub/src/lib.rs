@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod files;
 pub mod hub;
 pub mod mqtt;
 pub mod registry;

@@ -95,7 +95,7 @@ pub struct RunningHub {
 
 /// Sets up `DATA_DIR`, binds both listeners and starts serving. Returns once both accept.
 pub async fn start(cfg: HubConfig) -> anyhow::Result<RunningHub> {
-    std::fs::create_dir_all(&cfg.data_dir)
+    crate::files::create_private_dir(&cfg.data_dir)
         .with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
     let tls = crate::tls::load_or_create(&cfg.data_dir, &cfg.hostname)
         .context("setting up the hub's certificates")?;
@@ -120,8 +120,11 @@ pub async fn start(cfg: HubConfig) -> anyhow::Result<RunningHub> {
         .policy_connection_string("iothubowner")
         .context("policy iothubowner is missing from the database")?;
     let connstr_path = cfg.data_dir.join("service.connstr");
-    std::fs::write(&connstr_path, format!("{service_connection_string}\n"))
-        .with_context(|| format!("writing {}", connstr_path.display()))?;
+    crate::files::write_private(
+        &connstr_path,
+        format!("{service_connection_string}\n").as_bytes(),
+    )
+    .with_context(|| format!("writing {}", connstr_path.display()))?;
 
     let tracker = TaskTracker::new();
     let job_store = RedbJobStore::open(hub.clone())?;
