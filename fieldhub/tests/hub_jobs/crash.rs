@@ -188,7 +188,7 @@ async fn device(
 }
 
 /// What the service client saw acknowledged: the last desired `seq` per device, created ids.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Acked {
     seq: HashMap<String, u64>,
     created: Vec<String>,
@@ -330,7 +330,8 @@ async fn sigkill_during_jobs_twin_updates_and_creates_loses_nothing_and_calls_no
 
         hub = Hub::start(dir.path()).await;
         port_tx.send(hub.mqtt.port()).unwrap();
-        check_acknowledged(&hub.svc, &acked.lock().unwrap()).await;
+        let snapshot = acked.lock().unwrap().clone();
+        check_acknowledged(&hub.svc, &snapshot).await;
     }
 
     // Let every job finish, then check each device was called at most once per job and the
@@ -372,7 +373,8 @@ async fn sigkill_during_jobs_twin_updates_and_creates_loses_nothing_and_calls_no
             }
         }
     }
-    check_acknowledged(&hub.svc, &acked.lock().unwrap()).await;
+    let snapshot = acked.lock().unwrap().clone();
+    check_acknowledged(&hub.svc, &snapshot).await;
     devices.abort_all();
     hub.kill();
 }
