@@ -230,7 +230,11 @@ async fn methods_offline_unknown_timeout_and_success() {
     let d = hub.create_device("d").unwrap();
     let s = Service::new(&th.hub, "service");
     let call = json!({"methodName": "lockDoor", "payload": {"a": 1},
-        "responseTimeoutInSeconds": 1, "connectTimeoutInSeconds": 0});
+        "responseTimeoutInSeconds": 5, "connectTimeoutInSeconds": 0});
+    // Issue 14, item 7: IoT Hub's range is 5 to 300 s (direct methods guide); below is 400.
+    let short = json!({"methodName": "lockDoor", "responseTimeoutInSeconds": 4});
+    let (st, code, _) = parts(s.req(Method::POST, "/twins/d/methods").json(&short)).await;
+    assert_eq!((st, code.as_deref()), (400, Some("ArgumentInvalid")));
 
     let (st, code, err) = parts(s.req(Method::POST, "/twins/d/methods").json(&call)).await;
     assert_eq!((st, code.as_deref()), (404, Some("DeviceNotOnline")));
