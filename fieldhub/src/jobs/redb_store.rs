@@ -207,7 +207,7 @@ mod tests {
     fn job(id: &str) -> JobState {
         let req: JobRequest =
             serde_json::from_value(json!({"jobId": id, "type": "scheduleUpdateTwin",
-            "updateTwin": {"properties": {"desired": {"Floor": 3}}}, "queryCondition": "*"}))
+            "updateTwin": {"etag": "*", "properties": {"desired": {"Floor": 3}}}, "queryCondition": "*"}))
             .unwrap();
         let mut j = JobState::new(req, chrono::Utc::now()).unwrap();
         let twins: Vec<Value> = (0..3)

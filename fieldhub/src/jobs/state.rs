@@ -91,8 +91,26 @@ pub fn validate(req: &JobRequest) -> Result<Condition, JobError> {
                 return Err(invalid("connectTimeoutInSeconds must be at most 300"));
             }
         }
+        // A twin-update job is a forced update: IoT Hub requires `updateTwin.etag` and accepts
+        // only "*" (azure-iot-sdk-java PR #969, DeviceTwinSample: "ScheduleUpdateTwin job type
+        // is a force update, which only accepts '*' as the Etag"; MicrosoftDocs/azure-docs
+        // issue #29484: the REST example fails until `"etag": "*"` is added). Any other
+        // value is refused too, the stricter reading, so code that passes here passes there.
         JobType::ScheduleUpdateTwin => match &req.update_twin {
-            Some(Value::Object(_)) => {}
+            Some(Value::Object(u)) => match u.get("etag") {
+                Some(Value::String(e)) if e == "*" => {}
+                None | Some(Value::Null) => {
+                    return Err(invalid(
+                        "updateTwin.etag is required for a scheduleUpdateTwin job; use \"*\"",
+                    ))
+                }
+                Some(other) => {
+                    return Err(invalid(format!(
+                        "updateTwin.etag {other} is not accepted: a scheduleUpdateTwin job is a \
+                         forced update and takes only \"*\""
+                    )))
+                }
+            },
             _ => {
                 return Err(invalid(
                     "a scheduleUpdateTwin job needs an updateTwin object",
@@ -498,6 +516,17 @@ mod tests {
         r = req("*");
         r.job_type = JobType::ScheduleUpdateTwin;
         assert!(matches!(JobState::new(r, t(0)), Err(JobError::Invalid(_))));
+        // Issue 14, item 5: twin-update jobs take `updateTwin.etag` "*" and nothing else.
+        for (etag, ok) in [
+            (json!("*"), true),
+            (Value::Null, false),
+            (json!("AAAAAAAAAAE="), false),
+        ] {
+            r = req("*");
+            r.job_type = JobType::ScheduleUpdateTwin;
+            r.update_twin = Some(json!({"etag": etag, "tags": {"a": 1}}));
+            assert_eq!(JobState::new(r, t(0)).is_ok(), ok, "etag {etag}");
+        }
         r = req("*");
         r.job_type = JobType::Unknown;
         assert!(matches!(JobState::new(r, t(0)), Err(JobError::Invalid(_))));

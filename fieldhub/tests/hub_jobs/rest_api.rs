@@ -163,6 +163,24 @@ async fn job_limits_unknown_jobs_and_job_queries() {
         body["Message"].as_str().unwrap().contains("position 11"),
         "{body}"
     );
+    // Issue 14, item 5: a twin-update job needs `updateTwin.etag`, and only "*" works on IoT
+    // Hub (azure-iot-sdk-java PR #969; MicrosoftDocs/azure-docs issue #29484).
+    for etag in [None, Some(json!("AAAAAAAAAAE=")), Some(json!(1))] {
+        let mut twin = twin_job("twin-etag", "*", json!({"Floor": 3}));
+        match &etag {
+            Some(e) => twin["updateTwin"]["etag"] = e.clone(),
+            None => {
+                twin["updateTwin"].as_object_mut().unwrap().remove("etag");
+            }
+        }
+        let (st, code, body) = put_job(&s, "twin-etag", &twin).await;
+        assert_eq!(
+            (st, code.as_deref()),
+            (400, Some("ArgumentInvalid")),
+            "etag {etag:?}: {body}"
+        );
+        assert!(body["Message"].as_str().unwrap().contains("etag"), "{body}");
+    }
     let (st, code, _) = put_job(&s, "first", &later("first")).await;
     assert_eq!((st, code.as_deref()), (400, Some("InvalidOperation")));
     let (st, _, _) = put_job(&s, "other", &later("first")).await;
