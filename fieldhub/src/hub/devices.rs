@@ -330,7 +330,7 @@ impl Hub {
     }
 
     /// Device-side reported PATCH; returns the new reported `$version`.
-    pub(crate) fn patch_reported(&self, id: &str, body: &[u8]) -> Result<u64, HubError> {
+    pub fn patch_reported(&self, id: &str, body: &[u8]) -> Result<u64, HubError> {
         let mut st = self.lock();
         let mut rec = st.device(id)?.rec.clone();
         let at = now_iso();

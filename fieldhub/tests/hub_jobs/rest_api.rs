@@ -124,6 +124,81 @@ fn later(id: &str) -> Value {
     body
 }
 
+/// Issue 14, items 1 and 2, through `POST /devices/query` as the service SDKs send it: a
+/// projection returns IoT Hub's property names (`deviceId`, `lastActivityTime`) whatever case
+/// the query used, and the query language guide's GROUP BY example
+/// (https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-query-language) returns one
+/// row per status with its count.
+#[tokio::test]
+async fn projections_and_group_by_answer_as_the_query_guide_shows() {
+    let th = start_with(|c| c).await;
+    let hub = &th.hub.hub;
+    for (id, status, floor) in [
+        ("g-1", "Success", 1),
+        ("g-2", "Pending", 2),
+        ("g-3", "Success", 3),
+        ("g-4", "Error", 4),
+    ] {
+        hub.create_device(id).unwrap();
+        hub.update_twin(id, json!({"tags": {"floor": floor}}), None)
+            .unwrap();
+        hub.patch_reported(
+            id,
+            json!({"telemetryConfig": {"status": status}})
+                .to_string()
+                .as_bytes(),
+        )
+        .unwrap();
+    }
+    let s = Service::new(&th.hub, "iothubowner");
+
+    let (rows, _, item_type) = query_all(
+        &s,
+        "SELECT DeviceId, LastActivityTime FROM devices WHERE deviceId = 'g-1'",
+        10,
+    )
+    .await;
+    assert_eq!(item_type, "Raw");
+    assert_eq!(rows.len(), 1);
+    let keys: Vec<&String> = rows[0].as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["deviceId", "lastActivityTime"], "{}", rows[0]);
+
+    let q = "SELECT properties.reported.telemetryConfig.status AS status, COUNT() AS \
+             numberOfDevices FROM devices GROUP BY properties.reported.telemetryConfig.status";
+    let (rows, _, item_type) = query_all(&s, q, 10).await;
+    assert_eq!(item_type, "Raw");
+    let mut rows: Vec<(String, u64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["status"].as_str().unwrap().to_owned(),
+                r["numberOfDevices"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    rows.sort();
+    assert_eq!(
+        rows,
+        [
+            ("Error".into(), 1),
+            ("Pending".into(), 1),
+            ("Success".into(), 2)
+        ]
+    );
+
+    let (rows, _, _) = query_all(
+        &s,
+        "SELECT SUM(tags.floor) AS s, AVG(tags.floor) AS a, MIN(tags.floor) AS lo, \
+         MAX(tags.floor) AS hi FROM devices WHERE tags.floor * 2 > 2",
+        10,
+    )
+    .await;
+    assert_eq!(rows, [json!({"s": 9, "a": 3.0, "lo": 2, "hi": 4})]);
+
+    let p = query_page(&s, "SELECT deviceId, COUNT() FROM devices", None, None).await;
+    assert_eq!(p.status, 400, "{}", p.body);
+}
+
 #[tokio::test]
 async fn job_limits_unknown_jobs_and_job_queries() {
     let th = start_with(|c| c).await;
