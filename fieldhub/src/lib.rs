@@ -16,6 +16,7 @@ pub mod registry;
 pub mod rest;
 pub mod server;
 pub mod store;
+pub mod throttle;
 pub mod tls;
 pub mod twin;
 

@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 use crate::hub::Hub;
 use crate::jobs::{HubJobs, HubOps, JobEngine, JobLimits, RedbJobStore};
 use crate::store::Store;
+use crate::throttle::{Throttle, ThrottleProfile};
 
 /// How long shutdown waits for connections and handlers to finish.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -35,6 +36,9 @@ pub struct HubConfig {
     pub max_active_jobs: usize,
     /// How long finished jobs are kept. Default 30 days, as the hub does.
     pub job_retention: Duration,
+    /// Operation throttles (429 ThrottlingException beyond a quota); `None`, the default,
+    /// leaves the hub unthrottled.
+    pub throttle: Option<ThrottleProfile>,
 }
 
 impl HubConfig {
@@ -49,6 +53,7 @@ impl HubConfig {
             job_ops_per_second: limits.device_ops_per_second,
             max_active_jobs: limits.max_active_jobs,
             job_retention: limits.retention,
+            throttle: None,
         }
     }
 
@@ -126,6 +131,7 @@ pub async fn start(cfg: HubConfig) -> anyhow::Result<RunningHub> {
     )
     .with_context(|| format!("writing {}", connstr_path.display()))?;
 
+    let throttle = cfg.throttle.map(|p| Arc::new(Throttle::new(p)));
     let tracker = TaskTracker::new();
     let job_store = RedbJobStore::open(hub.clone())?;
     let jobs = JobEngine::new(
@@ -145,6 +151,7 @@ pub async fn start(cfg: HubConfig) -> anyhow::Result<RunningHub> {
         mqtt,
         TlsAcceptor::from(tls.mqtt_config.clone()),
         hub.clone(),
+        throttle.clone(),
         tracker.clone(),
         shutdown.clone(),
     ));
@@ -153,7 +160,7 @@ pub async fn start(cfg: HubConfig) -> anyhow::Result<RunningHub> {
         TlsAcceptor::from(tls.https_config.clone()),
         shutdown.clone(),
     )?;
-    let app = crate::rest::router(hub.clone(), jobs.clone());
+    let app = crate::rest::router_with(hub.clone(), jobs.clone(), throttle);
     let stop = shutdown.clone();
     tracker.spawn(async move {
         let serve = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned());

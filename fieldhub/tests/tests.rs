@@ -13,5 +13,7 @@ mod rest_service;
 mod restart;
 #[path = "suite/robustness.rs"]
 mod robustness;
+#[path = "suite/throttling.rs"]
+mod throttling;
 #[path = "suite/util.rs"]
 mod util;

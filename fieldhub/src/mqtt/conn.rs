@@ -196,7 +196,11 @@ async fn read_connect<T: AsyncRead + AsyncWrite + Unpin>(io: T) -> Option<(Strea
     }
 }
 
-pub(crate) async fn run(hub: Hub, acceptor: TlsAcceptor, tcp: TcpStream) {
+/// Serves one TCP connection. One over the new-connection throttle (`admitted` false) gets
+/// CONNACK 3 "server unavailable" to its CONNECT: IoT Hub does not document how it refuses a
+/// throttled connection, and that is the MQTT 3.1.1 refusal (§3.2.2.3) the device SDKs treat
+/// as retryable.
+pub(crate) async fn run(hub: Hub, acceptor: TlsAcceptor, tcp: TcpStream, admitted: bool) {
     let shutdown = hub.inner.shutdown.clone();
     let tls = tokio::select! {
         _ = shutdown.cancelled() => return,
@@ -205,7 +209,13 @@ pub(crate) async fn run(hub: Hub, acceptor: TlsAcceptor, tcp: TcpStream) {
             _ => return,
         },
     };
-    serve_stream(hub, tls).await;
+    if admitted {
+        serve_stream(hub, tls).await;
+    } else if let Some((mut framed, _)) = read_connect(tls).await {
+        tracing::info!("new-connection throttle: CONNECT refused (server unavailable)");
+        let refusal = ConnAck::new(ConnectReturnCode::ServiceUnavailable, false);
+        let _ = send(&mut framed, Packet::ConnAck(refusal)).await;
+    }
 }
 
 /// Serves one device connection on an established (already secured) byte stream until it
