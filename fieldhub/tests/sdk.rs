@@ -728,9 +728,10 @@ async fn official_sdks_jobs_and_queries() {
 /// Issue 14 through the official service SDKs: projections keyed by IoT Hub's property names
 /// (item 1; Python's `Twin` deserializer drops any other spelling), the query guide's GROUP BY
 /// example (item 2), twin-update jobs without etag `"*"` refused (item 5), and
-/// `responseTimeoutInSeconds` below 5 refused (item 7).
+/// `responseTimeoutInSeconds` below 5 refused (item 7), and the S1 throttle profile's 429
+/// surfaced as each SDK's throttling error (item 6).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn official_sdks_issue14_queries_twin_jobs_and_method_timeouts() {
+async fn official_sdks_issue14_queries_twin_jobs_method_timeouts_and_throttling() {
     let _ports = SDK_PORTS.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let Some(hub) = start_on_sdk_ports(dir.path()).await else {
@@ -782,5 +783,31 @@ async fn official_sdks_issue14_queries_twin_jobs_and_method_timeouts() {
         env.hub.jobs.list(None, None).is_empty(),
         "no refused job was created"
     );
-    tokio::time::timeout(T, env.hub.shutdown()).await.unwrap();
+    let Env { hub, mut dir } = env;
+    tokio::time::timeout(T, hub.shutdown()).await.unwrap();
+
+    // Item 6: the same data dir under the S1 throttle profile; each script has its own
+    // minute of 20 queries, so each sees its 21st refused.
+    for sdk in [Sdk::NodeIssue14, Sdk::PythonIssue14] {
+        let cfg = HubConfig {
+            mqtt_addr: SocketAddr::from(MQTT_ADDR),
+            https_addr: SocketAddr::from(HTTPS_ADDR),
+            throttle: Some(fieldhub::throttle::ThrottleProfile::s1(1)),
+            ..HubConfig::for_tests(dir.path())
+        };
+        let hub = tokio::time::timeout(T, fieldhub::start(cfg))
+            .await
+            .unwrap()
+            .unwrap();
+        let env = Env { hub, dir };
+        let step = match sdk {
+            Sdk::NodeIssue14 => "registry.createQuery(throttled)",
+            _ => "registry.query_iot_hub(throttled)",
+        };
+        let steps = run_script(&env, sdk, "throttled", "q-1", &[], &[step]).await;
+        assert_eq!(steps[step]["status"], 429);
+        let Env { hub, dir: d } = env;
+        tokio::time::timeout(T, hub.shutdown()).await.unwrap();
+        dir = d;
+    }
 }

@@ -66,7 +66,25 @@ async function main() {
   step('client.invokeDeviceMethod(responseTimeoutInSeconds 3)', { status: statusOf(e2), error: e2.constructor.name });
 }
 
-main().then(
+// Item 6, on a hub started with the S1 throttle profile: the 21st query within a minute is
+// refused, and the SDK surfaces it as its throttling error.
+async function throttled() {
+  const registry = Registry.fromConnectionString(serviceCs);
+  let error;
+  for (let i = 0; i < 22 && !error; i++) {
+    try {
+      await registry.createQuery('SELECT * FROM devices', 10).next();
+    } catch (e) {
+      error = e;
+    }
+  }
+  check(error, 'a query was throttled');
+  check(statusOf(error) === 429 && error.constructor.name === 'ThrottlingError',
+    'throttled → 429 ThrottlingError, got ' + statusOf(error) + ' ' + error.constructor.name);
+  step('registry.createQuery(throttled)', { status: statusOf(error), error: error.constructor.name });
+}
+
+(process.env.MODE === 'throttled' ? throttled() : main()).then(
   () => { step('done'); process.exit(0); },
   (e) => { console.log(JSON.stringify({ step: 'error', ok: false, error: String(e && e.stack || e) })); process.exit(1); },
 );

@@ -61,8 +61,23 @@ def main():
     step("registry.invoke_device_method(response_timeout_in_seconds 3)", status=st)
 
 
+def throttled():
+    """Item 6, on a hub started with the S1 throttle profile: the 21st query within a minute
+    is refused with 429."""
+    registry = IoTHubRegistryManager(SERVICE_CS)
+    status = None
+    for _ in range(22):
+        try:
+            registry.query_iot_hub(QuerySpecification(query="SELECT * FROM devices"))
+        except Exception as e:  # msrest HttpOperationError
+            status = getattr(getattr(e, "response", None), "status_code", None)
+            break
+    check(status == 429, f"throttled → 429, got {status}")
+    step("registry.query_iot_hub(throttled)", status=status)
+
+
 try:
-    main()
+    throttled() if os.environ.get("MODE") == "throttled" else main()
     step("done")
 except Exception as e:  # report, then fail the process
     print(json.dumps({"step": "error", "ok": False, "error": repr(e)}), flush=True)
