@@ -78,8 +78,12 @@ pub(crate) fn for_log(s: &str) -> String {
     }
 }
 
-/// Checks CONNECT fields and credentials: the device id, or the CONNACK refusal code.
-fn check_connect(hub: &Hub, c: &Connect) -> Result<(String, u64), ConnectReturnCode> {
+/// Checks CONNECT fields and credentials: the device id, token expiry and announced model id,
+/// or the CONNACK refusal code.
+fn check_connect(
+    hub: &Hub,
+    c: &Connect,
+) -> Result<(String, u64, Option<String>), ConnectReturnCode> {
     let refused = |code: ConnectReturnCode, why: &str| {
         tracing::info!(client_id = %for_log(&c.client_id), ?code, why, "CONNECT refused");
         code
@@ -122,8 +126,16 @@ fn check_connect(hub: &Hub, c: &Connect) -> Result<(String, u64), ConnectReturnC
         // fieldhub has no module identities.
         return Err(refused(ConnectReturnCode::NotAuthorized, "module identity"));
     }
+    // IoT Hub's handling of a malformed model id is not documented; the stricter choice is to
+    // refuse it rather than store something no model repository could resolve.
+    if user.model_id.as_deref().is_some_and(|m| !rules::is_dtmi(m)) {
+        return Err(refused(
+            ConnectReturnCode::BadUserNamePassword,
+            "model-id is not a DTMI",
+        ));
+    }
     match hub.authorize_device(&c.client_id, &login.password) {
-        Ok(expiry) => Ok((c.client_id.clone(), expiry)),
+        Ok(expiry) => Ok((c.client_id.clone(), expiry, user.model_id)),
         Err(refusal) => {
             tracing::info!(device = %c.client_id, ?refusal, "CONNECT refused");
             Err(ConnectReturnCode::NotAuthorized)
@@ -231,13 +243,21 @@ pub async fn serve_stream<T: AsyncRead + AsyncWrite + Unpin>(hub: Hub, io: T) {
             None => return,
         },
     };
-    let (id, expiry) = match check_connect(&hub, &connect) {
+    let (id, expiry, model_id) = match check_connect(&hub, &connect) {
         Ok(ok) => ok,
         Err(code) => {
             let _ = send(&mut framed, Packet::ConnAck(ConnAck::new(code, false))).await;
             return;
         }
     };
+    if let Some(model) = &model_id {
+        if let Err(e) = hub.announce_model(&id, model) {
+            tracing::warn!(device = %id, error = %e, "recording the announced model id failed");
+            let refusal = ConnAck::new(ConnectReturnCode::ServiceUnavailable, false);
+            let _ = send(&mut framed, Packet::ConnAck(refusal)).await;
+            return;
+        }
+    }
     let att = hub.attach(&id, connect.clean_session);
     // Detaches however the session ends, a panic in it included: a device must never stay
     // shown as connected with no task behind it.

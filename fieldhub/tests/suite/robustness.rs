@@ -1,6 +1,7 @@
 //! Issue 14, item 14: what probing the device endpoint found. A token expiring at
 //! `u64::MAX`, oversize QoS 1 telemetry, a 60,000-character client id, a username naming
-//! another hub, a device-key token for the whole hub and reserved CONNECT flags.
+//! another hub, a device-key token for the whole hub and reserved CONNECT flags. Also item 10,
+//! the IoT Plug and Play model id a device announces in its CONNECT.
 
 use bytes::BytesMut;
 use rumqttc::mqttbytes::v4::{Codec, ConnectReturnCode, Packet, Publish};
@@ -167,4 +168,55 @@ async fn reserved_or_inconsistent_connect_flags_close_without_connack() {
         Some(Packet::ConnAck(a)) => assert_eq!(a.code, ConnectReturnCode::Success),
         other => panic!("expected CONNACK, got {other:?}"),
     }
+}
+
+/// Issue 14, item 10: an IoT Plug and Play device announces its model in the MQTT username
+/// (`&model-id=`, "IoT Plug and Play device developer guide",
+/// https://learn.microsoft.com/azure/iot/concepts-developer-guide-device); the hub keeps it in
+/// the twin's `modelId`, durably, and `WHERE modelId = '…'` finds the device. A model id that
+/// is not a DTMI is refused (IoT Hub's behaviour is not documented; the stricter choice).
+#[tokio::test]
+async fn announced_model_id_is_kept_in_the_twin_and_queryable() {
+    let th = start_hub().await;
+    let d = th.hub.hub.create_device("pnp").unwrap();
+    th.hub.hub.create_device("plain").unwrap();
+    let pw = device_token("pnp", &d.primary_key, now() + 600);
+    let user =
+        "localhost/pnp/?api-version=2020-09-30&model-id=dtmi%3Acom%3Aexample%3AThermostat%3B1";
+    let (_, code) = connack(&th, "pnp", user, &pw).await;
+    assert_eq!(code, ConnectReturnCode::Success);
+    let model = "dtmi:com:example:Thermostat;1";
+    assert_eq!(th.hub.hub.get_twin("pnp").unwrap()["modelId"], model);
+    assert_eq!(th.hub.hub.get_twin("plain").unwrap()["modelId"], "");
+
+    let s = Service::new(&th.hub, "iothubowner");
+    let (st, _, rows) = parts(s.req(reqwest::Method::POST, "/devices/query").json(
+        &serde_json::json!({"query": format!("SELECT * FROM devices WHERE modelId = '{model}'")}),
+    ))
+    .await;
+    assert_eq!(st, 200, "{rows}");
+    let ids: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["deviceId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["pnp"]);
+
+    let bad = "localhost/pnp/?api-version=2020-09-30&model-id=not-a-model";
+    let (_, code) = connack(&th, "pnp", bad, &pw).await;
+    assert_eq!(code, ConnectReturnCode::BadUserNamePassword);
+
+    // Kept across a restart.
+    let dir = th.dir;
+    tokio::time::timeout(T, th.hub.shutdown()).await.unwrap();
+    let hub = tokio::time::timeout(
+        T,
+        fieldhub::start(fieldhub::HubConfig::for_tests(dir.path())),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(hub.hub.get_twin("pnp").unwrap()["modelId"], model);
+    tokio::time::timeout(T, hub.shutdown()).await.unwrap();
 }
