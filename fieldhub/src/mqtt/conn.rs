@@ -30,7 +30,9 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// D2C messages are limited to 256 KB; leave room for the topic and property bag.
 const MAX_PACKET: usize = 300 * 1024;
 const MAX_TELEMETRY: usize = 256 * 1024;
-/// The Azure load balancer's idle limit caps the keep-alive timeout (reference §2.2).
+/// IoT Hub's idle limit: it caps the keep-alive at 1767 s ("Communicate with an IoT hub using
+/// the MQTT protocol", https://learn.microsoft.com/azure/iot/iot-mqtt-connect-to-iot-hub) and
+/// closes a connection idle that long, keep-alive 0 included.
 const MAX_IDLE: Duration = Duration::from_secs(1767);
 /// Longest the token-expiry timer waits (100 years, in seconds).
 const MAX_TOKEN_WAIT: u64 = 100 * 365 * 24 * 3600;
@@ -337,16 +339,16 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Session<T> {
         // rather than overflow `Instant`.
         let valid_for = Duration::from_secs(expiry.saturating_sub(unix_now()).min(MAX_TOKEN_WAIT));
         let expires_at = Instant::now() + valid_for;
-        let idle_limit = (keep_alive > 0)
-            .then(|| (Duration::from_secs(u64::from(keep_alive)) * 3 / 2).min(MAX_IDLE));
+        // Keep-alive 0 turns MQTT's own timeout off, but not IoT Hub's: a connection idle for
+        // [`MAX_IDLE`] is closed whatever the device asked for.
+        let idle_limit = if keep_alive > 0 {
+            (Duration::from_secs(u64::from(keep_alive)) * 3 / 2).min(MAX_IDLE)
+        } else {
+            MAX_IDLE
+        };
         let mut last_rx = Instant::now();
         loop {
-            let idle = async {
-                match idle_limit {
-                    Some(d) => sleep_until(last_rx + d).await,
-                    None => std::future::pending().await,
-                }
-            };
+            let idle = sleep_until(last_rx + idle_limit);
             // Every branch is cancel-safe: Framed keeps partial frames buffered.
             tokio::select! {
                 _ = kill.cancelled() => return End::Kicked,
@@ -652,5 +654,48 @@ mod tests {
         assert_eq!(for_log("short"), "short");
         let cut = for_log(&"é".repeat(100));
         assert_eq!(cut, format!("{}… (100 chars)", "é".repeat(LOGGED_CHARS)));
+    }
+
+    /// Issue 14, item 11: keep-alive 0 does not keep an idle connection forever; it is closed
+    /// after IoT Hub's idle limit (1767 s, "Communicate with an IoT hub using the MQTT
+    /// protocol", https://learn.microsoft.com/azure/iot/iot-mqtt-connect-to-iot-hub: the
+    /// keep-alive is capped at 1767 seconds).
+    #[tokio::test(start_paused = true)]
+    async fn keep_alive_zero_still_ends_at_the_idle_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = Hub::open_offline(dir.path(), "h").unwrap();
+        let keys = crate::hub::DeviceUpdate {
+            primary_key: Some(KEY.into()),
+            secondary_key: Some(KEY.into()),
+            ..Default::default()
+        };
+        hub.upsert_device("d1", keys, None).unwrap();
+        let token = iothub_proto::sas::generate(
+            &iothub_proto::sas::device_resource("h", "d1"),
+            KEY,
+            None,
+            unix_now() + 10 * 365 * 24 * 3600,
+        )
+        .unwrap();
+        let mut c = Connect::new("d1");
+        c.keep_alive = 0;
+        c.set_login("h/d1/?api-version=2021-04-12", token);
+        let mut input = BytesMut::new();
+        codec().encode(Packet::Connect(c), &mut input).unwrap();
+        let (mut device, server) = tokio::io::duplex(1 << 16);
+        let serve = tokio::spawn(serve_stream(hub.clone(), server));
+        device.write_all(&input).await.unwrap();
+        let started = Instant::now();
+        // The hub answers the CONNECT, then closes the silent connection: read to EOF.
+        let mut out = Vec::new();
+        device.read_to_end(&mut out).await.unwrap();
+        let idle = started.elapsed();
+        assert!(!out.is_empty(), "CONNACK first");
+        assert!(
+            idle >= MAX_IDLE && idle < MAX_IDLE + Duration::from_secs(5),
+            "closed after {idle:?}"
+        );
+        serve.await.unwrap();
+        assert!(!hub.is_connected("d1"));
     }
 }
