@@ -313,7 +313,7 @@ mod tests {
             ("SELECT * FROM devices GROUP BY tags.b", 7),
             (
                 "SELECT COUNT() FROM devices.jobs GROUP BY devices.jobs.status",
-                33,
+                7,
             ),
             ("SELECT MEDIAN(tags.a) FROM devices", 7),
         ] {

@@ -40,11 +40,15 @@ pub fn parse_query(text: &str) -> Result<Query, QueryError> {
     let (projection, positions) = p.projection()?;
     p.keyword("FROM")?;
     let source = p.source()?;
+    let where_at = p.pos();
     let condition = if p.eat_keyword("WHERE") {
         Condition::Expr(p.or()?)
     } else {
         Condition::All
     };
+    if source == Source::DeviceJobs {
+        check_device_jobs(&projection, projection_at, &condition, where_at)?;
+    }
     let group_at = p.pos();
     let group_by = if p.eat_keyword("GROUP") {
         p.keyword("BY")?;
@@ -68,6 +72,34 @@ pub fn parse_query(text: &str) -> Result<Query, QueryError> {
         condition,
         group_by,
     })
+}
+
+/// What `devices.jobs` queries support. The query language guide ("Device jobs queries",
+/// https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-query-language) lists what
+/// they do not: projections ("only SELECT * is possible"), conditions that refer to the device
+/// twin in addition to the job properties, and aggregations.
+fn check_device_jobs(
+    projection: &Projection,
+    projection_at: usize,
+    condition: &Condition,
+    where_at: usize,
+) -> Result<(), QueryError> {
+    if *projection != Projection::All {
+        return Err(QueryError::new(
+            projection_at,
+            "queries on devices.jobs support only SELECT * (no projections or aggregations)",
+        ));
+    }
+    if let Some(field) = condition.document_fields().into_iter().next() {
+        return Err(QueryError::new(
+            where_at,
+            format!(
+                "a devices.jobs condition may use only devices.jobs.* properties, not the \
+                 twin's '{field}'"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The grouping rules: GROUP BY only over twins ("the GROUP BY clause is only supported when
@@ -635,6 +667,27 @@ mod tests {
                 segments: vec!["createdDateTimeUtc".into()]
             })
         );
+    }
+
+    /// Issue 14, item 9: devices.jobs queries refuse what the query guide says they do not
+    /// support.
+    #[test]
+    fn device_jobs_queries_are_select_star_on_job_properties() {
+        assert!(parse_query(
+            "SELECT * FROM devices.jobs WHERE devices.jobs.jobId = 'j' AND devices.jobs.status = 'failed'"
+        )
+        .is_ok());
+        for (q, at) in [
+            ("SELECT devices.jobs.deviceId FROM devices.jobs", 7),
+            ("SELECT COUNT() FROM devices.jobs", 7),
+            (
+                "SELECT * FROM devices.jobs WHERE devices.jobs.jobId = 'j' AND status = 'x'",
+                27,
+            ),
+            ("SELECT * FROM devices.jobs WHERE tags.a = 1", 27),
+        ] {
+            assert_eq!(parse_query(q).unwrap_err().position, at, "{q}");
+        }
     }
 
     #[test]
