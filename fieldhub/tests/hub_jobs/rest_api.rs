@@ -311,7 +311,24 @@ async fn job_limits_unknown_jobs_and_job_queries() {
     assert_eq!(ids, [json!("first"), json!("second"), json!("third")]);
     let p = page_of(s.req(reqwest::Method::GET, "/jobs/v2/query?jobStatus=running")).await;
     assert_eq!(p.body, json!([]));
-    let p = page_of(s.req(reqwest::Method::GET, "/jobs/v2/query?jobType=export")).await;
+    // Issue 14, item 8: the .NET SDK's job query sends `jobType.ToString()` and
+    // `jobStatus.ToString()` (Azure/azure-iot-sdk-csharp, iothub/service/src/JobClient/
+    // HttpJobClient.cs, `BuildQueryJobUri`): enum names such as `ScheduleDeviceMethod`,
+    // `Cancelled`, `Enqueued`, `ExportDevices`. Types the hub never runs match nothing.
+    let dotnet = "/jobs/v2/query?jobType=ScheduleDeviceMethod&jobStatus=Cancelled";
+    let p = page_of(s.req(reqwest::Method::GET, dotnet)).await;
+    assert_eq!((p.status, p.body.as_array().map(Vec::len)), (200, Some(3)));
+    for q in [
+        "/jobs/v2/query?jobType=export",
+        "/jobs/v2/query?jobType=ExportDevices",
+        "/jobs/v2/query?jobType=ImportDevices&jobStatus=Enqueued",
+        "/jobs/v2/query?jobStatus=Unknown",
+        "/jobs/v2/query?jobStatus=Enqueued",
+    ] {
+        let p = page_of(s.req(reqwest::Method::GET, q)).await;
+        assert_eq!((p.status, &p.body), (200, &json!([])), "{q}");
+    }
+    let p = page_of(s.req(reqwest::Method::GET, "/jobs/v2/query?jobType=Bogus")).await;
     assert_eq!(p.status, 400);
 
     // Jobs need ServiceConnect.
@@ -319,4 +336,24 @@ async fn job_limits_unknown_jobs_and_job_queries() {
     let (st, _, _) = parts(rr.req(reqwest::Method::GET, "/jobs/v2/first")).await;
     assert_eq!(st, 401);
     tokio::time::timeout(T, th.hub.shutdown()).await.unwrap();
+}
+
+/// Issue 14, item 8: a .NET `DateTime` of kind Unspecified is serialised without an offset
+/// (`"2030-01-01T10:00:00"`); the SDK's `ScheduleDeviceMethodAsync` calls that argument
+/// `startTimeUtc` ("Date time in Utc to start the job", Azure/azure-iot-sdk-csharp,
+/// iothub/service/src/JobClient/JobClient.cs), so it is taken as UTC instead of refused.
+#[tokio::test]
+async fn start_time_without_offset_is_utc() {
+    let th = start_with(|c| c).await;
+    let s = Service::new(&th.hub, "iothubowner");
+    let mut body = method_job("dotnet", "*", 60);
+    body["startTime"] = json!("2030-01-01T10:00:00");
+    let (st, _, job) = put_job(&s, "dotnet", &body).await;
+    assert_eq!(st, 200, "{job}");
+    let start: chrono::DateTime<chrono::Utc> = job["startTime"].as_str().unwrap().parse().unwrap();
+    assert_eq!(start.to_rfc3339(), "2030-01-01T10:00:00+00:00");
+    let mut bad = method_job("bad-time", "*", 60);
+    bad["startTime"] = json!("next tuesday");
+    let (st, code, _) = put_job(&s, "bad-time", &bad).await;
+    assert_eq!((st, code.as_deref()), (400, Some("ArgumentInvalid")));
 }
