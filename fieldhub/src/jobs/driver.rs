@@ -156,15 +156,15 @@ pub(super) async fn drive<O: DeviceOps, S: JobStore>(
         if token.is_cancelled() {
             // Stopping: start nothing new, but record what the devices answer to the
             // operations already sent (bounded by their own deadlines), so a restart finds
-            // their outcomes instead of failing them as unknown.
-            let mut results = Vec::new();
+            // their outcomes instead of failing them as unknown. Each is recorded as it
+            // arrives: the hub may abort this wait, and one silent device must not cost the
+            // answers of the others.
             while let Some(joined) = inflight.join_next().await {
                 if let Ok((device, result)) = joined {
                     in_flight.remove(&device);
-                    results.push((device, result));
+                    apply(&inner, &job_id, vec![(device, result)], &mut retries);
                 }
             }
-            apply(&inner, &job_id, results, &mut retries);
             break;
         }
         let slot = inner.pacer.next_slot();
