@@ -3,7 +3,7 @@
 //! benchmarks).
 //!
 //! The quotas are those of "IoT Hub quotas and throttling"
-//! (https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-quotas-throttling), operation
+//! (<https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-quotas-throttling>), operation
 //! throttles table, S1 column. The guide says they are "applied in minute ranges", so each is a
 //! token bucket that holds one minute's worth for per-minute quotas (a burst of 20 queries is
 //! fine, the 21st within the minute is not) and one second's worth for per-second ones. Direct

@@ -332,7 +332,7 @@ impl Hub {
 
     /// Records the IoT Plug and Play model a connecting device announced, durably: IoT Hub
     /// keeps it in the twin's `modelId`, where queries find it ("Use IoT Plug and Play models
-    /// in an IoT solution", https://learn.microsoft.com/azure/iot/concepts-model-discovery).
+    /// in an IoT solution", <https://learn.microsoft.com/azure/iot/concepts-model-discovery>).
     /// A connection without a model id leaves the last one in place.
     pub(crate) fn announce_model(&self, id: &str, model_id: &str) -> Result<(), HubError> {
         let mut st = self.lock();

@@ -190,7 +190,7 @@ pub struct JobRequest {
     pub update_twin: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub query_condition: Option<String>,
-    /// `null`/absent means now. A time without an offset is UTC (see [`utc_or_unqualified`]).
+    /// `null`/absent means now. A time without an offset is UTC (as the .NET SDK means it).
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",

@@ -31,7 +31,7 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_PACKET: usize = 300 * 1024;
 const MAX_TELEMETRY: usize = 256 * 1024;
 /// IoT Hub's idle limit: it caps the keep-alive at 1767 s ("Communicate with an IoT hub using
-/// the MQTT protocol", https://learn.microsoft.com/azure/iot/iot-mqtt-connect-to-iot-hub) and
+/// the MQTT protocol", <https://learn.microsoft.com/azure/iot/iot-mqtt-connect-to-iot-hub>) and
 /// closes a connection idle that long, keep-alive 0 included.
 const MAX_IDLE: Duration = Duration::from_secs(1767);
 /// Longest the token-expiry timer waits (100 years, in seconds).
@@ -65,7 +65,7 @@ async fn send<T: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// Longest device id IoT Hub accepts ("Device identity properties",
-/// https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-identity-registry): a longer
+/// <https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-identity-registry>): a longer
 /// client id is refused before anything is looked up or logged in full.
 const MAX_DEVICE_ID: usize = 128;
 /// How much of a text that came from an unauthenticated peer goes into a log line.
@@ -146,11 +146,11 @@ fn check_connect(
 }
 
 /// rumqttc's codec plus the CONNECT flag rules its parser skips (MQTT 3.1.1 §3.1.2.3, §3.1.2.6,
-/// §3.1.2.7, §3.1.2.9, http://docs.oasis-open.org/mqtt/mqtt/v3.1.1/os/mqtt-v3.1.1-os.html): the
+/// §3.1.2.7, §3.1.2.9, <http://docs.oasis-open.org/mqtt/mqtt/v3.1.1/os/mqtt-v3.1.1-os.html>): the
 /// reserved flag is zero, Will QoS and Will Retain are zero without a Will, and there is no
 /// password without a user name. The specification has the server close the connection
 /// without a CONNACK [MQTT-3.1.2-3]; IoT Hub implements MQTT 3.1.1 ("Communicate with an IoT
-/// hub using the MQTT protocol", https://learn.microsoft.com/azure/iot/iot-mqtt-connect-to-iot-hub)
+/// hub using the MQTT protocol", <https://learn.microsoft.com/azure/iot/iot-mqtt-connect-to-iot-hub>)
 /// and documents nothing looser.
 struct ConnectCodec(Codec);
 
@@ -658,7 +658,7 @@ mod tests {
 
     /// Issue 14, item 11: keep-alive 0 does not keep an idle connection forever; it is closed
     /// after IoT Hub's idle limit (1767 s, "Communicate with an IoT hub using the MQTT
-    /// protocol", https://learn.microsoft.com/azure/iot/iot-mqtt-connect-to-iot-hub: the
+    /// protocol", <https://learn.microsoft.com/azure/iot/iot-mqtt-connect-to-iot-hub:> the
     /// keep-alive is capped at 1767 seconds).
     #[tokio::test(start_paused = true)]
     async fn keep_alive_zero_still_ends_at_the_idle_limit() {

@@ -9,7 +9,7 @@ use crate::hub::Sub;
 
 /// Whether `m` is a Digital Twins Model Identifier (`dtmi:<segments>;<version>`, "Digital
 /// Twins Model Identifier" in the DTDL specification, which IoT Plug and Play model ids are:
-/// https://learn.microsoft.com/azure/iot/concepts-model-discovery).
+/// <https://learn.microsoft.com/azure/iot/concepts-model-discovery>).
 pub fn is_dtmi(m: &str) -> bool {
     let Some((path, version)) = m.strip_prefix("dtmi:").and_then(|r| r.rsplit_once(';')) else {
         return false;

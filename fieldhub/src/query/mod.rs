@@ -10,7 +10,7 @@
 //! arithmetic (`+ - * / %`) takes numbers and is otherwise undefined. Projections are keyed by
 //! the documents' own property names; aggregates (`COUNT`, `AVG`, `SUM`, `MIN`, `MAX`) and
 //! `GROUP BY` follow the query language guide
-//! (https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-query-language).
+//! (<https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-query-language>).
 
 mod ast;
 mod eval;

@@ -12,7 +12,7 @@ use serde_json::{Number, Value};
 /// [GROUP BY path]`, an item being an attribute path or `COUNT()`, `AVG(path)`, `SUM(path)`,
 /// `MIN(path)`, `MAX(path)`: the grammar of "IoT Hub query language for device and module
 /// twins, jobs, and message routing"
-/// (https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-query-language), whose GROUP BY
+/// (<https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-query-language>), whose GROUP BY
 /// example is `SELECT properties.reported.telemetryConfig.status AS status, COUNT() AS
 /// numberOfDevices FROM devices GROUP BY properties.reported.telemetryConfig.status`.
 pub fn parse_query(text: &str) -> Result<Query, QueryError> {
@@ -75,7 +75,7 @@ pub fn parse_query(text: &str) -> Result<Query, QueryError> {
 }
 
 /// What `devices.jobs` queries support. The query language guide ("Device jobs queries",
-/// https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-query-language) lists what
+/// <https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-query-language>) lists what
 /// they do not: projections ("only SELECT * is possible"), conditions that refer to the device
 /// twin in addition to the job properties, and aggregations.
 fn check_device_jobs(

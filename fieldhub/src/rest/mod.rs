@@ -80,7 +80,7 @@ fn operation(method: &Method, path: &str, headers: &HeaderMap) -> Option<(Operat
 
 /// Answers 429 429001 `ThrottlingException` (the code IoT Hub documents for exceeded operation
 /// throttles, "Understand and resolve Azure IoT Hub errors",
-/// https://learn.microsoft.com/azure/iot-hub/troubleshoot-error-codes) when a throttle refuses
+/// <https://learn.microsoft.com/azure/iot-hub/troubleshoot-error-codes>) when a throttle refuses
 /// the request; the method route keeps its own error envelope.
 async fn throttled(
     State(throttle): State<Arc<Throttle>>,

@@ -1,6 +1,6 @@
 //! JSON merge patch with `$metadata` bookkeeping, and the twin document limits: key rules,
 //! nesting depth, integer range and section sizes, as "Understand and use device twins in IoT
-//! Hub" (https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-device-twins, sections
+//! Hub" (<https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-device-twins>, sections
 //! "Tags and properties format" and "Device twin size") gives them. Pure functions over
 //! `serde_json`.
 
