@@ -41,6 +41,8 @@ pub struct TelemetryMessage {
 /// A message for the device's connection task to publish (QoS 0).
 #[derive(Debug, Clone)]
 pub(crate) struct Outbound {
+    /// The subscription it is delivered under (its QoS is the one granted for that one).
+    pub sub: Sub,
     pub topic: String,
     pub payload: Bytes,
 }
@@ -76,6 +78,7 @@ impl State {
             .is_some_and(|s| s.contains(&Sub::DesiredPatches));
         if let (true, Some(link)) = (subscribed, self.links.get(id)) {
             let msg = Outbound {
+                sub: Sub::DesiredPatches,
                 topic: iothub_proto::topics::desired_patch(version),
                 payload: Bytes::from(body.to_string()),
             };

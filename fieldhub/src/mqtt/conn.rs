@@ -22,7 +22,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::codec::Framed;
 
 use super::rules::{self, FilterVerdict, PublishVerdict};
-use crate::hub::{unix_now, Hub, TelemetryMessage};
+use crate::hub::{unix_now, Hub, Sub, TelemetryMessage};
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -277,6 +277,8 @@ pub async fn serve_stream<T: AsyncRead + AsyncWrite + Unpin>(hub: Hub, io: T) {
             hub: hub.clone(),
             id: id.clone(),
             framed,
+            granted: std::collections::BTreeMap::new(),
+            last_pkid: 0,
         };
         session
             .run(att.rx, att.kill, expiry, connect.keep_alive)
@@ -320,6 +322,16 @@ struct Session<T> {
     hub: Hub,
     id: String,
     framed: Stream<T>,
+    /// QoS granted per subscription on this connection. IoT Hub delivers at the QoS it
+    /// granted: "If a device app subscribes to a topic with QoS 2, IoT Hub grants maximum QoS
+    /// level 1 in the SUBACK packet. After that, IoT Hub delivers messages to the device using
+    /// QoS 1" ("Communicate with an IoT hub using the MQTT protocol",
+    /// <https://learn.microsoft.com/azure/iot/iot-mqtt-connect-to-iot-hub>). Subscriptions
+    /// restored from a persistent session without a SUBSCRIBE on this connection are served
+    /// at QoS 0 (the granted QoS is not stored).
+    granted: std::collections::BTreeMap<Sub, QoS>,
+    /// Packet id of the last QoS 1 publish (1..=65535, wrapping).
+    last_pkid: u16,
 }
 
 enum Step {
@@ -362,7 +374,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Session<T> {
                 }
                 out = outbox.recv() => match out {
                     Some(o) => {
-                        let p = Publish::from_bytes(o.topic, QoS::AtMostOnce, o.payload);
+                        let p = self.publish_to_device(o.sub, o.topic, o.payload);
                         if send(&mut self.framed, Packet::Publish(p)).await.is_err() {
                             return End::Lost;
                         }
@@ -388,6 +400,19 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Session<T> {
         }
     }
 
+    /// A publish to the device at the QoS granted for `sub`. QoS 1 publishes are sent once:
+    /// the device's PUBACK is accepted but nothing is retransmitted (method requests and twin
+    /// responses have their own timeouts; a lost desired patch is recovered by a twin GET).
+    fn publish_to_device(&mut self, sub: Sub, topic: String, payload: Bytes) -> Publish {
+        let qos = self.granted.get(&sub).copied().unwrap_or(QoS::AtMostOnce);
+        let mut p = Publish::from_bytes(topic, qos, payload);
+        if qos == QoS::AtLeastOnce {
+            self.last_pkid = self.last_pkid.checked_add(1).unwrap_or(1);
+            p.pkid = self.last_pkid;
+        }
+        p
+    }
+
     async fn reply(&mut self, p: Packet) -> Step {
         match send(&mut self.framed, p).await {
             Ok(()) => Step::Continue,
@@ -409,12 +434,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Session<T> {
                     match rules::classify_filter(&f.path, &self.id) {
                         FilterVerdict::Allowed(sub) => {
                             self.hub.set_subscription(&self.id, sub, true);
-                            // QoS 2 subscriptions are granted QoS 1 (reference §2.3).
+                            // QoS 2 subscriptions are granted QoS 1 (MQTT guide, as above).
                             let q = if f.qos == QoS::AtMostOnce {
                                 QoS::AtMostOnce
                             } else {
                                 QoS::AtLeastOnce
                             };
+                            self.granted.insert(sub, q);
                             codes.push(SubscribeReasonCode::Success(q));
                         }
                         FilterVerdict::Unsupported => codes.push(SubscribeReasonCode::Failure),
@@ -427,6 +453,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Session<T> {
                 for t in &u.topics {
                     if let FilterVerdict::Allowed(sub) = rules::classify_filter(t, &self.id) {
                         self.hub.set_subscription(&self.id, sub, false);
+                        self.granted.remove(&sub);
                     }
                 }
                 self.reply(Packet::UnsubAck(UnsubAck::new(u.pkid))).await
@@ -434,7 +461,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Session<T> {
             Packet::PingReq => self.reply(Packet::PingResp).await,
             Packet::Disconnect => Step::Stop(End::Clean),
             Packet::Connect(_) => self.violation("second CONNECT"),
-            // Acks for our QoS 0 publishes never come; anything else is ignored.
+            // PUBACKs of our QoS 1 publishes need nothing (they are not retransmitted);
+            // anything else is ignored.
             _ => Step::Continue,
         }
     }
@@ -447,7 +475,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Session<T> {
         body: Bytes,
     ) -> Step {
         let topic = iothub_proto::topics::twin_response(status, rid, version);
-        let p = Publish::from_bytes(topic, QoS::AtMostOnce, body);
+        let p = self.publish_to_device(Sub::TwinResponses, topic, body);
         self.reply(Packet::Publish(p)).await
     }
 

@@ -1,7 +1,8 @@
 //! Issue 14, item 14: what probing the device endpoint found. A token expiring at
 //! `u64::MAX`, oversize QoS 1 telemetry, a 60,000-character client id, a username naming
 //! another hub, a device-key token for the whole hub and reserved CONNECT flags. Also item 10,
-//! the IoT Plug and Play model id a device announces in its CONNECT.
+//! the IoT Plug and Play model id a device announces in its CONNECT, and item 11, the QoS of
+//! the hub's publishes.
 
 use bytes::BytesMut;
 use rumqttc::mqttbytes::v4::{Codec, ConnectReturnCode, Packet, Publish};
@@ -219,4 +220,110 @@ async fn announced_model_id_is_kept_in_the_twin_and_queryable() {
     .unwrap();
     assert_eq!(hub.hub.get_twin("pnp").unwrap()["modelId"], model);
     tokio::time::timeout(T, hub.shutdown()).await.unwrap();
+}
+
+/// Issue 14, item 11: the hub publishes to a device at the QoS it granted for the
+/// subscription ("IoT Hub grants maximum QoS level 1 in the SUBACK packet. After that, IoT Hub
+/// delivers messages to the device using QoS 1", "Communicate with an IoT hub using the MQTT
+/// protocol", https://learn.microsoft.com/azure/iot/iot-mqtt-connect-to-iot-hub): QoS 1
+/// (with a packet id) for method requests and twin responses subscribed at QoS 1 or 2, QoS 0
+/// for desired patches subscribed at QoS 0.
+#[tokio::test]
+async fn publishes_to_the_device_use_the_granted_qos() {
+    use rumqttc::mqttbytes::v4::{PubAck, Subscribe, SubscribeFilter};
+    use rumqttc::SubscribeReasonCode;
+
+    let th = start_hub().await;
+    let d = th.hub.hub.create_device("d").unwrap();
+    let pw = device_token("d", &d.primary_key, now() + 600);
+    let (mut conn, code) = connack(&th, "d", &username("d"), &pw).await;
+    assert_eq!(code, ConnectReturnCode::Success);
+    let sub = Subscribe::new_many([
+        SubscribeFilter::new("$iothub/methods/POST/#".into(), QoS::ExactlyOnce),
+        SubscribeFilter::new("$iothub/twin/res/#".into(), QoS::AtLeastOnce),
+        SubscribeFilter::new(
+            "$iothub/twin/PATCH/properties/desired/#".into(),
+            QoS::AtMostOnce,
+        ),
+    ]);
+    match raw_exchange(&mut conn, Packet::Subscribe(sub)).await {
+        Some(Packet::SubAck(a)) => assert_eq!(
+            a.return_codes,
+            [
+                SubscribeReasonCode::Success(QoS::AtLeastOnce),
+                SubscribeReasonCode::Success(QoS::AtLeastOnce),
+                SubscribeReasonCode::Success(QoS::AtMostOnce),
+            ]
+        ),
+        other => panic!("expected SUBACK, got {other:?}"),
+    }
+
+    let hub = th.hub.hub.clone();
+    let call = tokio::spawn(async move {
+        hub.invoke_method(
+            "d",
+            "lockDoor",
+            serde_json::json!({}),
+            std::time::Duration::from_secs(5),
+            std::time::Duration::ZERO,
+        )
+        .await
+    });
+    let Some(Packet::Publish(req)) = raw_next(&mut conn).await else {
+        panic!("no method request");
+    };
+    assert_eq!(
+        (req.qos, req.pkid != 0),
+        (QoS::AtLeastOnce, true),
+        "{req:?}"
+    );
+    let rid = req.topic.rsplit("$rid=").next().unwrap().to_owned();
+    let mut resp = Publish::new(
+        format!("$iothub/methods/res/200/?$rid={rid}"),
+        QoS::AtMostOnce,
+        "{}",
+    );
+    resp.pkid = 0;
+    use futures::SinkExt as _;
+    conn.send(Packet::PubAck(PubAck::new(req.pkid)))
+        .await
+        .unwrap();
+    conn.send(Packet::Publish(resp)).await.unwrap();
+    let answer = tokio::time::timeout(T, call)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(answer.status, 200);
+
+    let get = Publish::new("$iothub/twin/GET/?$rid=7", QoS::AtMostOnce, " ");
+    let Some(Packet::Publish(twin)) = raw_exchange(&mut conn, Packet::Publish(get)).await else {
+        panic!("no twin response");
+    };
+    assert!(
+        twin.topic.starts_with("$iothub/twin/res/200/"),
+        "{}",
+        twin.topic
+    );
+    assert_eq!(twin.qos, QoS::AtLeastOnce);
+    assert_ne!(twin.pkid, req.pkid, "a fresh packet id");
+    conn.send(Packet::PubAck(PubAck::new(twin.pkid)))
+        .await
+        .unwrap();
+
+    th.hub
+        .hub
+        .update_twin(
+            "d",
+            serde_json::json!({"properties": {"desired": {"a": 1}}}),
+            None,
+        )
+        .unwrap();
+    let Some(Packet::Publish(patch)) = raw_next(&mut conn).await else {
+        panic!("no desired patch");
+    };
+    assert!(patch
+        .topic
+        .starts_with("$iothub/twin/PATCH/properties/desired/"));
+    assert_eq!(patch.qos, QoS::AtMostOnce);
 }
