@@ -363,6 +363,7 @@ async fn hub_restart_and_cuts_during_a_method_job_and_a_twin_job() {
     converged(&env, &client).await;
     let state = env.hub.jobs.state("lockdown").unwrap();
     let mut per_door = Vec::new();
+    let mut unknown = 0;
     for d in &env.doors {
         let rec = &state.devices[&d.device_id];
         let device_status = rec
@@ -379,7 +380,8 @@ async fn hub_restart_and_cuts_during_a_method_job_and_a_twin_job() {
             .count();
         // A graceful fieldhub shutdown lets job operations in flight finish before it closes
         // device connections, but a cut connection loses the answer of a call the door may
-        // have executed: the hub retries it (it cannot know), so at least once across faults.
+        // have executed. The hub records a call before sending it and never sends it again
+        // (issue 14, item 13): such a door ends `DeviceJobOutcomeUnknown`, written at most once.
         let in_flight_at_restart =
             rec.start_time_utc < restart_done && rec.end_time_utc > restart_began;
         per_door.push((
@@ -388,20 +390,26 @@ async fn hub_restart_and_cuts_during_a_method_job_and_a_twin_job() {
             writes,
             in_flight_at_restart,
         ));
-        let allowed = if in_flight_at_restart { 2 } else { 1 };
         if device_status == Some(200) {
-            assert!(
-                (1..=allowed).contains(&writes),
+            assert_eq!(
+                writes, 1,
                 "{}: the job reported success: {writes} writes: {rec:?}",
                 d.device_id
             );
             assert_eq!(env.sim.handle.holding(d.unit, 10), 2);
         } else {
+            let code = rec.error.as_ref().map(|e| e.code.as_str());
             assert!(
-                writes <= allowed,
-                "{}: {writes} writes for a failed call: {rec:?}",
+                in_flight_at_restart && code == Some("DeviceJobOutcomeUnknown"),
+                "{}: failed other than by a restart mid-call: {rec:?}",
                 d.device_id
             );
+            assert!(
+                writes <= 1,
+                "{}: {writes} writes for a call sent once: {rec:?}",
+                d.device_id
+            );
+            unknown += 1;
         }
     }
     println!(
@@ -416,8 +424,9 @@ async fn hub_restart_and_cuts_during_a_method_job_and_a_twin_job() {
         assert_eq!(j["status"], "completed", "{j}");
     }
     assert_eq!(
-        jobs[0]["deviceJobStatistics"]["succeededCount"], 6,
-        "every door locked down once the hub was back: {}",
+        jobs[0]["deviceJobStatistics"]["succeededCount"],
+        6 - unknown,
+        "every door reached once locked down or reported unknown: {}",
         jobs[0]
     );
     for d in &env.doors {

@@ -118,6 +118,18 @@ fn written_host(resource: &str) -> &str {
         .unwrap_or("")
 }
 
+/// Whether `resource` (host and path, as in `sr`) is exactly the device `device_id`.
+fn names_device(resource: &str, device_id: &str) -> bool {
+    let host = written_host(resource);
+    let path = resource
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .get(host.len()..)
+        .unwrap_or("");
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    segments == ["devices", device_id]
+}
+
 /// Checks a device's connect token. `device_keys` are the device's (primary, secondary) keys.
 /// Returns the token expiry (Unix seconds).
 pub fn verify_device_token(
@@ -135,6 +147,13 @@ pub fn verify_device_token(
     }
     match &t.policy {
         None => {
+            // A device key signs for its own device only: the resource must be
+            // `{host}/devices/{deviceId}` ("Use a symmetric key in the identity registry",
+            // https://learn.microsoft.com/azure/iot-hub/iot-hub-dev-guide-sas). A key that
+            // could sign `sr={host}` would otherwise authorise a token wider than its device.
+            if !names_device(&t.resource, device_id) {
+                return Err(AuthError::WrongResource);
+            }
             if t.signed_with(device_keys.0) || t.signed_with(device_keys.1) {
                 Ok(t.expiry)
             } else {
@@ -224,6 +243,38 @@ mod tests {
             verify_device_token(&t, "otherhost", "d1", (KEY, KEY2), &[], 1000),
             Err(AuthError::WrongHost)
         );
+    }
+
+    /// Issue 14, item 14: a device key cannot sign a token for the whole hub (or for all
+    /// devices); only `{host}/devices/{deviceId}`, as the SAS guide gives for identity-registry
+    /// keys.
+    #[test]
+    fn device_key_tokens_must_name_the_device() {
+        for wide in [
+            "localhost",
+            "localhost/",
+            "localhost/devices",
+            "localhost/devices/d1/x",
+        ] {
+            let t = sas::generate(wide, KEY, None, 2000).unwrap();
+            assert_eq!(
+                verify_device_token(&t, "localhost", "d1", (KEY, KEY2), &[], 1000),
+                Err(AuthError::WrongResource),
+                "{wide}"
+            );
+        }
+        for exact in [
+            "localhost/devices/d1",
+            "LOCALHOST:8883/devices/d1/",
+            "https://localhost/devices/d1",
+        ] {
+            let t = sas::generate(exact, KEY, None, 2000).unwrap();
+            assert_eq!(
+                verify_device_token(&t, "localhost", "d1", (KEY, KEY2), &[], 1000),
+                Ok(2000),
+                "{exact}"
+            );
+        }
     }
 
     #[test]

@@ -9,12 +9,14 @@
 
 pub mod auth;
 pub mod error;
+pub mod files;
 pub mod hub;
 pub mod mqtt;
 pub mod registry;
 pub mod rest;
 pub mod server;
 pub mod store;
+pub mod throttle;
 pub mod tls;
 pub mod twin;
 

@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 use crate::hub::Hub;
 use crate::jobs::{HubJobs, HubOps, JobEngine, JobLimits, RedbJobStore};
 use crate::store::Store;
+use crate::throttle::{Throttle, ThrottleProfile};
 
 /// How long shutdown waits for connections and handlers to finish.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -35,6 +36,9 @@ pub struct HubConfig {
     pub max_active_jobs: usize,
     /// How long finished jobs are kept. Default 30 days, as the hub does.
     pub job_retention: Duration,
+    /// Operation throttles (429 ThrottlingException beyond a quota); `None`, the default,
+    /// leaves the hub unthrottled.
+    pub throttle: Option<ThrottleProfile>,
 }
 
 impl HubConfig {
@@ -49,6 +53,7 @@ impl HubConfig {
             job_ops_per_second: limits.device_ops_per_second,
             max_active_jobs: limits.max_active_jobs,
             job_retention: limits.retention,
+            throttle: None,
         }
     }
 
@@ -86,7 +91,8 @@ pub struct RunningHub {
     pub jobs: HubJobs,
     shutdown: CancellationToken,
     /// Stops the job engine first, while devices are still connected, so operations in
-    /// flight finish and are recorded instead of being run again after a restart.
+    /// flight finish and their outcomes are recorded (rather than found unknown after a
+    /// restart).
     jobs_stop: CancellationToken,
     jobs_task: tokio::task::JoinHandle<()>,
     tracker: TaskTracker,
@@ -94,7 +100,7 @@ pub struct RunningHub {
 
 /// Sets up `DATA_DIR`, binds both listeners and starts serving. Returns once both accept.
 pub async fn start(cfg: HubConfig) -> anyhow::Result<RunningHub> {
-    std::fs::create_dir_all(&cfg.data_dir)
+    crate::files::create_private_dir(&cfg.data_dir)
         .with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
     let tls = crate::tls::load_or_create(&cfg.data_dir, &cfg.hostname)
         .context("setting up the hub's certificates")?;
@@ -119,9 +125,13 @@ pub async fn start(cfg: HubConfig) -> anyhow::Result<RunningHub> {
         .policy_connection_string("iothubowner")
         .context("policy iothubowner is missing from the database")?;
     let connstr_path = cfg.data_dir.join("service.connstr");
-    std::fs::write(&connstr_path, format!("{service_connection_string}\n"))
-        .with_context(|| format!("writing {}", connstr_path.display()))?;
+    crate::files::write_private(
+        &connstr_path,
+        format!("{service_connection_string}\n").as_bytes(),
+    )
+    .with_context(|| format!("writing {}", connstr_path.display()))?;
 
+    let throttle = cfg.throttle.map(|p| Arc::new(Throttle::new(p)));
     let tracker = TaskTracker::new();
     let job_store = RedbJobStore::open(hub.clone())?;
     let jobs = JobEngine::new(
@@ -141,6 +151,7 @@ pub async fn start(cfg: HubConfig) -> anyhow::Result<RunningHub> {
         mqtt,
         TlsAcceptor::from(tls.mqtt_config.clone()),
         hub.clone(),
+        throttle.clone(),
         tracker.clone(),
         shutdown.clone(),
     ));
@@ -149,7 +160,7 @@ pub async fn start(cfg: HubConfig) -> anyhow::Result<RunningHub> {
         TlsAcceptor::from(tls.https_config.clone()),
         shutdown.clone(),
     )?;
-    let app = crate::rest::router(hub.clone(), jobs.clone());
+    let app = crate::rest::router_with(hub.clone(), jobs.clone(), throttle);
     let stop = shutdown.clone();
     tracker.spawn(async move {
         let serve = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned());
@@ -184,12 +195,12 @@ impl RunningHub {
             .await
             .is_err()
         {
-            // Stopped mid-operation, those devices stay `running` in the store and are
-            // resumed after a restart, rather than failed by the shutdown itself.
+            // Stopped mid-operation, those devices stay `running` in the store; a restart
+            // fails them as outcome unknown rather than calling them a second time.
             jobs_task.abort();
             let _ = jobs_task.await;
             tracing::warn!(
-                "job operations still in flight at shutdown will run again after a restart"
+                "job operations still in flight at shutdown: their outcomes will show as unknown"
             );
         }
         self.shutdown.cancel();

@@ -51,6 +51,11 @@ pub struct Store {
 impl Store {
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         let path = dir.join("fieldhub.redb");
+        // Device keys and policies live here: owner-only, created so before redb opens it.
+        crate::files::make_private(&path).map_err(|e| StoreError::Open {
+            path: path.display().to_string(),
+            source: Box::new(redb::DatabaseError::Storage(redb::StorageError::Io(e))),
+        })?;
         let db = Database::create(&path).map_err(|source| StoreError::Open {
             path: path.display().to_string(),
             source: Box::new(source),

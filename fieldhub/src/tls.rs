@@ -74,11 +74,22 @@ pub fn load_or_create(dir: &Path, hostname: &str) -> Result<HubTls, TlsError> {
     let ca_path = dir.join("ca.pem");
     let key_path = dir.join("ca-key.pem");
     let (ca_pem, ca_key) = match (read(&ca_path)?, read(&key_path)?) {
-        (Some(cert), Some(key)) => (cert, KeyPair::from_pem(&key)?),
+        (Some(cert), Some(key)) => {
+            crate::files::make_private(&key_path).map_err(|source| TlsError::Io {
+                path: key_path.display().to_string(),
+                source,
+            })?;
+            (cert, KeyPair::from_pem(&key)?)
+        }
         _ => {
             let key = KeyPair::generate()?;
             let cert = ca_params()?.self_signed(&key)?;
-            write(&key_path, &key.serialize_pem())?;
+            crate::files::write_private(&key_path, key.serialize_pem().as_bytes()).map_err(
+                |source| TlsError::Io {
+                    path: key_path.display().to_string(),
+                    source,
+                },
+            )?;
             write(&ca_path, &cert.pem())?;
             (cert.pem(), key)
         }

@@ -7,6 +7,8 @@ mod util;
 
 #[path = "hub_jobs/cli.rs"]
 mod cli;
+#[path = "hub_jobs/crash.rs"]
+mod crash;
 #[path = "hub_jobs/fleet.rs"]
 mod fleet;
 #[path = "hub_jobs/rest_api.rs"]

@@ -23,6 +23,8 @@ enum Behaviour {
     OfflineFor(u32),
     Status(i32),
     NotFound,
+    /// Never answers (the engine's own deadline ends the call).
+    Silent,
 }
 
 #[derive(Debug, Clone)]
@@ -120,7 +122,11 @@ impl DeviceOps for FakeHub {
         let b = self.record(device_id, &method.method_name);
         // Devices take a moment to answer, so observers see `running` devices.
         sleep(Duration::from_millis(150)).await;
+        if let Some(Behaviour::Silent) = b {
+            std::future::pending::<()>().await;
+        }
         match b {
+            Some(Behaviour::Silent) => unreachable!("never answers"),
             Some(Behaviour::OfflineForever | Behaviour::OfflineFor(_)) => {
                 Err(DeviceOpError::not_online(device_id))
             }
@@ -668,5 +674,134 @@ async fn finished_jobs_are_pruned_after_retention() {
     assert!(matches!(run.engine.get("old"), Err(JobError::NotFound(_))));
     assert!(store.load_jobs().unwrap().is_empty());
     assert!(run.engine.device_jobs().is_empty());
+    run.stop().await;
+}
+
+/// A store whose device-record writes fail while `failing` is set.
+struct FlakyStore {
+    inner: MemoryJobStore,
+    failing: std::sync::atomic::AtomicBool,
+}
+
+impl JobStore for FlakyStore {
+    fn save_job(
+        &self,
+        job: &fieldhub::jobs::JobState,
+    ) -> Result<(), fieldhub::jobs::JobStoreError> {
+        self.inner.save_job(job)
+    }
+    fn save_devices(
+        &self,
+        job_id: &str,
+        devices: &[&fieldhub::jobs::DeviceJob],
+    ) -> Result<(), fieldhub::jobs::JobStoreError> {
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(fieldhub::jobs::JobStoreError("disk full".into()));
+        }
+        self.inner.save_devices(job_id, devices)
+    }
+    fn delete_job(&self, job_id: &str) -> Result<(), fieldhub::jobs::JobStoreError> {
+        self.inner.delete_job(job_id)
+    }
+    fn load_jobs(&self) -> Result<Vec<fieldhub::jobs::JobState>, fieldhub::jobs::JobStoreError> {
+        self.inner.load_jobs()
+    }
+}
+
+/// Issue 14, item 13: a device is called only once its `running` record is stored, so a
+/// crash can never leave a called device without a trace. While the store refuses the record
+/// no device is called; once it accepts, each device is called exactly once.
+#[tokio::test(start_paused = true)]
+async fn no_device_is_called_before_its_record_is_stored() {
+    let clock = Arc::new(TokioClock::new(
+        DateTime::from_timestamp(1_780_000_000, 0).unwrap(),
+    ));
+    let hub = FakeHub::new(clock.clone(), 5);
+    let store = Arc::new(FlakyStore {
+        inner: MemoryJobStore::new(),
+        failing: true.into(),
+    });
+    let engine = JobEngine::with_clock(hub.clone(), store.clone(), JobLimits::default(), clock);
+    engine.resume().unwrap();
+    let token = CancellationToken::new();
+    let task = tokio::spawn({
+        let (engine, token) = (engine.clone(), token.clone());
+        async move { engine.run(token).await }
+    });
+    engine
+        .create(method_job("j", "unlockDoor", "*", None, 3600))
+        .await
+        .unwrap();
+    sleep(Duration::from_secs(5)).await;
+    assert!(
+        hub.calls("unlockDoor").is_empty(),
+        "called before being recorded"
+    );
+    let r = engine.get("j").unwrap();
+    check_invariant(&r);
+    assert_eq!(r.device_job_statistics.unwrap().running_count, 0);
+
+    store
+        .failing
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    timeout(Duration::from_secs(3600), async {
+        while !engine.get("j").unwrap().status.is_terminal() {
+            sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .unwrap();
+    let r = engine.get("j").unwrap();
+    assert_eq!(r.device_job_statistics.unwrap().succeeded_count, 5);
+    assert_eq!(hub.calls("unlockDoor").len(), 5, "each device called once");
+    let stored = store.inner.load_jobs().unwrap();
+    assert!(stored[0]
+        .devices
+        .values()
+        .all(|d| d.status == DeviceJobStatus::Completed));
+    token.cancel();
+    task.await.unwrap();
+}
+
+/// Issue 14, item 13: while stopping, the engine records each answer as it arrives, so a
+/// silent device (whose wait the hub cuts short at shutdown) does not cost the others' recorded
+/// outcomes; only the silent one is left `running`, to be reported unknown after a restart.
+#[tokio::test(start_paused = true)]
+async fn stopping_records_answers_as_they_arrive() {
+    let (clock, hub, store) = setup(3);
+    hub.set("door-0000", Behaviour::Silent);
+    let limits = JobLimits {
+        device_ops_per_second: None,
+        ..JobLimits::default()
+    };
+    let run = start(&hub, &store, &clock, limits);
+    run.engine
+        .create(method_job("j", "unlockDoor", "*", None, 3600))
+        .await
+        .unwrap();
+    wait_for(&run.engine, "j", |r| {
+        r.device_job_statistics.unwrap().running_count == 3
+    })
+    .await;
+    run.token.cancel();
+    // The others answer 150 ms after their call; the silent one would hold the driver 35 s.
+    sleep(Duration::from_secs(2)).await;
+    run.task.abort();
+    let _ = run.task.await;
+    let stored = store.load_jobs().unwrap();
+    let status = |id: &str| stored[0].devices[id].status;
+    assert_eq!(status("door-0000"), DeviceJobStatus::Running);
+    assert_eq!(status("door-0001"), DeviceJobStatus::Completed);
+    assert_eq!(status("door-0002"), DeviceJobStatus::Completed);
+
+    // After a restart the silent device is reported, not called again.
+    let run = start(&hub, &store, &clock, JobLimits::default());
+    let (r, _) = wait_for(&run.engine, "j", |r| r.status.is_terminal()).await;
+    let s = r.device_job_statistics.unwrap();
+    assert_eq!((s.succeeded_count, s.failed_count), (2, 1));
+    let state = run.engine.state("j").unwrap();
+    let error = state.devices["door-0000"].error.clone().unwrap();
+    assert_eq!(error.code, "DeviceJobOutcomeUnknown");
+    assert_eq!(hub.calls("unlockDoor").len(), 3, "no device called twice");
     run.stop().await;
 }

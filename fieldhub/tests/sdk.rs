@@ -55,6 +55,11 @@ const T: Duration = Duration::from_secs(30);
 /// How long to wait for another copy of this test (another checkout) to free the ports.
 const PORTS_BUSY_WAIT: Duration = Duration::from_secs(300);
 
+/// Scripts of fieldhub's own SDK scenarios (they use the SDKs installed under `peers_dir`).
+fn own_peers_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers")
+}
+
 fn peers_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/peers")
 }
@@ -129,6 +134,10 @@ impl Env {
 enum Sdk {
     Node,
     Python,
+    /// `fieldhub/tests/peers/issue14.js` with the Node SDKs of `tests/peers/node`.
+    NodeIssue14,
+    /// `fieldhub/tests/peers/issue14.py`.
+    PythonIssue14,
 }
 
 impl Sdk {
@@ -147,6 +156,17 @@ impl Sdk {
             Sdk::Python => {
                 let mut c = Command::new("python3");
                 c.arg(peers.join("python/conformance.py"));
+                c
+            }
+            Sdk::NodeIssue14 => {
+                let mut c = Command::new("node");
+                c.arg(own_peers_dir().join("issue14.js"))
+                    .env("NODE_PATH", peers.join("node/node_modules"));
+                c
+            }
+            Sdk::PythonIssue14 => {
+                let mut c = Command::new("python3");
+                c.arg(own_peers_dir().join("issue14.py"));
                 c
             }
         };
@@ -703,4 +723,91 @@ async fn official_sdks_jobs_and_queries() {
     );
 
     tokio::time::timeout(T, env.hub.shutdown()).await.unwrap();
+}
+
+/// Issue 14 through the official service SDKs: projections keyed by IoT Hub's property names
+/// (item 1; Python's `Twin` deserializer drops any other spelling), the query guide's GROUP BY
+/// example (item 2), twin-update jobs without etag `"*"` refused (item 5), and
+/// `responseTimeoutInSeconds` below 5 refused (item 7), and the S1 throttle profile's 429
+/// surfaced as each SDK's throttling error (item 6).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_sdks_issue14_queries_twin_jobs_method_timeouts_and_throttling() {
+    let _ports = SDK_PORTS.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let Some(hub) = start_on_sdk_ports(dir.path()).await else {
+        return;
+    };
+    let env = Env { hub, dir };
+    for (id, status) in [
+        ("q-1", "Success"),
+        ("q-2", "Pending"),
+        ("q-3", "Success"),
+        ("q-4", "Error"),
+    ] {
+        env.hub.hub.create_device(id).unwrap();
+        let body = json!({"telemetryConfig": {"status": status}}).to_string();
+        env.hub.hub.patch_reported(id, body.as_bytes()).unwrap();
+    }
+    let node = run_script(
+        &env,
+        Sdk::NodeIssue14,
+        "issue14",
+        "q-1",
+        &[],
+        &[
+            "registry.createQuery(projection)",
+            "registry.createQuery(GROUP BY)",
+            "jobClient.scheduleTwinUpdate(no etag)",
+            "client.invokeDeviceMethod(responseTimeoutInSeconds 3)",
+        ],
+    )
+    .await;
+    assert_eq!(
+        node["jobClient.scheduleTwinUpdate(no etag)"]["error"],
+        "ArgumentError"
+    );
+    run_script(
+        &env,
+        Sdk::PythonIssue14,
+        "issue14",
+        "q-1",
+        &[],
+        &[
+            "registry.query_iot_hub(projection)",
+            "jobManager.create_scheduled_job(twin, no etag)",
+            "registry.invoke_device_method(response_timeout_in_seconds 3)",
+        ],
+    )
+    .await;
+    assert!(
+        env.hub.jobs.list(None, None).is_empty(),
+        "no refused job was created"
+    );
+    let Env { hub, mut dir } = env;
+    tokio::time::timeout(T, hub.shutdown()).await.unwrap();
+
+    // Item 6: the same data dir under the S1 throttle profile; each script has its own
+    // minute of 20 queries, so each sees its 21st refused.
+    for sdk in [Sdk::NodeIssue14, Sdk::PythonIssue14] {
+        let cfg = HubConfig {
+            mqtt_addr: SocketAddr::from(MQTT_ADDR),
+            https_addr: SocketAddr::from(HTTPS_ADDR),
+            throttle: Some(fieldhub::throttle::ThrottleProfile::s1(1)),
+            ..HubConfig::for_tests(dir.path())
+        };
+        let hub = tokio::time::timeout(T, fieldhub::start(cfg))
+            .await
+            .unwrap()
+            .unwrap();
+        let env = Env { hub, dir };
+        let step = match sdk {
+            Sdk::NodeIssue14 => "registry.createQuery(throttled)",
+            _ => "registry.query_iot_hub(throttled)",
+        };
+        let steps = run_script(&env, sdk, "throttled", "q-1", &[], &[step]).await;
+        assert_eq!(steps[step]["status"], 429);
+        let Env { hub, dir: d } = env;
+        tokio::time::timeout(T, hub.shutdown()).await.unwrap();
+        dir = d;
+    }
 }

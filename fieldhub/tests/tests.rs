@@ -11,5 +11,9 @@ mod mqtt_edges;
 mod rest_service;
 #[path = "suite/restart.rs"]
 mod restart;
+#[path = "suite/robustness.rs"]
+mod robustness;
+#[path = "suite/throttling.rs"]
+mod throttling;
 #[path = "suite/util.rs"]
 mod util;

@@ -33,6 +33,14 @@ enum Command {
         https: SocketAddr,
         #[command(flatten)]
         jobs: JobArgs,
+        /// Operation throttles: `none` (default) or `s1`, IoT Hub's S1 quotas (queries,
+        /// registry and job operations per minute, twin reads and updates per second, method
+        /// KB/s, new connections per second), answered with 429 ThrottlingException.
+        #[arg(long, default_value = "none", value_parser = ["none", "s1"])]
+        throttle: String,
+        /// S1 units the `s1` throttles are sized for.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=200))]
+        units: u32,
     },
 }
 
@@ -83,6 +91,8 @@ fn run() -> anyhow::Result<()> {
                 mqtt,
                 https,
                 jobs,
+                throttle,
+                units,
             } => {
                 anyhow::ensure!(
                     jobs.job_ops_per_second.is_finite() && jobs.job_ops_per_second >= 0.0,
@@ -97,6 +107,8 @@ fn run() -> anyhow::Result<()> {
                     job_ops_per_second: pacing.then_some(jobs.job_ops_per_second),
                     max_active_jobs: jobs.max_active_jobs,
                     job_retention: jobs.job_retention,
+                    throttle: (throttle == "s1")
+                        .then(|| fieldhub::throttle::ThrottleProfile::s1(units)),
                 };
                 // Handlers first: a supervisor may signal as soon as it reads the ready line.
                 let signal = shutdown_signal()?;

@@ -53,7 +53,7 @@ impl State {
             "cloudToDeviceMessageCount": 0,
             "authenticationType": "sas",
             "x509Thumbprint": {"primaryThumbprint": null, "secondaryThumbprint": null},
-            "modelId": "",
+            "modelId": d.rec.model_id,
             "version": d.rec.twin.version,
             "tags": tags,
             "properties": properties,
@@ -130,6 +130,7 @@ impl Hub {
                 let rec = DeviceRecord {
                     identity: ident,
                     twin: TwinDoc::new(&now_iso()),
+                    model_id: String::new(),
                 };
                 (rec, false)
             }
@@ -332,8 +333,27 @@ impl Hub {
         Ok(self.lock().device(id)?.rec.twin.device_view())
     }
 
+    /// Records the IoT Plug and Play model a connecting device announced, durably: IoT Hub
+    /// keeps it in the twin's `modelId`, where queries find it ("Use IoT Plug and Play models
+    /// in an IoT solution", <https://learn.microsoft.com/azure/iot/concepts-model-discovery>).
+    /// A connection without a model id leaves the last one in place.
+    pub(crate) fn announce_model(&self, id: &str, model_id: &str) -> Result<(), HubError> {
+        let mut st = self.lock();
+        let d = st.device(id)?;
+        if d.rec.model_id == model_id {
+            return Ok(());
+        }
+        let mut rec = d.rec.clone();
+        rec.model_id = model_id.to_owned();
+        self.persist(id, Some(&rec), true)?;
+        if let Some(d) = st.devices.get_mut(id) {
+            d.rec = rec;
+        }
+        Ok(())
+    }
+
     /// Device-side reported PATCH; returns the new reported `$version`.
-    pub(crate) fn patch_reported(&self, id: &str, body: &[u8]) -> Result<u64, HubError> {
+    pub fn patch_reported(&self, id: &str, body: &[u8]) -> Result<u64, HubError> {
         let mut st = self.lock();
         let mut rec = st.device(id)?.rec.clone();
         let at = now_iso();

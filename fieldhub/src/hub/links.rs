@@ -54,6 +54,8 @@ pub(crate) fn telemetry_size(m: &TelemetryMessage) -> usize {
 /// A message for the device's connection task to publish (QoS 0).
 #[derive(Debug, Clone)]
 pub(crate) struct Outbound {
+    /// The subscription it is delivered under (its QoS is the one granted for that one).
+    pub sub: Sub,
     pub topic: String,
     pub payload: Bytes,
 }
@@ -89,6 +91,7 @@ impl State {
             .is_some_and(|s| s.contains(&Sub::DesiredPatches));
         if let (true, Some(link)) = (subscribed, self.links.get(id)) {
             let msg = Outbound {
+                sub: Sub::DesiredPatches,
                 topic: iothub_proto::topics::desired_patch(version),
                 payload: Bytes::from(body.to_string()),
             };

@@ -89,6 +89,7 @@ impl Hub {
         let rid = format!("{:x}", st.next_id);
         let (tx, rx) = oneshot::channel();
         let msg = Outbound {
+            sub: Sub::Methods,
             topic: iothub_proto::topics::method_request(name, &rid),
             payload: body.clone(),
         };

@@ -31,6 +31,9 @@ use crate::twin::TwinDoc;
 pub(crate) struct DeviceRecord {
     pub identity: DeviceIdentity,
     pub twin: TwinDoc,
+    /// The IoT Plug and Play model the device last announced (twin `modelId`), empty if none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub model_id: String,
 }
 
 #[derive(Debug)]

@@ -1,8 +1,13 @@
 //! One running job's driver: picks the next device, waits for a pacing slot, runs the device
 //! operation as its own task (so slow devices do not stall the pace), applies results, retries
 //! retryable failures with backoff, and expires the job when its time runs out.
+//!
+//! Durability: devices are marked `running` and written to the store (durably) before their
+//! operations are spawned, and results are written before they count; a failed write undoes
+//! the transition. Devices started together, and results that arrive together, share one
+//! write, so an unthrottled job pays one flush per batch rather than two per device.
 
-use super::engine::{persist_device, persist_job, Inner};
+use super::engine::{persist_devices, persist_job, Inner};
 use super::model::{
     CloudToDeviceMethod, DeviceJobError, DeviceJobStatus, JobStatus, JobType, MethodOutcome,
 };
@@ -26,6 +31,8 @@ const OP_GRACE: Duration = Duration::from_secs(5);
 const TWIN_OP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Operations one job may have outstanding at once (bounds tasks when pacing is lifted).
 const MAX_IN_FLIGHT: usize = 1000;
+/// Most devices started, or results recorded, by one store write.
+const BATCH: usize = 64;
 
 /// The operation a job performs on each device.
 #[derive(Clone)]
@@ -148,12 +155,14 @@ pub(super) async fn drive<O: DeviceOps, S: JobStore>(
         };
         if token.is_cancelled() {
             // Stopping: start nothing new, but record what the devices answer to the
-            // operations already sent (bounded by their own deadlines), so a restart does not
-            // run them a second time.
+            // operations already sent (bounded by their own deadlines), so a restart finds
+            // their outcomes instead of failing them as unknown. Each is recorded as it
+            // arrives: the hub may abort this wait, and one silent device must not cost the
+            // answers of the others.
             while let Some(joined) = inflight.join_next().await {
                 if let Ok((device, result)) = joined {
                     in_flight.remove(&device);
-                    apply(&inner, &job_id, &device, result, &mut retries);
+                    apply(&inner, &job_id, vec![(device, result)], &mut retries);
                 }
             }
             break;
@@ -164,9 +173,17 @@ pub(super) async fn drive<O: DeviceOps, S: JobStore>(
             biased;
             _ = token.cancelled() => continue,
             Some(joined) = inflight.join_next(), if !inflight.is_empty() => {
-                let Ok((device, result)) = joined else { continue };
-                in_flight.remove(&device);
-                apply(&inner, &job_id, &device, result, &mut retries);
+                // Whatever else has finished too is recorded by the same write.
+                let mut results = Vec::new();
+                let mut next = Some(joined);
+                while let Some(joined) = next {
+                    if let Ok((device, result)) = joined {
+                        in_flight.remove(&device);
+                        results.push((device, result));
+                    }
+                    next = if results.len() < BATCH { inflight.try_join_next() } else { None };
+                }
+                apply(&inner, &job_id, results, &mut retries);
             }
             // A slot that has come needs no timer: one would only fire on the driver's next
             // millisecond tick, capping an unthrottled job at a device per millisecond.
@@ -175,27 +192,13 @@ pub(super) async fn drive<O: DeviceOps, S: JobStore>(
                 if !inner.pacer.take() {
                     continue;
                 }
-                let (started, remaining) = {
-                    let mut jobs = inner.jobs();
-                    let now = inner.clock.now();
-                    match jobs.get_mut(&job_id) {
-                        Some(job) => {
-                            let started = job.device_started(&device, now);
-                            if started {
-                                persist_device(&inner.store, job, &device);
-                            }
-                            (started, (job.deadline() - now).to_std().unwrap_or_default())
-                        }
-                        None => (false, Duration::ZERO),
-                    }
-                };
-                if started {
-                    if cursor.as_deref().is_none_or(|c| c < device.as_str()) {
-                        cursor = Some(device.clone());
-                    }
+                let (started, remaining) =
+                    start(&inner, &job_id, device, &mut cursor, &in_flight, &mut retries);
+                let op = op.within(remaining);
+                for device in started {
                     in_flight.insert(device.clone());
                     let ops = inner.ops.clone();
-                    let op = op.within(remaining);
+                    let op = op.clone();
                     inflight.spawn(async move {
                         let result = perform(&*ops, &device, &op).await;
                         (device, result)
@@ -249,19 +252,105 @@ fn next_device(
         .map(|(id, _)| id.clone())
 }
 
-/// Records one operation's result in the job.
+/// Marks `first`, and as many further ready devices as the pacer allows (up to [`BATCH`]),
+/// `running`, and records them in one store write. Returns the devices whose operations may be
+/// sent (none if the write failed: they go back to `pending` and are retried later) and the
+/// job's remaining time.
+fn start<O, S: JobStore>(
+    inner: &Inner<O, S>,
+    job_id: &str,
+    first: String,
+    cursor: &mut Option<String>,
+    in_flight: &HashSet<String>,
+    retries: &mut HashMap<String, (DateTime<Utc>, u32)>,
+) -> (Vec<String>, Duration) {
+    let mut jobs = inner.jobs();
+    let now = inner.clock.now();
+    let Some(job) = jobs.get_mut(job_id) else {
+        return (Vec::new(), Duration::ZERO);
+    };
+    let remaining = (job.deadline() - now).to_std().unwrap_or_default();
+    let mut saved = job.save([]);
+    let mut started = Vec::new();
+    let mut next = Some(first);
+    while let Some(device) = next.take() {
+        saved.keep(job, &device);
+        if !job.device_started(&device, now) {
+            break;
+        }
+        if cursor.as_deref().is_none_or(|c| c < device.as_str()) {
+            *cursor = Some(device.clone());
+        }
+        started.push(device);
+        if started.len() >= BATCH || in_flight.len() + started.len() >= MAX_IN_FLIGHT {
+            break;
+        }
+        let mut wake_at = job.deadline();
+        next = next_device(
+            job,
+            now,
+            cursor.as_deref(),
+            in_flight,
+            retries,
+            &mut wake_at,
+        )
+        .filter(|_| inner.pacer.take());
+    }
+    if !started.is_empty() && !persist_devices(&inner.store, job, &started) {
+        // Unrecorded, so unsent: a crash now must not leave a device called without a trace.
+        job.restore(saved);
+        for device in started.drain(..) {
+            let entry = retries.entry(device).or_insert((now, 0));
+            entry.1 += 1;
+            entry.0 = now + chrono::Duration::from_std(backoff(entry.1)).unwrap_or_default();
+        }
+    }
+    (started, remaining)
+}
+
+/// Records operation results in the job, in one store write; if the write fails the devices
+/// stay `running` (uncounted), as a restart would find them.
 fn apply<O, S: JobStore>(
     inner: &Inner<O, S>,
     job_id: &str,
-    device: &str,
-    result: OpResult,
+    results: Vec<(String, OpResult)>,
     retries: &mut HashMap<String, (DateTime<Utc>, u32)>,
 ) {
+    if results.is_empty() {
+        return;
+    }
     let now = inner.clock.now();
     let mut jobs = inner.jobs();
     let Some(job) = jobs.get_mut(job_id) else {
         return;
     };
+    let saved = job.save(results.iter().map(|(d, _)| d.as_str()));
+    let mut changed = Vec::new();
+    for (device, result) in results {
+        if apply_one(job, &device, result, retries, now) {
+            changed.push(device);
+        }
+    }
+    if changed.is_empty() {
+        return;
+    }
+    if persist_devices(&inner.store, job, &changed) {
+        if job.status.is_terminal() {
+            tracing::info!(job = job_id, stats = ?job.statistics(), "job finished");
+        }
+    } else {
+        job.restore(saved);
+    }
+}
+
+/// One operation's result as a transition of `job`; returns whether the device changed.
+fn apply_one(
+    job: &mut JobState,
+    device: &str,
+    result: OpResult,
+    retries: &mut HashMap<String, (DateTime<Utc>, u32)>,
+    now: DateTime<Utc>,
+) -> bool {
     let changed = match result {
         Ok(outcome) => job.device_succeeded(device, outcome, now),
         Err(e) => {
@@ -286,10 +375,5 @@ fn apply<O, S: JobStore>(
     {
         retries.remove(device);
     }
-    if changed {
-        persist_device(&inner.store, job, device);
-        if job.status.is_terminal() {
-            tracing::info!(job = job_id, stats = ?job.statistics(), "job finished");
-        }
-    }
+    changed
 }

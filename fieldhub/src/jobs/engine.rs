@@ -5,7 +5,9 @@
 //! Concurrency: job state sits behind one `std::sync::Mutex`, never held across an await. The
 //! `run` loop schedules; each running job gets one driver task that dispatches device operations
 //! (each its own task, so slow devices do not stall the pace) and applies their results.
-//! Device operations are at-least-once: an operation in flight at shutdown runs again on resume.
+//! Device operations are at-most-once per device and job: a device is recorded `running`
+//! durably before its operation is sent, and its outcome durably before it is counted; after a
+//! restart a device still `running` is failed as outcome unknown, never called again.
 
 use super::driver::drive;
 use super::model::{JobRequest, JobResponse, JobStatus, JobType};
@@ -123,8 +125,9 @@ impl<O: DeviceOps, S: JobStore> JobEngine<O, S> {
         }
     }
 
-    /// Loads the stored jobs. Devices that were `running` when the hub stopped go back to
-    /// `pending` (their operation's outcome is unknown). Returns how many jobs were loaded.
+    /// Loads the stored jobs. Devices that were `running` when the hub stopped fail with
+    /// [`super::state::OUTCOME_UNKNOWN`] (their operation may have reached them; see
+    /// [`JobState::interrupt`]). Returns how many jobs were loaded.
     pub fn resume(&self) -> Result<usize, JobError> {
         let loaded = self.inner.store.load_jobs()?;
         let now = self.inner.clock.now();
@@ -218,7 +221,8 @@ impl<O: DeviceOps, S: JobStore> JobEngine<O, S> {
     }
 
     /// Runs the scheduler until `shutdown`: starts due jobs, drives running ones, prunes old
-    /// ones. On shutdown, waits for the job drivers to stop (in-flight operations are dropped).
+    /// ones. On shutdown, waits for the job drivers to stop (they record the outcomes of the
+    /// operations in flight first).
     pub async fn run(&self, shutdown: CancellationToken) {
         let mut drivers = JoinSet::new();
         loop {
@@ -313,14 +317,28 @@ pub(super) fn persist_job<S: JobStore>(store: &S, job: &JobState) {
     }
 }
 
-/// Persists a device transition: the device record, or the whole job when the job finished.
-pub(super) fn persist_device<S: JobStore>(store: &S, job: &JobState, device_id: &str) {
-    if job.status.is_terminal() {
-        return persist_job(store, job);
-    }
-    if let Some(d) = job.devices.get(device_id) {
-        if let Err(e) = store.save_device(job.id(), d) {
-            tracing::warn!(job = job.id(), device = device_id, error = %e, "saving device job failed");
+/// Persists device transitions: the device records, or the whole job when the job finished.
+/// Returns whether the write succeeded; the caller undoes the transitions if not, so that
+/// nothing is sent or counted that a restart would not find.
+pub(super) fn persist_devices<S: JobStore>(
+    store: &S,
+    job: &JobState,
+    device_ids: &[String],
+) -> bool {
+    let result = if job.status.is_terminal() {
+        store.save_job(job)
+    } else {
+        let records: Vec<_> = device_ids
+            .iter()
+            .filter_map(|id| job.devices.get(id))
+            .collect();
+        store.save_devices(job.id(), &records)
+    };
+    match result {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::error!(job = job.id(), devices = device_ids.len(), error = %e, "saving device job records failed");
+            false
         }
     }
 }

@@ -32,6 +32,24 @@ impl JobType {
             .into_iter()
             .find(|t| t.as_str().eq_ignore_ascii_case(s))
     }
+
+    /// Whether `s` names a job type the hub knows but never runs: the import/export types
+    /// and `unknown`, in their wire and .NET spellings. The .NET SDK's job query sends
+    /// `jobType.ToString()`, i.e. `ExportDevices`, `ImportDevices`, `Unknown`
+    /// (Azure/azure-iot-sdk-csharp, iothub/service/src/JobClient/HttpJobClient.cs,
+    /// `BuildQueryJobUri`; enum in iothub/service/src/JobType.cs); such a filter matches
+    /// no job rather than being refused.
+    pub fn is_never_run(s: &str) -> bool {
+        [
+            "export",
+            "import",
+            "exportDevices",
+            "importDevices",
+            "unknown",
+        ]
+        .iter()
+        .any(|n| n.eq_ignore_ascii_case(s))
+    }
 }
 
 /// Job status; note the two-L `cancelled`.
@@ -65,10 +83,15 @@ impl JobStatus {
         }
     }
 
-    /// Parses the `jobStatus` query parameter (case-insensitive; `canceled` accepted too).
+    /// Parses the `jobStatus` query parameter (case-insensitive; `canceled` accepted too, and
+    /// `enqueued`, which the .NET SDK's `JobStatus` enum documents `queued` as a synonym of:
+    /// Azure/azure-iot-sdk-csharp, iothub/service/src/Jobs/JobStatus.cs).
     pub fn parse(s: &str) -> Option<Self> {
         if s.eq_ignore_ascii_case("canceled") {
             return Some(JobStatus::Cancelled);
+        }
+        if s.eq_ignore_ascii_case("enqueued") {
+            return Some(JobStatus::Queued);
         }
         [
             JobStatus::Queued,
@@ -129,6 +152,29 @@ impl CloudToDeviceMethod {
     }
 }
 
+/// Reads `startTime`: RFC 3339, or a date and time without an offset taken as UTC. The .NET
+/// service SDK sends the latter for a `DateTime` of kind Unspecified (Newtonsoft.Json writes
+/// no offset for it), and its `JobClient.ScheduleDeviceMethodAsync` / `ScheduleTwinUpdateAsync`
+/// name that argument `startTimeUtc`, "Date time in Utc to start the job"
+/// (Azure/azure-iot-sdk-csharp, iothub/service/src/JobClient/JobClient.cs).
+fn utc_or_unqualified<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<DateTime<Utc>>, D::Error> {
+    let Some(text) = Option::<String>::deserialize(d)? else {
+        return Ok(None);
+    };
+    if let Ok(t) = DateTime::parse_from_rfc3339(&text) {
+        return Ok(Some(t.with_timezone(&Utc)));
+    }
+    chrono::NaiveDateTime::parse_from_str(&text, "%Y-%m-%dT%H:%M:%S%.f")
+        .map(|t| Some(t.and_utc()))
+        .map_err(|_| {
+            serde::de::Error::custom(format!(
+                "startTime '{text}' is not a date and time (ISO 8601)"
+            ))
+        })
+}
+
 /// Body of `PUT /jobs/v2/{jobId}`. `jobId` may be absent from the body (the path carries it).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -144,8 +190,12 @@ pub struct JobRequest {
     pub update_twin: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub query_condition: Option<String>,
-    /// `null`/absent means now.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// `null`/absent means now. A time without an offset is UTC (as the .NET SDK means it).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "utc_or_unqualified"
+    )]
     pub start_time: Option<DateTime<Utc>>,
     /// Absent or 0 means [`DEFAULT_MAX_EXECUTION_SECS`].
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -2,19 +2,16 @@
 //! schedules and per-device results survive a restart.
 //!
 //! Two tables: `jobs` (job id → the job without its device records, JSON) and `job_devices`
-//! (`(job id, device id)` → one device record, JSON). Whole-job writes (creation, start,
-//! cancel, finish) are durable. Single device records are the hot path of a running job (two
-//! per device) and an fsync each would cap a job at a few hundred devices per second (redb's
-//! `Eventual` still fsyncs on Linux), so they are committed without durability and made
-//! durable by at least one commit per [`DURABLE_EVERY`] (or the hub closing its database).
-//! After a crash the devices of that last interval may be operated on again, which the
-//! engine's at-least-once contract already allows.
+//! (`(job id, device id)` → one device record, JSON). Every commit is durable (redb's default
+//! `Durability::Immediate`: fsynced before `commit` returns), device records included: the
+//! engine records that it is about to call a device before calling it, so after a crash (even
+//! `kill -9` between two device calls) the record tells whether the device may have been
+//! reached. The engine batches device records into [`JobStore::save_devices`] so that one
+//! fsync covers many devices when jobs are unthrottled.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
-use redb::{Durability, ReadableTable, TableDefinition};
+use redb::{ReadableTable, TableDefinition};
 
 use super::model::DeviceJob;
 use super::state::JobState;
@@ -26,17 +23,11 @@ pub const JOBS: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("jo
 pub const JOB_DEVICES: TableDefinition<'static, (&str, &str), &[u8]> =
     TableDefinition::new("job_devices");
 
-/// Longest a device record stays non-durable (also bounds file growth: redb frees pages only
-/// on durable commits).
-pub const DURABLE_EVERY: Duration = Duration::from_secs(1);
-
 /// The jobs tables in the database of a [`Hub`]. Holding the hub (not the database) keeps the
 /// hub's close-on-shutdown working: writes after shutdown fail instead of reopening anything.
 #[derive(Debug, Clone)]
 pub struct RedbJobStore {
     hub: Hub,
-    /// When the last durable device-record commit happened.
-    last_durable: Arc<Mutex<Instant>>,
 }
 
 fn err(job_id: &str, e: impl std::fmt::Display) -> JobStoreError {
@@ -81,10 +72,7 @@ impl RedbJobStore {
             tx.commit().map_err(db)?;
             Ok(())
         })?;
-        Ok(Self {
-            hub,
-            last_durable: Arc::new(Mutex::new(Instant::now())),
-        })
+        Ok(Self { hub })
     }
 }
 
@@ -119,27 +107,22 @@ impl JobStore for RedbJobStore {
             .map_err(|e| err(id, e))
     }
 
-    fn save_device(&self, job_id: &str, device: &DeviceJob) -> Result<(), JobStoreError> {
-        let bytes = serde_json::to_vec(device).map_err(|e| err(job_id, e))?;
-        let durable = {
-            let mut last = self.last_durable.lock().unwrap_or_else(|e| e.into_inner());
-            let due = last.elapsed() >= DURABLE_EVERY;
-            if due {
-                *last = Instant::now();
-            }
-            due
-        };
+    fn save_devices(&self, job_id: &str, devices: &[&DeviceJob]) -> Result<(), JobStoreError> {
+        let rows = devices
+            .iter()
+            .map(|d| Ok((d.device_id.as_str(), serde_json::to_vec(d)?)))
+            .collect::<Result<Vec<_>, serde_json::Error>>()
+            .map_err(|e| err(job_id, e))?;
         self.hub
             .store()
             .with_db(|d| {
-                let mut tx = d.begin_write().map_err(db)?;
-                if !durable {
-                    tx.set_durability(Durability::None);
+                let tx = d.begin_write().map_err(db)?;
+                {
+                    let mut t = tx.open_table(JOB_DEVICES).map_err(db)?;
+                    for (device, bytes) in &rows {
+                        t.insert((job_id, *device), bytes.as_slice()).map_err(db)?;
+                    }
                 }
-                tx.open_table(JOB_DEVICES)
-                    .map_err(db)?
-                    .insert((job_id, device.device_id.as_str()), bytes.as_slice())
-                    .map_err(db)?;
                 tx.commit().map_err(db)?;
                 Ok(())
             })
@@ -224,7 +207,7 @@ mod tests {
     fn job(id: &str) -> JobState {
         let req: JobRequest =
             serde_json::from_value(json!({"jobId": id, "type": "scheduleUpdateTwin",
-            "updateTwin": {"properties": {"desired": {"Floor": 3}}}, "queryCondition": "*"}))
+            "updateTwin": {"etag": "*", "properties": {"desired": {"Floor": 3}}}, "queryCondition": "*"}))
             .unwrap();
         let mut j = JobState::new(req, chrono::Utc::now()).unwrap();
         let twins: Vec<Value> = (0..3)

@@ -21,6 +21,27 @@ use std::collections::BTreeMap;
 /// Error code for devices still unprocessed when `maxExecutionTimeInSeconds` runs out.
 pub const JOB_RUN_PREEMPTED: &str = "JobRunPreempted";
 
+/// Error code of a device whose operation was sent before the hub stopped and whose outcome is
+/// therefore unknown (see [`JobState::interrupt`]).
+pub const OUTCOME_UNKNOWN: &str = "DeviceJobOutcomeUnknown";
+
+/// What [`JobState::save`] keeps for [`JobState::restore`].
+#[derive(Debug, Clone)]
+pub struct Saved {
+    status: JobStatus,
+    end_time: Option<DateTime<Utc>>,
+    devices: Vec<DeviceJob>,
+}
+
+impl Saved {
+    /// Also keeps `device`'s record as it is now.
+    pub fn keep(&mut self, job: &JobState, device: &str) {
+        if let Some(d) = job.devices.get(device) {
+            self.devices.push(d.clone());
+        }
+    }
+}
+
 /// A job and its device records: what the engine persists after every transition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -70,8 +91,26 @@ pub fn validate(req: &JobRequest) -> Result<Condition, JobError> {
                 return Err(invalid("connectTimeoutInSeconds must be at most 300"));
             }
         }
+        // A twin-update job is a forced update: IoT Hub requires `updateTwin.etag` and accepts
+        // only "*" (azure-iot-sdk-java PR #969, DeviceTwinSample: "ScheduleUpdateTwin job type
+        // is a force update, which only accepts '*' as the Etag"; MicrosoftDocs/azure-docs
+        // issue #29484: the REST example fails until `"etag": "*"` is added). Any other
+        // value is refused too, the stricter reading, so code that passes here passes there.
         JobType::ScheduleUpdateTwin => match &req.update_twin {
-            Some(Value::Object(_)) => {}
+            Some(Value::Object(u)) => match u.get("etag") {
+                Some(Value::String(e)) if e == "*" => {}
+                None | Some(Value::Null) => {
+                    return Err(invalid(
+                        "updateTwin.etag is required for a scheduleUpdateTwin job; use \"*\"",
+                    ))
+                }
+                Some(other) => {
+                    return Err(invalid(format!(
+                        "updateTwin.etag {other} is not accepted: a scheduleUpdateTwin job is a \
+                         forced update and takes only \"*\""
+                    )))
+                }
+            },
             _ => {
                 return Err(invalid(
                     "a scheduleUpdateTwin job needs an updateTwin object",
@@ -265,18 +304,56 @@ impl JobState {
         true
     }
 
-    /// After a restart: operations that were in flight are lost, so `running` devices become
-    /// `pending` again (device operations are at-least-once).
+    /// After a restart: a `running` device was recorded (durably) before its operation was
+    /// sent, and its outcome was not recorded, so the operation may or may not have reached the
+    /// device. Calling it again could repeat a non-idempotent method (an `unlockDoor` twice), so
+    /// such devices fail with [`OUTCOME_UNKNOWN`] instead and are never called again for this
+    /// job. Returns the devices changed.
+    ///
+    /// IoT Hub documents no error code for this case (its jobs guide, "Schedule jobs on
+    /// multiple devices", <https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-jobs>,
+    /// lists the device job statuses and error fields only), so the stricter choice is made:
+    /// an operation is sent at most once per device and job, and the record says so.
     pub fn interrupt(&mut self, now: DateTime<Utc>) -> Vec<String> {
         let mut changed = Vec::new();
         for d in self.devices.values_mut() {
             if d.status == DeviceJobStatus::Running {
-                d.status = DeviceJobStatus::Pending;
+                d.status = DeviceJobStatus::Failed;
+                d.end_time_utc = now;
                 d.last_updated_date_time_utc = now;
+                d.error = Some(DeviceJobError {
+                    code: OUTCOME_UNKNOWN.to_owned(),
+                    description: "the hub stopped after sending this device's operation and \
+                                  before recording its outcome; it was not sent again"
+                        .to_owned(),
+                });
                 changed.push(d.device_id.clone());
             }
         }
+        self.finish_if_done(now);
         changed
+    }
+
+    /// Puts back device records (and the job's status) saved before a transition whose write
+    /// to the store failed, so that nothing unrecorded is counted or acted upon.
+    pub fn restore(&mut self, saved: Saved) {
+        self.status = saved.status;
+        self.end_time = saved.end_time;
+        for d in saved.devices {
+            self.devices.insert(d.device_id.clone(), d);
+        }
+    }
+
+    /// The job's status and the given devices' records, for [`JobState::restore`].
+    pub fn save<'a>(&self, devices: impl IntoIterator<Item = &'a str>) -> Saved {
+        Saved {
+            status: self.status,
+            end_time: self.end_time,
+            devices: devices
+                .into_iter()
+                .filter_map(|id| self.devices.get(id).cloned())
+                .collect(),
+        }
     }
 
     /// The job's time ran out: every device not yet terminal fails — with its last operation
@@ -439,6 +516,17 @@ mod tests {
         r = req("*");
         r.job_type = JobType::ScheduleUpdateTwin;
         assert!(matches!(JobState::new(r, t(0)), Err(JobError::Invalid(_))));
+        // Issue 14, item 5: twin-update jobs take `updateTwin.etag` "*" and nothing else.
+        for (etag, ok) in [
+            (json!("*"), true),
+            (Value::Null, false),
+            (json!("AAAAAAAAAAE="), false),
+        ] {
+            r = req("*");
+            r.job_type = JobType::ScheduleUpdateTwin;
+            r.update_twin = Some(json!({"etag": etag, "tags": {"a": 1}}));
+            assert_eq!(JobState::new(r, t(0)).is_ok(), ok, "etag {etag}");
+        }
         r = req("*");
         r.job_type = JobType::Unknown;
         assert!(matches!(JobState::new(r, t(0)), Err(JobError::Invalid(_))));
@@ -563,5 +651,42 @@ mod tests {
             j.twin_patch(),
             json!({"tags":{"Building":"43"},"properties":{"desired":{"Floor":3}}})
         );
+    }
+
+    #[test]
+    fn restart_fails_running_devices_as_outcome_unknown_instead_of_calling_them_again() {
+        let mut j = JobState::new(req("*"), t(0)).unwrap();
+        j.start(&twins(), t(0));
+        assert!(j.device_started("d0", t(1)));
+        assert!(j.device_succeeded("d0", None, t(2)));
+        assert!(j.device_started("d1", t(3)));
+        assert_eq!(j.interrupt(t(10)), vec!["d1".to_owned()]);
+        let d1 = &j.devices["d1"];
+        assert_eq!(d1.status, DeviceJobStatus::Failed);
+        assert_eq!(d1.error.as_ref().unwrap().code, OUTCOME_UNKNOWN);
+        assert_eq!(j.devices["d0"].status, DeviceJobStatus::Completed);
+        assert_eq!(j.devices["d2"].status, DeviceJobStatus::Pending);
+        assert_stats(&j);
+        // Every device reached before the restart: the job is done.
+        for id in ["d2", "d3"] {
+            assert!(j.device_started(id, t(11)));
+        }
+        j.interrupt(t(12));
+        assert_eq!(j.status, JobStatus::Completed);
+        assert_eq!(j.statistics().failed_count, 3);
+    }
+
+    #[test]
+    fn restore_undoes_an_unrecorded_transition() {
+        let mut j = JobState::new(req("deviceId = 'd0'"), t(0)).unwrap();
+        j.start(&twins(), t(0));
+        assert!(j.device_started("d0", t(1)));
+        let saved = j.save(["d0"]);
+        assert!(j.device_succeeded("d0", None, t(2)));
+        assert_eq!(j.status, JobStatus::Completed);
+        j.restore(saved);
+        assert_eq!(j.status, JobStatus::Running);
+        assert_eq!(j.end_time, None);
+        assert_eq!(j.devices["d0"].status, DeviceJobStatus::Running);
     }
 }

@@ -1,5 +1,10 @@
 //! Where jobs live across restarts. The engine writes through [`JobStore`] after every
 //! transition; the hub provides a redb-backed store, tests use [`MemoryJobStore`].
+//!
+//! Contract: a write that returns `Ok` survives a crash of the process (and of the machine,
+//! for stores on disk). The engine relies on it to record a device operation before it is sent
+//! and its outcome before it is counted, so a restart never repeats an operation that reached a
+//! device.
 
 use super::model::DeviceJob;
 use super::state::JobState;
@@ -16,8 +21,14 @@ pub struct JobStoreError(pub String);
 pub trait JobStore: Send + Sync + 'static {
     /// Saves the whole job (header and every device record).
     fn save_job(&self, job: &JobState) -> Result<(), JobStoreError>;
-    /// Saves one device record of an already saved job (the hot path while a job runs).
-    fn save_device(&self, job_id: &str, device: &DeviceJob) -> Result<(), JobStoreError>;
+    /// Saves device records of an already saved job in one durable write (the hot path while a
+    /// job runs: the engine batches the devices it starts, and the results it collects, so one
+    /// flush covers many devices).
+    fn save_devices(&self, job_id: &str, devices: &[&DeviceJob]) -> Result<(), JobStoreError>;
+    /// Saves one device record of an already saved job.
+    fn save_device(&self, job_id: &str, device: &DeviceJob) -> Result<(), JobStoreError> {
+        self.save_devices(job_id, &[device])
+    }
     /// Removes a job (retention pruning).
     fn delete_job(&self, job_id: &str) -> Result<(), JobStoreError>;
     /// Every stored job, with its device records.
@@ -28,8 +39,8 @@ impl<S: JobStore> JobStore for Arc<S> {
     fn save_job(&self, job: &JobState) -> Result<(), JobStoreError> {
         (**self).save_job(job)
     }
-    fn save_device(&self, job_id: &str, device: &DeviceJob) -> Result<(), JobStoreError> {
-        (**self).save_device(job_id, device)
+    fn save_devices(&self, job_id: &str, devices: &[&DeviceJob]) -> Result<(), JobStoreError> {
+        (**self).save_devices(job_id, devices)
     }
     fn delete_job(&self, job_id: &str) -> Result<(), JobStoreError> {
         (**self).delete_job(job_id)
@@ -62,12 +73,14 @@ impl JobStore for MemoryJobStore {
         Ok(())
     }
 
-    fn save_device(&self, job_id: &str, device: &DeviceJob) -> Result<(), JobStoreError> {
+    fn save_devices(&self, job_id: &str, devices: &[&DeviceJob]) -> Result<(), JobStoreError> {
         let mut jobs = self.lock();
         let job = jobs
             .get_mut(job_id)
             .ok_or_else(|| JobStoreError(format!("job '{job_id}' is not stored")))?;
-        job.devices.insert(device.device_id.clone(), device.clone());
+        for d in devices {
+            job.devices.insert(d.device_id.clone(), (*d).clone());
+        }
         Ok(())
     }
 

@@ -15,12 +15,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::hub::Hub;
+use crate::throttle::{Operation, Throttle};
 
 /// Accepts device connections until `shutdown`; connection tasks are tracked by `tracker`.
 pub(crate) async fn serve(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     hub: Hub,
+    throttle: Option<std::sync::Arc<Throttle>>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
 ) {
@@ -30,7 +32,11 @@ pub(crate) async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((tcp, _peer)) => {
                     let _ = tcp.set_nodelay(true);
-                    tracker.spawn(conn::run(hub.clone(), acceptor.clone(), tcp));
+                    // The new-connection quota counts connections as they arrive.
+                    let admitted = throttle
+                        .as_ref()
+                        .is_none_or(|t| t.admit(Operation::NewConnection, 1.0).is_ok());
+                    tracker.spawn(conn::run(hub.clone(), acceptor.clone(), tcp, admitted));
                 }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.

@@ -7,6 +7,23 @@ use percent_encoding::percent_decode_str;
 
 use crate::hub::Sub;
 
+/// Whether `m` is a Digital Twins Model Identifier (`dtmi:<segments>;<version>`, "Digital
+/// Twins Model Identifier" in the DTDL specification, which IoT Plug and Play model ids are:
+/// <https://learn.microsoft.com/azure/iot/concepts-model-discovery>).
+pub fn is_dtmi(m: &str) -> bool {
+    let Some((path, version)) = m.strip_prefix("dtmi:").and_then(|r| r.rsplit_once(';')) else {
+        return false;
+    };
+    m.len() <= 2048
+        && !path.is_empty()
+        && path.split(':').all(|seg| {
+            seg.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+                && seg.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
+        && !version.is_empty()
+        && version.chars().all(|c| c.is_ascii_digit())
+}
+
 /// Parsed `{host}/{deviceId}[/{moduleId}]/?api-version=…` (the `?` is optional, as in older
 /// docs: `{host}/{deviceId}/api-version=…`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,6 +32,8 @@ pub struct Username {
     pub device_id: String,
     pub module_id: Option<String>,
     pub api_version: Option<String>,
+    /// `model-id=` (percent-decoded): the IoT Plug and Play model the device announces.
+    pub model_id: Option<String>,
 }
 
 pub fn parse_username(u: &str) -> Option<Username> {
@@ -34,17 +53,22 @@ pub fn parse_username(u: &str) -> Option<Username> {
     while segs.last() == Some(&"") {
         segs.pop();
     }
-    let api_version = query.as_deref().and_then(|q| {
-        q.split('&')
-            .find_map(|kv| kv.strip_prefix("api-version="))
-            .map(str::to_string)
-    });
+    let param = |name: &str| {
+        query.as_deref().and_then(|q| {
+            q.split('&')
+                .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+                .map(|v| percent_decode_str(v).decode_utf8_lossy().into_owned())
+        })
+    };
+    let api_version = param("api-version");
+    let model_id = param("model-id").filter(|m| !m.is_empty());
     match segs.as_slice() {
         [host, dev] if !host.is_empty() && !dev.is_empty() => Some(Username {
             host: host.to_string(),
             device_id: dev.to_string(),
             module_id: None,
             api_version,
+            model_id,
         }),
         [host, dev, module] if !host.is_empty() && !dev.is_empty() && !module.is_empty() => {
             Some(Username {
@@ -52,6 +76,7 @@ pub fn parse_username(u: &str) -> Option<Username> {
                 device_id: dev.to_string(),
                 module_id: Some(module.to_string()),
                 api_version,
+                model_id,
             })
         }
         _ => None,
@@ -170,8 +195,19 @@ mod tests {
                 host: "h.azure-devices.net".into(),
                 device_id: "door-1".into(),
                 module_id: None,
-                api_version: Some("2021-04-12".into())
+                api_version: Some("2021-04-12".into()),
+                model_id: None,
             }
+        );
+        // Issue 14, item 10: the model id IoT Plug and Play devices announce, URL-encoded as
+        // the SDKs send it.
+        let pnp = parse_username(
+            "h/d/?api-version=2020-09-30&model-id=dtmi%3Acom%3Aexample%3AThermostat%3B1",
+        )
+        .unwrap();
+        assert_eq!(
+            pnp.model_id.as_deref(),
+            Some("dtmi:com:example:Thermostat;1")
         );
         let old = parse_username("h/d/api-version=2016-11-14").unwrap();
         assert_eq!(

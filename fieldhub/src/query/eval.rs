@@ -3,8 +3,8 @@
 //! Values are three-state: a JSON value, or *undefined* (`None`). Only a boolean `true` result
 //! makes a condition match.
 
-use super::ast::{CompareOp, Condition, Expr, Path, PathRoot};
-use serde_json::Value;
+use super::ast::{ArithOp, CompareOp, Condition, Expr, Path, PathRoot};
+use serde_json::{Number, Value};
 use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
@@ -26,7 +26,10 @@ impl Condition {
             match e {
                 Expr::Literal(_) => {}
                 Expr::Path(p) | Expr::IsDefined(p) => path(p),
-                Expr::Compare(_, a, b) | Expr::And(a, b) | Expr::Or(a, b) => {
+                Expr::Compare(_, a, b)
+                | Expr::Arith(_, a, b)
+                | Expr::And(a, b)
+                | Expr::Or(a, b) => {
                     walk(a, out);
                     walk(b, out);
                 }
@@ -69,22 +72,27 @@ impl Path {
     /// Looks the path up in `doc`. The first segment (a system property, `tags` or `properties`)
     /// and the `desired`/`reported` level match case-insensitively; keys below are exact.
     pub fn resolve<'a>(&self, doc: &'a Value) -> Option<&'a Value> {
+        self.resolve_entry(doc).map(|(_, v)| v)
+    }
+
+    /// Like [`Path::resolve`], with the last key as the document spells it: what a projection
+    /// is keyed by, so `SELECT DeviceId` returns `deviceId` as IoT Hub does.
+    pub fn resolve_entry<'a>(&self, doc: &'a Value) -> Option<(&'a str, &'a Value)> {
         let mut cur = doc;
+        let mut key = "";
         for (i, seg) in self.segments.iter().enumerate() {
             let obj = cur.as_object()?;
-            let loose = i == 0
-                || (i == 1 && self.segments[0].eq_ignore_ascii_case("properties"))
-                || (i == 1 && self.segments[0].eq_ignore_ascii_case("capabilities"));
-            cur = match obj.get(seg.as_str()) {
-                Some(v) => v,
-                None if loose => obj
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case(seg))
-                    .map(|(_, v)| v)?,
+            let (k, v) = match obj.get_key_value(seg.as_str()) {
+                Some(kv) => kv,
+                None if self.is_loose(i) => {
+                    obj.iter().find(|(k, _)| k.eq_ignore_ascii_case(seg))?
+                }
                 None => return None,
             };
+            key = k.as_str();
+            cur = v;
         }
-        Some(cur)
+        Some((key, cur))
     }
 }
 
@@ -121,6 +129,15 @@ fn eval<'a>(expr: &'a Expr, doc: &'a Value) -> Val<'a> {
                 _ => None,
             })
         }
+        Expr::Arith(op, a, b) => {
+            let (a, b) = (eval(a, doc), eval(b, doc));
+            match (a.as_deref(), b.as_deref()) {
+                (Some(Value::Number(a)), Some(Value::Number(b))) => {
+                    arithmetic(*op, a, b).map(|n| Cow::Owned(Value::Number(n)))
+                }
+                _ => None,
+            }
+        }
         Expr::Compare(op, a, b) => {
             let (a, b) = (eval(a, doc), eval(b, doc));
             boolean(match (a.as_deref(), b.as_deref()) {
@@ -146,6 +163,36 @@ fn eval<'a>(expr: &'a Expr, doc: &'a Value) -> Val<'a> {
             boolean(Some(found != *negated))
         }
     }
+}
+
+/// `a op b` on numbers: exact on integers while the result fits, otherwise in floating point
+/// (so `7 / 2` is 3.5); dividing by zero, or a result that is not finite, is undefined.
+pub(crate) fn arithmetic(op: ArithOp, a: &Number, b: &Number) -> Option<Number> {
+    if let (Some(x), Some(y)) = (a.as_i64(), b.as_i64()) {
+        let exact = match op {
+            ArithOp::Add => x.checked_add(y),
+            ArithOp::Sub => x.checked_sub(y),
+            ArithOp::Mul => x.checked_mul(y),
+            ArithOp::Div => (y != 0 && x % y == 0).then(|| x.checked_div(y)).flatten(),
+            ArithOp::Rem => x.checked_rem(y),
+        };
+        if let Some(n) = exact {
+            return Some(Number::from(n));
+        }
+        if y == 0 && matches!(op, ArithOp::Div | ArithOp::Rem) {
+            return None;
+        }
+    }
+    let (x, y) = (a.as_f64()?, b.as_f64()?);
+    let r = match op {
+        ArithOp::Add => x + y,
+        ArithOp::Sub => x - y,
+        ArithOp::Mul => x * y,
+        ArithOp::Div if y != 0.0 => x / y,
+        ArithOp::Rem if y != 0.0 => x % y,
+        ArithOp::Div | ArithOp::Rem => return None,
+    };
+    Number::from_f64(r)
 }
 
 /// Compares two primitives of the same kind; anything else is undefined (`None`).
@@ -245,6 +292,27 @@ mod tests {
         assert!(c("devices.jobs.createdTimeUtc > '2026-01-01T00:00:00Z'"));
         assert!(c("devices.jobs.createdDateTimeUtc < '2026-02-01'"));
         assert!(!c("devices.jobs.jobId = 'job02'"));
+    }
+
+    /// Issue 14, item 2: the query guide's arithmetic operators (numbers in, a number out;
+    /// otherwise undefined).
+    #[test]
+    fn arithmetic() {
+        assert!(m(
+            "tags.floor + 1 = 4 AND tags.floor - 4 = -1 AND tags.floor * 2 = 6"
+        ));
+        assert!(m(
+            "tags.floor / 2 = 1.5 AND tags.floor % 2 = 1 AND 1 + 2 * 3 = 7"
+        ));
+        assert!(m("(1 + 2) * 3 = 9 AND 10 - 2 - 3 = 5 AND 12 / 2 / 3 = 2"));
+        assert!(m("properties.desired.openDurationSec * 1000 > 6999"));
+        assert!(!m("tags.building + 1 = 44"), "a string is not a number");
+        assert!(!m("NOT (tags.building + 1 = 44)"), "undefined, not false");
+        assert!(!m("tags.floor / 0 = 0") && !m("NOT (tags.floor % 0 = 0)"));
+        assert!(
+            m("9223372036854775807 * 2 > 9223372036854775807"),
+            "overflow goes to f64"
+        );
     }
 
     #[test]

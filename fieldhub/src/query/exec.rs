@@ -1,7 +1,7 @@
 //! Running a parsed query over a set of documents, and paging its result the way the SDKs expect
 //! (`x-ms-max-item-count` / `x-ms-continuation`, continuation absent on the last page).
 
-use super::ast::{Projection, Query, Source};
+use super::ast::{Aggregate, ArithOp, Item, Path, Projection, Query, Selected, Source};
 use super::QueryError;
 use serde_json::{Map, Value};
 
@@ -42,40 +42,125 @@ impl Query {
     pub fn execute<'a>(&self, docs: impl Iterator<Item = &'a Value>) -> QueryResult {
         let matching = docs.filter(|d| self.condition.matches(d));
         let limit = self.top.unwrap_or(usize::MAX);
-        match &self.projection {
-            Projection::All => QueryResult {
-                items: matching.take(limit).cloned().collect(),
-                item_type: match self.source {
-                    Source::Devices => ItemType::Twin,
-                    Source::DeviceJobs => ItemType::DeviceJob,
-                },
-            },
-            Projection::Fields(fields) => QueryResult {
-                items: matching
-                    .take(limit)
-                    .map(|doc| {
-                        let obj: Map<String, Value> = fields
-                            .iter()
-                            .filter_map(|(path, alias)| {
-                                path.resolve(doc).map(|v| (alias.clone(), v.clone()))
-                            })
-                            .collect();
-                        Value::Object(obj)
-                    })
-                    .collect(),
-                item_type: ItemType::Raw,
-            },
-            Projection::Count { alias } => {
-                let n = matching.count();
-                let mut obj = Map::new();
-                obj.insert(alias.clone(), Value::from(n));
-                QueryResult {
-                    items: vec![Value::Object(obj)].into_iter().take(limit).collect(),
-                    item_type: ItemType::Raw,
+        let items = match &self.projection {
+            Projection::All => {
+                return QueryResult {
+                    items: matching.take(limit).cloned().collect(),
+                    item_type: match self.source {
+                        Source::Devices => ItemType::Twin,
+                        Source::DeviceJobs => ItemType::DeviceJob,
+                    },
+                }
+            }
+            Projection::Items(items) => items,
+        };
+        let rows = if self.group_by.is_none() && !self.projection.aggregates() {
+            matching.take(limit).map(|doc| row(items, &[doc])).collect()
+        } else {
+            // Groups in order of first appearance; documents without the grouped attribute
+            // form one group whose row leaves that key out.
+            let mut groups: Vec<(Option<&Value>, Vec<&Value>)> = Vec::new();
+            for doc in matching {
+                let key = self.group_by.as_ref().and_then(|g| g.resolve(doc));
+                match groups.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, members)) => members.push(doc),
+                    None => groups.push((key, vec![doc])),
+                }
+            }
+            if groups.is_empty() && self.group_by.is_none() {
+                // Aggregates over nothing still give one row (`COUNT()` is 0).
+                groups.push((None, Vec::new()));
+            }
+            groups
+                .into_iter()
+                .take(limit)
+                .map(|(_, members)| row(items, &members))
+                .collect()
+        };
+        QueryResult {
+            items: rows,
+            item_type: ItemType::Raw,
+        }
+    }
+}
+
+/// One result row: fields from the group's first document (all members agree on a grouped
+/// attribute), aggregates over all members.
+fn row(items: &[Item], members: &[&Value]) -> Value {
+    let mut obj = Map::new();
+    let mut unnamed = 0;
+    for item in items {
+        match &item.selected {
+            Selected::Field(path) => {
+                if let Some((key, v)) = members.first().and_then(|d| path.resolve_entry(d)) {
+                    let name = item.alias.clone().unwrap_or_else(|| key.to_owned());
+                    obj.insert(name, v.clone());
+                }
+            }
+            Selected::Aggregate(function, arg) => {
+                unnamed += usize::from(item.alias.is_none());
+                let name = item.alias.clone().unwrap_or_else(|| format!("${unnamed}"));
+                if let Some(v) = aggregate(*function, arg.as_ref(), members) {
+                    obj.insert(name, v);
                 }
             }
         }
     }
+    Value::Object(obj)
+}
+
+/// An aggregate over a group. `COUNT()` counts documents; the others take the numbers the path
+/// holds and skip documents where it is missing or not a number. With no number to work on,
+/// `SUM` is 0 and `AVG`, `MIN`, `MAX` are undefined (the key is left out). The query language
+/// guide names these functions without defining these edge cases.
+fn aggregate(function: Aggregate, arg: Option<&Path>, members: &[&Value]) -> Option<Value> {
+    if function == Aggregate::Count {
+        return Some(Value::from(members.len()));
+    }
+    let numbers: Vec<&serde_json::Number> = members
+        .iter()
+        .filter_map(|d| arg.and_then(|p| p.resolve(d)))
+        .filter_map(Value::as_number)
+        .collect();
+    let sum = || {
+        numbers
+            .iter()
+            .try_fold(serde_json::Number::from(0), |acc, n| {
+                super::eval::arithmetic(ArithOp::Add, &acc, n)
+            })
+    };
+    let extreme = |want: std::cmp::Ordering| {
+        numbers
+            .iter()
+            .copied()
+            .reduce(|a, b| {
+                let ord = match (a.as_i64(), b.as_i64()) {
+                    (Some(x), Some(y)) => x.cmp(&y),
+                    _ => a
+                        .as_f64()
+                        .partial_cmp(&b.as_f64())
+                        .unwrap_or(std::cmp::Ordering::Equal),
+                };
+                if ord == want {
+                    a
+                } else {
+                    b
+                }
+            })
+            .cloned()
+    };
+    let n = match function {
+        Aggregate::Count => unreachable!("handled above"),
+        Aggregate::Sum => sum()?,
+        Aggregate::Avg if numbers.is_empty() => return None,
+        Aggregate::Avg => {
+            let total = sum()?.as_f64()?;
+            serde_json::Number::from_f64(total / numbers.len() as f64)?
+        }
+        Aggregate::Min => extreme(std::cmp::Ordering::Less)?,
+        Aggregate::Max => extreme(std::cmp::Ordering::Greater)?,
+    };
+    Some(Value::Number(n))
 }
 
 const TOKEN_PREFIX: &str = "fh1:";
@@ -144,6 +229,98 @@ mod tests {
             .unwrap()
             .execute(t.iter());
         assert_eq!(r.item_type, ItemType::DeviceJob);
+    }
+
+    /// Issue 14, item 1: a projected property is keyed by its name as IoT Hub spells it, not as
+    /// the query typed it (system properties match case-insensitively).
+    #[test]
+    fn projections_use_the_documents_property_names() {
+        let t = [
+            json!({"deviceId": "d0", "lastActivityTime": "2026-01-01T00:00:00Z",
+            "properties": {"reported": {"fw": "1.2"}}}),
+        ];
+        let r = parse_query("SELECT DeviceId, LastActivityTime, Properties.Reported FROM devices")
+            .unwrap()
+            .execute(t.iter());
+        assert_eq!(
+            r.items,
+            vec![
+                json!({"deviceId": "d0", "lastActivityTime": "2026-01-01T00:00:00Z",
+                "reported": {"fw": "1.2"}})
+            ]
+        );
+        let r = parse_query("SELECT DeviceId AS Id FROM devices")
+            .unwrap()
+            .execute(t.iter());
+        assert_eq!(
+            r.items,
+            vec![json!({"Id": "d0"})],
+            "an alias is kept as written"
+        );
+    }
+
+    /// Issue 14, item 2: the query guide's GROUP BY example and the other aggregates.
+    #[test]
+    fn group_by_and_aggregates() {
+        let t: Vec<Value> = ["Success", "Pending", "Success", "Error", "Success"]
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                json!({"deviceId": format!("d{i}"), "tags": {"n": i, "f": i as f64 / 2.0},
+                "properties": {"reported": {"telemetryConfig": {"status": s}}}})
+            })
+            .chain([json!({"deviceId": "nostatus", "tags": {"n": "x"}})])
+            .collect();
+        let q = "SELECT properties.reported.telemetryConfig.status AS status, COUNT() AS \
+                 numberOfDevices FROM devices GROUP BY properties.reported.telemetryConfig.status";
+        let r = parse_query(q).unwrap().execute(t.iter());
+        assert_eq!(r.item_type, ItemType::Raw);
+        assert_eq!(
+            r.items,
+            vec![
+                json!({"status": "Success", "numberOfDevices": 3}),
+                json!({"status": "Pending", "numberOfDevices": 1}),
+                json!({"status": "Error", "numberOfDevices": 1}),
+                json!({"numberOfDevices": 1}),
+            ]
+        );
+        let r = parse_query(
+            "SELECT COUNT(), SUM(tags.n), AVG(tags.n) AS avg, MIN(tags.f), MAX(tags.n) FROM devices",
+        )
+        .unwrap()
+        .execute(t.iter());
+        assert_eq!(
+            r.items,
+            vec![json!({"$1": 6, "$2": 10, "avg": 2.0, "$3": 0.0, "$4": 4})]
+        );
+        let r = parse_query("SELECT COUNT() AS n, AVG(tags.n) AS a FROM devices WHERE tags.n > 99")
+            .unwrap()
+            .execute(t.iter());
+        assert_eq!(r.items, vec![json!({"n": 0})], "no rows still count 0");
+        let r = parse_query(
+            "SELECT COUNT() AS n FROM devices WHERE tags.n * 2 + 1 >= 7 AND tags.n % 2 = 1",
+        )
+        .unwrap()
+        .execute(t.iter());
+        assert_eq!(r.items, vec![json!({"n": 1})], "only n = 3");
+    }
+
+    #[test]
+    fn grouping_errors() {
+        for (q, at) in [
+            ("SELECT deviceId, COUNT() FROM devices", 7),
+            ("SELECT tags.a, COUNT() FROM devices GROUP BY tags.b", 7),
+            ("SELECT * FROM devices GROUP BY tags.b", 7),
+            (
+                "SELECT COUNT() FROM devices.jobs GROUP BY devices.jobs.status",
+                7,
+            ),
+            ("SELECT MEDIAN(tags.a) FROM devices", 7),
+        ] {
+            let e = parse_query(q).unwrap_err();
+            assert_eq!(e.position, at, "{q}: {e}");
+        }
+        assert!(parse_query("SELECT Tags.a FROM devices GROUP BY tags.a").is_ok());
     }
 
     #[test]

@@ -83,6 +83,9 @@ pub(crate) fn tokenize(text: &str) -> Result<Vec<Token>, QueryError> {
                     '<' => "<",
                     '>' => ">",
                     '-' => "-",
+                    '+' => "+",
+                    '/' => "/",
+                    '%' => "%",
                     other => {
                         return Err(QueryError::new(
                             start,

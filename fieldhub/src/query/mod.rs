@@ -6,7 +6,11 @@
 //! positions in syntax errors, which a preprocessed general SQL grammar cannot give.
 //! Evaluation follows the documented semantics: a condition matches only when it evaluates to
 //! boolean `true`; comparisons between values of different kinds, or involving objects/arrays,
-//! are *undefined*, and undefined propagates through `AND`/`OR`/`NOT` three-valued logic.
+//! are *undefined*, and undefined propagates through `AND`/`OR`/`NOT` three-valued logic;
+//! arithmetic (`+ - * / %`) takes numbers and is otherwise undefined. Projections are keyed by
+//! the documents' own property names; aggregates (`COUNT`, `AVG`, `SUM`, `MIN`, `MAX`) and
+//! `GROUP BY` follow the query language guide
+//! (<https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-query-language>).
 
 mod ast;
 mod eval;
@@ -14,7 +18,10 @@ mod exec;
 mod lexer;
 mod parser;
 
-pub use ast::{CompareOp, Condition, Expr, Path, PathRoot, Projection, Query, Source};
+pub use ast::{
+    Aggregate, ArithOp, CompareOp, Condition, Expr, Item, Path, PathRoot, Projection, Query,
+    Selected, Source,
+};
 pub use exec::{page, ItemType, QueryResult, DEFAULT_PAGE_SIZE};
 pub use parser::{parse_condition, parse_query};
 

@@ -1,11 +1,20 @@
 //! Recursive-descent parser: query text → [`Query`] / [`Condition`], errors with positions.
 
-use super::ast::{CompareOp, Condition, Expr, Path, PathRoot, Projection, Query, Source};
+use super::ast::{
+    Aggregate, ArithOp, CompareOp, Condition, Expr, Item, Path, PathRoot, Projection, Query,
+    Selected, Source,
+};
 use super::lexer::{tokenize, Tok, Token};
 use super::QueryError;
 use serde_json::{Number, Value};
 
-/// Parses `SELECT [TOP n] * | fields | COUNT() [AS n] FROM devices | devices.jobs [WHERE cond]`.
+/// Parses `SELECT [TOP n] * | item [AS alias], … FROM devices | devices.jobs [WHERE cond]
+/// [GROUP BY path]`, an item being an attribute path or `COUNT()`, `AVG(path)`, `SUM(path)`,
+/// `MIN(path)`, `MAX(path)`: the grammar of "IoT Hub query language for device and module
+/// twins, jobs, and message routing"
+/// (<https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-query-language>), whose GROUP BY
+/// example is `SELECT properties.reported.telemetryConfig.status AS status, COUNT() AS
+/// numberOfDevices FROM devices GROUP BY properties.reported.telemetryConfig.status`.
 pub fn parse_query(text: &str) -> Result<Query, QueryError> {
     let mut p = Parser::new(text)?;
     p.keyword("SELECT")?;
@@ -27,24 +36,115 @@ pub fn parse_query(text: &str) -> Result<Query, QueryError> {
     } else {
         None
     };
-    let projection = p.projection()?;
+    let projection_at = p.pos();
+    let (projection, positions) = p.projection()?;
     p.keyword("FROM")?;
     let source = p.source()?;
+    let where_at = p.pos();
     let condition = if p.eat_keyword("WHERE") {
         Condition::Expr(p.or()?)
     } else {
         Condition::All
     };
-    if p.peek_keyword("GROUP") {
-        return Err(QueryError::new(p.pos(), "GROUP BY is not supported"));
+    if source == Source::DeviceJobs {
+        check_device_jobs(&projection, projection_at, &condition, where_at)?;
     }
+    let group_at = p.pos();
+    let group_by = if p.eat_keyword("GROUP") {
+        p.keyword("BY")?;
+        Some(p.path()?)
+    } else {
+        None
+    };
     p.expect_eof()?;
+    check_grouping(
+        &projection,
+        &positions,
+        projection_at,
+        source,
+        group_by.as_ref(),
+        group_at,
+    )?;
     Ok(Query {
         top,
         projection,
         source,
         condition,
+        group_by,
     })
+}
+
+/// What `devices.jobs` queries support. The query language guide ("Device jobs queries",
+/// <https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-query-language>) lists what
+/// they do not: projections ("only SELECT * is possible"), conditions that refer to the device
+/// twin in addition to the job properties, and aggregations.
+fn check_device_jobs(
+    projection: &Projection,
+    projection_at: usize,
+    condition: &Condition,
+    where_at: usize,
+) -> Result<(), QueryError> {
+    if *projection != Projection::All {
+        return Err(QueryError::new(
+            projection_at,
+            "queries on devices.jobs support only SELECT * (no projections or aggregations)",
+        ));
+    }
+    if let Some(field) = condition.document_fields().into_iter().next() {
+        return Err(QueryError::new(
+            where_at,
+            format!(
+                "a devices.jobs condition may use only devices.jobs.* properties, not the \
+                 twin's '{field}'"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The grouping rules: GROUP BY only over twins ("the GROUP BY clause is only supported when
+/// querying device twins", query language guide) and not with `*`; in a grouped or aggregating
+/// query every plain attribute is the grouped one.
+fn check_grouping(
+    projection: &Projection,
+    positions: &[usize],
+    projection_at: usize,
+    source: Source,
+    group_by: Option<&Path>,
+    group_at: usize,
+) -> Result<(), QueryError> {
+    if group_by.is_some() && source != Source::Devices {
+        return Err(QueryError::new(
+            group_at,
+            "GROUP BY is only supported when querying device twins (FROM devices)",
+        ));
+    }
+    let Projection::Items(items) = projection else {
+        return match group_by {
+            Some(_) => Err(QueryError::new(
+                projection_at,
+                "SELECT * cannot be grouped; select the grouped attribute and aggregates",
+            )),
+            None => Ok(()),
+        };
+    };
+    if group_by.is_none() && !projection.aggregates() {
+        return Ok(());
+    }
+    for (item, at) in items.iter().zip(positions) {
+        if let Selected::Field(path) = &item.selected {
+            if !group_by.is_some_and(|g| g.same_as(path)) {
+                return Err(QueryError::new(
+                    *at,
+                    format!(
+                        "'{}' is neither in GROUP BY nor inside an aggregate",
+                        path.segments.join(".")
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Parses a bare condition (a jobs `queryCondition`, the text after WHERE); `*` alone means all.
@@ -77,6 +177,7 @@ struct Parser {
     at: usize,
     nesting: usize,
     connectives: usize,
+    operators: usize,
 }
 
 impl Parser {
@@ -86,6 +187,7 @@ impl Parser {
             at: 0,
             nesting: 0,
             connectives: 0,
+            operators: 0,
         })
     }
 
@@ -196,35 +298,56 @@ impl Parser {
         }
     }
 
-    fn projection(&mut self) -> Result<Projection, QueryError> {
+    /// The projection and the position of each of its items.
+    fn projection(&mut self) -> Result<(Projection, Vec<usize>), QueryError> {
         if self.eat_sym("*") {
-            return Ok(Projection::All);
+            return Ok((Projection::All, Vec::new()));
         }
-        if self.peek_keyword("COUNT") && self.toks[self.at + 1].tok == Tok::Sym("(") {
-            self.at += 1;
-            self.sym("(")?;
-            self.sym(")")?;
-            let alias = if self.eat_keyword("AS") {
-                self.ident("an alias")?
-            } else {
-                "$1".to_owned()
-            };
-            return Ok(Projection::Count { alias });
-        }
-        let mut fields = Vec::new();
+        let mut items = Vec::new();
+        let mut positions = Vec::new();
         loop {
-            let path = self.path()?;
-            let alias = if self.eat_keyword("AS") {
-                self.ident("an alias")?
-            } else {
-                path.default_alias()
+            positions.push(self.pos());
+            let selected = match self.aggregate()? {
+                Some(a) => a,
+                None => Selected::Field(self.path()?),
             };
-            fields.push((path, alias));
+            let alias = if self.eat_keyword("AS") {
+                Some(self.ident("an alias")?)
+            } else {
+                None
+            };
+            items.push(Item { selected, alias });
             if !self.eat_sym(",") {
                 break;
             }
         }
-        Ok(Projection::Fields(fields))
+        Ok((Projection::Items(items), positions))
+    }
+
+    /// `COUNT()` or `AVG|SUM|MIN|MAX(path)`, if one comes next.
+    fn aggregate(&mut self) -> Result<Option<Selected>, QueryError> {
+        let Tok::Ident(name) = &self.peek().tok else {
+            return Ok(None);
+        };
+        if self.toks[self.at + 1].tok != Tok::Sym("(") {
+            return Ok(None);
+        }
+        let function = match name.to_ascii_uppercase().as_str() {
+            "COUNT" => Aggregate::Count,
+            "AVG" => Aggregate::Avg,
+            "SUM" => Aggregate::Sum,
+            "MIN" => Aggregate::Min,
+            "MAX" => Aggregate::Max,
+            _ => return Err(self.unexpected("COUNT, AVG, SUM, MIN or MAX")),
+        };
+        self.at += 2;
+        let arg = if function == Aggregate::Count {
+            None
+        } else {
+            Some(self.path()?)
+        };
+        self.sym(")")?;
+        Ok(Some(Selected::Aggregate(function, arg)))
     }
 
     fn source(&mut self) -> Result<Source, QueryError> {
@@ -310,7 +433,7 @@ impl Parser {
     }
 
     fn comparison(&mut self) -> Result<Expr, QueryError> {
-        let left = self.operand()?;
+        let left = self.additive()?;
         let op = match &self.peek().tok {
             Tok::Sym("=") => Some(CompareOp::Eq),
             Tok::Sym("!=" | "<>") => Some(CompareOp::Ne),
@@ -322,7 +445,7 @@ impl Parser {
         };
         if let Some(op) = op {
             self.at += 1;
-            let right = self.operand()?;
+            let right = self.additive()?;
             return Ok(Expr::Compare(op, Box::new(left), Box::new(right)));
         }
         let negated = if self.peek_keyword("NOT")
@@ -343,6 +466,49 @@ impl Parser {
             list,
             negated,
         })
+    }
+
+    /// `a + b`, `a - b` (left to right, below `*`, `/`, `%`).
+    fn additive(&mut self) -> Result<Expr, QueryError> {
+        let mut left = self.multiplicative()?;
+        loop {
+            let op = match self.peek().tok {
+                Tok::Sym("+") => ArithOp::Add,
+                Tok::Sym("-") => ArithOp::Sub,
+                _ => return Ok(left),
+            };
+            self.operator()?;
+            left = Expr::Arith(op, Box::new(left), Box::new(self.multiplicative()?));
+        }
+    }
+
+    /// `a * b`, `a / b`, `a % b`.
+    fn multiplicative(&mut self) -> Result<Expr, QueryError> {
+        let mut left = self.operand()?;
+        loop {
+            let op = match self.peek().tok {
+                Tok::Sym("*") => ArithOp::Mul,
+                Tok::Sym("/") => ArithOp::Div,
+                Tok::Sym("%") => ArithOp::Rem,
+                _ => return Ok(left),
+            };
+            self.operator()?;
+            left = Expr::Arith(op, Box::new(left), Box::new(self.operand()?));
+        }
+    }
+
+    /// Consumes one arithmetic operator, refusing more than [`MAX_CONNECTIVES`] (each deepens
+    /// the expression tree, like `AND`/`OR`).
+    fn operator(&mut self) -> Result<(), QueryError> {
+        self.operators += 1;
+        if self.operators > MAX_CONNECTIVES {
+            return Err(QueryError::new(
+                self.pos(),
+                format!("more than {MAX_CONNECTIVES} arithmetic operators in one query"),
+            ));
+        }
+        self.at += 1;
+        Ok(())
     }
 
     /// `[a, b]` or `(a, b)` of constants.
@@ -455,6 +621,9 @@ fn sym_static(s: &str) -> &'static str {
         "," => ",",
         "." => ".",
         "*" => "*",
+        "+" => "+",
+        "/" => "/",
+        "%" => "%",
         _ => "=",
     }
 }
@@ -470,14 +639,20 @@ mod tests {
         assert_eq!(q.source, Source::Devices);
         assert_eq!(q.projection, Projection::All);
         let q = parse_query("SELECT COUNT() AS n FROM devices").unwrap();
-        assert_eq!(q.projection, Projection::Count { alias: "n".into() });
+        assert_eq!(
+            q.projection,
+            Projection::Items(vec![Item {
+                selected: Selected::Aggregate(Aggregate::Count, None),
+                alias: Some("n".into())
+            }])
+        );
         assert_eq!(q.condition, Condition::All);
         let q = parse_query("SELECT deviceId, tags.floor AS f FROM devices").unwrap();
-        let Projection::Fields(f) = q.projection else {
+        let Projection::Items(f) = q.projection else {
             panic!()
         };
-        assert_eq!(f[0].1, "deviceId");
-        assert_eq!(f[1].1, "f");
+        assert_eq!(f[0].alias, None);
+        assert_eq!(f[1].alias.as_deref(), Some("f"));
         let q =
             parse_query("SELECT * FROM devices.jobs WHERE devices.jobs.createdTimeUtc > '2020'")
                 .unwrap();
@@ -492,6 +667,27 @@ mod tests {
                 segments: vec!["createdDateTimeUtc".into()]
             })
         );
+    }
+
+    /// Issue 14, item 9: devices.jobs queries refuse what the query guide says they do not
+    /// support.
+    #[test]
+    fn device_jobs_queries_are_select_star_on_job_properties() {
+        assert!(parse_query(
+            "SELECT * FROM devices.jobs WHERE devices.jobs.jobId = 'j' AND devices.jobs.status = 'failed'"
+        )
+        .is_ok());
+        for (q, at) in [
+            ("SELECT devices.jobs.deviceId FROM devices.jobs", 7),
+            ("SELECT COUNT() FROM devices.jobs", 7),
+            (
+                "SELECT * FROM devices.jobs WHERE devices.jobs.jobId = 'j' AND status = 'x'",
+                27,
+            ),
+            ("SELECT * FROM devices.jobs WHERE tags.a = 1", 27),
+        ] {
+            assert_eq!(parse_query(q).unwrap_err().position, at, "{q}");
+        }
     }
 
     #[test]

@@ -101,11 +101,22 @@ async fn query_jobs(
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response> {
     authorize(&s.hub, &headers, &[Permission::ServiceConnect])?;
-    let job_type = filter(&params, "jobType", JobType::parse)?;
-    let status = filter(&params, "jobStatus", JobStatus::parse)?;
-    let items = s
-        .jobs
-        .list(job_type, status)
+    // `None` inside: a filter no job can match (a type the hub never runs, status `unknown`).
+    let job_type = filter(&params, "jobType", |v| match JobType::parse(v) {
+        Some(t) => Some(Some(t)),
+        None => JobType::is_never_run(v).then_some(None),
+    })?;
+    let status = filter(&params, "jobStatus", |v| match JobStatus::parse(v) {
+        Some(st) => Some(Some(st)),
+        None => v.eq_ignore_ascii_case("unknown").then_some(None),
+    })?;
+    let matchable = !matches!(job_type, Some(None)) && !matches!(status, Some(None));
+    let jobs = if matchable {
+        s.jobs.list(job_type.flatten(), status.flatten())
+    } else {
+        Vec::new()
+    };
+    let items = jobs
         .iter()
         .map(serde_json::to_value)
         .collect::<std::result::Result<Vec<Value>, _>>()

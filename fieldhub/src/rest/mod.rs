@@ -12,7 +12,10 @@ mod websocket;
 
 pub(crate) use listener::TlsListener;
 
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use serde_json::{json, Value};
@@ -21,6 +24,7 @@ use crate::auth::Permission;
 use crate::error::HubError;
 use crate::hub::Hub;
 use crate::jobs::HubJobs;
+use crate::throttle::{Operation, Throttle};
 
 /// The whole REST API.
 ///
@@ -28,11 +32,16 @@ use crate::jobs::HubJobs;
 /// routes, `Router<Service>` for query and jobs (they need the job engine too). Handlers use
 /// [`authorize`], [`json_response`] and [`ApiError`].
 pub fn router(hub: Hub, jobs: HubJobs) -> Router {
+    router_with(hub, jobs, None)
+}
+
+/// [`router`] behind the operation throttles of `throttle` (none: unthrottled).
+pub fn router_with(hub: Hub, jobs: HubJobs, throttle: Option<Arc<Throttle>>) -> Router {
     let service = Service {
         hub: hub.clone(),
         jobs,
     };
-    Router::new()
+    let routes = Router::new()
         .merge(registry::routes())
         .merge(twins::routes())
         .merge(websocket::routes())
@@ -43,7 +52,54 @@ pub fn router(hub: Hub, jobs: HubJobs) -> Router {
                 "no such resource or method".to_string(),
             ))
             .with_status(StatusCode::NOT_FOUND)
-        })
+        });
+    match throttle {
+        Some(t) => routes.layer(axum::middleware::from_fn_with_state(t, throttled)),
+        None => routes,
+    }
+}
+
+/// Which throttle a request counts against, and its cost.
+fn operation(method: &Method, path: &str, headers: &HeaderMap) -> Option<(Operation, f64)> {
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let op = match segments.as_slice() {
+        ["devices", "query"] => Operation::Query,
+        ["devices"] | ["devices", _] => Operation::Registry,
+        ["twins", _, "methods"] => {
+            let bytes = headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse().ok())
+                .unwrap_or(0);
+            return Some((Operation::Method, Throttle::method_cost(bytes)));
+        }
+        ["twins", _] if method == Method::GET => Operation::TwinRead,
+        ["twins", _] => Operation::TwinUpdate,
+        ["jobs", "v2", ..] => Operation::Job,
+        _ => return None,
+    };
+    Some((op, 1.0))
+}
+
+/// Answers 429 429001 `ThrottlingException` (the code IoT Hub documents for exceeded operation
+/// throttles, "Understand and resolve Azure IoT Hub errors",
+/// <https://learn.microsoft.com/azure/iot-hub/troubleshoot-error-codes>) when a throttle refuses
+/// the request; the method route keeps its own error envelope.
+async fn throttled(
+    State(throttle): State<Arc<Throttle>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if let Some((op, cost)) = operation(req.method(), req.uri().path(), req.headers()) {
+        if let Err(e) = throttle.admit(op, cost) {
+            let err = HubError::Throttled(e.to_string());
+            return match op {
+                Operation::Method => ApiError::b(err),
+                _ => ApiError::a(err),
+            }
+            .into_response();
+        }
+    }
+    next.run(req).await
 }
 
 /// State of the routes that need the job engine as well as the hub.

@@ -111,9 +111,11 @@ pub(crate) fn parse_invocation(body: &Value) -> std::result::Result<Invocation, 
     Ok(Invocation {
         name: name.to_string(),
         payload: obj.get("payload").cloned().unwrap_or(Value::Null),
-        // The documented minimum is 5 s; fieldhub accepts 1 s so tests of timeouts stay quick
-        // [X: a lenient superset of the real hub].
-        response_timeout: secs("responseTimeoutInSeconds", 30, 1)?,
+        // 5 to 300 s, as IoT Hub enforces ("Understand and invoke direct methods from IoT Hub",
+        // https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-direct-methods: "minimum
+        // 5 seconds, maximum 300"); jobs check the same range. Code that passes a shorter one
+        // here would be refused by Azure.
+        response_timeout: secs("responseTimeoutInSeconds", 30, 5)?,
         connect_timeout: secs("connectTimeoutInSeconds", 0, 0)?,
     })
 }
@@ -165,6 +167,13 @@ mod tests {
         assert!(
             parse_invocation(&json!({"methodName": "a", "responseTimeoutInSeconds": 301})).is_err()
         );
+        // Issue 14, item 7: below IoT Hub's documented minimum of 5 s.
+        for short in [0, 1, 4] {
+            let e =
+                parse_invocation(&json!({"methodName": "a", "responseTimeoutInSeconds": short}))
+                    .unwrap_err();
+            assert_eq!(e.name(), "ArgumentInvalid", "{short}");
+        }
         assert!(
             parse_invocation(&json!({"methodName": "a", "responseTimeoutInSeconds": "5"})).is_err()
         );

@@ -5,8 +5,8 @@
 mod patch;
 
 pub use patch::{
-    check_size, merge, strip_dollar_keys, validate, Stamp, TwinError, MAX_DEPTH, MAX_DESIRED_BYTES,
-    MAX_REPORTED_BYTES, MAX_TAGS_BYTES,
+    check_size, merge, strip_dollar_keys, twin_size, validate, Stamp, TwinError, MAX_DEPTH,
+    MAX_DESIRED_BYTES, MAX_INTEGER, MAX_REPORTED_BYTES, MAX_TAGS_BYTES, MIN_INTEGER,
 };
 
 use base64::engine::general_purpose::STANDARD as B64;

@@ -1,16 +1,24 @@
-//! JSON merge patch with `$metadata` bookkeeping, and the twin document limits (reference
-//! §2.3, §3.3): key rules, nesting depth, section sizes. Pure functions over `serde_json`.
+//! JSON merge patch with `$metadata` bookkeeping, and the twin document limits: key rules,
+//! nesting depth, integer range and section sizes, as "Understand and use device twins in IoT
+//! Hub" (<https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-device-twins>, sections
+//! "Tags and properties format" and "Device twin size") gives them. Pure functions over
+//! `serde_json`.
 
 use serde_json::{Map, Value};
 
-/// Maximum nesting depth of objects below a section root.
+/// Maximum nesting depth of objects below a section root: the twin guide's valid example is
+/// `tags.one.two.three.four.five.six.seven.eight.nine.ten.property`, ten objects below `tags`.
 pub const MAX_DEPTH: usize = 10;
-/// Serialized size limits per section.
+/// Section size limits, counted as [`twin_size`] does.
 pub const MAX_DESIRED_BYTES: usize = 32 * 1024;
 pub const MAX_REPORTED_BYTES: usize = 32 * 1024;
 pub const MAX_TAGS_BYTES: usize = 8 * 1024;
 pub const MAX_KEY_BYTES: usize = 1024;
 pub const MAX_STRING_BYTES: usize = 4 * 1024;
+/// The integer range of twin values (twin guide: "Integers can have a minimum value of
+/// -4503599627370496 and a maximum value of 4503599627370495", ±2^52).
+pub const MIN_INTEGER: i64 = -4_503_599_627_370_496;
+pub const MAX_INTEGER: i64 = 4_503_599_627_370_495;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TwinError {
@@ -32,6 +40,10 @@ pub enum TwinError {
     },
     #[error("a string value of property '{0}' is over 4 KB")]
     ValueTooLarge(String),
+    #[error(
+        "property '{0}' holds an integer outside -4503599627370496..=4503599627370495, the twin range"
+    )]
+    IntegerOutOfRange(String),
 }
 
 fn key_is_valid(k: &str) -> bool {
@@ -53,8 +65,34 @@ pub fn strip_dollar_keys(v: &mut Value) {
     }
 }
 
-/// Validates property names and string sizes of a patch or document, and its depth.
+/// Validates property names, string sizes, integer range and depth of a patch or document
+/// (`m` is a section root: its direct children are at depth 0, objects in them at depth 1).
 pub fn validate(section: &'static str, m: &Map<String, Value>) -> Result<(), TwinError> {
+    fn value(k: &str, v: &Value, depth: usize, section: &'static str) -> Result<(), TwinError> {
+        match v {
+            Value::Object(child) => walk(child, depth + 1, section),
+            Value::Array(items) => items
+                .iter()
+                .try_for_each(|item| value(k, item, depth, section)),
+            Value::String(s) if s.len() > MAX_STRING_BYTES => {
+                Err(TwinError::ValueTooLarge(k.to_owned()))
+            }
+            Value::Number(n) => {
+                let in_range = match (n.as_i64(), n.as_u64()) {
+                    (Some(i), _) => (MIN_INTEGER..=MAX_INTEGER).contains(&i),
+                    (None, Some(_)) => false,
+                    // A float: the documented range is for integers.
+                    (None, None) => true,
+                };
+                if in_range {
+                    Ok(())
+                } else {
+                    Err(TwinError::IntegerOutOfRange(k.to_owned()))
+                }
+            }
+            _ => Ok(()),
+        }
+    }
     fn walk(m: &Map<String, Value>, depth: usize, section: &'static str) -> Result<(), TwinError> {
         if depth > MAX_DEPTH {
             return Err(TwinError::TooDeep(section));
@@ -63,26 +101,42 @@ pub fn validate(section: &'static str, m: &Map<String, Value>) -> Result<(), Twi
             if !key_is_valid(k) {
                 return Err(TwinError::BadKey(k.clone()));
             }
-            match v {
-                Value::Object(child) => walk(child, depth + 1, section)?,
-                Value::String(s) if s.len() > MAX_STRING_BYTES => {
-                    return Err(TwinError::ValueTooLarge(k.clone()))
-                }
-                _ => {}
-            }
+            value(k, v, depth, section)?;
         }
         Ok(())
     }
-    walk(m, 1, section)
+    walk(m, 0, section)
 }
 
-/// Checks the serialized size of a whole section after a change.
+/// A section's size as IoT Hub computes it (twin guide, "Device twin size"): for every
+/// property the length of its key plus the size of its value, without JSON punctuation.
+/// Strings (keys included) count their characters except Unicode control characters (C0 and
+/// C1), numbers 8 bytes, booleans 4, objects the sum of their properties. Arrays are not
+/// described; their elements are counted like values. `null` counts 4 (as the text `null`),
+/// erring towards the limit.
+pub fn twin_size(m: &Map<String, Value>) -> usize {
+    fn chars(s: &str) -> usize {
+        s.chars().filter(|c| !c.is_control()).count()
+    }
+    fn value(v: &Value) -> usize {
+        match v {
+            Value::String(s) => chars(s),
+            Value::Number(_) => 8,
+            Value::Bool(_) | Value::Null => 4,
+            Value::Object(m) => twin_size(m),
+            Value::Array(items) => items.iter().map(value).sum(),
+        }
+    }
+    m.iter().map(|(k, v)| chars(k) + value(v)).sum()
+}
+
+/// Checks the size of a whole section after a change (see [`twin_size`]).
 pub fn check_size(
     section: &'static str,
     m: &Map<String, Value>,
     limit: usize,
 ) -> Result<(), TwinError> {
-    let size = serde_json::to_vec(m).map(|v| v.len()).unwrap_or(usize::MAX);
+    let size = twin_size(m);
     if size > limit {
         return Err(TwinError::TooLarge {
             section,
@@ -239,24 +293,51 @@ mod tests {
         assert!(validate("tags", &obj(json!({"a-b_c": {"Ü": true}}))).is_ok());
     }
 
+    /// Issue 14, item 3: the twin guide's own example of a valid object, ten levels below
+    /// `tags`, is accepted; one more level is refused.
     #[test]
-    fn depth_limit() {
-        let mut v = json!(1);
-        for _ in 0..MAX_DEPTH {
-            v = json!({ "k": v });
+    fn depth_limit_is_the_twin_guides() {
+        let names = [
+            "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+        ];
+        let mut v = json!({"property": "value"});
+        for n in names.iter().rev() {
+            v = json!({ *n: v });
         }
-        assert!(validate("desired", v.as_object().unwrap()).is_ok());
-        let deeper = json!({ "k": v });
+        assert!(validate("tags", v.as_object().unwrap()).is_ok(), "{v}");
+        let mut deeper = json!({"property": "value"});
+        for n in names.iter().chain(&["eleven"]).rev() {
+            deeper = json!({ *n: deeper });
+        }
         assert_eq!(
-            validate("desired", deeper.as_object().unwrap()),
-            Err(TwinError::TooDeep("desired"))
+            validate("tags", deeper.as_object().unwrap()),
+            Err(TwinError::TooDeep("tags"))
         );
     }
 
+    /// Issue 14, item 4: sizes as the twin guide counts them (keys and values, no punctuation;
+    /// numbers 8, booleans 4, strings by characters without control characters).
     #[test]
-    fn size_limit() {
-        let m = obj(json!({"big": "x".repeat(4000), "b2": "y".repeat(4000)}));
-        assert!(check_size("tags", &m, MAX_TAGS_BYTES).is_ok());
+    fn size_is_counted_as_iot_hub_counts_it() {
+        assert_eq!(twin_size(&obj(json!({"ab": "xyz"}))), 5);
+        assert_eq!(
+            twin_size(&obj(json!({"n": 1, "f": 2.5, "b": true}))),
+            1 + 8 + 1 + 8 + 1 + 4
+        );
+        assert_eq!(twin_size(&obj(json!({"o": {"é": "ü\u{1}"}}))), 1 + 1 + 1);
+        assert_eq!(twin_size(&obj(json!({"a": [1, "xy"]}))), 1 + 8 + 2);
+        // 8 KB of tags: JSON punctuation (quotes, colons, commas) does not count...
+        let mut tags = Map::new();
+        for i in 0..500 {
+            tags.insert(format!("k{i:03}"), json!("v".repeat(12)));
+        }
+        assert!(serde_json::to_vec(&tags).unwrap().len() > 10_000);
+        assert_eq!(twin_size(&tags), 500 * (4 + 12));
+        assert!(check_size("tags", &tags, MAX_TAGS_BYTES).is_ok());
+        // ...and characters count once however many bytes UTF-8 needs.
+        let wide = obj(json!({"k": "€".repeat(4000), "l": "€".repeat(4000)}));
+        assert!(serde_json::to_vec(&wide).unwrap().len() > MAX_TAGS_BYTES);
+        assert!(check_size("tags", &wide, MAX_TAGS_BYTES).is_ok());
         let mut big = Map::new();
         for i in 0..10 {
             big.insert(format!("k{i}"), json!("z".repeat(4000)));
@@ -265,6 +346,35 @@ mod tests {
             check_size("desired", &big, MAX_DESIRED_BYTES),
             Err(TwinError::TooLarge { .. })
         ));
+    }
+
+    /// Issue 14, item 4: integers outside the twin guide's range are refused, at any depth and
+    /// in arrays; the bounds themselves and floats are accepted.
+    #[test]
+    fn integers_outside_the_twin_range_are_refused() {
+        for ok in [
+            json!(MAX_INTEGER),
+            json!(MIN_INTEGER),
+            json!(1e300),
+            json!([0, -1]),
+        ] {
+            assert!(validate("desired", &obj(json!({"v": ok}))).is_ok(), "{ok}");
+        }
+        for bad in [
+            json!(MAX_INTEGER + 1),
+            json!(MIN_INTEGER - 1),
+            json!(u64::MAX),
+            json!({"in": {"deep": i64::MIN}}),
+            json!([1, MAX_INTEGER + 1]),
+        ] {
+            assert!(
+                matches!(
+                    validate("desired", &obj(json!({"v": bad}))),
+                    Err(TwinError::IntegerOutOfRange(_))
+                ),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

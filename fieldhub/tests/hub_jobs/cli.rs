@@ -73,7 +73,7 @@ async fn serve_flags_set_the_job_limits() {
     let mut statuses = Vec::new();
     for id in ["one", "two", "three"] {
         let body = json!({"jobId": id, "type": "scheduleUpdateTwin",
-            "updateTwin": {"tags": {"a": 1}}, "queryCondition": "*", "startTime": start});
+            "updateTwin": {"etag": "*", "tags": {"a": 1}}, "queryCondition": "*", "startTime": start});
         let resp = http
             .put(format!(
                 "https://{}/jobs/v2/{id}?api-version=2021-04-12",

@@ -124,6 +124,81 @@ fn later(id: &str) -> Value {
     body
 }
 
+/// Issue 14, items 1 and 2, through `POST /devices/query` as the service SDKs send it: a
+/// projection returns IoT Hub's property names (`deviceId`, `lastActivityTime`) whatever case
+/// the query used, and the query language guide's GROUP BY example
+/// (https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-query-language) returns one
+/// row per status with its count.
+#[tokio::test]
+async fn projections_and_group_by_answer_as_the_query_guide_shows() {
+    let th = start_with(|c| c).await;
+    let hub = &th.hub.hub;
+    for (id, status, floor) in [
+        ("g-1", "Success", 1),
+        ("g-2", "Pending", 2),
+        ("g-3", "Success", 3),
+        ("g-4", "Error", 4),
+    ] {
+        hub.create_device(id).unwrap();
+        hub.update_twin(id, json!({"tags": {"floor": floor}}), None)
+            .unwrap();
+        hub.patch_reported(
+            id,
+            json!({"telemetryConfig": {"status": status}})
+                .to_string()
+                .as_bytes(),
+        )
+        .unwrap();
+    }
+    let s = Service::new(&th.hub, "iothubowner");
+
+    let (rows, _, item_type) = query_all(
+        &s,
+        "SELECT DeviceId, LastActivityTime FROM devices WHERE deviceId = 'g-1'",
+        10,
+    )
+    .await;
+    assert_eq!(item_type, "Raw");
+    assert_eq!(rows.len(), 1);
+    let keys: Vec<&String> = rows[0].as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["deviceId", "lastActivityTime"], "{}", rows[0]);
+
+    let q = "SELECT properties.reported.telemetryConfig.status AS status, COUNT() AS \
+             numberOfDevices FROM devices GROUP BY properties.reported.telemetryConfig.status";
+    let (rows, _, item_type) = query_all(&s, q, 10).await;
+    assert_eq!(item_type, "Raw");
+    let mut rows: Vec<(String, u64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["status"].as_str().unwrap().to_owned(),
+                r["numberOfDevices"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    rows.sort();
+    assert_eq!(
+        rows,
+        [
+            ("Error".into(), 1),
+            ("Pending".into(), 1),
+            ("Success".into(), 2)
+        ]
+    );
+
+    let (rows, _, _) = query_all(
+        &s,
+        "SELECT SUM(tags.floor) AS s, AVG(tags.floor) AS a, MIN(tags.floor) AS lo, \
+         MAX(tags.floor) AS hi FROM devices WHERE tags.floor * 2 > 2",
+        10,
+    )
+    .await;
+    assert_eq!(rows, [json!({"s": 9, "a": 3.0, "lo": 2, "hi": 4})]);
+
+    let p = query_page(&s, "SELECT deviceId, COUNT() FROM devices", None, None).await;
+    assert_eq!(p.status, 400, "{}", p.body);
+}
+
 #[tokio::test]
 async fn job_limits_unknown_jobs_and_job_queries() {
     let th = start_with(|c| c).await;
@@ -163,6 +238,24 @@ async fn job_limits_unknown_jobs_and_job_queries() {
         body["Message"].as_str().unwrap().contains("position 11"),
         "{body}"
     );
+    // Issue 14, item 5: a twin-update job needs `updateTwin.etag`, and only "*" works on IoT
+    // Hub (azure-iot-sdk-java PR #969; MicrosoftDocs/azure-docs issue #29484).
+    for etag in [None, Some(json!("AAAAAAAAAAE=")), Some(json!(1))] {
+        let mut twin = twin_job("twin-etag", "*", json!({"Floor": 3}));
+        match &etag {
+            Some(e) => twin["updateTwin"]["etag"] = e.clone(),
+            None => {
+                twin["updateTwin"].as_object_mut().unwrap().remove("etag");
+            }
+        }
+        let (st, code, body) = put_job(&s, "twin-etag", &twin).await;
+        assert_eq!(
+            (st, code.as_deref()),
+            (400, Some("ArgumentInvalid")),
+            "etag {etag:?}: {body}"
+        );
+        assert!(body["Message"].as_str().unwrap().contains("etag"), "{body}");
+    }
     let (st, code, _) = put_job(&s, "first", &later("first")).await;
     assert_eq!((st, code.as_deref()), (400, Some("InvalidOperation")));
     let (st, _, _) = put_job(&s, "other", &later("first")).await;
@@ -218,7 +311,24 @@ async fn job_limits_unknown_jobs_and_job_queries() {
     assert_eq!(ids, [json!("first"), json!("second"), json!("third")]);
     let p = page_of(s.req(reqwest::Method::GET, "/jobs/v2/query?jobStatus=running")).await;
     assert_eq!(p.body, json!([]));
-    let p = page_of(s.req(reqwest::Method::GET, "/jobs/v2/query?jobType=export")).await;
+    // Issue 14, item 8: the .NET SDK's job query sends `jobType.ToString()` and
+    // `jobStatus.ToString()` (Azure/azure-iot-sdk-csharp, iothub/service/src/JobClient/
+    // HttpJobClient.cs, `BuildQueryJobUri`): enum names such as `ScheduleDeviceMethod`,
+    // `Cancelled`, `Enqueued`, `ExportDevices`. Types the hub never runs match nothing.
+    let dotnet = "/jobs/v2/query?jobType=ScheduleDeviceMethod&jobStatus=Cancelled";
+    let p = page_of(s.req(reqwest::Method::GET, dotnet)).await;
+    assert_eq!((p.status, p.body.as_array().map(Vec::len)), (200, Some(3)));
+    for q in [
+        "/jobs/v2/query?jobType=export",
+        "/jobs/v2/query?jobType=ExportDevices",
+        "/jobs/v2/query?jobType=ImportDevices&jobStatus=Enqueued",
+        "/jobs/v2/query?jobStatus=Unknown",
+        "/jobs/v2/query?jobStatus=Enqueued",
+    ] {
+        let p = page_of(s.req(reqwest::Method::GET, q)).await;
+        assert_eq!((p.status, &p.body), (200, &json!([])), "{q}");
+    }
+    let p = page_of(s.req(reqwest::Method::GET, "/jobs/v2/query?jobType=Bogus")).await;
     assert_eq!(p.status, 400);
 
     // Jobs need ServiceConnect.
@@ -226,4 +336,24 @@ async fn job_limits_unknown_jobs_and_job_queries() {
     let (st, _, _) = parts(rr.req(reqwest::Method::GET, "/jobs/v2/first")).await;
     assert_eq!(st, 401);
     tokio::time::timeout(T, th.hub.shutdown()).await.unwrap();
+}
+
+/// Issue 14, item 8: a .NET `DateTime` of kind Unspecified is serialised without an offset
+/// (`"2030-01-01T10:00:00"`); the SDK's `ScheduleDeviceMethodAsync` calls that argument
+/// `startTimeUtc` ("Date time in Utc to start the job", Azure/azure-iot-sdk-csharp,
+/// iothub/service/src/JobClient/JobClient.cs), so it is taken as UTC instead of refused.
+#[tokio::test]
+async fn start_time_without_offset_is_utc() {
+    let th = start_with(|c| c).await;
+    let s = Service::new(&th.hub, "iothubowner");
+    let mut body = method_job("dotnet", "*", 60);
+    body["startTime"] = json!("2030-01-01T10:00:00");
+    let (st, _, job) = put_job(&s, "dotnet", &body).await;
+    assert_eq!(st, 200, "{job}");
+    let start: chrono::DateTime<chrono::Utc> = job["startTime"].as_str().unwrap().parse().unwrap();
+    assert_eq!(start.to_rfc3339(), "2030-01-01T10:00:00+00:00");
+    let mut bad = method_job("bad-time", "*", 60);
+    bad["startTime"] = json!("next tuesday");
+    let (st, code, _) = put_job(&s, "bad-time", &bad).await;
+    assert_eq!((st, code.as_deref()), (400, Some("ArgumentInvalid")));
 }

@@ -1,4 +1,4 @@
-//! The `fieldhub serve` binary: first start creates the data dir contents, prints the ready
+//! The `fieldhub serve` binary: first start creates the data dir contents (secrets owner-only), prints the ready
 //! line with the bound ports, and SIGTERM stops it cleanly.
 
 use std::io::{BufRead as _, BufReader};
@@ -65,4 +65,48 @@ fn serve_prints_ready_line_and_stops_on_sigterm() {
         }
         std::thread::park_timeout(std::time::Duration::from_millis(50));
     }
+}
+
+/// The data directory's secrets (CA key, `iothubowner` connection string, database with the
+/// device keys) are owner-only: files `0600` in a directory created `0700`; files left
+/// world-readable by older versions are tightened on the next start.
+#[cfg(unix)]
+#[tokio::test]
+async fn data_dir_secrets_are_owner_only() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("hub");
+    let hub = tokio::time::timeout(
+        crate::util::T,
+        fieldhub::start(fieldhub::HubConfig::for_tests(&dir)),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(mode(&dir), 0o700, "data dir");
+    let secrets = ["ca-key.pem", "service.connstr", "fieldhub.redb"];
+    for f in secrets {
+        assert_eq!(mode(&dir.join(f)), 0o600, "{f}");
+    }
+    tokio::time::timeout(crate::util::T, hub.shutdown())
+        .await
+        .unwrap();
+
+    for f in secrets {
+        std::fs::set_permissions(dir.join(f), std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let hub = tokio::time::timeout(
+        crate::util::T,
+        fieldhub::start(fieldhub::HubConfig::for_tests(&dir)),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    for f in secrets {
+        assert_eq!(mode(&dir.join(f)), 0o600, "{f} after restart");
+    }
+    tokio::time::timeout(crate::util::T, hub.shutdown())
+        .await
+        .unwrap();
 }

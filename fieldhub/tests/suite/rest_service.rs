@@ -139,6 +139,65 @@ async fn twin_patch_put_and_etags() {
     assert_eq!((st, code.as_deref()), (400, Some("ArgumentInvalid")));
 }
 
+/// Issue 14, items 3 and 4, by the twin guide ("Understand and use device twins in IoT Hub",
+/// https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-device-twins): its depth-10
+/// example is accepted (one level more is not); sizes count keys and values without JSON
+/// punctuation, so 8 KB of tags is more than 8 KB of JSON; integers beyond ±2^52 are refused.
+#[tokio::test]
+async fn twin_limits_follow_the_twin_guide() {
+    let th = start_hub().await;
+    th.hub.hub.create_device("d").unwrap();
+    let s = Service::new(&th.hub, "iothubowner");
+    let patch = |body: serde_json::Value| s.req(Method::PATCH, "/twins/d").json(&body);
+
+    let levels = [
+        "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+    ];
+    let nest = |names: &[&str]| {
+        names
+            .iter()
+            .rev()
+            .fold(json!({"property": "value"}), |v, n| json!({ *n: v }))
+    };
+    let (st, _, body) = parts(patch(json!({"tags": nest(&levels)}))).await;
+    assert_eq!(st, 200, "the guide's depth-10 example: {body}");
+    let eleven: Vec<&str> = levels.iter().copied().chain(["eleven"]).collect();
+    let (st, code, body) = parts(patch(json!({"tags": nest(&eleven)}))).await;
+    assert_eq!((st, code.as_deref()), (400, Some("ArgumentInvalid")));
+    assert!(
+        body["Message"].as_str().unwrap().contains("deeper"),
+        "{body}"
+    );
+
+    // 500 tags of 4-character keys and 12-character values: 8,000 by IoT Hub's count
+    // (under 8 KB), about 11,000 bytes of JSON.
+    let tags: serde_json::Map<String, serde_json::Value> = (0..500)
+        .map(|i| (format!("t{i:03}"), json!("v".repeat(12))))
+        .collect();
+    assert!(serde_json::to_vec(&tags).unwrap().len() > 8 * 1024);
+    let (st, _, body) = parts(patch(json!({"tags": null}))).await;
+    assert_eq!(st, 200, "{body}");
+    let (st, _, body) = parts(patch(json!({"tags": tags}))).await;
+    assert_eq!(st, 200, "8,000 by IoT Hub's count: {body}");
+
+    for bad in [
+        json!(4_503_599_627_370_496_i64),
+        json!(-4_503_599_627_370_497_i64),
+    ] {
+        let (st, code, body) = parts(patch(json!({"properties": {"desired": {"n": bad}}}))).await;
+        assert_eq!(
+            (st, code.as_deref()),
+            (400, Some("ArgumentInvalid")),
+            "{bad}: {body}"
+        );
+    }
+    let (st, _, body) = parts(patch(
+        json!({"properties": {"desired": {"n": 4_503_599_627_370_495_i64}}}),
+    ))
+    .await;
+    assert_eq!(st, 200, "{body}");
+}
+
 #[tokio::test]
 async fn malformed_json_and_oversized_twin_are_400() {
     let th = start_hub().await;
@@ -230,7 +289,11 @@ async fn methods_offline_unknown_timeout_and_success() {
     let d = hub.create_device("d").unwrap();
     let s = Service::new(&th.hub, "service");
     let call = json!({"methodName": "lockDoor", "payload": {"a": 1},
-        "responseTimeoutInSeconds": 1, "connectTimeoutInSeconds": 0});
+        "responseTimeoutInSeconds": 5, "connectTimeoutInSeconds": 0});
+    // Issue 14, item 7: IoT Hub's range is 5 to 300 s (direct methods guide); below is 400.
+    let short = json!({"methodName": "lockDoor", "responseTimeoutInSeconds": 4});
+    let (st, code, _) = parts(s.req(Method::POST, "/twins/d/methods").json(&short)).await;
+    assert_eq!((st, code.as_deref()), (400, Some("ArgumentInvalid")));
 
     let (st, code, err) = parts(s.req(Method::POST, "/twins/d/methods").json(&call)).await;
     assert_eq!((st, code.as_deref()), (404, Some("DeviceNotOnline")));
