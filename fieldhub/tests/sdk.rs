@@ -811,3 +811,97 @@ async fn official_sdks_issue14_queries_twin_jobs_method_timeouts_and_throttling(
         dir = d;
     }
 }
+
+/// The official device SDKs over MQTT over WebSockets (Node `MqttWs`, Python
+/// `websockets=True`), which dial `wss://{host}:443/$iothub/websocket`: the same scenarios
+/// as on 8883 — connect, twin get and reported patch, desired notifications, a direct
+/// method, telemetry — and the negative ones (a wrong key and an expired token refused,
+/// oversized patches, unanswered methods).
+#[tokio::test]
+async fn official_sdks_over_websockets() {
+    let _ports = SDK_PORTS.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let Some(hub) = start_on_sdk_ports(dir.path()).await else {
+        return;
+    };
+    let env = Env { hub, dir };
+    let ws = [("TRANSPORT", "ws".to_string())];
+    run_script(
+        &env,
+        Sdk::Node,
+        "device-service",
+        "node-ws-door",
+        &ws,
+        &[
+            "registry.create+device.open",
+            "device.getTwin",
+            "device.reported.update",
+            "registry.getTwin",
+            "registry.updateTwin",
+            "device.properties.desired",
+            "client.invokeDeviceMethod",
+            "device.sendEvent",
+        ],
+    )
+    .await;
+    check_device_service_state(&env.hub, "node-ws-door", "node", "opened");
+    run_script(
+        &env,
+        Sdk::Python,
+        "device-service",
+        "py-ws-door",
+        &ws,
+        &[
+            "registry.create_device_with_sas+device.connect",
+            "device.get_twin",
+            "device.patch_twin_reported_properties",
+            "registry.get_twin",
+            "registry.update_twin",
+            "device.on_twin_desired_properties_patch_received",
+            "registry.invoke_device_method",
+            "device.send_message",
+        ],
+    )
+    .await;
+    check_device_service_state(&env.hub, "py-ws-door", "python", "closed");
+
+    env.hub.hub.create_device("offline-ws-door").unwrap();
+    let negative_env = [
+        ("TRANSPORT", "ws".to_string()),
+        ("READ_CS", env.policy_cs("registryRead")),
+        ("OFFLINE_ID", "offline-ws-door".to_string()),
+    ];
+    let n = run_script(
+        &env,
+        Sdk::Node,
+        "negative",
+        "node-ws-neg",
+        &negative_env,
+        &[
+            "device.open",
+            "device.reported.update(over 32 KB)",
+            "device.open(wrong key)",
+            "device.open(expired sas)",
+            "client.invokeDeviceMethod(timeout)",
+            "client.invokeDeviceMethod(after errors)",
+        ],
+    )
+    .await;
+    assert_eq!(n["device.open(wrong key)"]["error"], "UnauthorizedError");
+    let p = run_script(
+        &env,
+        Sdk::Python,
+        "negative",
+        "py-ws-neg",
+        &negative_env,
+        &[
+            "device.connect",
+            "device.patch_twin_reported_properties(over 32 KB)",
+            "device.connect(wrong key)",
+            "registry.invoke_device_method(timeout)",
+            "registry.invoke_device_method(after errors)",
+        ],
+    )
+    .await;
+    assert_eq!(p["registry.invoke_device_method(timeout)"]["status"], 504);
+}

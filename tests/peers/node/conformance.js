@@ -15,7 +15,9 @@
 const fs = require('fs');
 const { Registry, Client: ServiceClient, JobClient } = require('azure-iothub');
 const { Client: DeviceClient, Message, SharedAccessSignature } = require('azure-iot-device');
-const { Mqtt } = require('azure-iot-device-mqtt');
+const { Mqtt: MqttTcp, MqttWs } = require('azure-iot-device-mqtt');
+// TRANSPORT=ws: MQTT over WebSockets on 443 (the SDK's MqttWs) instead of 8883.
+const Mqtt = process.env.TRANSPORT === 'ws' ? MqttWs : MqttTcp;
 
 const serviceCs = process.env.SERVICE_CS;
 const ca = fs.readFileSync(process.env.CA_FILE, 'utf8');

@@ -1,7 +1,8 @@
 """Official Azure IoT SDKs for Python against fieldhub (or any IoT Hub), unmodified.
 
 Env: SERVICE_CS (iothubowner connection string), CA_FILE (fieldhub's ca.pem; REQUESTS_CA_BUNDLE
-must point at it too for the service SDK), DEVICE_ID, MODE:
+must point at it too for the service SDK), DEVICE_ID, TRANSPORT (unset: MQTT on 8883; "ws": MQTT
+over WebSockets on 443), MODE:
   device-service  registry create, device connect/get_twin/reported/desired/telemetry, invoke (issue 2)
   jobs            IoTHubJobManager + registry queries against a connected device (issue 4)
   device          DEVICE_CS: a connected device answering `lockDoor` until stdin closes; it
@@ -27,6 +28,8 @@ from azure.iot.hub.models import (CloudToDeviceMethod, JobRequest, QuerySpecific
 
 SERVICE_CS = os.environ["SERVICE_CS"]
 CA = open(os.environ["CA_FILE"]).read()
+# TRANSPORT=ws: MQTT over WebSockets on 443 (the SDK's websockets=True) instead of 8883.
+WEBSOCKETS = os.environ.get("TRANSPORT") == "ws"
 DEVICE_ID = os.environ.get("DEVICE_ID", "py-sdk-door")
 MODE = os.environ.get("MODE", "device-service")
 HOST = dict(p.split("=", 1) for p in SERVICE_CS.split(";"))["HostName"]
@@ -51,7 +54,7 @@ def open_device(registry, device_id):
     # The device SDK dials HostName on 8883 (hard-coded): fieldhub listens there for this test.
     client = IoTHubDeviceClient.create_from_connection_string(
         f"HostName={HOST.split(':')[0]};DeviceId={device_id};SharedAccessKey={key}",
-        server_verification_cert=CA)
+        server_verification_cert=CA, websockets=WEBSOCKETS)
     client.connect()
     return client
 
@@ -130,7 +133,7 @@ def expect_http_error(call, what):
 
 def serve_device():
     client = IoTHubDeviceClient.create_from_connection_string(
-        os.environ["DEVICE_CS"], server_verification_cert=CA)
+        os.environ["DEVICE_CS"], server_verification_cert=CA, websockets=WEBSOCKETS)
 
     def on_method(req):
         step("device.method", method=req.name, payload=req.payload)
@@ -177,7 +180,7 @@ def negative():
 
     wrong = IoTHubDeviceClient.create_from_connection_string(
         f"HostName={HOST.split(':')[0]};DeviceId={DEVICE_ID};SharedAccessKey={'B' * 43}=",
-        server_verification_cert=CA)
+        server_verification_cert=CA, websockets=WEBSOCKETS)
     try:
         wrong.connect()
         raise AssertionError("connect with a wrong key succeeded")
