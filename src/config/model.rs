@@ -89,8 +89,12 @@ pub struct HubSettings {
     /// 0: no pacing.
     pub connects_per_second: u32,
     pub keep_alive: Duration,
-    /// Deadline of one hub operation (CONNECT, SUBSCRIBE, twin GET/PATCH).
+    /// Deadline of one hub operation (a twin PATCH, a telemetry send).
     pub operation_timeout: Duration,
+    /// Deadline of a whole dial: TCP, TLS, proxy CONNECT, WebSocket upgrade, CONNECT, the
+    /// subscriptions and the first twin. Short, so a door whose dial started during an outage
+    /// tries again within seconds of the path coming back.
+    pub dial_timeout: Duration,
     pub reconnect_backoff_min: Duration,
     pub reconnect_backoff_max: Duration,
     /// MQTT on 8883, MQTT over WebSockets on 443, or the first with a fallback to the second.

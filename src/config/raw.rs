@@ -27,6 +27,7 @@ pub(crate) struct RawHub {
     pub connects_per_second: Option<Spanned<u32>>,
     pub keep_alive: Option<Dur>,
     pub operation_timeout: Option<Dur>,
+    pub dial_timeout: Option<Dur>,
     pub reconnect_backoff_min: Option<Dur>,
     pub reconnect_backoff_max: Option<Dur>,
     pub group_key: Option<Spanned<String>>,

@@ -25,6 +25,8 @@ pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(60);
 pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_RECONNECT_MIN: Duration = Duration::from_secs(1);
 pub const DEFAULT_RECONNECT_MAX: Duration = Duration::from_secs(60);
+/// A dial's deadline (TCP, TLS, proxy, upgrade, CONNECT, subscriptions, first twin).
+pub const DEFAULT_DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// IoT Hub's MQTT-over-WebSockets port.
 pub const DEFAULT_WEBSOCKET_PORT: u16 = 443;
 pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9898";
@@ -373,6 +375,12 @@ fn hub(
         token_renew_margin,
         connects_per_second,
         keep_alive: positive(&raw.keep_alive, DEFAULT_KEEP_ALIVE, "keep_alive", errs),
+        dial_timeout: positive(
+            &raw.dial_timeout,
+            DEFAULT_DIAL_TIMEOUT,
+            "dial_timeout",
+            errs,
+        ),
         operation_timeout: positive(
             &raw.operation_timeout,
             DEFAULT_OPERATION_TIMEOUT,

@@ -176,6 +176,38 @@ pub(crate) fn unreachable(e: &ConnectionError) -> bool {
     }
 }
 
+/// A proxy's refusal as an operator reads it: which proxy (without its password), which
+/// tunnel, the HTTP status and what it usually means. `None` for other errors.
+pub(crate) fn describe_proxy(e: &ConnectionError, s: &LinkSettings, host: &str) -> Option<String> {
+    let ConnectionError::Proxy(inner) = e else {
+        return None;
+    };
+    let proxy = s
+        .proxy
+        .as_ref()
+        .map_or_else(|| "the proxy".to_string(), |p| format!("proxy {p}"));
+    let text = inner.to_string();
+    // async-http-proxy says "The HTTP code is not equal 200: 407".
+    let status: Option<u16> = text
+        .rsplit(':')
+        .next()
+        .and_then(|t| t.trim().trim_end_matches('.').parse().ok());
+    let hint = match status {
+        Some(401 | 407) => " (wrong or missing proxy credentials)",
+        Some(403) => " (the proxy does not allow CONNECT to this host or port)",
+        Some(_) => "",
+        None => " (is the proxy reachable?)",
+    };
+    let what = match status {
+        Some(code) => format!("answered HTTP {code}"),
+        None => text,
+    };
+    Some(format!(
+        "{proxy} refused the tunnel to {host}:{}: {what}{hint}",
+        s.websocket_port
+    ))
+}
+
 /// A connection error as an operator reads it: TLS errors keep rustls' wording ("invalid
 /// peer certificate: UnknownIssuer"), refusals name the CONNACK code.
 pub(crate) fn describe(e: &ConnectionError) -> String {

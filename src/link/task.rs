@@ -398,7 +398,8 @@ impl Link {
             let event = match *event {
                 Ok(event) => event,
                 Err(e) => {
-                    let why = conn::describe(&e);
+                    let why = conn::describe_proxy(&e, &self.s, &self.host_name)
+                        .unwrap_or_else(|| conn::describe(&e));
                     if !connacked && conn.transport == Chosen::Mqtt && conn::unreachable(&e) {
                         self.s.transport.mqtt_unreachable(&why, &self.metrics);
                     }
