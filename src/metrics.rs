@@ -1,4 +1,4 @@
-//! Every metric the gateway exports, in one place (house style §8). Names follow Prometheus
+//! Every metric the gateway exports, in one place. Names follow Prometheus
 //! conventions: `fieldgate_` prefix, base units, `_total` for counters. Labels are bounded:
 //! bus, device, function, method, status, result — never payloads or keys.
 //!

@@ -1,5 +1,5 @@
 //! The seed workflow through the `fieldctl` binary alone, against fieldhub with the gateway
-//! and doorsim behind it (issue 5): provision from the TOML map, a `lockDoor` method job and a
+//! and doorsim behind it: provision from the TOML map, a `lockDoor` method job and a
 //! `Building`/`Floor` twin job on `tags.building = '43'` with `--wait`, a job where a door is
 //! offline (exit 1, failed devices listed, `--json` matching `job devices`), a future job that
 //! is listed as scheduled, cancelled and never runs, and bad input (one line, exit 2).

@@ -1,4 +1,4 @@
-//! Door events through the real gateway and fieldhub (issue 13): stored before they are
+//! Door events through the real gateway and fieldhub: stored before they are
 //! sent, removed on PUBACK, delivered per door in order after a hub outage longer than the
 //! operation timeout and after a SIGKILL of the gateway during one, the oldest dropped (and
 //! counted) when the store is full, a backlog drained at the configured pace while methods

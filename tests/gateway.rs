@@ -1,4 +1,4 @@
-//! The gateway end to end (issue 3): fieldhub over TLS, doorsim over Modbus TCP, the gateway
+//! The gateway end to end: fieldhub over TLS, doorsim over Modbus TCP, the gateway
 //! in between. Methods and desired patches go in through fieldhub's service REST API, as an
 //! operator's back end sends them; what reaches the bus is checked in doorsim's write log.
 

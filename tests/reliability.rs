@@ -1,4 +1,4 @@
-//! Shared helpers of the reliability suite (issue 8: `reliability_*` modules and `soak`): a
+//! Shared helpers of the reliability suite (`reliability_*` modules and `soak`): a
 //! service client that reports hub outages instead of panicking (the hub goes away in these
 //! tests), a device map with a method whose every call writes a distinct value, the
 //! write-log checks (exactly once, right unit), the convergence check (registers equal the

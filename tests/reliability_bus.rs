@@ -1,4 +1,4 @@
-//! Bus faults end to end (issue 8): a controller that stops answering, answers with
+//! Bus faults end to end: a controller that stops answering, answers with
 //! exceptions or slowly; a Modbus TCP controller that resets connections (a proxy in this
 //! module sends RSTs); on RTU, CRC-corrupted frames and garbage on the line (a relay between
 //! two socat pty pairs). For each: the affected method gets its documented status (502

@@ -1,4 +1,4 @@
-//! Reliability under hub faults (issue 8): fieldhub restarted on the same data dir and ports,
+//! Reliability under hub faults: fieldhub restarted on the same data dir and ports,
 //! and every device connection cut, while direct methods, desired patches, a method job and
 //! a twin-update job are in flight; SAS tokens that expire every few seconds. Afterwards:
 //! registers equal the final desired state, every method the hub reported as succeeded was
@@ -381,7 +381,7 @@ async fn hub_restart_and_cuts_during_a_method_job_and_a_twin_job() {
         // A graceful fieldhub shutdown lets job operations in flight finish before it closes
         // device connections, but a cut connection loses the answer of a call the door may
         // have executed. The hub records a call before sending it and never sends it again
-        // (issue 14, item 13): such a door ends `DeviceJobOutcomeUnknown`, written at most once.
+        // (the hub never calls a device twice for one job): such a door ends `DeviceJobOutcomeUnknown`, written at most once.
         let in_flight_at_restart =
             rec.start_time_utc < restart_done && rec.end_time_utc > restart_began;
         per_door.push((

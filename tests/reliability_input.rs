@@ -1,4 +1,4 @@
-//! Bad input through the whole system (issue 8): malformed method payloads and out-of-range or
+//! Bad input through the whole system: malformed method payloads and out-of-range or
 //! ill-typed desired values, sent through fieldhub's service API as a buggy or hostile back
 //! end would, never reach the bus. Each is answered (400/404 or `ac` 400) and doorsim's
 //! write log stays empty.

@@ -1,4 +1,4 @@
-//! Process faults on the `fieldgate` binary (issue 8): SIGTERM in the middle of a burst of
+//! Process faults on the `fieldgate` binary: SIGTERM in the middle of a burst of
 //! methods, SIGKILL and restart, and SIGHUP reloads that add, remove and change doors (or
 //! are refused). The binary runs as systemd runs it, against fieldhub and doorsim.
 

@@ -1,4 +1,4 @@
-//! Security end to end (issue 8): TLS verification is on by default (the system roots alone
+//! Security end to end: TLS verification is on by default (the system roots alone
 //! do not trust a private hub; another CA or a certificate for another name is refused with a
 //! clear reason), key files readable by others are refused, metrics listen on loopback by
 //! default, keys and tokens never reach the log, `/metrics` or `/readyz` of the running

@@ -1,4 +1,4 @@
-//! Soak (issue 8): many doors, thousands of direct methods and desired patches through the
+//! Soak: many doors, thousands of direct methods and desired patches through the
 //! `fieldgate` binary as a separate process. Zero unanswered methods, zero lost or misapplied
 //! writes (each call's distinct value checked against doorsim's write log), desired state
 //! converged, and the gateway's resident memory flat after warm-up.

@@ -217,6 +217,8 @@ pub struct MapSpec<'a> {
 pub struct HubTuning {
     pub keep_alive: Option<Duration>,
     pub token_lifetime: Option<Duration>,
+    /// MQTT over WebSockets to this port (the hub's HTTPS listener) instead of 8883.
+    pub websocket_port: Option<u16>,
 }
 
 impl HubTuning {
@@ -228,6 +230,10 @@ impl HubTuning {
         ]
         .into_iter()
         .filter_map(|(key, d)| Some(format!("{key} = \"{}ms\"\n", d?.as_millis())))
+        .chain(
+            self.websocket_port
+                .map(|p| format!("transport = \"websocket\"\nwebsocket_port = {p}\n")),
+        )
         .collect()
     }
 }

@@ -1,5 +1,5 @@
 //! fieldgate-bench: fieldgate measured against the RS-485 line's physical limit and against
-//! the usual SDK-based bridge (issue 7). [`run`] starts an in-process fieldhub and doorsims,
+//! the usual SDK-based bridge. [`run`] starts an in-process fieldhub and doorsims,
 //! runs each workload with the gateway as a separate process (and the Node.js reference
 //! bridge where the issue asks for a comparison), and returns a [`report::Report`].
 //!

@@ -1,4 +1,4 @@
-//! `fieldgate-bench [--quick] [--out bench.json]`: runs the benchmarks of issue 7, prints
+//! `fieldgate-bench [--quick] [--out bench.json]`: runs the benchmarks of docs/BENCHMARKS.md, prints
 //! the table and writes the JSON report. Everything is in the library.
 
 use std::path::PathBuf;
@@ -47,6 +47,9 @@ struct Args {
     /// soak of workloads 3/4 tell a per-ping leak from an allocator plateau in minutes.
     #[arg(long, value_parser = humantime_duration)]
     keep_alive: Option<Duration>,
+    /// The gateway's doors use MQTT over WebSockets (as on a site that only opens 443).
+    #[arg(long)]
+    websocket: bool,
     /// The gateway's SAS token lifetime (default the gateway's own, 1 h). A short one makes
     /// every link renew (reconnect) many times during the soak of workloads 3/4.
     #[arg(long, value_parser = humantime_duration)]
@@ -96,7 +99,9 @@ fn main_inner(args: Args) -> anyhow::Result<()> {
         tuning: HubTuning {
             keep_alive: args.keep_alive,
             token_lifetime: args.token_lifetime,
+            websocket_port: None,
         },
+        websocket: args.websocket,
         job_runner: if args.job_via == "direct" {
             JobRunner::DirectMethods
         } else {

@@ -30,6 +30,8 @@ pub struct Options {
     pub job_runner: JobRunner,
     /// The gateway's hub timings, where not its defaults.
     pub tuning: HubTuning,
+    /// The gateway's doors use MQTT over WebSockets (fieldhub's HTTPS port) instead of 8883.
+    pub websocket: bool,
 }
 
 /// Sizes of one mode.
@@ -121,19 +123,24 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
             }
         },
     };
-    let launch = Launch {
-        gateway_bin: opts.gateway_bin.clone(),
-        reference,
-        tuning: opts.tuning,
-    };
-    let with_ref = launch.reference.is_some();
-
     // Job pacing lifted: the gateway, not the hub's S1 throttle, is what workloads 1 and 6 measure.
     let world = World::start(
         |dir| HubConfig::for_tests(dir.join("hub")).unthrottled(),
         opts.keep,
     )
     .await?;
+    let launch = Launch {
+        gateway_bin: opts.gateway_bin.clone(),
+        reference,
+        tuning: HubTuning {
+            websocket_port: opts.websocket.then_some(world.hub.https_addr.port()),
+            ..opts.tuning
+        },
+    };
+    let with_ref = launch.reference.is_some();
+    if opts.websocket {
+        notes.push("the gateway's doors used MQTT over WebSockets (--websocket)".into());
+    }
     let big = sizes.footprint_sizes[2].max(sizes.storm_doors);
     let fg_doors = world.doors("door", big)?;
     let ref_doors = if with_ref {

@@ -8,7 +8,7 @@ use crate::procstat::Machine;
 /// One measured figure.
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
-    /// Workload number from issue 7 (1-6).
+    /// Workload number (docs/BENCHMARKS.md, 1-7).
     pub workload: u8,
     pub figure: String,
     pub value: f64,

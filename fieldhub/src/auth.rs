@@ -1,4 +1,4 @@
-//! Shared access policies and SAS token checks (reference §1.2–1.4): which token may act as
+//! Shared access policies and SAS token checks (https://learn.microsoft.com/azure/iot-hub/authenticate-authorize-sas): which token may act as
 //! which device, and which policy grants which service permission. Pure: the caller passes
 //! the current time.
 
@@ -51,7 +51,7 @@ pub fn generate_key() -> String {
     B64.encode(bytes)
 }
 
-/// The five policies a new hub has (reference §1.4), with fresh keys.
+/// The five policies a new hub has (https://learn.microsoft.com/azure/iot-hub/authenticate-authorize-sas), with fresh keys.
 pub fn default_policies() -> Vec<Policy> {
     use Permission::*;
     let mk = |name: &str, permissions: Vec<Permission>| Policy {

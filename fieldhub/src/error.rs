@@ -1,5 +1,5 @@
 //! The hub's error type: every failure a service or device operation can report, with the HTTP
-//! status, the six-digit IoT Hub error code and the `iothub-errorcode` name (reference §3.1).
+//! status, the six-digit IoT Hub error code and the `iothub-errorcode` name (https://learn.microsoft.com/azure/iot-hub/troubleshoot-error-codes).
 
 use std::time::Duration;
 

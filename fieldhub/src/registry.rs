@@ -1,4 +1,4 @@
-//! Device identities (reference §3.2): ids, keys, status, etag, and their JSON rendering.
+//! Device identities (https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-identity-registry): ids, keys, status, etag, and their JSON rendering.
 //! Pure; the hub owns the table of identities.
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -93,7 +93,7 @@ impl DeviceIdentity {
         }
     }
 
-    /// The registry's Device JSON (reference §3.2 example).
+    /// The registry's Device JSON (https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-identity-registry).
     pub fn to_json(&self, connected: bool, last_activity: Option<&str>) -> Value {
         json!({
             "deviceId": self.device_id,

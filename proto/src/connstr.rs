@@ -1,5 +1,5 @@
 //! Connection strings (`HostName=…;DeviceId=…;SharedAccessKey=…` or
-//! `HostName=…;SharedAccessKeyName=…;SharedAccessKey=…`), reference §1.1.
+//! `HostName=…;SharedAccessKeyName=…;SharedAccessKey=…`), https://learn.microsoft.com/azure/iot-hub/authenticate-authorize-sas.
 
 use std::fmt;
 

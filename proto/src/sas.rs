@@ -1,5 +1,5 @@
 //! Shared access signature tokens: signing (device and service tokens) and parsing/verifying
-//! them as the hub does (reference §1.2–1.3).
+//! them as the hub does (https://learn.microsoft.com/azure/iot-hub/authenticate-authorize-sas).
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -66,7 +66,7 @@ pub fn generate(
 }
 
 /// A parsed token. `sr_raw` and `se_raw` are kept exactly as received, because the signature
-/// covers them in that form (reference §1.3, verifier rule).
+/// covers them in that form (https://learn.microsoft.com/azure/iot-hub/authenticate-authorize-sas).
 #[derive(Clone, PartialEq, Eq)]
 pub struct SasToken {
     pub sr_raw: String,

@@ -1,4 +1,4 @@
-//! The device-side MQTT topic catalogue (reference §2.4): builders for what each side
+//! The device-side MQTT topic catalogue (https://learn.microsoft.com/azure/iot/iot-mqtt-connect-to-iot-hub): builders for what each side
 //! publishes and a parser for everything either side may receive.
 
 /// Filters a device subscribes to.

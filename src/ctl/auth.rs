@@ -1,6 +1,6 @@
 //! Which hub fieldctl talks to and how it signs in: the service connection string from
 //! `--hub`, `--hub-file` or `IOTHUB_CONNECTION_STRING` (in that order of precedence), and
-//! SAS `Authorization` headers signed locally from the policy key (reference §1).
+//! SAS `Authorization` headers signed locally from the policy key (https://learn.microsoft.com/azure/iot-hub/authenticate-authorize-sas).
 
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

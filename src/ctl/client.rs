@@ -1,4 +1,4 @@
-//! [`ServiceClient`]: IoT Hub's service REST API over HTTPS (reference §3) — registry, twins,
+//! [`ServiceClient`]: IoT Hub's service REST API over HTTPS (https://learn.microsoft.com/rest/api/iothub/) — registry, twins,
 //! direct methods, queries with paging, jobs v2.
 //!
 //! Every request carries a fresh SAS token and a timeout; 429 answers are retried with

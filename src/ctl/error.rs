@@ -1,5 +1,5 @@
 //! Errors of fieldctl and what they mean for the exit code: the hub's error envelopes
-//! (reference §3.1) decoded into [`ServiceError`], and [`CtlError`] for everything a command
+//! (https://learn.microsoft.com/azure/iot-hub/troubleshoot-error-codes) decoded into [`ServiceError`], and [`CtlError`] for everything a command
 //! can fail with, each rendered as one line naming the problem.
 
 use serde_json::Value;
@@ -105,7 +105,7 @@ fn from_inner(inner: &Value) -> (Option<String>, String) {
     (code, one_line(message))
 }
 
-/// Names of the numeric error codes in reference §3.1.
+/// Names of the numeric error codes in https://learn.microsoft.com/azure/iot-hub/troubleshoot-error-codes.
 pub fn code_name(code: u64) -> Option<&'static str> {
     Some(match code {
         400001 => "InvalidProtocolVersion",

@@ -1,4 +1,4 @@
-//! The service API's JSON shapes (reference §3.2–3.6): what fieldctl sends (job requests,
+//! The service API's JSON shapes (https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-identity-registry): what fieldctl sends (job requests,
 //! twin patches, method calls) and what it reads back (devices, twins, jobs, per-device job
 //! results).
 //!
@@ -42,7 +42,7 @@ pub struct CloudToDeviceMethod {
     pub connect_timeout_in_seconds: u64,
 }
 
-/// Body of `PUT /jobs/v2/{jobId}` (reference §3.6.2).
+/// Body of `PUT /jobs/v2/{jobId}` (https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-jobs).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct JobRequest {
@@ -151,7 +151,7 @@ impl DeviceJobStatistics {
     }
 }
 
-/// A job as the hub reports it (reference §3.6.3).
+/// A job as the hub reports it (https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-jobs).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct JobResponse {
@@ -237,7 +237,7 @@ pub struct DeviceJobError {
     pub description: String,
 }
 
-/// One device's result in a job: a `devices.jobs` query row (reference §3.6.5).
+/// One device's result in a job: a `devices.jobs` query row (https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-jobs).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeviceJob {
@@ -402,7 +402,7 @@ pub struct Authentication {
     pub extra: Map<String, Value>,
 }
 
-/// A registry identity (reference §3.2).
+/// A registry identity (https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-identity-registry).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Device {
@@ -458,7 +458,7 @@ pub struct TwinProperties {
     pub reported: Map<String, Value>,
 }
 
-/// A device twin (reference §3.3).
+/// A device twin (https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-device-twins).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Twin {

@@ -20,7 +20,7 @@ pub struct DeviceUpdate {
     pub iot_edge: Option<bool>,
 }
 
-/// `If-Match` semantics (reference §3.1): missing, `*` and `"*"` match anything; otherwise
+/// `If-Match` semantics (https://learn.microsoft.com/azure/iot-hub/troubleshoot-error-codes): missing, `*` and `"*"` match anything; otherwise
 /// the (unquoted) value must equal the current etag.
 pub fn if_match_ok(if_match: Option<&str>, current: &str) -> bool {
     match if_match.map(|s| s.trim().trim_matches('"')) {
@@ -69,7 +69,7 @@ impl Hub {
     }
 
     /// Registry PUT: create when absent (any `If-Match`), update when present and `If-Match`
-    /// is given and matches; present without `If-Match` is 409 (reference §3.2).
+    /// is given and matches; present without `If-Match` is 409 (https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-identity-registry).
     pub fn upsert_device(
         &self,
         id: &str,
@@ -232,7 +232,7 @@ impl Hub {
         Some(s)
     }
 
-    /// The full service-side twin (reference §3.3).
+    /// The full service-side twin (https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-device-twins).
     pub fn get_twin(&self, id: &str) -> Result<Value, HubError> {
         let st = self.lock();
         let d = st.device(id)?;

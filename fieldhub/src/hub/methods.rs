@@ -1,4 +1,4 @@
-//! Direct method calls (reference §3.4): dispatch to the device's link, wait for the device's
+//! Direct method calls (https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-direct-methods): dispatch to the device's link, wait for the device's
 //! response with a deadline, and route responses from the MQTT side back to the caller.
 
 use std::time::Duration;

@@ -65,7 +65,7 @@ impl DeviceOps for HubOps {
     }
 
     async fn update_twin(&self, device_id: &str, patch: &Value) -> Result<(), DeviceOpError> {
-        // Jobs write with etag `*` (reference §5.1): unconditional.
+        // Jobs write with etag `*` (https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-jobs): unconditional.
         self.hub
             .update_twin(device_id, patch.clone(), Some("*"))
             .map(|_| ())

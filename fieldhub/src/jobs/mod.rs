@@ -1,4 +1,4 @@
-//! Jobs v2 (reference §3.6, §5): scheduled method and twin-update jobs across the devices a
+//! Jobs v2 (https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-jobs): scheduled method and twin-update jobs across the devices a
 //! query selects.
 //!
 //! - [`model`]: the wire types (JobRequest, JobResponse, DeviceJob, statuses).
@@ -68,7 +68,7 @@ impl JobError {
     pub fn error_code(&self) -> (u32, &'static str) {
         match self {
             JobError::Invalid(_) | JobError::InvalidQuery(_) => (400004, "ArgumentInvalid"),
-            // No documented code for a duplicate jobId (reference §8).
+            // No documented code for a duplicate jobId (the docs give none; this is fieldhub's choice).
             JobError::AlreadyExists(_) => (400003, "InvalidOperation"),
             JobError::NotFound(_) => (404002, "JobNotFound"),
             JobError::TooManyActiveJobs { .. } => (429004, "ThrottlingMaxActiveJobCountExceeded"),

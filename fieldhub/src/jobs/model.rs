@@ -1,4 +1,4 @@
-//! Jobs v2 wire types (reference §3.6.2, §3.6.3, §3.6.5), serialised exactly as the SDKs expect:
+//! Jobs v2 wire types (https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-jobs), serialised exactly as the SDKs expect:
 //! camelCase fields, `cancelled` for jobs but `canceled` for devices, timestamps never `null`
 //! (absent when unknown, or `0001-01-01T00:00:00Z` where .NET needs a non-nullable DateTime).
 
@@ -127,7 +127,7 @@ impl DeviceJobStatus {
     }
 }
 
-/// The method a `scheduleDeviceMethod` job invokes (reference §3.4).
+/// The method a `scheduleDeviceMethod` job invokes (https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-direct-methods).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CloudToDeviceMethod {

@@ -1,4 +1,4 @@
-//! The pure job state machine (reference §5.1): validation, scheduling, device selection,
+//! The pure job state machine (https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-jobs): validation, scheduling, device selection,
 //! per-device transitions, expiry and cancellation. No I/O and no clock: every transition takes
 //! `now`, so the engine and the tests drive it deterministically.
 //!

@@ -537,7 +537,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Session<T> {
     }
 
     /// Twin errors: status in the topic and `{"errorCode","message"}` in the body, because
-    /// Node ignores the status and Python ignores the body (reference §2.8).
+    /// Node ignores the status and Python ignores the body (https://learn.microsoft.com/azure/iot/iot-mqtt-connect-to-iot-hub).
     async fn twin_error(&mut self, rid: &str, e: &crate::error::HubError) -> Step {
         let body = json!({"errorCode": e.code(), "message": e.to_string()});
         self.twin_reply(e.status(), rid, None, Bytes::from(body.to_string()))

@@ -1,4 +1,4 @@
-//! The device endpoint: MQTT 3.1.1 over TLS (reference §2). This module accepts TCP
+//! The device endpoint: MQTT 3.1.1 over TLS (https://learn.microsoft.com/azure/iot/iot-mqtt-connect-to-iot-hub). This module accepts TCP
 //! connections and spawns one task per connection ([`conn`]); [`rules`] holds the pure
 //! protocol rules (usernames, topic isolation, property bags).
 

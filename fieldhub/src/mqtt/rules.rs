@@ -1,6 +1,6 @@
-//! Pure device-endpoint rules: CONNECT username parsing (reference §2.2), which topic filters
-//! a device may subscribe to, which topics it may publish to (per-device isolation, §2.1/2.3),
-//! and telemetry property-bag decoding (§2.5).
+//! Pure device-endpoint rules: CONNECT username parsing (https://learn.microsoft.com/azure/iot/iot-mqtt-connect-to-iot-hub), which topic filters
+//! a device may subscribe to, which topics it may publish to (per-device isolation),
+//! and telemetry property-bag decoding.
 
 use iothub_proto::topics::{self, Topic};
 use percent_encoding::percent_decode_str;

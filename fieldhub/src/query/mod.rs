@@ -1,5 +1,5 @@
-//! The IoT Hub query language (reference §4): parser and evaluator over twins and device-job
-//! records, plus result paging (§3.5).
+//! The IoT Hub query language (https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-query-language): parser and evaluator over twins and device-job
+//! records, plus result paging.
 //!
 //! Parsing is hand-written (lexer + recursive descent) rather than built on `sqlparser`: the
 //! dialect needs `IN [..]`/`NIN [..]`, case-insensitive system properties and exact character

@@ -1,6 +1,7 @@
-//! Jobs v2 routes (reference §3.6): `PUT/GET /jobs/v2/{id}`, `POST /jobs/v2/{id}/cancel` and
+//! Jobs v2 routes (https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-jobs): `PUT/GET /jobs/v2/{id}`, `POST /jobs/v2/{id}/cancel` and
 //! `GET /jobs/v2/query?jobType=&jobStatus=`. Every route needs ServiceConnect; every success
-//! is 200 (reference §7 item 9).
+//! is 200, as the jobs REST reference gives (https://learn.microsoft.com/rest/api/iothub/service/jobs)
+//! and the service SDKs expect.
 
 use std::collections::HashMap;
 

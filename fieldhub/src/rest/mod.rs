@@ -1,4 +1,4 @@
-//! The service endpoint: HTTPS REST (reference §3). [`router`] merges one sub-router per
+//! The service endpoint: HTTPS REST (https://learn.microsoft.com/rest/api/iothub/). [`router`] merges one sub-router per
 //! area; this module also holds what every handler shares: SAS checks, error bodies
 //! (envelopes A and B with `iothub-errorcode`), JSON responses with the charset the Node SDK
 //! expects, and the TLS listener that feeds axum.
@@ -109,7 +109,7 @@ pub(crate) struct Service {
     pub jobs: HubJobs,
 }
 
-/// Which error body shape to send (reference §3.1).
+/// Which error body shape to send (https://learn.microsoft.com/azure/iot-hub/troubleshoot-error-codes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Envelope {
     /// `{"Message":"ErrorCode:<Name>;<text>","ExceptionMessage":"Tracking ID:…"}`

@@ -1,4 +1,4 @@
-//! `POST /devices/query` (reference §3.5, §4): twin queries over the hub's twins and
+//! `POST /devices/query` (https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-query-language): twin queries over the hub's twins and
 //! `devices.jobs` queries over the job engine's device records; and the paging every query-like
 //! response shares (`x-ms-max-item-count` / `x-ms-continuation` in, a bare JSON array,
 //! `x-ms-item-type` and — only when more pages exist — `x-ms-continuation` out).

@@ -1,4 +1,4 @@
-//! Device registry routes (reference §3.2): `PUT/GET/DELETE /devices/{id}`, `GET /devices`
+//! Device registry routes (https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-identity-registry): `PUT/GET/DELETE /devices/{id}`, `GET /devices`
 //! and `/devices/`.
 
 use std::collections::HashMap;

@@ -1,4 +1,4 @@
-//! Twin and direct-method routes (reference §3.3, §3.4): `GET/PATCH/PUT /twins/{id}` and
+//! Twin and direct-method routes (https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-device-twins, https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-direct-methods): `GET/PATCH/PUT /twins/{id}` and
 //! `POST /twins/{id}/methods`.
 
 use std::time::Duration;

@@ -1,6 +1,6 @@
 //! Device twin documents: tags, desired and reported sections with their `$version` counters,
 //! `$metadata`, the twin `version` and `etag`, and the rules for service writes (PATCH/PUT) and
-//! device reported patches (reference §2.8, §3.3). Pure: callers pass the time.
+//! device reported patches (https://learn.microsoft.com/azure/iot/iot-mqtt-connect-to-iot-hub, https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-device-twins). Pure: callers pass the time.
 
 mod patch;
 
@@ -71,7 +71,7 @@ pub struct ServiceWrite {
 }
 
 /// Parses a service twin write: only `tags` and `properties.desired` count; identity fields
-/// and `properties.reported` are ignored, `$`-prefixed keys dropped (reference §3.3).
+/// and `properties.reported` are ignored, `$`-prefixed keys dropped (https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-device-twins).
 pub fn parse_service_write(body: &Value) -> Result<ServiceWrite, TwinError> {
     let root = body.as_object().ok_or(TwinError::NotObject("twin"))?;
     let section = |v: Option<&Value>, name: &'static str| -> Result<_, TwinError> {
@@ -146,7 +146,7 @@ impl TwinDoc {
     }
 
     /// Applies a service PUT: replaces tags and desired wholesale. The device is notified
-    /// with the new desired document plus `null` for removed keys [X: reference §3.3].
+    /// with the new desired document plus `null` for removed keys (https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-device-twins).
     pub fn apply_replace(
         &mut self,
         w: &ServiceWrite,
@@ -204,7 +204,7 @@ impl TwinDoc {
         Ok(self.reported.version)
     }
 
-    /// The twin as a device GET returns it (reference §2.8).
+    /// The twin as a device GET returns it (https://learn.microsoft.com/azure/iot/iot-mqtt-connect-to-iot-hub).
     pub fn device_view(&self) -> Value {
         json!({"desired": self.desired.device_view(), "reported": self.reported.device_view()})
     }

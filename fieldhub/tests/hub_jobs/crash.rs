@@ -1,4 +1,4 @@
-//! Crash durability of a real `fieldhub serve` process (issue 14, item 13): while a method job
+//! Crash durability of a real `fieldhub serve` process: while a method job
 //! runs and a service client keeps updating twins and creating devices, the hub is killed with
 //! SIGKILL at random points and restarted on the same data directory. Afterwards every change
 //! the hub acknowledged is there, every job's per-device results add up, and no device received

@@ -1,4 +1,4 @@
-//! The seed scenario (issue 4): a `lockDoor` method job and a twin-update job setting desired
+//! The seed scenario: a `lockDoor` method job and a twin-update job setting desired
 //! `Building`/`Floor`, on a hub with the default (S1) limits, with real MQTT devices.
 
 use std::time::Duration;
