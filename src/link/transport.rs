@@ -13,8 +13,13 @@
 //! The WebSocket and proxy code is rumqttc's own (`websocket` and `proxy` features). What it
 //! does not do is done here: rumqttc reads no proxy environment variables (this module reads
 //! `HTTPS_PROXY`/`https_proxy`/`ALL_PROXY` and `NO_PROXY`), and it supports only HTTP proxies
-//! with basic credentials. Its WebSocket buffers are tungstenite's defaults (not tunable
-//! through rumqttc): a few KB more per door on 443 than on 8883.
+//! with basic credentials. And it opens the WebSocket with tungstenite's default
+//! `WebSocketConfig`, which allocates a 128 KiB read buffer per connection up front; rumqttc
+//! 0.25 offers no way to pass another (`eventloop.rs`, `Transport::Wss`: `client_async_tls_with_connector`
+//! without a config). So a door on 443 costs ~130 KB more than on 8883 (benchmark workload 3
+//! with `--websocket`, docs/BENCHMARKS.md): fine for tens of doors, not for a thousand on a
+//! small Pi. The fix belongs in rumqttc (a `WebSocketConfig` in `MqttOptions`, 4 KiB is what
+//! a door needs).
 
 use std::fmt;
 use std::sync::Mutex;
