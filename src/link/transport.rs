@@ -14,12 +14,9 @@
 //! does not do is done here: rumqttc reads no proxy environment variables (this module reads
 //! `HTTPS_PROXY`/`https_proxy`/`ALL_PROXY` and `NO_PROXY`), and it supports only HTTP proxies
 //! with basic credentials. And it opens the WebSocket with tungstenite's default
-//! `WebSocketConfig`, which allocates a 128 KiB read buffer per connection up front; rumqttc
-//! 0.25 offers no way to pass another (`eventloop.rs`, `Transport::Wss`: `client_async_tls_with_connector`
-//! without a config). So a door on 443 costs ~130 KB more than on 8883 (benchmark workload 3
-//! with `--websocket`, docs/BENCHMARKS.md): fine for tens of doors, not for a thousand on a
-//! small Pi. The fix belongs in rumqttc (a `WebSocketConfig` in `MqttOptions`, 4 KiB is what
-//! a door needs).
+//! `WebSocketConfig`, which allocates a 128 KiB read buffer per connection up front, with no
+//! way to pass another: a door on 443 cost ~130 KB more than on 8883. The workspace patches
+//! rumqttc for that one thing (vendor/README.md) until rumqttc takes a `WebSocketConfig`.
 
 use std::fmt;
 use std::sync::Mutex;
