@@ -581,13 +581,17 @@ async fn serve_while<F: std::future::Future>(
     stopping: &mut bool,
 ) -> F::Output {
     tokio::pin!(work);
+    // Made once per job: a fresh `cancelled()` each wake-up registers and unregisters a
+    // waiter on the token every time, on the path of every poll transaction.
+    let cancelled = shutdown.cancelled();
+    tokio::pin!(cancelled);
     loop {
         let expiry = admission.queue.next_expiry(admission.timing);
         let room = admission.queue.has_room();
         tokio::select! {
             biased;
             out = &mut work => return out,
-            () = shutdown.cancelled(), if !*stopping => *stopping = true,
+            () = &mut cancelled, if !*stopping => *stopping = true,
             Some(job) = operator_rx.recv(), if room => admission.admit(job),
             () = sleep_until_opt(expiry) => {
                 let now = Instant::now();

@@ -148,9 +148,12 @@ impl EventLoop {
     /// **NOTE** Don't block this while iterating
     pub async fn poll(&mut self) -> Result<Event, ConnectionError> {
         if self.network.is_none() {
+            // fieldgate's change (vendor/README.md): the dial is boxed, so its state (TLS,
+            // proxy and WebSocket handshakes) lives on the heap while it runs instead of
+            // inline in every `poll` future, which a client holds for its whole life.
             let (network, connack) = match time::timeout(
                 Duration::from_secs(self.network_options.connection_timeout()),
-                connect(&self.mqtt_options, self.network_options.clone()),
+                Box::pin(connect(&self.mqtt_options, self.network_options.clone())),
             )
             .await
             {
