@@ -8,6 +8,7 @@
 #![warn(rust_2018_idioms, missing_debug_implementations)]
 
 pub mod auth;
+pub mod dps;
 pub mod error;
 pub mod hub;
 pub mod mqtt;

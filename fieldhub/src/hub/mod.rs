@@ -64,6 +64,8 @@ pub(crate) struct Inner {
     pub link_changes: Notify,
     pub telemetry_tx: broadcast::Sender<TelemetryMessage>,
     pub shutdown: CancellationToken,
+    /// The provisioning service's state; its own lock, never taken while `state` is held.
+    pub dps: Mutex<crate::dps::DpsState>,
 }
 
 /// Cheap `Clone` handle on the hub state.
@@ -119,6 +121,7 @@ impl Hub {
             state.sessions.insert(id, subs);
         }
         let (telemetry_tx, _) = broadcast::channel(1024);
+        let dps = Mutex::new(crate::dps::load(&store)?);
         Ok(Hub {
             inner: Arc::new(Inner {
                 hostname,
@@ -130,6 +133,7 @@ impl Hub {
                 link_changes: Notify::new(),
                 telemetry_tx,
                 shutdown,
+                dps,
             }),
         })
     }

@@ -127,6 +127,16 @@ pub async fn serve_stream<T: AsyncRead + AsyncWrite + Unpin>(hub: Hub, io: T) {
             None => return,
         },
     };
+    // Registration clients share this listener (see `crate::dps`).
+    if let Some((scope, reg)) = connect
+        .login
+        .as_ref()
+        .and_then(|l| crate::dps::parse_username(&l.username))
+        .map(|(s, r)| (s.to_string(), r.to_string()))
+    {
+        crate::dps::mqtt::serve(hub, framed, connect, scope, reg).await;
+        return;
+    }
     let (id, expiry) = match check_connect(&hub, &connect) {
         Ok(ok) => ok,
         Err(code) => {

@@ -36,6 +36,7 @@ pub fn router(hub: Hub, jobs: HubJobs) -> Router {
         .merge(registry::routes())
         .merge(twins::routes())
         .merge(websocket::routes())
+        .merge(crate::dps::rest::routes())
         .with_state(hub)
         .merge(query::routes().merge(jobs::routes()).with_state(service))
         .fallback(|| async {
