@@ -34,6 +34,9 @@ pub enum GatewayError {
     /// `HTTPS_PROXY` (or its kin) does not hold a usable proxy URL.
     #[error("the proxy in the environment is not usable: {0}")]
     ProxyEnv(String),
+    /// `[dps]` cannot be used (the CA file does not parse).
+    #[error("provisioning service settings: {0}")]
+    Dps(crate::link::LinkError),
 }
 
 struct BusRuntime {
@@ -86,6 +89,8 @@ pub struct Gateway {
     /// live and are counted as dropped, see `crate::events`). Its settings apply at start.
     events: Option<(EventStore, EventStoreTask)>,
     event_pacer: ConnectPacer,
+    /// With `[dps]`: where doors learn their hub (settings apply at start).
+    dps: Option<Arc<crate::dps::Provisioner>>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -156,14 +161,33 @@ impl Gateway {
             }
         };
         let rate = config.events.send_rate;
+        let extra_ca = read_ca(&config.hub)?;
+        let dps = match &config.dps {
+            None => None,
+            Some(d) => Some(Arc::new(
+                crate::dps::Provisioner::new(
+                    d,
+                    crate::dps::LinkParts {
+                        extra_ca_pem: extra_ca.clone(),
+                        websocket_port: config.hub.websocket_port,
+                        proxy: proxy.clone(),
+                        operation_timeout: config.hub.operation_timeout,
+                        keep_alive: config.hub.keep_alive,
+                    },
+                    Arc::clone(&metrics),
+                )
+                .map_err(GatewayError::Dps)?,
+            )),
+        };
         let mut gw = Gateway {
+            dps,
             events,
             event_pacer: ConnectPacer::new(Some(f64::from(rate)), rate),
             pacer: pacer_for(&config.hub),
             transport: Arc::new(TransportSelector::new(config.hub.transport)),
             proxy,
             hub: config.hub.clone(),
-            extra_ca: read_ca(&config.hub)?,
+            extra_ca,
             metrics,
             buses: BTreeMap::new(),
             doors: BTreeMap::new(),
@@ -217,6 +241,10 @@ impl Gateway {
             cap: self.hub.reconnect_backoff_max,
             ..BackoffPolicy::default()
         };
+        s.dps = self.dps.clone();
+        if self.dps.is_some() && !door.tags.is_empty() {
+            s.dps_payload = Some(serde_json::json!({ "tags": door.tags }));
+        }
         s
     }
 

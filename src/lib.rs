@@ -19,6 +19,7 @@ pub mod ctl;
 #[cfg(feature = "hub")]
 pub mod demo;
 pub mod demo_args;
+pub mod dps;
 pub mod events;
 pub mod gateway;
 pub mod http;

@@ -36,6 +36,9 @@ pub struct Metrics {
     /// (another client with the same device id is the usual cause when it keeps happening).
     pub link_short_lived: IntCounterVec,
     pub token_renewals: IntCounterVec,
+    /// Device Provisioning Service registrations by result (`assigned`, `refused`, `failed`,
+    /// `throttled`, `error`); a door that reuses its cached assignment does not register.
+    pub dps_registrations: IntCounterVec,
     /// Method responses the bridge produced after the request's connection had died.
     pub link_method_responses_lost: IntCounterVec,
     /// Direct methods by name and the status the gateway answered with.
@@ -144,6 +147,11 @@ impl Metrics {
                 "fieldgate_token_renewals_total",
                 "SAS token renewals of a door link.",
                 &["device"],
+            ),
+            dps_registrations: counter(
+                "fieldgate_dps_registrations_total",
+                "Door registrations with the Device Provisioning Service, by result.",
+                &["result"],
             ),
             link_method_responses_lost: counter(
                 "fieldgate_link_method_responses_lost_total",

@@ -6,12 +6,13 @@
 //! gives `fieldctl devices provision` the doors, tags and key sources, tolerating key files
 //! that do not exist yet. The commented examples in `config/` document every key and default.
 //!
-//! Sections: `[hub]`, `[metrics]`, `[events]`, `[[bus]]`, `[profile.NAME]` (with `methods`, `desired`,
+//! Sections: `[hub]`, `[dps]`, `[metrics]`, `[events]`, `[[bus]]`, `[profile.NAME]` (with `methods`, `desired`,
 //! `reported` tables), `[[door]]` (with optional `tags` and `overrides`). Relative paths
 //! (`ca_file`, `key_file`, `group_key_file`, events `dir`) are relative to the config file's directory.
 
 mod de;
 mod doors;
+mod dps;
 mod error;
 mod model;
 mod names;
@@ -22,6 +23,9 @@ mod resolve;
 use std::path::{Path, PathBuf};
 
 pub use doors::derive_device_key;
+pub use dps::{
+    DpsSettings, DEFAULT_CACHE_FILE, DEFAULT_DPS_ENDPOINT, DEFAULT_REGISTRATIONS_PER_SECOND,
+};
 pub use error::{ConfigError, ConfigErrors};
 pub use model::{
     Config, DesiredPoint, Door, EventsSettings, HubSettings, HubTransport, KeySource, Method,

@@ -43,6 +43,8 @@ pub struct Config {
     /// The file (or origin name) the config came from, for messages.
     pub origin: String,
     pub hub: HubSettings,
+    /// Doors register with the Device Provisioning Service and connect where it assigns them.
+    pub dps: Option<super::DpsSettings>,
     pub metrics: MetricsSettings,
     pub events: EventsSettings,
     pub buses: Vec<BusOptions>,

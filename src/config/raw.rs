@@ -20,7 +20,8 @@ pub(crate) fn dur(d: &Dur) -> Duration {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawHub {
-    pub hostname: Spanned<String>,
+    /// Optional with `[dps]`: each door learns its hub there.
+    pub hostname: Option<Spanned<String>>,
     pub ca_file: Option<Spanned<String>>,
     pub token_lifetime: Option<Dur>,
     pub token_renew_margin: Option<Dur>,
@@ -34,6 +35,16 @@ pub(crate) struct RawHub {
     pub transport: Option<Spanned<RawTransport>>,
     pub websocket_port: Option<Spanned<u16>>,
     pub proxy: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDps {
+    pub id_scope: Spanned<String>,
+    pub global_endpoint: Option<Spanned<String>>,
+    pub group_key_file: Option<Spanned<String>>,
+    pub cache: Option<Spanned<String>>,
+    pub registrations_per_second: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -71,35 +71,15 @@ impl Conn {
             .map_or(0, |d| d.as_secs());
         let password = auth::password(host_name, &s.device_id, &s.key, now, s.token_lifetime)
             .map_err(|e| e.to_string())?;
-        let tls_config = TlsConfiguration::Rustls(tls.clone());
-        let mut opts = match transport {
-            Chosen::Mqtt => {
-                let mut o = MqttOptions::new(s.device_id.clone(), host_name, port);
-                o.set_transport(Transport::tls_with_config(tls_config));
-                o
-            }
-            Chosen::WebSocket => {
-                // rumqttc takes the host and port from the URL; the port argument is unused.
-                let url = format!("wss://{host_name}:{}/$iothub/websocket", s.websocket_port);
-                let mut o = MqttOptions::new(s.device_id.clone(), url, s.websocket_port);
-                o.set_transport(Transport::Wss(tls_config));
-                if let Some(p) = &s.proxy {
-                    o.set_proxy(rumqttc::Proxy {
-                        ty: rumqttc::ProxyType::Http,
-                        auth: match &p.user {
-                            Some((user, password)) => rumqttc::ProxyAuth::Basic {
-                                username: user.clone(),
-                                password: password.expose().to_string(),
-                            },
-                            None => rumqttc::ProxyAuth::None,
-                        },
-                        addr: p.host.clone(),
-                        port: p.port,
-                    });
-                }
-                o
-            }
-        };
+        let mut opts = mqtt_options(
+            &s.device_id,
+            host_name,
+            port,
+            tls,
+            transport,
+            s.websocket_port,
+            s.proxy.as_ref(),
+        );
         opts.set_credentials(auth::username(host_name, &s.device_id), password)
             .set_clean_session(false)
             .set_keep_alive(Duration::from_secs(s.keepalive.as_secs().max(1)))
@@ -141,6 +121,49 @@ impl Conn {
     }
 }
 
+/// Client options for `host_name:port` over the chosen transport (MQTT over TLS, or MQTT over
+/// WebSockets on `websocket_port`, through `proxy` if any). Shared by the door links and the
+/// provisioning client, which must reach their services the same way.
+pub(crate) fn mqtt_options(
+    client_id: &str,
+    host_name: &str,
+    port: u16,
+    tls: &Arc<ClientConfig>,
+    transport: Chosen,
+    websocket_port: u16,
+    proxy: Option<&super::ProxyConfig>,
+) -> MqttOptions {
+    let tls_config = TlsConfiguration::Rustls(tls.clone());
+    match transport {
+        Chosen::Mqtt => {
+            let mut o = MqttOptions::new(client_id.to_string(), host_name, port);
+            o.set_transport(Transport::tls_with_config(tls_config));
+            o
+        }
+        Chosen::WebSocket => {
+            // rumqttc takes the host and port from the URL; the port argument is unused.
+            let url = format!("wss://{host_name}:{}/$iothub/websocket", websocket_port);
+            let mut o = MqttOptions::new(client_id.to_string(), url, websocket_port);
+            o.set_transport(Transport::Wss(tls_config));
+            if let Some(p) = proxy {
+                o.set_proxy(rumqttc::Proxy {
+                    ty: rumqttc::ProxyType::Http,
+                    auth: match &p.user {
+                        Some((user, password)) => rumqttc::ProxyAuth::Basic {
+                            username: user.clone(),
+                            password: password.expose().to_string(),
+                        },
+                        None => rumqttc::ProxyAuth::None,
+                    },
+                    addr: p.host.clone(),
+                    port: p.port,
+                });
+            }
+            o
+        }
+    }
+}
+
 /// Drives the event loop until its first error, which it forwards as the last item.
 async fn poll(mut eventloop: EventLoop, tx: mpsc::Sender<PolledEvent>) {
     loop {
@@ -174,6 +197,16 @@ pub(crate) fn unreachable(e: &ConnectionError) -> bool {
         ),
         _ => false,
     }
+}
+
+/// Whether the hub turned the device's credentials down at CONNECT (unknown or deleted
+/// device, wrong key), as opposed to failing to answer: with DPS, the cue to register again.
+pub(crate) fn identity_refused(e: &ConnectionError) -> bool {
+    use rumqttc::ConnectReturnCode::*;
+    matches!(
+        e,
+        ConnectionError::ConnectionRefused(NotAuthorized | BadUserNamePassword | BadClientId)
+    )
 }
 
 /// A connection error as an operator reads it: TLS errors keep rustls' wording ("invalid

@@ -14,7 +14,7 @@
 
 pub mod auth;
 pub mod backoff;
-mod conn;
+pub(crate) mod conn;
 mod drain;
 mod handle;
 mod outflow;
@@ -86,6 +86,11 @@ pub struct LinkSettings {
     pub events: Option<DoorEvents>,
     /// Spaces event publishes across every door of the gateway (`[events] send_rate`).
     pub event_pacer: ConnectPacer,
+    /// With `[dps]`: the hub comes from the door's registration (`host` is then unused), and
+    /// a hub refusing the identity makes the door register again.
+    pub dps: Option<Arc<crate::dps::Provisioner>>,
+    /// Custom data sent with the registration (the door's tags), for custom allocation.
+    pub dps_payload: Option<Value>,
 }
 
 impl LinkSettings {
@@ -114,6 +119,8 @@ impl LinkSettings {
             proxy: None,
             events: None,
             event_pacer: ConnectPacer::unpaced(),
+            dps: None,
+            dps_payload: None,
         }
     }
 
@@ -166,6 +173,7 @@ impl fmt::Debug for LinkSettings {
             .field("websocket_port", &self.websocket_port)
             .field("proxy", &self.proxy)
             .field("events", &self.events.is_some())
+            .field("dps", &self.dps.is_some())
             .finish()
     }
 }

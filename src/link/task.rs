@@ -176,7 +176,16 @@ impl Link {
             }
             let started = Instant::now();
             let chosen = self.s.transport.choose(&self.metrics);
-            let end = match Conn::open(&self.s, &self.host_name, self.port, &tls, chosen) {
+            let assigned = match self.s.dps.clone() {
+                None => Ok(()),
+                Some(p) => match self.provision(&p, chosen).await {
+                    None => break,
+                    Some(r) => r,
+                },
+            };
+            let opened = assigned
+                .and_then(|()| Conn::open(&self.s, &self.host_name, self.port, &tls, chosen));
+            let end = match opened {
                 Err(reason) => End::Lost(reason),
                 Ok(conn) => {
                     let end = self.serve(conn, after_failure).await;
@@ -218,6 +227,38 @@ impl Link {
             }
         }
         self.stop(None);
+    }
+
+    /// Learns the door's hub from the provisioning service (or its cache); `None` on
+    /// shutdown. Runs offline: commands are served (queued) meanwhile.
+    async fn provision(
+        &mut self,
+        p: &crate::dps::Provisioner,
+        chosen: Chosen,
+    ) -> Option<Result<(), String>> {
+        let (id, key, payload) = (
+            self.s.device_id.clone(),
+            self.s.key.clone(),
+            self.s.dps_payload.clone(),
+        );
+        let mut out = None;
+        let done = self
+            .offline_until(async {
+                out = Some(p.assignment(&id, &key, payload.as_ref(), chosen).await);
+            })
+            .await;
+        if !done {
+            return None;
+        }
+        Some(match out? {
+            Ok(a) => {
+                let (name, port) = auth::split_host(&a.assigned_hub);
+                self.host_name = name.to_string();
+                self.port = port;
+                Ok(())
+            }
+            Err(e) => Err(format!("DPS registration: {e}")),
+        })
     }
 
     /// One line for the first door a failure hits, then one line an interval summing up the
@@ -399,6 +440,11 @@ impl Link {
                 Ok(event) => event,
                 Err(e) => {
                     let why = conn::describe(&e);
+                    if !connacked && conn::identity_refused(&e) {
+                        if let Some(p) = &self.s.dps {
+                            p.forget(&self.s.device_id);
+                        }
+                    }
                     if !connacked && conn.transport == Chosen::Mqtt && conn::unreachable(&e) {
                         self.s.transport.mqtt_unreachable(&why, &self.metrics);
                     }
