@@ -9,6 +9,7 @@ mod ctl;
 mod ctl_hub;
 mod dead_unit;
 mod demo;
+mod dps;
 mod events;
 mod gateway;
 mod gateway_peers;
