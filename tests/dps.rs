@@ -312,3 +312,95 @@ async fn a_wrong_group_key_or_scope_keeps_doors_retrying_and_says_why() {
     bounded("gateway shutdown", gw.shutdown()).await;
     site.hub.shutdown().await;
 }
+
+const MAP_TAIL: &str = r#"
+[[bus]]
+name = "a"
+tcp = "127.0.0.1:502"
+
+[profile.p.methods.lockDoor]
+action = "write_coil"
+address = 0
+value = true
+
+[[door]]
+device_id = "d1"
+bus = "a"
+unit = 1
+profile = "p"
+group_key = true
+"#;
+
+fn parse(text: &str) -> Result<fieldgate::config::Config, Vec<fieldgate::config::ConfigError>> {
+    fieldgate::config::parse(text, "site.toml").map_err(|e| e.errors)
+}
+
+#[test]
+fn dps_section_defaults_and_group_key_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("group.key");
+    std::fs::write(&key, "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVoxMjM0NTY=\n").unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let text = format!(
+        "[hub]\n\n[dps]\nid_scope = \"0ne00123ABC\"\ngroup_key_file = \"{}\"\n\n[events]\ndir = \"/srv/state\"\n{MAP_TAIL}",
+        key.display()
+    );
+    let c = parse(&text).unwrap_or_else(|e| panic!("{e:#?}"));
+    let d = c.dps.as_ref().unwrap();
+    assert_eq!(d.id_scope, "0ne00123ABC");
+    assert_eq!(d.global_endpoint, fieldgate::config::DEFAULT_DPS_ENDPOINT);
+    assert_eq!(
+        d.cache,
+        std::path::Path::new("/srv/state").join(fieldgate::config::DEFAULT_CACHE_FILE)
+    );
+    assert_eq!(
+        d.registrations_per_second,
+        fieldgate::config::DEFAULT_REGISTRATIONS_PER_SECOND
+    );
+    // The door's key is derived from the group key, the DPS way.
+    let expected =
+        iothub_proto::sas::derive_device_key("QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVoxMjM0NTY=", "d1")
+            .unwrap();
+    assert_eq!(c.doors[0].key.expose(), expected);
+    // The first hop is the service's endpoint.
+    assert_eq!(c.hub.hostname, fieldgate::config::DEFAULT_DPS_ENDPOINT);
+}
+
+#[test]
+fn dps_errors_name_line_and_key() {
+    // No hostname and no [dps].
+    let errs = parse(&format!("[hub]\ngroup_key = \"QUJD\"\n{MAP_TAIL}")).unwrap_err();
+    assert!(
+        errs.iter()
+            .any(|e| e.line == 1 && e.message.contains("[dps]")),
+        "{errs:#?}"
+    );
+    // A bad ID scope, a bad endpoint, an unknown key.
+    let text = format!(
+        "[hub]\nhostname = \"h.example\"\ngroup_key = \"QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVoxMjM0NTY=\"\n\n[dps]\nid_scope = \"0ne/../x\"\nglobal_endpoint = \"a b\"\n{MAP_TAIL}"
+    );
+    let errs = parse(&text).unwrap_err();
+    assert!(
+        errs.iter()
+            .any(|e| e.line == 6 && e.key == "dps.id_scope" && e.message.contains("ID scope")),
+        "{errs:#?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.line == 7 && e.key == "dps.global_endpoint"),
+        "{errs:#?}"
+    );
+    let errs = parse(&format!(
+        "[hub]\nhostname = \"h.example\"\n\n[dps]\nid_scope = \"0ne1\"\nscope = \"x\"\n{MAP_TAIL}"
+    ))
+    .unwrap_err();
+    assert!(
+        errs.iter()
+            .any(|e| e.line == 6 && e.message.contains("scope")),
+        "{errs:#?}"
+    );
+}
