@@ -242,8 +242,18 @@ impl Gateway {
             ..BackoffPolicy::default()
         };
         s.dps = self.dps.clone();
-        if self.dps.is_some() && !door.tags.is_empty() {
-            s.dps_payload = Some(serde_json::json!({ "tags": door.tags }));
+        s.model_id = door.model_id.clone();
+        if self.dps.is_some() {
+            // Custom data for a custom allocation policy (Microsoft Learn, "How to transfer a
+            // payload between a device and DPS"); `modelId` is the Plug and Play convention.
+            let mut payload = serde_json::Map::new();
+            if let Some(m) = &door.model_id {
+                payload.insert("modelId".into(), m.clone().into());
+            }
+            if !door.tags.is_empty() {
+                payload.insert("tags".into(), door.tags.clone().into());
+            }
+            s.dps_payload = (!payload.is_empty()).then_some(serde_json::Value::Object(payload));
         }
         s
     }

@@ -20,6 +20,7 @@ pub mod ctl;
 pub mod demo;
 pub mod demo_args;
 pub mod dps;
+pub mod dtdl;
 pub mod events;
 pub mod gateway;
 pub mod http;

@@ -20,6 +20,7 @@ use tempfile::TempDir;
 use crate::harness::{bounded, wait_link, Service, PROFILE};
 
 const DOORS: u8 = 3;
+const MODEL: &str = "dtmi:fieldgate:door;1";
 
 fn text(o: &Output) -> String {
     format!(
@@ -117,13 +118,14 @@ impl Site {
             "[hub]\nca_file = \"{}\"\nconnects_per_second = 0\nreconnect_backoff_min = \"100ms\"\nreconnect_backoff_max = \"500ms\"\n\n\
              [dps]\nid_scope = \"{}\"\nglobal_endpoint = \"localhost:{}\"\ngroup_key_file = \"{}\"\nregistrations_per_second = 0\n\n\
              [metrics]\nlisten = \"127.0.0.1:0\"\n\n[events]\ndir = \"{}\"\n\n\
-             [[bus]]\nname = \"tcp\"\ntcp = \"{}\"\ntimeout = \"300ms\"\nretries = 1\n\n{PROFILE}\n",
+             [[bus]]\nname = \"tcp\"\ntcp = \"{}\"\ntimeout = \"300ms\"\nretries = 1\n\n{}\n",
             self.hub.ca_path.display(),
             self.hub.dps_id_scope,
             self.hub.mqtt_addr.port(),
             group_key.display(),
             self.dir.path().join("state").display(),
             self.sim.local_addr.unwrap(),
+            PROFILE.replace("[profile.door]\n", &format!("[profile.door]\nmodel_id = \"{MODEL}\"\n")),
         );
         for unit in 1..=DOORS {
             t.push_str(&format!(
@@ -191,9 +193,12 @@ async fn a_site_onboards_from_an_empty_hub_through_dps_only() {
         let id = format!("door-{unit}");
         let twin = site.service.twin(&id).await;
         assert_eq!(twin["tags"]["building"], "43", "{twin}");
+        // Plug and Play: the model id announced at CONNECT, and sent in the DPS payload.
+        assert_eq!(twin["modelId"], MODEL, "{twin}");
         let reg = json_out(&site.fieldctl(&["--json", "dps", "registration", &id]).await);
         assert_eq!(reg["status"], "assigned", "{reg}");
         assert_eq!(reg["deviceId"], id.as_str(), "{reg}");
+        assert_eq!(reg["payload"]["modelId"], MODEL, "{reg}");
     }
     let regs = json_out(
         &site

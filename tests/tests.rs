@@ -15,6 +15,7 @@ mod gateway;
 mod gateway_peers;
 mod harness;
 mod link;
+mod pnp;
 mod reliability;
 mod reliability_bus;
 mod reliability_hub;

@@ -149,6 +149,7 @@ pub(crate) fn resolve_all(
             key_source: source,
             tags,
             poll_interval: maps.poll_interval,
+            model_id: maps.model_id,
             methods: maps.methods,
             desired: maps.desired,
             reported: maps.reported,

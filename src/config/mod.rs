@@ -29,7 +29,8 @@ pub use dps::{
 pub use error::{ConfigError, ConfigErrors};
 pub use model::{
     Config, DesiredPoint, Door, EventsSettings, HubSettings, HubTransport, KeySource, Method,
-    MethodAction, MetricsSettings, ReadTable, ReportedPoint, Secret, ValueSource, WriteTable,
+    MethodAction, MetricsSettings, Profile, ReadTable, ReportedPoint, Secret, ValueSource,
+    WriteTable,
 };
 pub use points::{DEFAULT_METHOD_TIMEOUT, DEFAULT_POLL_INTERVAL, DEFAULT_PULSE, DEFAULT_PULSE_MAX};
 pub use resolve::{

@@ -50,6 +50,19 @@ pub struct Config {
     pub buses: Vec<BusOptions>,
     /// In file order.
     pub doors: Vec<Door>,
+    /// Every profile by name, as written (without doors' overrides): what `fieldgate model`
+    /// describes.
+    pub profiles: BTreeMap<String, Profile>,
+}
+
+/// A controller model: its maps and Plug and Play model id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Profile {
+    pub model_id: Option<String>,
+    pub poll_interval: Duration,
+    pub methods: Arc<BTreeMap<String, Method>>,
+    pub desired: Arc<BTreeMap<String, DesiredPoint>>,
+    pub reported: Arc<BTreeMap<String, ReportedPoint>>,
 }
 
 impl Config {
@@ -158,6 +171,8 @@ pub struct Door {
     /// Twin tags (for provisioning and queries such as `tags.building = '43'`).
     pub tags: serde_json::Map<String, serde_json::Value>,
     pub poll_interval: Duration,
+    /// The profile's Plug and Play model id, announced at CONNECT and in the DPS payload.
+    pub model_id: Option<String>,
     /// A door without overrides shares its profile's maps (a thousand doors of one model
     /// hold one copy: ~4 KB a door otherwise).
     pub methods: Arc<BTreeMap<String, Method>>,

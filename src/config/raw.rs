@@ -213,6 +213,7 @@ value_spec_fields! {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawProfileHead {
     pub poll_interval: Option<Dur>,
+    pub model_id: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

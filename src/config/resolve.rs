@@ -12,7 +12,7 @@ use toml::Spanned;
 use super::de;
 use super::doors::{self, Pending};
 use super::error::{ConfigErrors, Errors};
-use super::model::{EventsSettings, HubSettings, HubTransport, MetricsSettings, Secret};
+use super::model::{EventsSettings, HubSettings, HubTransport, MetricsSettings, Profile, Secret};
 use super::raw::{dur, Dur, RawBus, RawEvents, RawHub, RawMetrics, RawParity, RawTransport};
 use super::{points, Config};
 use crate::bus::{BusOptions, Parity, Transport};
@@ -169,6 +169,21 @@ pub(crate) fn resolve(
                 events,
                 buses,
                 doors,
+                profiles: profiles
+                    .into_iter()
+                    .map(|(name, (_, m))| {
+                        (
+                            name,
+                            Profile {
+                                model_id: m.model_id,
+                                poll_interval: m.poll_interval,
+                                methods: m.methods,
+                                desired: m.desired,
+                                reported: m.reported,
+                            },
+                        )
+                    })
+                    .collect(),
             },
             pending,
         )),

@@ -80,7 +80,12 @@ impl Conn {
             s.websocket_port,
             s.proxy.as_ref(),
         );
-        opts.set_credentials(auth::username(host_name, &s.device_id), password)
+        let mut username = auth::username(host_name, &s.device_id);
+        if let Some(m) = &s.model_id {
+            username.push_str("&model-id=");
+            username.push_str(&iothub_proto::sas::encode(m));
+        }
+        opts.set_credentials(username, password)
             .set_clean_session(false)
             .set_keep_alive(Duration::from_secs(s.keepalive.as_secs().max(1)))
             .set_max_packet_size(MAX_PACKET, MAX_PACKET)

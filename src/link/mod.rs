@@ -91,6 +91,8 @@ pub struct LinkSettings {
     pub dps: Option<Arc<crate::dps::Provisioner>>,
     /// Custom data sent with the registration (the door's tags), for custom allocation.
     pub dps_payload: Option<Value>,
+    /// The Plug and Play model the door announces (`&model-id=` in the CONNECT username).
+    pub model_id: Option<String>,
 }
 
 impl LinkSettings {
@@ -121,6 +123,7 @@ impl LinkSettings {
             event_pacer: ConnectPacer::unpaced(),
             dps: None,
             dps_payload: None,
+            model_id: None,
         }
     }
 
@@ -174,6 +177,7 @@ impl fmt::Debug for LinkSettings {
             .field("proxy", &self.proxy)
             .field("events", &self.events.is_some())
             .field("dps", &self.dps.is_some())
+            .field("model_id", &self.model_id)
             .finish()
     }
 }

@@ -53,7 +53,7 @@ impl State {
             "cloudToDeviceMessageCount": 0,
             "authenticationType": "sas",
             "x509Thumbprint": {"primaryThumbprint": null, "secondaryThumbprint": null},
-            "modelId": "",
+            "modelId": d.rec.model_id,
             "version": d.rec.twin.version,
             "tags": tags,
             "properties": properties,
@@ -129,6 +129,7 @@ impl Hub {
                 ident.iot_edge = upd.iot_edge.unwrap_or(false);
                 let rec = DeviceRecord {
                     identity: ident,
+                    model_id: String::new(),
                     twin: TwinDoc::new(&now_iso()),
                 };
                 (rec, false)

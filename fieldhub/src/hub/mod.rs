@@ -31,6 +31,10 @@ use crate::twin::TwinDoc;
 pub(crate) struct DeviceRecord {
     pub identity: DeviceIdentity,
     pub twin: TwinDoc,
+    /// The Plug and Play model the device announced at its last CONNECT (`model-id` in the
+    /// username); empty when none.
+    #[serde(default)]
+    pub model_id: String,
 }
 
 #[derive(Debug)]
@@ -221,6 +225,28 @@ impl Hub {
             .store
             .put(crate::store::DEVICES, id, rec, durable)
             .map_err(HubError::from)
+    }
+
+    /// Records the Plug and Play model a device announced when it connected (Microsoft Learn,
+    /// "IoT Plug and Play conventions": the twin and identity show it as `modelId`).
+    pub(crate) fn set_model_id(&self, id: &str, model_id: &str) {
+        let st = self.lock();
+        let Some(d) = st.devices.get(id) else {
+            return;
+        };
+        if d.rec.model_id == model_id {
+            return;
+        }
+        let mut rec = d.rec.clone();
+        rec.model_id = model_id.to_string();
+        if let Err(e) = self.persist(id, Some(&rec), false) {
+            tracing::warn!(device = %id, error = %e, "model id not stored");
+            return;
+        }
+        drop(st);
+        if let Some(d) = self.lock().devices.get_mut(id) {
+            d.rec.model_id = rec.model_id;
+        }
     }
 
     /// Closes the database; later writes fail with a storage error.

@@ -144,6 +144,9 @@ pub async fn serve_stream<T: AsyncRead + AsyncWrite + Unpin>(hub: Hub, io: T) {
             return;
         }
     };
+    if let Some(login) = &connect.login {
+        hub.set_model_id(&id, &rules::model_id(&login.username).unwrap_or_default());
+    }
     let att = hub.attach(&id, connect.clean_session);
     let ack = ConnAck::new(ConnectReturnCode::Success, att.session_present);
     let end = if send(&mut framed, Packet::ConnAck(ack)).await.is_err() {
