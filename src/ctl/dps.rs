@@ -277,7 +277,7 @@ mod tests {
 
     #[test]
     fn group_bodies_carry_the_initial_twin_and_no_keys() {
-        let tags = parse_assignments("--tag", &["building=43".into()]).unwrap();
+        let tags = parse_assignments("--tag", &["building=\"43\"".into()]).unwrap();
         let body = group_body("site-43", &tags, &Map::new(), false);
         assert_eq!(body["initialTwin"], json!({"tags": {"building": "43"}}));
         assert_eq!(body["attestation"], json!({"type": "symmetricKey"}));

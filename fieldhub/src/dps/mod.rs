@@ -59,8 +59,7 @@ pub(crate) struct DpsState {
 /// Loads the DPS tables, choosing an ID scope (`0ne` and 8 hex digits, the form Azure uses)
 /// on first start.
 pub(crate) fn load(store: &Store) -> Result<DpsState, HubError> {
-    let mut st = DpsState::default();
-    st.id_scope = match store
+    let id_scope = match store
         .load::<String>(META)?
         .into_iter()
         .find(|(k, _)| k == "idScope")
@@ -72,9 +71,13 @@ pub(crate) fn load(store: &Store) -> Result<DpsState, HubError> {
             s
         }
     };
-    st.groups = store.load(GROUPS)?.into_iter().collect();
-    st.enrollments = store.load(ENROLLMENTS)?.into_iter().collect();
-    st.registrations = store.load(REGISTRATIONS)?.into_iter().collect();
+    let st = DpsState {
+        id_scope,
+        groups: store.load(GROUPS)?.into_iter().collect(),
+        enrollments: store.load(ENROLLMENTS)?.into_iter().collect(),
+        registrations: store.load(REGISTRATIONS)?.into_iter().collect(),
+        ..DpsState::default()
+    };
     Ok(st)
 }
 
