@@ -114,14 +114,22 @@ impl Site {
 
     /// A device map with no hub host name and no device keys: only `[dps]` and the group key.
     fn config_text(&self, group_key: &std::path::Path) -> String {
+        self.config_with(
+            group_key,
+            "",
+            &format!("localhost:{}", self.hub.mqtt_addr.port()),
+        )
+    }
+
+    /// The map with extra `[hub]` lines and another DPS endpoint.
+    fn config_with(&self, group_key: &std::path::Path, hub_extra: &str, endpoint: &str) -> String {
         let mut t = format!(
-            "[hub]\nca_file = \"{}\"\nconnects_per_second = 0\nreconnect_backoff_min = \"100ms\"\nreconnect_backoff_max = \"500ms\"\n\n\
-             [dps]\nid_scope = \"{}\"\nglobal_endpoint = \"localhost:{}\"\ngroup_key_file = \"{}\"\nregistrations_per_second = 0\n\n\
+            "[hub]\nca_file = \"{}\"\nconnects_per_second = 0\nreconnect_backoff_min = \"100ms\"\nreconnect_backoff_max = \"500ms\"\n{hub_extra}\n\n\
+             [dps]\nid_scope = \"{}\"\nglobal_endpoint = \"{endpoint}\"\ngroup_key_file = \"{}\"\nregistrations_per_second = 0\n\n\
              [metrics]\nlisten = \"127.0.0.1:0\"\n\n[events]\ndir = \"{}\"\n\n\
              [[bus]]\nname = \"tcp\"\ntcp = \"{}\"\ntimeout = \"300ms\"\nretries = 1\n\n{}\n",
             self.hub.ca_path.display(),
             self.hub.dps_id_scope,
-            self.hub.mqtt_addr.port(),
             group_key.display(),
             self.dir.path().join("state").display(),
             self.sim.local_addr.unwrap(),
@@ -136,10 +144,14 @@ impl Site {
     }
 
     async fn gateway(&self, group_key: &std::path::Path) -> Gateway {
+        self.gateway_from(&self.config_text(group_key)).await
+    }
+
+    /// Starts the gateway on a map and waits until every door is connected.
+    async fn gateway_from(&self, text: &str) -> Gateway {
         let path = self.dir.path().join("fieldgate.toml");
-        let config =
-            fieldgate::config::parse(&self.config_text(group_key), &path.display().to_string())
-                .unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
+        let config = fieldgate::config::parse(text, &path.display().to_string())
+            .unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
         let gw = Gateway::start(&config, Arc::new(Metrics::new())).unwrap();
         for unit in 1..=DOORS {
             wait_link(&gw, &format!("door-{unit}")).await;
@@ -314,6 +326,104 @@ async fn a_wrong_group_key_or_scope_keeps_doors_retrying_and_says_why() {
             >= 1
     );
     assert!(site.hub.hub.device_ids().is_empty());
+    bounded("gateway shutdown", gw.shutdown()).await;
+    site.hub.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_goes_over_websockets_when_the_hub_link_does() {
+    let site = Site::start().await;
+    let key = site.enroll().await;
+    // The endpoint's port is closed: only the WebSocket transport (the hub's HTTPS port, path
+    // /$iothub/websocket) can reach the service.
+    let text = site.config_with(
+        &key,
+        &format!(
+            "transport = \"websocket\"\nwebsocket_port = {}",
+            site.hub.https_addr.port()
+        ),
+        "localhost:1",
+    );
+    let gw = site.gateway_from(&text).await;
+    assert_eq!(site.hub.hub.dps_register_calls(), u64::from(DOORS));
+    bounded("gateway shutdown", gw.shutdown()).await;
+    site.hub.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_enrollment_is_a_clear_error_and_no_device_is_created() {
+    let site = Site::start().await;
+    let key = site.enroll().await;
+    let (status, body) = site
+        .service
+        .send(
+            Method::PUT,
+            "/enrollmentGroups/site-43",
+            Some(json!({
+                "enrollmentGroupId": "site-43",
+                "attestation": {"type": "symmetricKey", "symmetricKey": {
+                    "primaryKey": std::fs::read_to_string(&key).unwrap().trim(),
+                }},
+                "provisioningStatus": "disabled",
+            })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let path = site.dir.path().join("fieldgate.toml");
+    let config =
+        fieldgate::config::parse(&site.config_text(&key), &path.display().to_string()).unwrap();
+    let metrics = Arc::new(Metrics::new());
+    let gw = Gateway::start(&config, Arc::clone(&metrics)).unwrap();
+    let mut w = gw.link("door-1").unwrap().watch_state();
+    let state = bounded(
+        "door-1 down",
+        w.wait_for(|s| matches!(s, LinkState::Disconnected { .. })),
+    )
+    .await
+    .unwrap()
+    .clone();
+    let LinkState::Disconnected { reason, .. } = state else {
+        unreachable!()
+    };
+    assert!(reason.contains("registration disabled"), "{reason}");
+    assert!(
+        metrics
+            .dps_registrations
+            .with_label_values(&["failed"])
+            .get()
+            >= 1
+    );
+    assert!(site.hub.hub.device_ids().is_empty());
+    bounded("gateway shutdown", gw.shutdown()).await;
+    site.hub.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_door_that_cannot_register_does_not_hold_back_the_others() {
+    let site = Site::start().await;
+    let key = site.enroll().await;
+    // door-3 signs with a key of its own that no enrollment knows.
+    let text = site.config_text(&key).replace(
+        "device_id = \"door-3\"\nbus = \"tcp\"\nunit = 3\nprofile = \"door\"\ngroup_key = true",
+        "device_id = \"door-3\"\nbus = \"tcp\"\nunit = 3\nprofile = \"door\"\nkey = \"QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVoxMjM0NTY=\"",
+    );
+    assert!(text.contains("QUJDREVGR0hJ"));
+    let path = site.dir.path().join("fieldgate.toml");
+    let config = fieldgate::config::parse(&text, &path.display().to_string()).unwrap();
+    let gw = Gateway::start(&config, Arc::new(Metrics::new())).unwrap();
+    wait_link(&gw, "door-1").await;
+    wait_link(&gw, "door-2").await;
+    let mut w = gw.link("door-3").unwrap().watch_state();
+    bounded(
+        "door-3 refused",
+        w.wait_for(|s| matches!(s, LinkState::Disconnected { reason, .. } if reason.contains("DPS registration"))),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        site.hub.hub.device_ids(),
+        vec!["door-1".to_string(), "door-2".to_string()]
+    );
     bounded("gateway shutdown", gw.shutdown()).await;
     site.hub.shutdown().await;
 }
