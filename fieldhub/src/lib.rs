@@ -18,6 +18,7 @@ pub mod server;
 pub mod store;
 pub mod tls;
 pub mod twin;
+pub mod x509;
 
 pub mod doorsim;
 pub mod jobs;

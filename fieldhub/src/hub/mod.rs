@@ -26,6 +26,15 @@ use crate::registry::DeviceIdentity;
 use crate::store::Store;
 use crate::twin::TwinDoc;
 
+const CA_CERTIFICATES: redb::TableDefinition<'static, &str, &[u8]> =
+    redb::TableDefinition::new("ca_certificates");
+
+fn pem_certs(pem: &str) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+    rustls_pemfile::certs(&mut pem.as_bytes())
+        .filter_map(Result::ok)
+        .collect()
+}
+
 /// What the store keeps per device.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct DeviceRecord {
@@ -70,6 +79,8 @@ pub(crate) struct Inner {
     pub shutdown: CancellationToken,
     /// The provisioning service's state; its own lock, never taken while `state` is held.
     pub dps: Mutex<crate::dps::DpsState>,
+    /// CA certificates (DER) that `certificateAuthority` devices' chains may end at.
+    pub cas: Mutex<Vec<rustls::pki_types::CertificateDer<'static>>>,
 }
 
 /// Cheap `Clone` handle on the hub state.
@@ -126,6 +137,13 @@ impl Hub {
         }
         let (telemetry_tx, _) = broadcast::channel(1024);
         let dps = Mutex::new(crate::dps::load(&store)?);
+        let cas = Mutex::new(
+            store
+                .load::<String>(CA_CERTIFICATES)?
+                .into_iter()
+                .flat_map(|(_, pem)| pem_certs(&pem))
+                .collect(),
+        );
         Ok(Hub {
             inner: Arc::new(Inner {
                 hostname,
@@ -138,6 +156,7 @@ impl Hub {
                 telemetry_tx,
                 shutdown,
                 dps,
+                cas,
             }),
         })
     }
@@ -225,6 +244,26 @@ impl Hub {
             .store
             .put(crate::store::DEVICES, id, rec, durable)
             .map_err(HubError::from)
+    }
+
+    /// Registers a CA (PEM) that `certificateAuthority` devices' certificate chains may end at
+    /// (on IoT Hub: a verified CA certificate, uploaded through the portal or ARM).
+    pub fn add_ca_certificate(&self, name: &str, pem: &str) -> Result<(), HubError> {
+        let certs = pem_certs(pem);
+        if certs.is_empty() {
+            return Err(HubError::ArgumentInvalid(format!(
+                "CA certificate '{name}' holds no PEM certificate"
+            )));
+        }
+        self.inner
+            .store
+            .put(CA_CERTIFICATES, name, Some(&pem.to_string()), true)?;
+        self.inner
+            .cas
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(certs);
+        Ok(())
     }
 
     /// Records the Plug and Play model a device announced when it connected (Microsoft Learn,

@@ -60,8 +60,16 @@ async fn send<T: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-/// Checks CONNECT fields and credentials: the device id, or the CONNACK refusal code.
-fn check_connect(hub: &Hub, c: &Connect) -> Result<(String, u64), ConnectReturnCode> {
+/// The client certificate chain a device presented in the TLS handshake (leaf first).
+type ClientChain = Vec<rustls::pki_types::CertificateDer<'static>>;
+
+/// Checks CONNECT fields and credentials: the device id, or the CONNACK refusal code. Without
+/// a password, the client certificate is the credential (X.509).
+fn check_connect(
+    hub: &Hub,
+    c: &Connect,
+    chain: &ClientChain,
+) -> Result<(String, u64), ConnectReturnCode> {
     if c.protocol != Protocol::V4 {
         return Err(ConnectReturnCode::RefusedProtocolVersion);
     }
@@ -78,7 +86,12 @@ fn check_connect(hub: &Hub, c: &Connect) -> Result<(String, u64), ConnectReturnC
         // fieldhub has no module identities.
         return Err(ConnectReturnCode::NotAuthorized);
     }
-    match hub.authorize_device(&c.client_id, &login.password) {
+    let verdict = if login.password.is_empty() && !chain.is_empty() {
+        hub.authorize_device_x509(&c.client_id, chain)
+    } else {
+        hub.authorize_device(&c.client_id, &login.password)
+    };
+    match verdict {
         Ok(expiry) => Ok((c.client_id.clone(), expiry)),
         Err(refusal) => {
             tracing::info!(device = %c.client_id, ?refusal, "CONNECT refused");
@@ -111,13 +124,28 @@ pub(crate) async fn run(hub: Hub, acceptor: TlsAcceptor, tcp: TcpStream) {
             _ => return,
         },
     };
-    serve_stream(hub, tls).await;
+    let chain: ClientChain = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .map(|c| c.iter().map(|d| d.clone().into_owned()).collect())
+        .unwrap_or_default();
+    serve_stream_with_chain(hub, tls, chain).await;
 }
 
 /// Serves one device connection on an established (already secured) byte stream until it
 /// ends: CONNECT and its checks, then the session. Returns when the peer disconnects or
 /// closes the stream, breaks the rules, is replaced or kicked, or its token expires.
 pub async fn serve_stream<T: AsyncRead + AsyncWrite + Unpin>(hub: Hub, io: T) {
+    serve_stream_with_chain(hub, io, Vec::new()).await;
+}
+
+/// [`serve_stream`] for a stream whose TLS handshake presented a client certificate chain.
+async fn serve_stream_with_chain<T: AsyncRead + AsyncWrite + Unpin>(
+    hub: Hub,
+    io: T,
+    chain: ClientChain,
+) {
     // Before attaching, only shutdown can interrupt; afterwards the link's kill token does.
     let shutdown = hub.inner.shutdown.clone();
     let (mut framed, connect) = tokio::select! {
@@ -137,7 +165,7 @@ pub async fn serve_stream<T: AsyncRead + AsyncWrite + Unpin>(hub: Hub, io: T) {
         crate::dps::mqtt::serve(hub, framed, connect, scope, reg).await;
         return;
     }
-    let (id, expiry) = match check_connect(&hub, &connect) {
+    let (id, expiry) = match check_connect(&hub, &connect, &chain) {
         Ok(ok) => ok,
         Err(code) => {
             let _ = send(&mut framed, Packet::ConnAck(ConnAck::new(code, false))).await;
