@@ -243,6 +243,15 @@ impl Gateway {
         };
         s.dps = self.dps.clone();
         s.model_id = door.model_id.clone();
+        if let crate::config::KeySource::Certificate { cert, key } = &door.key_source {
+            // Checked when the config was loaded; a file changed since shows here and at the hub.
+            match crate::link::tls::ClientCert::load(cert, key) {
+                Ok(c) => s.client_cert = Some(c),
+                Err(e) => {
+                    tracing::error!(device = %door.device_id, error = %e, "door certificate unusable")
+                }
+            }
+        }
         if self.dps.is_some() {
             // Custom data for a custom allocation policy (Microsoft Learn, "How to transfer a
             // payload between a device and DPS"); `modelId` is the Plug and Play convention.

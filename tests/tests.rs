@@ -25,3 +25,4 @@ mod reliability_security;
 mod service;
 mod soak;
 mod transport;
+mod x509;

@@ -19,6 +19,7 @@ mod names;
 mod points;
 mod raw;
 mod resolve;
+mod x509;
 
 use std::path::{Path, PathBuf};
 
@@ -89,9 +90,12 @@ pub fn load_for_provisioning(path: &Path) -> Result<Provisioning, ConfigErrors> 
 /// Like `parse`, but key files that do not exist yet are reported as `MissingFile`.
 pub fn parse_for_provisioning(text: &str, origin: &str) -> Result<Provisioning, ConfigErrors> {
     let (config, pending) = resolve::resolve(text, origin, &base_dir(origin), Mode::Provision)?;
+    // X.509 doors are registered with their certificate's thumbprint or through a CA, not
+    // with a key: provisioning leaves them out.
     let doors = config
         .doors
         .into_iter()
+        .filter(|d| !matches!(d.key_source, KeySource::Certificate { .. }))
         .map(|d| {
             let missing = pending.iter().find(|p| p.device_id == d.device_id);
             let key = match (missing, d.key_source) {

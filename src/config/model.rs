@@ -156,6 +156,11 @@ pub enum KeySource {
     File(PathBuf),
     /// Derived from the hub's group key: HMAC-SHA256(group key, device id), base64.
     Group,
+    /// X.509: a certificate (CN = device id) and its private key; `Door::key` is empty.
+    Certificate {
+        cert: PathBuf,
+        key: PathBuf,
+    },
 }
 
 /// One door controller: a Modbus unit on a bus, presented as one IoT Hub device.

@@ -226,6 +226,9 @@ pub(crate) struct RawDoor {
     pub key: Option<Spanned<String>>,
     pub key_file: Option<Spanned<String>>,
     pub group_key: Option<Spanned<bool>>,
+    /// X.509: the door's certificate (PEM, CN = device id) and its private key file.
+    pub cert_file: Option<Spanned<String>>,
+    pub cert_key_file: Option<Spanned<String>>,
     pub tags: Option<Spanned<toml::Table>>,
     // `overrides` is taken out before deserializing: it is merged onto the profile's tables.
 }

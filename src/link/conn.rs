@@ -69,8 +69,12 @@ impl Conn {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let password = auth::password(host_name, &s.device_id, &s.key, now, s.token_lifetime)
-            .map_err(|e| e.to_string())?;
+        // X.509: the certificate in the handshake is the credential, CONNECT has no password.
+        let password = match &s.client_cert {
+            Some(_) => String::new(),
+            None => auth::password(host_name, &s.device_id, &s.key, now, s.token_lifetime)
+                .map_err(|e| e.to_string())?,
+        };
         let mut opts = mqtt_options(
             &s.device_id,
             host_name,

@@ -93,6 +93,9 @@ pub struct LinkSettings {
     pub dps_payload: Option<Value>,
     /// The Plug and Play model the door announces (`&model-id=` in the CONNECT username).
     pub model_id: Option<String>,
+    /// X.509 authentication: the door presents this certificate and sends no password
+    /// (`key` is then unused).
+    pub client_cert: Option<tls::ClientCert>,
 }
 
 impl LinkSettings {
@@ -124,6 +127,7 @@ impl LinkSettings {
             dps: None,
             dps_payload: None,
             model_id: None,
+            client_cert: None,
         }
     }
 
@@ -178,6 +182,7 @@ impl fmt::Debug for LinkSettings {
             .field("events", &self.events.is_some())
             .field("dps", &self.dps.is_some())
             .field("model_id", &self.model_id)
+            .field("client_cert", &self.client_cert.is_some())
             .finish()
     }
 }

@@ -153,8 +153,10 @@ impl Link {
         let tls = match self
             .s
             .check_offline()
-            .and_then(|()| tls::client_config(self.s.extra_ca_pem.as_deref()))
-        {
+            .and_then(|()| match &self.s.client_cert {
+                Some(c) => tls::client_config_with_cert(self.s.extra_ca_pem.as_deref(), c),
+                None => tls::client_config(self.s.extra_ca_pem.as_deref()),
+            }) {
             // The PEM is only needed to find the shared config; the gateway keeps its own copy.
             Ok(t) => {
                 self.s.extra_ca_pem = None;
