@@ -181,4 +181,56 @@ mod tests {
         assert!(!thumbprint_matches(cert.der(), ""));
         assert!(!thumbprint_matches(cert.der(), &"0".repeat(40)));
     }
+
+    #[test]
+    fn the_hub_checks_thumbprints_chains_and_common_names() {
+        use crate::hub::{DeviceUpdate, Hub};
+        let dir = tempfile::tempdir().unwrap();
+        let hub = Hub::open_offline(dir.path(), "h").unwrap();
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca = rcgen::CertificateParams::new(vec![]).unwrap();
+        ca.distinguished_name.push(rcgen::DnType::CommonName, "ca");
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        hub.add_ca_certificate("ca", &ca_cert.pem()).unwrap();
+        let issuer = rcgen::Issuer::new(ca, ca_key);
+        let leaf = |cn: &str| {
+            let k = rcgen::KeyPair::generate().unwrap();
+            let mut p = rcgen::CertificateParams::new(vec![]).unwrap();
+            p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+            vec![CertificateDer::from(
+                p.signed_by(&k, &issuer).unwrap().der().to_vec(),
+            )]
+        };
+        let register = |id: &str, auth: AuthType| {
+            let upd = DeviceUpdate {
+                auth: Some(auth),
+                ..DeviceUpdate::default()
+            };
+            hub.upsert_device(id, upd, None).unwrap();
+        };
+        register("door-7", AuthType::CertificateAuthority);
+        assert!(hub.authorize_device_x509("door-7", &leaf("door-7")).is_ok());
+        // Signed by the CA, but for another device.
+        assert!(hub
+            .authorize_device_x509("door-7", &leaf("door-8"))
+            .is_err());
+        let mine = leaf("door-9");
+        let (_, sha256) = thumbprints(&mine[0]);
+        register(
+            "door-9",
+            AuthType::SelfSigned {
+                primary: Some("00".repeat(32)),
+                secondary: Some(sha256),
+            },
+        );
+        assert!(hub.authorize_device_x509("door-9", &mine).is_ok());
+        assert!(hub
+            .authorize_device_x509("door-9", &leaf("door-9"))
+            .is_err());
+        hub.create_device("door-sas").unwrap();
+        assert!(hub
+            .authorize_device_x509("door-sas", &leaf("door-sas"))
+            .is_err());
+    }
 }
