@@ -197,3 +197,74 @@ fn a_certificate_for_another_device_or_without_its_key_is_a_config_error() {
     let errs = fieldgate::config::parse(&garbled, "site.toml").unwrap_err();
     assert!(!errs.to_string().contains("PRIVATE KEY"), "{errs}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doors_register_through_an_x509_enrollment_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = bounded(
+        "hub",
+        fieldhub::start(HubConfig::for_tests(dir.path().join("hub"))),
+    )
+    .await
+    .unwrap();
+    let sim = bounded(
+        "doorsim",
+        doorsim::start(DoorSimConfig {
+            listen: Listen::Tcp("127.0.0.1:0".parse().unwrap()),
+            units: vec![1, 2],
+            line_baud: None,
+        }),
+    )
+    .await
+    .unwrap();
+    let (ca_pem, issuer) = ca();
+    let service = Service::new(&hub);
+    let (status, group) = service
+        .send(
+            reqwest::Method::PUT,
+            "/enrollmentGroups/site-x509",
+            Some(json!({
+                "enrollmentGroupId": "site-x509",
+                "attestation": {"type": "x509", "x509": {"signingCertificates": {"primary": {"certificate": ca_pem.cert}}}},
+                "initialTwin": {"tags": {"building": "43"}},
+            })),
+        )
+        .await;
+    assert_eq!(status, 200, "{group}");
+
+    let mut map = format!(
+        "[hub]\nca_file = \"{}\"\nconnects_per_second = 0\nreconnect_backoff_min = \"100ms\"\nreconnect_backoff_max = \"500ms\"\n\n[dps]\nid_scope = \"{}\"\nglobal_endpoint = \"localhost:{}\"\nregistrations_per_second = 0\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n\n[events]\ndir = \"{}\"\n\n[[bus]]\nname = \"tcp\"\ntcp = \"{}\"\ntimeout = \"300ms\"\n\n{PROFILE}\n",
+        hub.ca_path.display(),
+        hub.dps_id_scope,
+        hub.mqtt_addr.port(),
+        dir.path().join("state").display(),
+        sim.local_addr.unwrap(),
+    );
+    for unit in 1..=2 {
+        let pem = device_cert(&format!("door-{unit}"), Some(&issuer));
+        let (cert, key) = write_pair(dir.path(), &format!("door-{unit}"), &pem);
+        map.push_str(&format!(
+            "[[door]]\ndevice_id = \"door-{unit}\"\nbus = \"tcp\"\nunit = {unit}\nprofile = \"door\"\ncert_file = \"{}\"\ncert_key_file = \"{}\"\n\n",
+            cert.display(),
+            key.display()
+        ));
+    }
+    let config = fieldgate::config::parse(&map, "site.toml").unwrap_or_else(|e| panic!("{e}"));
+    let gw = Gateway::start(&config, Arc::new(Metrics::new())).unwrap();
+    wait_link(&gw, "door-1").await;
+    wait_link(&gw, "door-2").await;
+    assert_eq!(hub.hub.dps_register_calls(), 2);
+    for id in ["door-1", "door-2"] {
+        let twin = service.twin(id).await;
+        assert_eq!(twin["tags"]["building"], "43", "{twin}");
+        let (_, device) = service
+            .send(reqwest::Method::GET, &format!("/devices/{id}"), None)
+            .await;
+        assert_eq!(
+            device["authentication"]["type"], "certificateAuthority",
+            "{device}"
+        );
+    }
+    bounded("gateway shutdown", gw.shutdown()).await;
+    hub.shutdown().await;
+}

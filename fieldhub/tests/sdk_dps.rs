@@ -42,6 +42,7 @@ fn enroll(hub: &RunningHub) {
                         primary_key: GROUP_KEY.into(),
                         secondary_key: String::new(),
                     }),
+                    x509: None,
                 },
                 provisioning_status: ProvisioningStatus::Enabled,
                 initial_twin: Some(json!({

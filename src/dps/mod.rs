@@ -21,7 +21,7 @@ use crate::link::{ConnectPacer, ProxyConfig};
 use crate::metrics::Metrics;
 
 pub use cache::AssignmentCache;
-pub use register::{Assignment, DpsError};
+pub use register::{Assignment, Credential, DpsError};
 
 /// Registers doors and remembers where they were assigned. One per gateway, shared.
 pub struct Provisioner {
@@ -86,16 +86,24 @@ impl Provisioner {
     pub async fn assignment(
         &self,
         registration_id: &str,
-        key: &str,
+        credential: Credential<'_>,
         payload: Option<&Value>,
         transport: Chosen,
+        tls: Option<&Arc<rustls::ClientConfig>>,
     ) -> Result<Assignment, DpsError> {
         if let Some(a) = self.cache.get(registration_id) {
             return Ok(a);
         }
         self.pacer.acquire().await;
-        let r = register::register(&self.endpoint, transport, registration_id, key, payload)
-            .await
+        let r = register::register(
+            &self.endpoint,
+            transport,
+            tls,
+            registration_id,
+            credential,
+            payload,
+        )
+        .await
             .and_then(|a| {
                 if a.device_id == registration_id {
                     Ok(a)

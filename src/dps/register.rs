@@ -206,27 +206,52 @@ impl std::fmt::Debug for Endpoint {
     }
 }
 
-/// Registers `registration_id` (signing with `key`), sending `payload` as custom data.
+/// How a door proves its registration id.
+#[derive(Clone, Copy)]
+pub enum Credential<'a> {
+    /// A SAS token signed with the device key (group-derived or its own).
+    Key(&'a str),
+    /// The client certificate in `tls` (CN = registration id); no password.
+    Certificate,
+}
+
+impl std::fmt::Debug for Credential<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Credential::Key(_) => "Key(***)",
+            Credential::Certificate => "Certificate",
+        })
+    }
+}
+
+/// Registers `registration_id`, sending `payload` as custom data; `tls` is the door's TLS
+/// configuration (its client certificate for X.509), `ep.tls` when `None`.
 pub async fn register(
     ep: &Endpoint,
     transport: Chosen,
+    tls: Option<&Arc<ClientConfig>>,
     registration_id: &str,
-    key: &str,
+    credential: Credential<'_>,
     payload: Option<&Value>,
 ) -> Result<Assignment, DpsError> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let resource = format!("{}/registrations/{registration_id}", ep.id_scope);
-    let password = sas::generate(&resource, key, Some("registration"), now + TOKEN_LIFETIME)
-        .map_err(|e| DpsError::Config(e.to_string()))?;
+    let password = match credential {
+        Credential::Key(key) => {
+            sas::generate(&resource, key, Some("registration"), now + TOKEN_LIFETIME)
+                .map_err(|e| DpsError::Config(e.to_string()))?
+        }
+        Credential::Certificate => String::new(),
+    };
     let client_version = sas::encode(&format!("fieldgate/{}", env!("CARGO_PKG_VERSION")));
     let username = format!("{resource}/api-version={API_VERSION}&ClientVersion={client_version}");
     let mut opts = crate::link::conn::mqtt_options(
         registration_id,
         &ep.host_name,
         ep.port,
-        &ep.tls,
+        tls.unwrap_or(&ep.tls),
         transport,
         ep.websocket_port,
         ep.proxy.as_ref(),

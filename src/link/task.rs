@@ -180,7 +180,7 @@ impl Link {
             let chosen = self.s.transport.choose(&self.metrics);
             let assigned = match self.s.dps.clone() {
                 None => Ok(()),
-                Some(p) => match self.provision(&p, chosen).await {
+                Some(p) => match self.provision(&p, chosen, &tls).await {
                     None => break,
                     Some(r) => r,
                 },
@@ -237,16 +237,24 @@ impl Link {
         &mut self,
         p: &crate::dps::Provisioner,
         chosen: Chosen,
+        tls: &std::sync::Arc<rustls::ClientConfig>,
     ) -> Option<Result<(), String>> {
         let (id, key, payload) = (
             self.s.device_id.clone(),
             self.s.key.clone(),
             self.s.dps_payload.clone(),
         );
+        let credential = match self.s.client_cert {
+            Some(_) => crate::dps::Credential::Certificate,
+            None => crate::dps::Credential::Key(&key),
+        };
         let mut out = None;
         let done = self
             .offline_until(async {
-                out = Some(p.assignment(&id, &key, payload.as_ref(), chosen).await);
+                out = Some(
+                    p.assignment(&id, credential, payload.as_ref(), chosen, Some(tls))
+                        .await,
+                );
             })
             .await;
         if !done {

@@ -177,18 +177,68 @@ impl DpsState {
     }
 }
 
+impl DpsState {
+    /// The signing certificates of every X.509 enrollment group (trusted by the hub for the
+    /// devices they provisioned).
+    pub(crate) fn group_cas(&self) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+        self.groups
+            .values()
+            .flat_map(|g| g.attestation.signing_certificates())
+            .collect()
+    }
+
+    /// Checks a registration client's certificate chain (leaf first): its CN must be the
+    /// registration id, and the chain must end at an `x509` enrollment group's signing
+    /// certificate.
+    pub(crate) fn authenticate_x509(
+        &self,
+        scope: &str,
+        registration_id: &str,
+        chain: &[rustls::pki_types::CertificateDer<'static>],
+    ) -> Result<Enrollment, DpsRefusal> {
+        if !scope.eq_ignore_ascii_case(&self.id_scope) {
+            return Err(DpsRefusal::UnknownScope(scope.to_string()));
+        }
+        let leaf = chain
+            .first()
+            .ok_or_else(|| DpsRefusal::Malformed("no client certificate".into()))?;
+        if crate::x509::subject_cn(leaf).as_deref() != Some(registration_id) {
+            return Err(DpsRefusal::WrongResource(registration_id.to_string()));
+        }
+        self.groups
+            .values()
+            .find(|g| {
+                let cas = g.attestation.signing_certificates();
+                !cas.is_empty() && crate::x509::chains_to(chain, &cas)
+            })
+            .map(|g| Enrollment::Group(g.enrollment_group_id.clone()))
+            .ok_or_else(|| DpsRefusal::NoEnrollment(registration_id.to_string()))
+    }
+}
+
 fn bad(m: impl Into<String>) -> HubError {
     HubError::ArgumentInvalid(m.into())
 }
 
-/// Fills generated keys and checks an attestation on its way in.
-fn prepare_attestation(a: &mut Attestation) -> Result<(), HubError> {
+/// Fills generated keys and checks an attestation on its way in. `x509` is accepted for
+/// enrollment groups (a signing certificate), not for individual enrollments.
+fn prepare_attestation(a: &mut Attestation, group: bool) -> Result<(), HubError> {
+    if group && a.kind.eq_ignore_ascii_case("x509") {
+        if a.signing_certificates().is_empty() {
+            return Err(bad(
+                "an x509 enrollment group needs x509.signingCertificates.primary.certificate (PEM or base64 DER)",
+            ));
+        }
+        a.symmetric_key = None;
+        return Ok(());
+    }
     if !a.kind.eq_ignore_ascii_case("symmetricKey") {
         return Err(bad(format!(
-            "attestation type '{}' is not supported by fieldhub's DPS (use symmetricKey)",
+            "attestation type '{}' is not supported by fieldhub's DPS here (symmetricKey; x509 for enrollment groups)",
             a.kind
         )));
     }
+    a.x509 = None;
     let k = a.symmetric_key.get_or_insert_with(SymmetricKey::default);
     for key in [&mut k.primary_key, &mut k.secondary_key] {
         if key.trim().is_empty() {
@@ -245,7 +295,7 @@ impl Hub {
         if g.enrollment_group_id != id {
             return Err(bad("enrollmentGroupId in the body differs from the URL"));
         }
-        prepare_attestation(&mut g.attestation)?;
+        prepare_attestation(&mut g.attestation, true)?;
         check_initial_twin(&g.initial_twin)?;
         let mut st = self.dps();
         let now = now_iso();
@@ -310,7 +360,7 @@ impl Hub {
         if let Some(d) = &e.device_id {
             crate::registry::validate_device_id(d)?;
         }
-        prepare_attestation(&mut e.attestation)?;
+        prepare_attestation(&mut e.attestation, false)?;
         check_initial_twin(&e.initial_twin)?;
         let mut st = self.dps();
         let now = now_iso();
@@ -380,6 +430,16 @@ impl Hub {
         Ok(())
     }
 
+    /// Checks a registration client's CONNECT made with a certificate.
+    pub(crate) fn dps_authenticate_x509(
+        &self,
+        scope: &str,
+        registration_id: &str,
+        chain: &[rustls::pki_types::CertificateDer<'static>],
+    ) -> Result<Enrollment, DpsRefusal> {
+        self.dps().authenticate_x509(scope, registration_id, chain)
+    }
+
     /// Checks a registration client's CONNECT.
     pub(crate) fn dps_authenticate(
         &self,
@@ -438,8 +498,16 @@ impl Hub {
         payload: Option<Value>,
     ) -> RegistrationState {
         let now = now_iso();
-        let (keys, derive, device_id, status, initial_twin, group) = {
+        let (keys, derive, device_id, status, initial_twin, group, cas) = {
             let st = self.dps();
+            let cas = match who {
+                Enrollment::Group(gid) => st
+                    .groups
+                    .get(gid)
+                    .map(|g| g.attestation.signing_certificates())
+                    .unwrap_or_default(),
+                Enrollment::Individual(_) => Vec::new(),
+            };
             match who {
                 Enrollment::Individual(id) => match st.enrollments.get(id) {
                     Some(e) => (
@@ -449,6 +517,7 @@ impl Hub {
                         e.provisioning_status,
                         e.initial_twin.clone(),
                         None,
+                        cas.clone(),
                     ),
                     None => (
                         None,
@@ -457,6 +526,7 @@ impl Hub {
                         ProvisioningStatus::Disabled,
                         None,
                         None,
+                        cas.clone(),
                     ),
                 },
                 Enrollment::Group(gid) => match st.groups.get(gid) {
@@ -467,6 +537,7 @@ impl Hub {
                         g.provisioning_status,
                         g.initial_twin.clone(),
                         Some(gid.clone()),
+                        cas.clone(),
                     ),
                     None => (
                         None,
@@ -475,6 +546,7 @@ impl Hub {
                         ProvisioningStatus::Disabled,
                         None,
                         Some(gid.clone()),
+                        cas.clone(),
                     ),
                 },
             }
@@ -496,23 +568,37 @@ impl Hub {
             payload,
             enrollment_group_id: group,
         };
-        let Some(keys) = keys.filter(|_| status == ProvisioningStatus::Enabled) else {
+        if status != ProvisioningStatus::Enabled || (keys.is_none() && cas.is_empty()) {
             state.status = RegistrationStatus::Disabled;
             state.error_code = Some(401_002);
             state.error_message = Some("the enrollment is disabled".into());
             return state;
-        };
-        let key = |k: &str| {
-            if derive {
-                derive_device_key(k, registration_id).unwrap_or_default()
-            } else {
-                k.to_string()
+        }
+        let upd = match keys {
+            Some(keys) => {
+                let key = |k: &str| {
+                    if derive {
+                        derive_device_key(k, registration_id).unwrap_or_default()
+                    } else {
+                        k.to_string()
+                    }
+                };
+                DeviceUpdate {
+                    primary_key: Some(key(&keys.primary_key)),
+                    secondary_key: Some(key(&keys.secondary_key)),
+                    ..DeviceUpdate::default()
+                }
             }
-        };
-        let upd = DeviceUpdate {
-            primary_key: Some(key(&keys.primary_key)),
-            secondary_key: Some(key(&keys.secondary_key)),
-            ..DeviceUpdate::default()
+            // An X.509 group's device authenticates at the hub by the same CA (CN = id).
+            None => {
+                for ca in &cas {
+                    self.trust_ca(ca);
+                }
+                DeviceUpdate {
+                    auth: Some(crate::x509::AuthType::CertificateAuthority),
+                    ..DeviceUpdate::default()
+                }
+            }
         };
         let existed = self.get_device(&device_id).is_ok();
         let result = self
@@ -587,6 +673,7 @@ mod tests {
                         primary_key: GROUP_KEY.into(),
                         secondary_key: String::new(),
                     }),
+                    x509: None,
                 },
                 provisioning_status: ProvisioningStatus::Enabled,
                 initial_twin: None,

@@ -32,8 +32,8 @@ impl std::fmt::Debug for SymmetricKey {
     }
 }
 
-/// How an enrollment's devices prove who they are. Only `symmetricKey` is served; an X.509
-/// attestation is refused with a clear error when the enrollment is written.
+/// How an enrollment's devices prove who they are: `symmetricKey`, or for enrollment groups
+/// `x509` with a signing (CA or intermediate) certificate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Attestation {
@@ -41,6 +41,63 @@ pub struct Attestation {
     pub kind: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub symmetric_key: Option<SymmetricKey>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x509: Option<X509Attestation>,
+}
+
+/// `x509.signingCertificates.{primary,secondary}.certificate`: PEM, or base64 DER.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct X509Attestation {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_certificates: Option<X509Certificates>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct X509Certificates {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary: Option<X509Certificate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secondary: Option<X509Certificate>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct X509Certificate {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<String>,
+}
+
+impl Attestation {
+    /// The signing certificates (DER) of an `x509` attestation.
+    pub fn signing_certificates(&self) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+        let Some(c) = self
+            .x509
+            .as_ref()
+            .and_then(|x| x.signing_certificates.as_ref())
+        else {
+            return Vec::new();
+        };
+        [&c.primary, &c.secondary]
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.certificate.as_deref())
+            .flat_map(decode_certificate)
+            .collect()
+    }
+}
+
+/// A certificate as the service API carries it: PEM, or base64 of the DER.
+pub fn decode_certificate(text: &str) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+    use base64::Engine as _;
+    if text.contains("-----BEGIN") {
+        return rustls_pemfile::certs(&mut text.as_bytes())
+            .filter_map(Result::ok)
+            .collect();
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .map(|der| vec![rustls::pki_types::CertificateDer::from(der)])
+        .unwrap_or_default()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

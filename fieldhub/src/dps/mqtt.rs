@@ -143,6 +143,7 @@ pub(crate) async fn serve<T: AsyncRead + AsyncWrite + Unpin>(
     connect: Connect,
     scope: String,
     registration_id: String,
+    chain: Vec<rustls::pki_types::CertificateDer<'static>>,
 ) {
     let password = connect
         .login
@@ -152,11 +153,15 @@ pub(crate) async fn serve<T: AsyncRead + AsyncWrite + Unpin>(
     let who = if connect.client_id != registration_id {
         Err(ConnectReturnCode::BadClientId)
     } else {
-        hub.dps_authenticate(&scope, &registration_id, password)
-            .map_err(|e| {
-                tracing::info!(registration = %registration_id, reason = %e, "DPS CONNECT refused");
-                ConnectReturnCode::NotAuthorized
-            })
+        let verdict = if password.is_empty() && !chain.is_empty() {
+            hub.dps_authenticate_x509(&scope, &registration_id, &chain)
+        } else {
+            hub.dps_authenticate(&scope, &registration_id, password)
+        };
+        verdict.map_err(|e| {
+            tracing::info!(registration = %registration_id, reason = %e, "DPS CONNECT refused");
+            ConnectReturnCode::NotAuthorized
+        })
     };
     let who = match who {
         Ok(w) => w,

@@ -136,14 +136,14 @@ impl Hub {
             state.sessions.insert(id, subs);
         }
         let (telemetry_tx, _) = broadcast::channel(1024);
-        let dps = Mutex::new(crate::dps::load(&store)?);
-        let cas = Mutex::new(
-            store
-                .load::<String>(CA_CERTIFICATES)?
-                .into_iter()
-                .flat_map(|(_, pem)| pem_certs(&pem))
-                .collect(),
-        );
+        let dps = crate::dps::load(&store)?;
+        let mut cas: Vec<_> = store
+            .load::<String>(CA_CERTIFICATES)?
+            .into_iter()
+            .flat_map(|(_, pem)| pem_certs(&pem))
+            .collect();
+        cas.extend(dps.group_cas());
+        let (dps, cas) = (Mutex::new(dps), Mutex::new(cas));
         Ok(Hub {
             inner: Arc::new(Inner {
                 hostname,
@@ -264,6 +264,15 @@ impl Hub {
             .unwrap_or_else(|p| p.into_inner())
             .extend(certs);
         Ok(())
+    }
+
+    /// Trusts `ca` for `certificateAuthority` devices unless it already is (what linking a DPS
+    /// X.509 group's CA to the hub amounts to). In memory: the enrollment keeps it.
+    pub(crate) fn trust_ca(&self, ca: &rustls::pki_types::CertificateDer<'static>) {
+        let mut cas = self.inner.cas.lock().unwrap_or_else(|p| p.into_inner());
+        if !cas.contains(ca) {
+            cas.push(ca.clone());
+        }
     }
 
     /// Records the Plug and Play model a device announced when it connected (Microsoft Learn,

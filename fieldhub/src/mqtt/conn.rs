@@ -162,7 +162,7 @@ async fn serve_stream_with_chain<T: AsyncRead + AsyncWrite + Unpin>(
         .and_then(|l| crate::dps::parse_username(&l.username))
         .map(|(s, r)| (s.to_string(), r.to_string()))
     {
-        crate::dps::mqtt::serve(hub, framed, connect, scope, reg).await;
+        crate::dps::mqtt::serve(hub, framed, connect, scope, reg, chain).await;
         return;
     }
     let (id, expiry) = match check_connect(&hub, &connect, &chain) {
