@@ -201,3 +201,73 @@ async fn python_provisioning_sdk_registers_with_a_group_key_on_8883() {
     check_hub_side(&hub, "py-door-1");
     hub.shutdown().await;
 }
+
+#[tokio::test]
+async fn python_provisioning_sdk_registers_with_an_x509_certificate_on_8883() {
+    use fieldhub::dps::{X509Attestation, X509Certificate, X509Certificates};
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+
+    let dir = tempfile::tempdir().unwrap();
+    let Some(hub) = start_on_sdk_ports(&dir.path().join("hub")).await else {
+        return;
+    };
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(vec![]).unwrap();
+    ca.distinguished_name
+        .push(DnType::CommonName, "sdk site CA");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let mut leaf = CertificateParams::new(vec![]).unwrap();
+    leaf.distinguished_name
+        .push(DnType::CommonName, "py-x509-door");
+    let leaf_cert = leaf.signed_by(&leaf_key, &issuer).unwrap();
+    let (cert_file, key_file) = (dir.path().join("door.pem"), dir.path().join("door.key"));
+    std::fs::write(&cert_file, leaf_cert.pem()).unwrap();
+    std::fs::write(&key_file, leaf_key.serialize_pem()).unwrap();
+    hub.hub
+        .dps_put_group(
+            "sdk-x509",
+            EnrollmentGroup {
+                enrollment_group_id: "sdk-x509".into(),
+                attestation: Attestation {
+                    kind: "x509".into(),
+                    symmetric_key: None,
+                    x509: Some(X509Attestation {
+                        signing_certificates: Some(X509Certificates {
+                            primary: Some(X509Certificate {
+                                certificate: Some(ca_cert.pem()),
+                            }),
+                            secondary: None,
+                        }),
+                    }),
+                },
+                provisioning_status: ProvisioningStatus::Enabled,
+                initial_twin: Some(json!({"properties": {"desired": {"Building": 43}}})),
+                etag: String::new(),
+                created_date_time_utc: String::new(),
+                last_updated_date_time_utc: String::new(),
+            },
+            None,
+        )
+        .unwrap();
+    let mut cmd = Command::new("python3");
+    cmd.arg(peers_dir().join("python/dps.py"));
+    script_env(&mut cmd, &hub, "localhost", "py-x509-door");
+    cmd.env_remove("GROUP_KEY")
+        .env("CERT_FILE", &cert_file)
+        .env("KEY_FILE", &key_file);
+    run(
+        cmd,
+        "python dps.py (x509)",
+        &["provisioning.register", "device.connect+get_twin"],
+    )
+    .await;
+    let device = hub.hub.device_json("py-x509-door").unwrap();
+    assert_eq!(
+        device["authentication"]["type"], "certificateAuthority",
+        "{device}"
+    );
+    hub.shutdown().await;
+}

@@ -20,7 +20,7 @@ pub(crate) mod rest;
 
 pub use model::{
     Attestation, EnrollmentGroup, IndividualEnrollment, ProvisioningStatus, RegistrationState,
-    RegistrationStatus, SymmetricKey,
+    RegistrationStatus, SymmetricKey, X509Attestation, X509Certificate, X509Certificates,
 };
 
 use std::collections::{BTreeMap, HashMap};

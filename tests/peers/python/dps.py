@@ -2,9 +2,10 @@
 with a symmetric-key group enrollment) against fieldhub's DPS, unmodified; the registered device
 then connects with the official device SDK at the assigned hub.
 
-Env: PROVISIONING_HOST (dialled on 8883), ID_SCOPE, GROUP_KEY (the enrollment group's primary
-key), REGISTRATION_ID, CA_FILE (fieldhub's ca.pem), MODEL_ID (optional, sent as payload),
-EXPECT_DESIRED (JSON: desired properties the enrollment's initial twin sets).
+Env: PROVISIONING_HOST (dialled on 8883), ID_SCOPE, REGISTRATION_ID, CA_FILE (fieldhub's ca.pem),
+MODEL_ID (optional, sent as payload), EXPECT_DESIRED (JSON: desired properties the enrollment's
+initial twin sets), and either GROUP_KEY (a symmetric-key group's primary key) or CERT_FILE and
+KEY_FILE (a device certificate, CN = REGISTRATION_ID, signed by an X.509 group's CA).
 Prints one JSON line per checked step and exits non-zero on the first failure.
 """
 import base64
@@ -14,7 +15,7 @@ import json
 import os
 import sys
 
-from azure.iot.device import IoTHubDeviceClient, ProvisioningDeviceClient
+from azure.iot.device import IoTHubDeviceClient, ProvisioningDeviceClient, X509
 
 ENV = os.environ
 CA = open(ENV["CA_FILE"]).read()
@@ -43,8 +44,14 @@ def provisioning(key):
 
 
 def main():
-    key = derive(ENV["GROUP_KEY"], REG)
-    client = provisioning(key)
+    if ENV.get("CERT_FILE"):
+        x509 = X509(cert_file=ENV["CERT_FILE"], key_file=ENV["KEY_FILE"])
+        client = ProvisioningDeviceClient.create_from_x509_certificate(
+            provisioning_host=ENV["PROVISIONING_HOST"], registration_id=REG,
+            id_scope=ENV["ID_SCOPE"], x509=x509, server_verification_cert=CA)
+    else:
+        key = derive(ENV["GROUP_KEY"], REG)
+        client = provisioning(key)
     if ENV.get("MODEL_ID"):
         client.provisioning_payload = {"modelId": ENV["MODEL_ID"]}
     result = client.register()
@@ -54,9 +61,15 @@ def main():
     step("provisioning.register", assignedHub=state.assigned_hub, deviceId=state.device_id,
          substatus=state.sub_status)
 
-    device = IoTHubDeviceClient.create_from_symmetric_key(
-        symmetric_key=key, hostname=state.assigned_hub, device_id=state.device_id,
-        server_verification_cert=CA)
+    if ENV.get("CERT_FILE"):
+        device = IoTHubDeviceClient.create_from_x509_certificate(
+            x509=X509(cert_file=ENV["CERT_FILE"], key_file=ENV["KEY_FILE"]),
+            hostname=state.assigned_hub, device_id=state.device_id,
+            server_verification_cert=CA)
+    else:
+        device = IoTHubDeviceClient.create_from_symmetric_key(
+            symmetric_key=key, hostname=state.assigned_hub, device_id=state.device_id,
+            server_verification_cert=CA)
     device.connect()
     twin = device.get_twin()
     for k, v in json.loads(ENV.get("EXPECT_DESIRED", "{}")).items():
