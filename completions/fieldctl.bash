@@ -538,7 +538,7 @@ _fieldctl() {
             return 0
             ;;
         fieldctl__subcmd__dps__subcmd__group__subcmd__create)
-            opts="-h --tag --desired --key-file --disabled --hub --hub-file --ca-file --proxy --json --no-color --help"
+            opts="-h --tag --desired --key-file --certificate --disabled --hub --hub-file --ca-file --proxy --json --no-color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -553,6 +553,10 @@ _fieldctl() {
                     return 0
                     ;;
                 --key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --certificate)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

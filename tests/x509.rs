@@ -219,18 +219,40 @@ async fn doors_register_through_an_x509_enrollment_group() {
     .unwrap();
     let (ca_pem, issuer) = ca();
     let service = Service::new(&hub);
-    let (status, group) = service
-        .send(
-            reqwest::Method::PUT,
-            "/enrollmentGroups/site-x509",
-            Some(json!({
-                "enrollmentGroupId": "site-x509",
-                "attestation": {"type": "x509", "x509": {"signingCertificates": {"primary": {"certificate": ca_pem.cert}}}},
-                "initialTwin": {"tags": {"building": "43"}},
-            })),
-        )
-        .await;
-    assert_eq!(status, 200, "{group}");
+    // The group is created with fieldctl, from the CA certificate alone.
+    let ca_file = dir.path().join("site-ca.pem");
+    std::fs::write(&ca_file, &ca_pem.cert).unwrap();
+    let out = bounded(
+        "fieldctl",
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_fieldctl"))
+            .arg("--hub-file")
+            .arg(hub.ca_path.parent().unwrap().join("service.connstr"))
+            .arg("--ca-file")
+            .arg(&hub.ca_path)
+            .args([
+                "--json",
+                "dps",
+                "group",
+                "create",
+                "site-x509",
+                "--tag",
+                "building=\"43\"",
+                "--certificate",
+            ])
+            .arg(&ca_file)
+            .env_remove("IOTHUB_CONNECTION_STRING")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed[0]["attestation"], "x509", "{listed}");
 
     let mut map = format!(
         "[hub]\nca_file = \"{}\"\nconnects_per_second = 0\nreconnect_backoff_min = \"100ms\"\nreconnect_backoff_max = \"500ms\"\n\n[dps]\nid_scope = \"{}\"\nglobal_endpoint = \"localhost:{}\"\nregistrations_per_second = 0\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n\n[events]\ndir = \"{}\"\n\n[[bus]]\nname = \"tcp\"\ntcp = \"{}\"\ntimeout = \"300ms\"\n\n{PROFILE}\n",

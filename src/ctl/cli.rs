@@ -306,8 +306,12 @@ pub enum DpsGroupCommand {
         #[arg(long, value_name = "K=V", value_parser = kv_shape, num_args = 1..)]
         desired: Vec<String>,
         /// Write the group's primary key here (mode 0600), for the gateway's [dps] group_key_file
-        #[arg(long, value_name = "PATH")]
+        #[arg(long, value_name = "PATH", conflicts_with = "certificate")]
         key_file: Option<PathBuf>,
+        /// An X.509 group instead: the CA (or intermediate) certificate (PEM) that signs the
+        /// doors' certificates (CN = device id)
+        #[arg(long, value_name = "PEM")]
+        certificate: Option<PathBuf>,
         /// Create it disabled (its devices cannot register)
         #[arg(long)]
         disabled: bool,

@@ -30,6 +30,7 @@ pub fn group_body(
     tags: &Map<String, Value>,
     desired: &Map<String, Value>,
     disabled: bool,
+    certificate: Option<&str>,
 ) -> Value {
     let mut twin = Map::new();
     if !tags.is_empty() {
@@ -46,6 +47,9 @@ pub fn group_body(
     });
     if !twin.is_empty() {
         g["initialTwin"] = Value::Object(twin);
+    }
+    if let Some(pem) = certificate {
+        g["attestation"] = json!({"type": "x509", "x509": {"signingCertificates": {"primary": {"certificate": pem}}}});
     }
     g
 }
@@ -164,11 +168,30 @@ async fn group(ctx: &mut Ctx<'_>, cmd: DpsGroupCommand) -> Result<Outcome, CtlEr
             tag,
             desired,
             key_file,
+            certificate,
             disabled,
         } => {
             let tags = parse_assignments("--tag", &tag)?;
             let desired = parse_assignments("--desired", &desired)?;
-            let body = group_body(&id, &tags, &desired, disabled);
+            let pem = certificate
+                .as_ref()
+                .map(|p| {
+                    std::fs::read_to_string(p).map_err(|e| CtlError::File {
+                        what: "certificate",
+                        path: p.display().to_string(),
+                        detail: e.to_string(),
+                    })
+                })
+                .transpose()?;
+            if pem
+                .as_ref()
+                .is_some_and(|p| !p.contains("-----BEGIN CERTIFICATE-----"))
+            {
+                return Err(CtlError::usage(
+                    "--certificate must be a PEM certificate file",
+                ));
+            }
+            let body = group_body(&id, &tags, &desired, disabled, pem.as_deref());
             let g = ctx
                 .client
                 .dps_call(
@@ -278,10 +301,13 @@ mod tests {
     #[test]
     fn group_bodies_carry_the_initial_twin_and_no_keys() {
         let tags = parse_assignments("--tag", &["building=\"43\"".into()]).unwrap();
-        let body = group_body("site-43", &tags, &Map::new(), false);
+        let body = group_body("site-43", &tags, &Map::new(), false, None);
         assert_eq!(body["initialTwin"], json!({"tags": {"building": "43"}}));
         assert_eq!(body["attestation"], json!({"type": "symmetricKey"}));
         assert_eq!(body["provisioningStatus"], "enabled");
+        let x = group_body("g", &Map::new(), &Map::new(), true, Some("PEM"));
+        assert_eq!(x["attestation"]["type"], "x509");
+        assert_eq!(x["provisioningStatus"], "disabled");
         let s = summary(
             &json!({"enrollmentGroupId": "g", "attestation": {"type": "symmetricKey", "symmetricKey": {"primaryKey": "SECRET"}}}),
         );
