@@ -331,6 +331,35 @@ async fn a_wrong_group_key_or_scope_keeps_doors_retrying_and_says_why() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_does_not_wait_for_paced_registrations() {
+    let site = Site::start().await;
+    let key = site.enroll().await;
+    // One registration a second: the third door registers two seconds after the first.
+    let text = site.config_text(&key).replace(
+        "registrations_per_second = 0",
+        "registrations_per_second = 1",
+    );
+    let path = site.dir.path().join("fieldgate.toml");
+    let config = fieldgate::config::parse(&text, &path.display().to_string()).unwrap();
+    let gw = Gateway::start(&config, Arc::new(Metrics::new())).unwrap();
+    bounded("ready", async {
+        while !gw.readiness().ready() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(
+        site.hub.hub.dps_register_calls() < u64::from(DOORS),
+        "ready only after every registration"
+    );
+    for unit in 1..=DOORS {
+        wait_link(&gw, &format!("door-{unit}")).await;
+    }
+    bounded("gateway shutdown", gw.shutdown()).await;
+    site.hub.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registration_goes_over_websockets_when_the_hub_link_does() {
     let site = Site::start().await;
     let key = site.enroll().await;

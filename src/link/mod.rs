@@ -242,6 +242,10 @@ pub enum LinkState {
         attempt: u32,
     },
     Connected,
+    /// Registering with the Device Provisioning Service (or waiting for its turn to), then
+    /// dialling the hub it assigned: the link counts as attempted for readiness (registrations
+    /// of a large site take minutes under DPS quotas), though not connected.
+    Registering,
     /// Waiting `retry_in` before the next attempt because of `reason`.
     Disconnected {
         reason: String,

@@ -244,6 +244,9 @@ impl Link {
             self.s.key.clone(),
             self.s.dps_payload.clone(),
         );
+        if p.cached(&id).is_none() {
+            self.state.send_replace(LinkState::Registering);
+        }
         let credential = match self.s.client_cert {
             Some(_) => crate::dps::Credential::Certificate,
             None => crate::dps::Credential::Key(&key),
