@@ -246,7 +246,15 @@ impl Gateway {
         if let crate::config::KeySource::Certificate { cert, key } = &door.key_source {
             // Checked when the config was loaded; a file changed since shows here and at the hub.
             match crate::link::tls::ClientCert::load(cert, key) {
-                Ok(c) => s.client_cert = Some(c),
+                Ok(c) => {
+                    if let Some(end) = iothub_proto::x509::not_after(&c.chain[0]) {
+                        self.metrics
+                            .door_certificate_expiry
+                            .with_label_values(&[&door.device_id])
+                            .set(end);
+                    }
+                    s.client_cert = Some(c);
+                }
                 Err(e) => {
                     tracing::error!(device = %door.device_id, error = %e, "door certificate unusable")
                 }

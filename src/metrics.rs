@@ -27,6 +27,8 @@ pub struct Metrics {
     pub bus_connected: IntGaugeVec,
     /// 1 while the door's MQTT link to the hub is connected.
     pub link_up: IntGaugeVec,
+    /// When an X.509 door's certificate expires (Unix seconds): alert well before.
+    pub door_certificate_expiry: IntGaugeVec,
     pub link_reconnects: IntCounterVec,
     /// 1 for the transport new door connections use (`mqtt` on 8883, `websocket` on 443).
     pub hub_transport: IntGaugeVec,
@@ -121,6 +123,11 @@ impl Metrics {
             link_up: gauge(
                 "fieldgate_link_up",
                 "1 while the door's MQTT link to IoT Hub is connected.",
+                &["device"],
+            ),
+            door_certificate_expiry: gauge(
+                "fieldgate_door_certificate_expiry_timestamp_seconds",
+                "When an X.509 door's certificate expires (Unix time).",
                 &["device"],
             ),
             link_reconnects: counter(

@@ -141,9 +141,18 @@ async fn doors_authenticate_with_certificates_by_ca_and_by_thumbprint() {
         ));
     }
     let config = fieldgate::config::parse(&map, "site.toml").unwrap_or_else(|e| panic!("{e}"));
-    let gw = Gateway::start(&config, Arc::new(Metrics::new())).unwrap();
+    let metrics = Arc::new(Metrics::new());
+    let gw = Gateway::start(&config, Arc::clone(&metrics)).unwrap();
     wait_link(&gw, "door-1").await;
     wait_link(&gw, "door-2").await;
+    // rcgen's default validity ends in 4096.
+    assert!(
+        metrics
+            .door_certificate_expiry
+            .with_label_values(&["door-1"])
+            .get()
+            > 4_000_000_000
+    );
     // door-3's chain ends at a CA the hub does not know: refused at CONNECT, retried.
     let mut w = gw.link("door-3").unwrap().watch_state();
     bounded(
