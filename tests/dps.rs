@@ -331,6 +331,40 @@ async fn a_wrong_group_key_or_scope_keeps_doors_retrying_and_says_why() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_individual_enrollment_takes_precedence_with_its_own_key_and_twin() {
+    let site = Site::start().await;
+    let key = site.enroll().await;
+    const OWN: &str = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVoxMjM0NTY=";
+    let (status, body) = site
+        .service
+        .send(
+            Method::PUT,
+            "/enrollments/door-3",
+            Some(json!({
+                "registrationId": "door-3",
+                "attestation": {"type": "symmetricKey", "symmetricKey": {"primaryKey": OWN, "secondaryKey": OWN}},
+                "initialTwin": {"tags": {"building": "44"}},
+            })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let text = site.config_text(&key).replace(
+        "device_id = \"door-3\"\nbus = \"tcp\"\nunit = 3\nprofile = \"door\"\ngroup_key = true",
+        &format!(
+            "device_id = \"door-3\"\nbus = \"tcp\"\nunit = 3\nprofile = \"door\"\nkey = \"{OWN}\""
+        ),
+    );
+    let gw = site.gateway_from(&text).await;
+    let twin = site.service.twin("door-3").await;
+    assert_eq!(twin["tags"]["building"], "44", "{twin}");
+    let reg = site.hub.hub.dps_registration("door-3").unwrap();
+    assert_eq!(reg.enrollment_group_id, None);
+    assert_eq!(site.service.twin("door-1").await["tags"]["building"], "43");
+    bounded("gateway shutdown", gw.shutdown()).await;
+    site.hub.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_does_not_wait_for_paced_registrations() {
     let site = Site::start().await;
     let key = site.enroll().await;
