@@ -78,10 +78,13 @@ impl Config {
     pub fn summary(&self) -> String {
         let profiles: std::collections::BTreeSet<&str> =
             self.doors.iter().map(|d| d.profile.as_str()).collect();
+        let hub = match &self.dps {
+            Some(d) => format!("hub via DPS {} at {}", d.id_scope, d.global_endpoint),
+            None => format!("hub {}", self.hub.hostname),
+        };
         format!(
-            "{}: hub {}, {} bus(es), {} door(s) using {} profile(s), metrics on {}",
+            "{}: {hub}, {} bus(es), {} door(s) using {} profile(s), metrics on {}",
             self.origin,
-            self.hub.hostname,
             self.buses.len(),
             self.doors.len(),
             profiles.len(),

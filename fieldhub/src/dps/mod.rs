@@ -50,7 +50,8 @@ pub(crate) struct DpsState {
     groups: BTreeMap<String, EnrollmentGroup>,
     enrollments: BTreeMap<String, IndividualEnrollment>,
     registrations: BTreeMap<String, RegistrationState>,
-    /// Operation id → registration id, for status polls (the outcome is decided at once).
+    /// Registration id → its latest operation id, for status polls (the outcome is decided
+    /// at once). One entry per registration id, so it stays as small as the registrations.
     operations: HashMap<String, String>,
     /// Register requests served since start (tests count re-registrations with it).
     register_calls: u64,
@@ -464,7 +465,7 @@ impl Hub {
         let mut st = self.dps();
         st.register_calls += 1;
         st.operations
-            .insert(op.clone(), registration_id.to_string());
+            .insert(registration_id.to_string(), op.clone());
         if let Err(e) = self
             .inner
             .store
@@ -484,7 +485,7 @@ impl Hub {
         registration_id: &str,
     ) -> Option<RegistrationState> {
         let st = self.dps();
-        (st.operations.get(operation_id).map(String::as_str) == Some(registration_id))
+        (st.operations.get(registration_id).map(String::as_str) == Some(operation_id))
             .then(|| st.registrations.get(registration_id).cloned())
             .flatten()
     }
