@@ -394,6 +394,19 @@ async fn readiness_does_not_wait_for_paced_registrations() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_registration_waits_the_retry_after_it_is_given() {
+    let site = Site::start().await;
+    let key = site.enroll().await;
+    // One registration a second at the service; the gateway does not pace its own.
+    site.hub.hub.set_dps_throttle(Some(Duration::from_secs(1)));
+    let gw = site.gateway(&key).await;
+    assert_eq!(site.hub.hub.dps_register_calls(), u64::from(DOORS));
+    assert!(site.hub.hub.dps_throttled_calls() >= 1);
+    bounded("gateway shutdown", gw.shutdown()).await;
+    site.hub.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registration_goes_over_websockets_when_the_hub_link_does() {
     let site = Site::start().await;
     let key = site.enroll().await;

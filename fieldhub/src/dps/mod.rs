@@ -55,6 +55,11 @@ pub(crate) struct DpsState {
     operations: HashMap<String, String>,
     /// Register requests served since start (tests count re-registrations with it).
     register_calls: u64,
+    /// At most one registration per this interval; others are answered 429 with
+    /// `retry-after` (DPS enforces per-unit registration quotas the same way).
+    throttle: Option<std::time::Duration>,
+    last_register: Option<std::time::Instant>,
+    throttled_calls: u64,
 }
 
 /// Loads the DPS tables, choosing an ID scope (`0ne` and 8 hex digits, the form Azure uses)
@@ -275,6 +280,35 @@ impl Hub {
     /// Register requests served since the hub started.
     pub fn dps_register_calls(&self) -> u64 {
         self.dps().register_calls
+    }
+
+    /// Register requests answered 429 since the hub started.
+    pub fn dps_throttled_calls(&self) -> u64 {
+        self.dps().throttled_calls
+    }
+
+    /// Limits registrations to one per `interval` (`None`: unlimited, the default), to
+    /// exercise clients' handling of DPS quotas.
+    pub fn set_dps_throttle(&self, interval: Option<std::time::Duration>) {
+        self.dps().throttle = interval;
+    }
+
+    /// Whether a register request must wait: how long, rounded up to whole seconds.
+    pub(crate) fn dps_throttled(&self) -> Option<u64> {
+        let mut st = self.dps();
+        let interval = st.throttle?;
+        let now = std::time::Instant::now();
+        match st.last_register {
+            Some(last) if now < last + interval => {
+                st.throttled_calls += 1;
+                let wait = (last + interval) - now;
+                Some(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
+            }
+            _ => {
+                st.last_register = Some(now);
+                None
+            }
+        }
     }
 
     /// The host name devices are assigned to: `host:port` when the device listener is not

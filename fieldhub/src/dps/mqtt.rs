@@ -43,19 +43,19 @@ fn param<'a>(ps: &[(&'a str, &'a str)], name: &str) -> Option<&'a str> {
     ps.iter().find(|(k, _)| *k == name).map(|(_, v)| *v)
 }
 
-/// What a request on the session gets back: status, body, and whether to add `retry-after`.
+/// What a request on the session gets back: status, body, and the `retry-after` to add.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Reply {
     pub status: u16,
     pub body: Value,
-    pub retry_after: bool,
+    pub retry_after: Option<u64>,
 }
 
 fn error(status: u16, code: u32, message: &str) -> Reply {
     Reply {
         status,
         body: json!({"errorCode": code, "trackingId": uuid::Uuid::new_v4().to_string(), "message": message, "timestampUtc": crate::hub::now_iso()}),
-        retry_after: false,
+        retry_after: None,
     }
 }
 
@@ -99,15 +99,22 @@ pub(crate) fn handle(
                     "registrationId in the request differs from the connection's",
                 )
             }
-            Ok(req) => {
-                let (op, _) = hub.dps_register(who, registration_id, req.payload);
-                // Allocation is already done; the device still polls, as it must on Azure.
-                Reply {
-                    status: 202,
-                    body: json!({"operationId": op, "status": "assigning"}),
-                    retry_after: true,
+            Ok(req) => match hub.dps_throttled() {
+                Some(wait) => Reply {
+                    status: 429,
+                    body: json!({"errorCode": 429_001, "message": "registrations are throttled; retry after the given seconds"}),
+                    retry_after: Some(wait),
+                },
+                None => {
+                    let (op, _) = hub.dps_register(who, registration_id, req.payload);
+                    // Allocation is already done; the device still polls, as it must on Azure.
+                    Reply {
+                        status: 202,
+                        body: json!({"operationId": op, "status": "assigning"}),
+                        retry_after: Some(RETRY_AFTER_SECS),
+                    }
                 }
-            }
+            },
         }
     } else if topic.starts_with(STATUS_PREFIX) {
         match param(&ps, "operationId")
@@ -116,7 +123,7 @@ pub(crate) fn handle(
             Some((op, state)) => Reply {
                 status: 200,
                 body: outcome(op, &state),
-                retry_after: false,
+                retry_after: None,
             },
             None => error(404, 404_000, "unknown operation id"),
         }
@@ -219,8 +226,8 @@ pub(crate) async fn serve<T: AsyncRead + AsyncWrite + Unpin>(
                     Some((rid, reply)) => {
                         let mut topic =
                             format!("$dps/registrations/res/{}/?$rid={rid}", reply.status);
-                        if reply.retry_after {
-                            topic.push_str(&format!("&retry-after={RETRY_AFTER_SECS}"));
+                        if let Some(s) = reply.retry_after {
+                            topic.push_str(&format!("&retry-after={s}"));
                         }
                         out.push(Packet::Publish(Publish::new(
                             topic,
