@@ -324,7 +324,7 @@ fn key(
         let Some(gk) = ctx.group_key else {
             errs.at_spanned(
                 g,
-                "group_key = true needs `group_key` or `group_key_file` in [hub]",
+                "group_key = true needs `group_key` or `group_key_file` in [hub] (or `group_key_file` in [dps])",
             );
             return None;
         };
