@@ -28,6 +28,9 @@ _fieldgate() {
             fieldgate,help)
                 cmd="fieldgate__subcmd__help"
                 ;;
+            fieldgate,model)
+                cmd="fieldgate__subcmd__model"
+                ;;
             fieldgate,run)
                 cmd="fieldgate__subcmd__run"
                 ;;
@@ -43,6 +46,9 @@ _fieldgate() {
             fieldgate__subcmd__help,help)
                 cmd="fieldgate__subcmd__help__subcmd__help"
                 ;;
+            fieldgate__subcmd__help,model)
+                cmd="fieldgate__subcmd__help__subcmd__model"
+                ;;
             fieldgate__subcmd__help,run)
                 cmd="fieldgate__subcmd__help__subcmd__run"
                 ;;
@@ -53,7 +59,7 @@ _fieldgate() {
 
     case "${cmd}" in
         fieldgate)
-            opts="-h -V --log --log-json --help --version run check demo completions help"
+            opts="-h -V --log --log-json --help --version run check model demo completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -141,7 +147,7 @@ _fieldgate() {
             return 0
             ;;
         fieldgate__subcmd__help)
-            opts="run check demo completions help"
+            opts="run check model demo completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -210,6 +216,20 @@ _fieldgate() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        fieldgate__subcmd__help__subcmd__model)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         fieldgate__subcmd__help__subcmd__run)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -217,6 +237,44 @@ _fieldgate() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fieldgate__subcmd__model)
+            opts="-c -o -h --config --profile --out --log --log-json --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --profile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --out)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

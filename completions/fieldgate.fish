@@ -30,6 +30,7 @@ complete -c fieldgate -n "__fish_fieldgate_needs_command" -s h -l help -d 'Print
 complete -c fieldgate -n "__fish_fieldgate_needs_command" -s V -l version -d 'Print version'
 complete -c fieldgate -n "__fish_fieldgate_needs_command" -f -a "run" -d 'Serve the doors of a device map until SIGTERM/Ctrl-C; SIGHUP reloads the map'
 complete -c fieldgate -n "__fish_fieldgate_needs_command" -f -a "check" -d 'Validate a device map and report every error with file:line:column; exit 1 if invalid'
+complete -c fieldgate -n "__fish_fieldgate_needs_command" -f -a "model" -d 'Write a profile\'s Plug and Play model: a DTDL v2 interface (methods as commands, desired points as writable properties, reported points as properties, telemetry points as telemetry)'
 complete -c fieldgate -n "__fish_fieldgate_needs_command" -f -a "demo" -d 'Run the whole system offline: a local hub, simulated doors, the gateway, and the seed jobs'
 complete -c fieldgate -n "__fish_fieldgate_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c fieldgate -n "__fish_fieldgate_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -42,6 +43,12 @@ complete -c fieldgate -n "__fish_fieldgate_using_subcommand check" -s c -l confi
 complete -c fieldgate -n "__fish_fieldgate_using_subcommand check" -l log -d 'Log filter (tracing EnvFilter syntax), e.g. `info` or `fieldgate=debug`. RUST_LOG wins. [default: info; warn for `demo`, whose own output tells the story]' -r
 complete -c fieldgate -n "__fish_fieldgate_using_subcommand check" -l log-json -d 'Log as JSON lines (for journald/log shippers) instead of text'
 complete -c fieldgate -n "__fish_fieldgate_using_subcommand check" -s h -l help -d 'Print help'
+complete -c fieldgate -n "__fish_fieldgate_using_subcommand model" -s c -l config -r -F
+complete -c fieldgate -n "__fish_fieldgate_using_subcommand model" -l profile -d 'The profile ([profile.NAME]) to describe' -r
+complete -c fieldgate -n "__fish_fieldgate_using_subcommand model" -s o -l out -d 'Write the interface here instead of to stdout' -r -F
+complete -c fieldgate -n "__fish_fieldgate_using_subcommand model" -l log -d 'Log filter (tracing EnvFilter syntax), e.g. `info` or `fieldgate=debug`. RUST_LOG wins. [default: info; warn for `demo`, whose own output tells the story]' -r
+complete -c fieldgate -n "__fish_fieldgate_using_subcommand model" -l log-json -d 'Log as JSON lines (for journald/log shippers) instead of text'
+complete -c fieldgate -n "__fish_fieldgate_using_subcommand model" -s h -l help -d 'Print help'
 complete -c fieldgate -n "__fish_fieldgate_using_subcommand demo" -l tcp-doors -d 'Door controllers on the Modbus TCP bus' -r
 complete -c fieldgate -n "__fish_fieldgate_using_subcommand demo" -l rtu-doors -d 'Door controllers on the RTU line' -r
 complete -c fieldgate -n "__fish_fieldgate_using_subcommand demo" -l log -d 'Log filter (tracing EnvFilter syntax), e.g. `info` or `fieldgate=debug`. RUST_LOG wins. [default: info; warn for `demo`, whose own output tells the story]' -r
@@ -51,8 +58,9 @@ complete -c fieldgate -n "__fish_fieldgate_using_subcommand demo" -s h -l help -
 complete -c fieldgate -n "__fish_fieldgate_using_subcommand completions" -l log -d 'Log filter (tracing EnvFilter syntax), e.g. `info` or `fieldgate=debug`. RUST_LOG wins. [default: info; warn for `demo`, whose own output tells the story]' -r
 complete -c fieldgate -n "__fish_fieldgate_using_subcommand completions" -l log-json -d 'Log as JSON lines (for journald/log shippers) instead of text'
 complete -c fieldgate -n "__fish_fieldgate_using_subcommand completions" -s h -l help -d 'Print help'
-complete -c fieldgate -n "__fish_fieldgate_using_subcommand help; and not __fish_seen_subcommand_from run check demo completions help" -f -a "run" -d 'Serve the doors of a device map until SIGTERM/Ctrl-C; SIGHUP reloads the map'
-complete -c fieldgate -n "__fish_fieldgate_using_subcommand help; and not __fish_seen_subcommand_from run check demo completions help" -f -a "check" -d 'Validate a device map and report every error with file:line:column; exit 1 if invalid'
-complete -c fieldgate -n "__fish_fieldgate_using_subcommand help; and not __fish_seen_subcommand_from run check demo completions help" -f -a "demo" -d 'Run the whole system offline: a local hub, simulated doors, the gateway, and the seed jobs'
-complete -c fieldgate -n "__fish_fieldgate_using_subcommand help; and not __fish_seen_subcommand_from run check demo completions help" -f -a "completions" -d 'Print a shell completion script'
-complete -c fieldgate -n "__fish_fieldgate_using_subcommand help; and not __fish_seen_subcommand_from run check demo completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fieldgate -n "__fish_fieldgate_using_subcommand help; and not __fish_seen_subcommand_from run check model demo completions help" -f -a "run" -d 'Serve the doors of a device map until SIGTERM/Ctrl-C; SIGHUP reloads the map'
+complete -c fieldgate -n "__fish_fieldgate_using_subcommand help; and not __fish_seen_subcommand_from run check model demo completions help" -f -a "check" -d 'Validate a device map and report every error with file:line:column; exit 1 if invalid'
+complete -c fieldgate -n "__fish_fieldgate_using_subcommand help; and not __fish_seen_subcommand_from run check model demo completions help" -f -a "model" -d 'Write a profile\'s Plug and Play model: a DTDL v2 interface (methods as commands, desired points as writable properties, reported points as properties, telemetry points as telemetry)'
+complete -c fieldgate -n "__fish_fieldgate_using_subcommand help; and not __fish_seen_subcommand_from run check model demo completions help" -f -a "demo" -d 'Run the whole system offline: a local hub, simulated doors, the gateway, and the seed jobs'
+complete -c fieldgate -n "__fish_fieldgate_using_subcommand help; and not __fish_seen_subcommand_from run check model demo completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c fieldgate -n "__fish_fieldgate_using_subcommand help; and not __fish_seen_subcommand_from run check model demo completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

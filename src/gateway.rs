@@ -34,6 +34,9 @@ pub enum GatewayError {
     /// `HTTPS_PROXY` (or its kin) does not hold a usable proxy URL.
     #[error("the proxy in the environment is not usable: {0}")]
     ProxyEnv(String),
+    /// `[dps]` cannot be used (the CA file does not parse).
+    #[error("provisioning service settings: {0}")]
+    Dps(crate::link::LinkError),
 }
 
 struct BusRuntime {
@@ -86,6 +89,9 @@ pub struct Gateway {
     /// live and are counted as dropped, see `crate::events`). Its settings apply at start.
     events: Option<(EventStore, EventStoreTask)>,
     event_pacer: ConnectPacer,
+    /// With `[dps]`: where doors learn their hub, and the settings it was built from.
+    dps: Option<Arc<crate::dps::Provisioner>>,
+    dps_settings: Option<crate::config::DpsSettings>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -128,6 +134,31 @@ fn proxy_for(hub: &HubSettings) -> Result<Option<ProxyConfig>, GatewayError> {
     }
 }
 
+/// The provisioning client of `[dps]`, registering over the hub link's transport settings.
+fn provisioner_for(
+    config: &Config,
+    extra_ca: Option<Vec<u8>>,
+    proxy: Option<ProxyConfig>,
+    metrics: &Arc<Metrics>,
+) -> Result<Option<Arc<crate::dps::Provisioner>>, GatewayError> {
+    let Some(d) = &config.dps else {
+        return Ok(None);
+    };
+    let p = crate::dps::Provisioner::new(
+        d,
+        crate::dps::LinkParts {
+            extra_ca_pem: extra_ca,
+            websocket_port: config.hub.websocket_port,
+            proxy,
+            operation_timeout: config.hub.operation_timeout,
+            keep_alive: config.hub.keep_alive,
+        },
+        Arc::clone(metrics),
+    )
+    .map_err(GatewayError::Dps)?;
+    Ok(Some(Arc::new(p)))
+}
+
 fn pacer_for(hub: &HubSettings) -> ConnectPacer {
     match hub.connects_per_second {
         0 => ConnectPacer::unpaced(),
@@ -156,14 +187,18 @@ impl Gateway {
             }
         };
         let rate = config.events.send_rate;
+        let extra_ca = read_ca(&config.hub)?;
+        let dps = provisioner_for(config, extra_ca.clone(), proxy.clone(), &metrics)?;
         let mut gw = Gateway {
+            dps,
+            dps_settings: config.dps.clone(),
             events,
             event_pacer: ConnectPacer::new(Some(f64::from(rate)), rate),
             pacer: pacer_for(&config.hub),
             transport: Arc::new(TransportSelector::new(config.hub.transport)),
             proxy,
             hub: config.hub.clone(),
-            extra_ca: read_ca(&config.hub)?,
+            extra_ca,
             metrics,
             buses: BTreeMap::new(),
             doors: BTreeMap::new(),
@@ -217,6 +252,37 @@ impl Gateway {
             cap: self.hub.reconnect_backoff_max,
             ..BackoffPolicy::default()
         };
+        s.dps = self.dps.clone();
+        s.model_id = door.model_id.clone();
+        if let crate::config::KeySource::Certificate { cert, key } = &door.key_source {
+            // Checked when the config was loaded; a file changed since shows here and at the hub.
+            match crate::link::tls::ClientCert::load(cert, key) {
+                Ok(c) => {
+                    if let Some(end) = iothub_proto::x509::not_after(&c.chain[0]) {
+                        self.metrics
+                            .door_certificate_expiry
+                            .with_label_values(&[&door.device_id])
+                            .set(end);
+                    }
+                    s.client_cert = Some(c);
+                }
+                Err(e) => {
+                    tracing::error!(device = %door.device_id, error = %e, "door certificate unusable")
+                }
+            }
+        }
+        if self.dps.is_some() {
+            // Custom data for a custom allocation policy (Microsoft Learn, "How to transfer a
+            // payload between a device and DPS"); `modelId` is the Plug and Play convention.
+            let mut payload = serde_json::Map::new();
+            if let Some(m) = &door.model_id {
+                payload.insert("modelId".into(), m.clone().into());
+            }
+            if !door.tags.is_empty() {
+                payload.insert("tags".into(), door.tags.clone().into());
+            }
+            s.dps_payload = (!payload.is_empty()).then_some(serde_json::Value::Object(payload));
+        }
         s
     }
 
@@ -336,7 +402,10 @@ impl Gateway {
     /// restarted, new ones started, removed ones stopped; the others are not touched.
     pub async fn reload(&mut self, config: &Config) -> Result<ReloadSummary, GatewayError> {
         let extra_ca = read_ca(&config.hub)?;
-        let hub_changed = config.hub != self.hub || extra_ca != self.extra_ca;
+        // Registration settings change where every door connects: like the hub's, they
+        // restart every door (which re-reads the assignment cache).
+        let hub_changed =
+            config.hub != self.hub || extra_ca != self.extra_ca || config.dps != self.dps_settings;
         let mut summary = ReloadSummary::default();
         let new_buses: BTreeMap<&str, &BusOptions> =
             config.buses.iter().map(|b| (b.name.as_str(), b)).collect();
@@ -387,6 +456,13 @@ impl Gateway {
             self.pacer = pacer_for(&config.hub);
             self.transport = Arc::new(TransportSelector::new(config.hub.transport));
             self.proxy = proxy_for(&config.hub)?;
+            self.dps = provisioner_for(
+                config,
+                self.extra_ca.clone(),
+                self.proxy.clone(),
+                &self.metrics,
+            )?;
+            self.dps_settings = config.dps.clone();
         }
         for opts in &config.buses {
             if !self.buses.contains_key(&opts.name) {

@@ -19,6 +19,8 @@ pub mod ctl;
 #[cfg(feature = "hub")]
 pub mod demo;
 pub mod demo_args;
+pub mod dps;
+pub mod dtdl;
 pub mod events;
 pub mod gateway;
 pub mod http;

@@ -27,6 +27,8 @@ pub struct Metrics {
     pub bus_connected: IntGaugeVec,
     /// 1 while the door's MQTT link to the hub is connected.
     pub link_up: IntGaugeVec,
+    /// When an X.509 door's certificate expires (Unix seconds): alert well before.
+    pub door_certificate_expiry: IntGaugeVec,
     pub link_reconnects: IntCounterVec,
     /// 1 for the transport new door connections use (`mqtt` on 8883, `websocket` on 443).
     pub hub_transport: IntGaugeVec,
@@ -36,6 +38,9 @@ pub struct Metrics {
     /// (another client with the same device id is the usual cause when it keeps happening).
     pub link_short_lived: IntCounterVec,
     pub token_renewals: IntCounterVec,
+    /// Device Provisioning Service registrations by result (`assigned`, `refused`, `failed`,
+    /// `throttled`, `error`); a door that reuses its cached assignment does not register.
+    pub dps_registrations: IntCounterVec,
     /// Method responses the bridge produced after the request's connection had died.
     pub link_method_responses_lost: IntCounterVec,
     /// Direct methods by name and the status the gateway answered with.
@@ -120,6 +125,11 @@ impl Metrics {
                 "1 while the door's MQTT link to IoT Hub is connected.",
                 &["device"],
             ),
+            door_certificate_expiry: gauge(
+                "fieldgate_door_certificate_expiry_timestamp_seconds",
+                "When an X.509 door's certificate expires (Unix time).",
+                &["device"],
+            ),
             link_reconnects: counter(
                 "fieldgate_link_reconnects_total",
                 "MQTT reconnections of a door link after a failure.",
@@ -144,6 +154,11 @@ impl Metrics {
                 "fieldgate_token_renewals_total",
                 "SAS token renewals of a door link.",
                 &["device"],
+            ),
+            dps_registrations: counter(
+                "fieldgate_dps_registrations_total",
+                "Door registrations with the Device Provisioning Service, by result.",
+                &["result"],
             ),
             link_method_responses_lost: counter(
                 "fieldgate_link_method_responses_lost_total",

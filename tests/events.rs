@@ -41,8 +41,11 @@ struct Received {
 }
 
 fn received(hub: &RunningHub, id: &str) -> Vec<Received> {
-    hub.hub
-        .telemetry(id)
+    received_by(&hub.hub, id)
+}
+
+fn received_by(hub: &fieldhub::Hub, id: &str) -> Vec<Received> {
+    hub.telemetry(id)
         .into_iter()
         .map(|m| {
             let body: EventBody = serde_json::from_slice(&m.payload)
@@ -122,12 +125,9 @@ async fn steps_stored(env: &Env, store: &EventStore, first_seq: u64, n: usize) -
 }
 
 /// Takes the hub down; returns what it had received, per door, and what to restart it with.
+/// Read after the shutdown: an event acknowledged while the hub was stopping is one it had.
 async fn stop_hub(env: Env) -> (EnvParts, BTreeMap<String, Vec<Received>>) {
-    let got = env
-        .doors
-        .iter()
-        .map(|d| (d.device_id.clone(), received(&env.hub, &d.device_id)))
-        .collect();
+    let handle = env.hub.hub.clone();
     let Env {
         dir,
         hub,
@@ -138,6 +138,10 @@ async fn stop_hub(env: Env) -> (EnvParts, BTreeMap<String, Vec<Received>>) {
     } = env;
     let addrs = (hub.mqtt_addr, hub.https_addr);
     bounded("hub shutdown", hub.shutdown()).await;
+    let got = doors
+        .iter()
+        .map(|d| (d.device_id.clone(), received_by(&handle, &d.device_id)))
+        .collect();
     (
         EnvParts {
             dir,

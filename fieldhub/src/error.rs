@@ -35,6 +35,9 @@ pub enum HubError {
     Throttled(String),
     #[error("job '{0}' not found")]
     JobNotFound(String),
+    /// A DPS enrollment, enrollment group or registration.
+    #[error("{0} not found")]
+    NotFound(String),
     #[error("too many active jobs: {0}")]
     MaxActiveJobs(String),
     #[error("storage failure: {0}")]
@@ -64,6 +67,7 @@ impl HubError {
             HubError::MessageTooLarge(_) => 413001,
             HubError::Throttled(_) => 429001,
             HubError::JobNotFound(_) => 404002,
+            HubError::NotFound(_) => 404000,
             HubError::MaxActiveJobs(_) => 429004,
             HubError::Storage(_) | HubError::Internal(_) => 500001,
         }
@@ -84,6 +88,7 @@ impl HubError {
             HubError::MessageTooLarge(_) => "MessageTooLarge",
             HubError::Throttled(_) => "ThrottlingException",
             HubError::JobNotFound(_) => "JobNotFound",
+            HubError::NotFound(_) => "NotFound",
             HubError::MaxActiveJobs(_) => "ThrottlingMaxActiveJobCountExceeded",
             HubError::Storage(_) | HubError::Internal(_) => "ServerError",
         }

@@ -8,6 +8,7 @@
 #![warn(rust_2018_idioms, missing_debug_implementations)]
 
 pub mod auth;
+pub mod dps;
 pub mod error;
 pub mod files;
 pub mod hub;
@@ -19,6 +20,7 @@ pub mod store;
 pub mod throttle;
 pub mod tls;
 pub mod twin;
+pub mod x509;
 
 pub mod doorsim;
 pub mod jobs;

@@ -25,6 +25,9 @@ pub struct DeviceIdentity {
     pub primary_key: String,
     pub secondary_key: String,
     pub iot_edge: bool,
+    /// SAS keys (the default) or an X.509 certificate.
+    #[serde(default)]
+    pub auth: crate::x509::AuthType,
 }
 
 impl std::fmt::Debug for DeviceIdentity {
@@ -78,6 +81,7 @@ impl DeviceIdentity {
             primary_key,
             secondary_key,
             iot_edge: false,
+            auth: crate::x509::AuthType::Sas,
         }
     }
 
@@ -108,8 +112,11 @@ impl DeviceIdentity {
             "cloudToDeviceMessageCount": 0,
             "authentication": {
                 "symmetricKey": {"primaryKey": self.primary_key, "secondaryKey": self.secondary_key},
-                "x509Thumbprint": {"primaryThumbprint": null, "secondaryThumbprint": null},
-                "type": "sas"
+                "x509Thumbprint": match &self.auth {
+                    crate::x509::AuthType::SelfSigned { primary, secondary } => json!({"primaryThumbprint": primary, "secondaryThumbprint": secondary}),
+                    _ => json!({"primaryThumbprint": null, "secondaryThumbprint": null}),
+                },
+                "type": self.auth.name()
             },
             "capabilities": {"iotEdge": self.iot_edge},
             "deviceScope": null

@@ -86,6 +86,9 @@ pub struct RunningHub {
     pub ca_path: PathBuf,
     /// `iothubowner` connection string (also written to `DATA_DIR/service.connstr`).
     pub service_connection_string: String,
+    /// The provisioning service's ID scope (also written to `DATA_DIR/dps.idscope`); its
+    /// devices register on the MQTT listener (see [`crate::dps`]).
+    pub dps_id_scope: String,
     pub hub: Hub,
     /// The jobs v2 engine (what `/jobs/v2/...` and `devices.jobs` queries use).
     pub jobs: HubJobs,
@@ -132,6 +135,11 @@ pub async fn start(cfg: HubConfig) -> anyhow::Result<RunningHub> {
     .with_context(|| format!("writing {}", connstr_path.display()))?;
 
     let throttle = cfg.throttle.map(|p| Arc::new(Throttle::new(p)));
+    let dps_id_scope = hub.dps_id_scope();
+    let scope_path = cfg.data_dir.join("dps.idscope");
+    std::fs::write(&scope_path, format!("{dps_id_scope}\n"))
+        .with_context(|| format!("writing {}", scope_path.display()))?;
+
     let tracker = TaskTracker::new();
     let job_store = RedbJobStore::open(hub.clone())?;
     let jobs = JobEngine::new(
@@ -168,7 +176,7 @@ pub async fn start(cfg: HubConfig) -> anyhow::Result<RunningHub> {
             tracing::error!(error = %e, "HTTPS server failed");
         }
     });
-    tracing::info!(%mqtt_addr, %https_addr, hostname = %cfg.hostname, jobs = resumed, "fieldhub listening");
+    tracing::info!(%mqtt_addr, %https_addr, hostname = %cfg.hostname, jobs = resumed, dps_id_scope = %dps_id_scope, "fieldhub listening");
     Ok(RunningHub {
         mqtt_addr,
         https_addr,
@@ -176,6 +184,7 @@ pub async fn start(cfg: HubConfig) -> anyhow::Result<RunningHub> {
         ca_pem: tls.ca_pem,
         ca_path: cfg.data_dir.join("ca.pem"),
         service_connection_string,
+        dps_id_scope,
         hub,
         jobs,
         shutdown,

@@ -114,13 +114,20 @@ pub fn load_or_create(dir: &Path, hostname: &str) -> Result<HubTls, TlsError> {
     let chain = vec![CertificateDer::from(server_cert.der().to_vec())];
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server_key.serialize_der()));
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mqtt = rustls::ServerConfig::builder_with_provider(provider)
+    // Devices may authenticate with a client certificate (X.509); which device it may be is
+    // decided at CONNECT (`crate::x509`).
+    let mqtt = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(Arc::new(crate::x509::RequestClientCert::new(
+            provider.clone(),
+        )))
+        .with_single_cert(chain.clone(), key.clone_key())?;
+    // Only the HTTPS listener offers ALPN: an MQTT client that sends its own ALPN id must
+    // not be refused for lack of overlap.
+    let mut https = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_single_cert(chain, key)?;
-    // Only the HTTPS listener offers ALPN: an MQTT client that sends its own ALPN id must
-    // not be refused for lack of overlap.
-    let mut https = mqtt.clone();
     https.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(HubTls {
         ca_pem,

@@ -110,6 +110,7 @@ fn door() -> &'static Door {
             key_source: KeySource::Inline,
             tags: serde_json::Map::new(),
             poll_interval: Duration::from_secs(1),
+            model_id: None,
             methods: BTreeMap::new(),
             desired,
             reported: BTreeMap::new(),

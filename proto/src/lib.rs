@@ -8,6 +8,7 @@
 pub mod connstr;
 pub mod sas;
 pub mod topics;
+pub mod x509;
 
 pub use connstr::{ConnectionString, ConnectionStringError};
 pub use sas::{SasError, SasToken};

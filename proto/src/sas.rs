@@ -46,6 +46,18 @@ pub fn signature(key_b64: &str, encoded_sr: &str, expiry: &str) -> Result<String
     Ok(B64.encode(mac.finalize().into_bytes()))
 }
 
+/// A device key derived from a symmetric-key enrollment group's key, as the Device
+/// Provisioning Service does: `base64(HMAC-SHA256(base64decode(group key), registration id))`
+/// (Microsoft Learn, "Symmetric key attestation", group enrollments).
+pub fn derive_device_key(group_key_b64: &str, registration_id: &str) -> Result<String, SasError> {
+    let key = B64
+        .decode(group_key_b64.trim())
+        .map_err(|_| SasError::BadKey)?;
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).map_err(|_| SasError::BadKey)?;
+    mac.update(registration_id.as_bytes());
+    Ok(B64.encode(mac.finalize().into_bytes()))
+}
+
 /// Builds a token for `resource` (unencoded, e.g. `host/devices/door-1` or `host`) valid until
 /// `expiry` (Unix seconds). `policy` is the shared access policy name, `None` for device keys.
 pub fn generate(

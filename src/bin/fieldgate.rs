@@ -43,6 +43,18 @@ enum Command {
         #[arg(long, short, default_value = "/etc/fieldgate/fieldgate.toml")]
         config: PathBuf,
     },
+    /// Write a profile's Plug and Play model: a DTDL v2 interface (methods as commands, desired
+    /// points as writable properties, reported points as properties, telemetry points as telemetry).
+    Model {
+        #[arg(long, short, default_value = "/etc/fieldgate/fieldgate.toml")]
+        config: PathBuf,
+        /// The profile ([profile.NAME]) to describe.
+        #[arg(long)]
+        profile: String,
+        /// Write the interface here instead of to stdout.
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
     /// Run the whole system offline: a local hub, simulated doors, the gateway, and the seed jobs.
     Demo(fieldgate::demo_args::DemoArgs),
     /// Print a shell completion script
@@ -102,6 +114,36 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::from(1))
             }
         },
+        Command::Model {
+            config,
+            profile,
+            out,
+        } => {
+            let cfg = match fieldgate::config::load(&config) {
+                Ok(c) => c,
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    return Ok(ExitCode::from(1));
+                }
+            };
+            let Some(p) = cfg.profiles.get(&profile) else {
+                let names: Vec<&str> = cfg.profiles.keys().map(String::as_str).collect();
+                eprintln!(
+                    "fieldgate: {} has no [profile.{profile}] (profiles: {})",
+                    config.display(),
+                    names.join(", ")
+                );
+                return Ok(ExitCode::from(1));
+            };
+            let model = fieldgate::dtdl::interface(&profile, p)?;
+            let text = serde_json::to_string_pretty(&model)? + "\n";
+            match out {
+                Some(path) => std::fs::write(&path, text)
+                    .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?,
+                None => print!("{text}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Run {
             config,
             worker_threads,

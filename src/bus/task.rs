@@ -863,7 +863,12 @@ impl Line {
                 },
             };
             lost = Some(error.clone());
-            if Self::dead(streak, seen) || operators_waiting.load(Ordering::Relaxed) > 0 {
+            // A timeout may mean the unit is gone: its read-back would cost another. A broken
+            // exchange (noise, a late foreign reply) says nothing of the kind.
+            let timed_out = matches!(error, BusError::Timeout { .. });
+            if Self::dead(streak, seen)
+                || (timed_out && operators_waiting.load(Ordering::Relaxed) > 0)
+            {
                 break;
             }
             match self.transaction(job.unit, &read, job.deadline, seen).await {
@@ -998,6 +1003,13 @@ impl Line {
                 // start clean.
                 self.drop_connection(reason.clone(), false);
                 Tx::BadReply(reason)
+            }
+            Ok(Err(TransactError::Foreign(reason))) => {
+                self.count(function, "foreign_reply");
+                tracing::warn!(bus = %self.name, unit, doors = %self.doors.of(unit), function, %reason, "a reply to another request: reopening the line");
+                // Start clean: whatever else is in flight on the line is not ours either.
+                self.drop_connection(reason.clone(), false);
+                Tx::Broken(format!("a reply to another request: {reason}"))
             }
             Ok(Err(TransactError::Transport(e))) => {
                 self.count(function, "transport");

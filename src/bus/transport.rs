@@ -66,8 +66,12 @@ pub(crate) async fn open(transport: &Transport) -> io::Result<Context> {
 pub(crate) enum TransactError {
     /// The connection failed (or tokio-modbus could not frame the exchange).
     Transport(std::io::Error),
-    /// An answer came, but not to this request: another unit or function (checked by
-    /// tokio-modbus), or another count, address or value (checked here).
+    /// A reply that belongs to another request (another unit, transaction or function,
+    /// checked by tokio-modbus): a late answer on a noisy line. This request's own answer may
+    /// still be on its way, so the outcome is as unknown as after a lost answer.
+    Foreign(String),
+    /// An answer to this request that does not carry what was asked: another count, address
+    /// or value (checked here).
     BadReply(String),
 }
 
@@ -75,7 +79,7 @@ impl From<tokio_modbus::Error> for TransactError {
     fn from(e: tokio_modbus::Error) -> Self {
         match e {
             tokio_modbus::Error::Transport(e) => TransactError::Transport(e),
-            tokio_modbus::Error::Protocol(p) => TransactError::BadReply(p.to_string()),
+            tokio_modbus::Error::Protocol(p) => TransactError::Foreign(p.to_string()),
         }
     }
 }

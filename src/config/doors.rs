@@ -149,6 +149,7 @@ pub(crate) fn resolve_all(
             key_source: source,
             tags,
             poll_interval: maps.poll_interval,
+            model_id: maps.model_id,
             methods: maps.methods,
             desired: maps.desired,
             reported: maps.reported,
@@ -281,6 +282,7 @@ fn key(
         raw.key.as_ref().map(|k| k.span()),
         raw.key_file.as_ref().map(|k| k.span()),
         group.map(|g| g.span()),
+        raw.cert_file.as_ref().map(|k| k.span()),
     ];
     let count = given.iter().flatten().count();
     if count == 0 {
@@ -293,10 +295,24 @@ fn key(
     }
     if count > 1 {
         let second = given.iter().flatten().nth(1).cloned().unwrap_or_default();
-        errs.at(second, "give exactly one of key, key_file or group_key");
+        errs.at(
+            second,
+            "give exactly one of key, key_file or group_key (or cert_file for X.509)",
+        );
         return None;
     }
     let id = raw.device_id.get_ref();
+    if let Some(c) = &raw.cert_file {
+        return super::x509::certificate(raw, c, ctx.base, errs)
+            .map(|source| (Secret::new(""), source, None));
+    }
+    if let Some(k) = &raw.cert_key_file {
+        errs.at_spanned(
+            k,
+            "cert_key_file goes with cert_file (the door's X.509 certificate)",
+        );
+        return None;
+    }
     if let Some(k) = &raw.key {
         if let Err(e) = check_base64_key("key", k.get_ref()) {
             errs.at_spanned(k, e);
@@ -308,7 +324,7 @@ fn key(
         let Some(gk) = ctx.group_key else {
             errs.at_spanned(
                 g,
-                "group_key = true needs `group_key` or `group_key_file` in [hub]",
+                "group_key = true needs `group_key` or `group_key_file` in [hub] (or `group_key_file` in [dps])",
             );
             return None;
         };

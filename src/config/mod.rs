@@ -6,26 +6,32 @@
 //! gives `fieldctl devices provision` the doors, tags and key sources, tolerating key files
 //! that do not exist yet. The commented examples in `config/` document every key and default.
 //!
-//! Sections: `[hub]`, `[metrics]`, `[events]`, `[[bus]]`, `[profile.NAME]` (with `methods`, `desired`,
+//! Sections: `[hub]`, `[dps]`, `[metrics]`, `[events]`, `[[bus]]`, `[profile.NAME]` (with `methods`, `desired`,
 //! `reported` tables), `[[door]]` (with optional `tags` and `overrides`). Relative paths
 //! (`ca_file`, `key_file`, `group_key_file`, events `dir`) are relative to the config file's directory.
 
 mod de;
 mod doors;
+mod dps;
 mod error;
 mod model;
 mod names;
 mod points;
 mod raw;
 mod resolve;
+mod x509;
 
 use std::path::{Path, PathBuf};
 
 pub use doors::derive_device_key;
+pub use dps::{
+    DpsSettings, DEFAULT_CACHE_FILE, DEFAULT_DPS_ENDPOINT, DEFAULT_REGISTRATIONS_PER_SECOND,
+};
 pub use error::{ConfigError, ConfigErrors};
 pub use model::{
     Config, DesiredPoint, Door, EventsSettings, HubSettings, HubTransport, KeySource, Method,
-    MethodAction, MetricsSettings, ReadTable, ReportedPoint, Secret, ValueSource, WriteTable,
+    MethodAction, MetricsSettings, Profile, ReadTable, ReportedPoint, Secret, ValueSource,
+    WriteTable,
 };
 pub use points::{DEFAULT_METHOD_TIMEOUT, DEFAULT_POLL_INTERVAL, DEFAULT_PULSE, DEFAULT_PULSE_MAX};
 pub use resolve::{
@@ -84,9 +90,12 @@ pub fn load_for_provisioning(path: &Path) -> Result<Provisioning, ConfigErrors> 
 /// Like `parse`, but key files that do not exist yet are reported as `MissingFile`.
 pub fn parse_for_provisioning(text: &str, origin: &str) -> Result<Provisioning, ConfigErrors> {
     let (config, pending) = resolve::resolve(text, origin, &base_dir(origin), Mode::Provision)?;
+    // X.509 doors are registered with their certificate's thumbprint or through a CA, not
+    // with a key: provisioning leaves them out.
     let doors = config
         .doors
         .into_iter()
+        .filter(|d| !matches!(d.key_source, KeySource::Certificate { .. }))
         .map(|d| {
             let missing = pending.iter().find(|p| p.device_id == d.device_id);
             let key = match (missing, d.key_source) {

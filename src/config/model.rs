@@ -43,11 +43,26 @@ pub struct Config {
     /// The file (or origin name) the config came from, for messages.
     pub origin: String,
     pub hub: HubSettings,
+    /// Doors register with the Device Provisioning Service and connect where it assigns them.
+    pub dps: Option<super::DpsSettings>,
     pub metrics: MetricsSettings,
     pub events: EventsSettings,
     pub buses: Vec<BusOptions>,
     /// In file order.
     pub doors: Vec<Door>,
+    /// Every profile by name, as written (without doors' overrides): what `fieldgate model`
+    /// describes.
+    pub profiles: BTreeMap<String, Profile>,
+}
+
+/// A controller model: its maps and Plug and Play model id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Profile {
+    pub model_id: Option<String>,
+    pub poll_interval: Duration,
+    pub methods: Arc<BTreeMap<String, Method>>,
+    pub desired: Arc<BTreeMap<String, DesiredPoint>>,
+    pub reported: Arc<BTreeMap<String, ReportedPoint>>,
 }
 
 impl Config {
@@ -63,10 +78,13 @@ impl Config {
     pub fn summary(&self) -> String {
         let profiles: std::collections::BTreeSet<&str> =
             self.doors.iter().map(|d| d.profile.as_str()).collect();
+        let hub = match &self.dps {
+            Some(d) => format!("hub via DPS {} at {}", d.id_scope, d.global_endpoint),
+            None => format!("hub {}", self.hub.hostname),
+        };
         format!(
-            "{}: hub {}, {} bus(es), {} door(s) using {} profile(s), metrics on {}",
+            "{}: {hub}, {} bus(es), {} door(s) using {} profile(s), metrics on {}",
             self.origin,
-            self.hub.hostname,
             self.buses.len(),
             self.doors.len(),
             profiles.len(),
@@ -145,6 +163,11 @@ pub enum KeySource {
     File(PathBuf),
     /// Derived from the hub's group key: HMAC-SHA256(group key, device id), base64.
     Group,
+    /// X.509: a certificate (CN = device id) and its private key; `Door::key` is empty.
+    Certificate {
+        cert: PathBuf,
+        key: PathBuf,
+    },
 }
 
 /// One door controller: a Modbus unit on a bus, presented as one IoT Hub device.
@@ -160,6 +183,8 @@ pub struct Door {
     /// Twin tags (for provisioning and queries such as `tags.building = '43'`).
     pub tags: serde_json::Map<String, serde_json::Value>,
     pub poll_interval: Duration,
+    /// The profile's Plug and Play model id, announced at CONNECT and in the DPS payload.
+    pub model_id: Option<String>,
     /// A door without overrides shares its profile's maps (a thousand doors of one model
     /// hold one copy: ~4 KB a door otherwise).
     pub methods: Arc<BTreeMap<String, Method>>,

@@ -40,6 +40,8 @@ const RESERVED_REPORTED: &[&str] = &["connectivity"];
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Maps {
     pub poll_interval: Duration,
+    /// The profile's Plug and Play model (DTMI), if it names one.
+    pub model_id: Option<String>,
     /// Shared: a door without overrides clones its profile's maps, so a thousand doors of
     /// one model hold one copy (~4 KB a door otherwise).
     pub methods: Arc<BTreeMap<String, Method>>,
@@ -93,8 +95,20 @@ pub(crate) fn resolve(profile: &Spanned<DeValue<'_>>, errs: &mut Errors<'_>) -> 
         Some(d) => dur(d),
         None => DEFAULT_POLL_INTERVAL,
     };
+    let model_id = head.model_id.as_ref().and_then(|m| {
+        if crate::dtdl::valid_dtmi(m.get_ref()) {
+            Some(m.get_ref().clone())
+        } else {
+            errs.at_spanned(
+                m,
+                "model_id must be a DTMI such as \"dtmi:contoso:door;1\" (dtmi:, segments of letters, digits and _ separated by :, then ;version)",
+            );
+            None
+        }
+    });
     let mut maps = Maps {
         poll_interval,
+        model_id,
         methods: Arc::default(),
         desired: Arc::default(),
         reported: Arc::default(),

@@ -20,7 +20,8 @@ pub(crate) fn dur(d: &Dur) -> Duration {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawHub {
-    pub hostname: Spanned<String>,
+    /// Optional with `[dps]`: each door learns its hub there.
+    pub hostname: Option<Spanned<String>>,
     pub ca_file: Option<Spanned<String>>,
     pub token_lifetime: Option<Dur>,
     pub token_renew_margin: Option<Dur>,
@@ -35,6 +36,16 @@ pub(crate) struct RawHub {
     pub transport: Option<Spanned<RawTransport>>,
     pub websocket_port: Option<Spanned<u16>>,
     pub proxy: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDps {
+    pub id_scope: Spanned<String>,
+    pub global_endpoint: Option<Spanned<String>>,
+    pub group_key_file: Option<Spanned<String>>,
+    pub cache: Option<Spanned<String>>,
+    pub registrations_per_second: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -203,6 +214,7 @@ value_spec_fields! {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawProfileHead {
     pub poll_interval: Option<Dur>,
+    pub model_id: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -215,6 +227,9 @@ pub(crate) struct RawDoor {
     pub key: Option<Spanned<String>>,
     pub key_file: Option<Spanned<String>>,
     pub group_key: Option<Spanned<bool>>,
+    /// X.509: the door's certificate (PEM, CN = device id) and its private key file.
+    pub cert_file: Option<Spanned<String>>,
+    pub cert_key_file: Option<Spanned<String>>,
     pub tags: Option<Spanned<toml::Table>>,
     // `overrides` is taken out before deserializing: it is merged onto the profile's tables.
 }

@@ -12,7 +12,7 @@ use toml::Spanned;
 use super::de;
 use super::doors::{self, Pending};
 use super::error::{ConfigErrors, Errors};
-use super::model::{EventsSettings, HubSettings, HubTransport, MetricsSettings, Secret};
+use super::model::{EventsSettings, HubSettings, HubTransport, MetricsSettings, Profile, Secret};
 use super::raw::{dur, Dur, RawBus, RawEvents, RawHub, RawMetrics, RawParity, RawTransport};
 use super::{points, Config};
 use crate::bus::{BusOptions, Parity, Transport};
@@ -48,7 +48,7 @@ pub const DEFAULT_EVENTS_COMMIT_INTERVAL: Duration = Duration::from_millis(250);
 /// the whole hub), leaving the rest to other gateways and to reported patches.
 pub const DEFAULT_EVENTS_SEND_RATE: u32 = 50;
 
-const SECTIONS: &str = "hub, metrics, events, bus, profile, door";
+const SECTIONS: &str = "hub, dps, metrics, events, bus, profile, door";
 
 /// Whether missing key files are an error (running) or a job to do (provisioning).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +77,7 @@ pub(crate) fn resolve(
     let mut hub_v = None;
     let mut metrics_v = None;
     let mut events_v = None;
+    let mut dps_v = None;
     let mut bus_v = Vec::new();
     let mut profile_v = Vec::new();
     let mut door_v = Vec::new();
@@ -85,6 +86,7 @@ pub(crate) fn resolve(
             "hub" => hub_v = Some(v),
             "metrics" => metrics_v = Some(v),
             "events" => events_v = Some(v),
+            "dps" => dps_v = Some(v),
             "bus" => bus_v = array(k, v, &mut errs),
             "door" => door_v = array(k, v, &mut errs),
             "profile" => {
@@ -97,15 +99,31 @@ pub(crate) fn resolve(
         }
     }
 
+    let metrics = metrics(metrics_v, &mut errs);
+    let events = events(events_v, base, &mut errs);
+    let (dps, dps_group_key) = match dps_v {
+        Some(v) => super::dps::resolve(v, base, &events, &mut errs),
+        None => (None, None),
+    };
     let (hub, group_key) = match hub_v {
-        Some(v) => hub(v, base, &mut errs),
+        Some(v) => hub(
+            v,
+            base,
+            dps.as_ref().map(|d| d.global_endpoint.as_str()),
+            &mut errs,
+        ),
         None => {
             errs.whole("missing section [hub] (at least `hostname = \"…\"`)");
             (None, None)
         }
     };
-    let metrics = metrics(metrics_v, &mut errs);
-    let events = events(events_v, base, &mut errs);
+    let group_key = match (group_key, dps_group_key) {
+        (Some(_), Some(_)) => {
+            errs.whole("the group key is given twice: keep group_key_file in [dps] and remove group_key/group_key_file from [hub]");
+            None
+        }
+        (a, b) => a.or(b),
+    };
 
     let mut buses: Vec<BusOptions> = Vec::new();
     let mut broken_buses = Vec::new();
@@ -148,10 +166,26 @@ pub(crate) fn resolve(
             Config {
                 origin: origin.to_string(),
                 hub,
+                dps,
                 metrics,
                 events,
                 buses,
                 doors,
+                profiles: profiles
+                    .into_iter()
+                    .map(|(name, (_, m))| {
+                        (
+                            name,
+                            Profile {
+                                model_id: m.model_id,
+                                poll_interval: m.poll_interval,
+                                methods: m.methods,
+                                desired: m.desired,
+                                reported: m.reported,
+                            },
+                        )
+                    })
+                    .collect(),
             },
             pending,
         )),
@@ -264,15 +298,30 @@ fn positive(d: &Option<Dur>, default: Duration, key: &str, errs: &mut Errors<'_>
 fn hub(
     v: &Spanned<DeValue<'_>>,
     base: &Path,
+    dps_endpoint: Option<&str>,
     errs: &mut Errors<'_>,
 ) -> (Option<HubSettings>, Option<Secret>) {
     let Some(raw) = de::item::<RawHub>(v, errs) else {
         return (None, None);
     };
-    let host = raw.hostname.get_ref();
-    if let Err(e) = check_host_port(host, false) {
-        errs.at_spanned(&raw.hostname, format!("hostname {e}"));
-    }
+    let host = match (&raw.hostname, dps_endpoint) {
+        (Some(h), _) => {
+            if let Err(e) = check_host_port(h.get_ref(), false) {
+                errs.at_spanned(h, format!("hostname {e}"));
+            }
+            h.get_ref().clone()
+        }
+        // Each door learns its hub from the provisioning service; until then the first hop is
+        // the service's endpoint (what proxy exemptions are checked against).
+        (None, Some(endpoint)) => endpoint.to_string(),
+        (None, None) => {
+            errs.at(
+                v.span(),
+                "[hub] needs `hostname = \"…\"` (or a [dps] section, from which each door learns its hub)",
+            );
+            String::new()
+        }
+    };
     let ca_file = raw.ca_file.as_ref().map(|f| {
         let path = path_in(base, f.get_ref());
         match std::fs::read(&path) {
@@ -342,26 +391,7 @@ fn hub(
             }
             Some(Secret::new(k.get_ref().trim()))
         }
-        (None, Some(f)) => {
-            let path = path_in(base, f.get_ref());
-            match std::fs::read_to_string(&path) {
-                Ok(s) => {
-                    if let Err(e) =
-                        check_base64_key(&format!("the group key in {}", path.display()), &s)
-                    {
-                        errs.at_spanned(f, e);
-                    }
-                    if let Err(e) = check_key_file_mode("group key file", &path) {
-                        errs.at_spanned(f, e);
-                    }
-                    Some(Secret::new(s.trim()))
-                }
-                Err(e) => {
-                    errs.at_spanned(f, format!("cannot read {}: {e}", path.display()));
-                    None
-                }
-            }
-        }
+        (None, Some(f)) => group_key_file(f, base, errs),
         (Some(_), Some(f)) => {
             errs.at_spanned(f, "give either group_key or group_key_file, not both");
             None
@@ -369,7 +399,7 @@ fn hub(
         (None, None) => None,
     };
     let settings = HubSettings {
-        hostname: host.clone(),
+        hostname: host,
         ca_file,
         token_lifetime,
         token_renew_margin,
@@ -421,6 +451,30 @@ fn hub(
         );
     }
     (Some(settings), group_key)
+}
+
+/// Reads a group key file (base64, mode 0600 or 0640).
+pub(crate) fn group_key_file(
+    f: &Spanned<String>,
+    base: &Path,
+    errs: &mut Errors<'_>,
+) -> Option<Secret> {
+    let path = path_in(base, f.get_ref());
+    match std::fs::read_to_string(&path) {
+        Ok(s) => {
+            if let Err(e) = check_base64_key(&format!("the group key in {}", path.display()), &s) {
+                errs.at_spanned(f, e);
+            }
+            if let Err(e) = check_key_file_mode("group key file", &path) {
+                errs.at_spanned(f, e);
+            }
+            Some(Secret::new(s.trim()))
+        }
+        Err(e) => {
+            errs.at_spanned(f, format!("cannot read {}: {e}", path.display()));
+            None
+        }
+    }
 }
 
 fn metrics(v: Option<&Spanned<DeValue<'_>>>, errs: &mut Errors<'_>) -> MetricsSettings {

@@ -81,6 +81,13 @@ pub enum Command {
     /// List devices, or provision them from the gateway's device map
     #[command(subcommand)]
     Devices(DevicesCommand),
+    /// Enrollment groups and registrations of a Device Provisioning Service
+    ///
+    /// Give the provisioning service's connection string with --hub or --hub-file (on Azure:
+    /// HostName=NAME.azure-devices-provisioning.net;SharedAccessKeyName=provisioningserviceowner;…);
+    /// fieldhub serves the same API on its hub host.
+    #[command(subcommand)]
+    Dps(DpsCommand),
     /// Print a shell completion script
     Completions {
         /// The shell to complete for
@@ -266,6 +273,60 @@ pub enum DevicesCommand {
         /// Show what would change without changing anything
         #[arg(long)]
         dry_run: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DpsCommand {
+    /// Create, list, show and delete enrollment groups (symmetric key)
+    #[command(subcommand)]
+    Group(DpsGroupCommand),
+    /// Show one device's registration: status, assigned hub, device id, error
+    Registration {
+        /// The registration id (fieldgate: the door's device id)
+        id: String,
+    },
+    /// List the registrations made through an enrollment group
+    Registrations {
+        /// The enrollment group id
+        group: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DpsGroupCommand {
+    /// Create (or replace) a symmetric-key enrollment group; the service generates its keys
+    Create {
+        /// The enrollment group id
+        id: String,
+        /// Initial twin tags of its new devices: KEY=VALUE … (JSON values; building='"43"' for a string)
+        #[arg(long, value_name = "K=V", value_parser = kv_shape, num_args = 1..)]
+        tag: Vec<String>,
+        /// Initial desired properties of its new devices: KEY=VALUE …
+        #[arg(long, value_name = "K=V", value_parser = kv_shape, num_args = 1..)]
+        desired: Vec<String>,
+        /// Write the group's primary key here (mode 0600), for the gateway's [dps] group_key_file
+        #[arg(long, value_name = "PATH", conflicts_with = "certificate")]
+        key_file: Option<PathBuf>,
+        /// An X.509 group instead: the CA (or intermediate) certificate (PEM) that signs the
+        /// doors' certificates (CN = device id)
+        #[arg(long, value_name = "PEM")]
+        certificate: Option<PathBuf>,
+        /// Create it disabled (its devices cannot register)
+        #[arg(long)]
+        disabled: bool,
+    },
+    /// List enrollment groups (never their keys)
+    List,
+    /// Show one enrollment group (never its keys)
+    Show {
+        /// The enrollment group id
+        id: String,
+    },
+    /// Delete an enrollment group (its registered devices stay in the hub)
+    Delete {
+        /// The enrollment group id
+        id: String,
     },
 }
 

@@ -330,6 +330,32 @@ impl ServiceClient {
         Err(decode_err("GET /jobs/v2/query", "too many pages"))
     }
 
+    /// One call to a provisioning service's REST API (Azure DPS, or fieldhub's, which has
+    /// the same shapes; see `super::dps`), under DPS's API version. `Value::Null` for an
+    /// empty answer (DELETE's 204).
+    pub async fn dps_call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        if_match: Option<&str>,
+    ) -> Result<Value, ClientError> {
+        let mut req = Req::new(method, path.to_string());
+        req.api_version = super::dps::DPS_API_VERSION;
+        if let Some(b) = body {
+            req = req.body(b)?;
+        }
+        if let Some(tag) = if_match {
+            req = req.header(IF_MATCH, header_value(tag)?);
+        }
+        let name = req.name();
+        let (_, bytes) = self.send(req).await?;
+        if bytes.is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&bytes).map_err(|e| decode_err(&name, e))
+    }
+
     // ---- plumbing ----
 
     async fn json<T: DeserializeOwned>(&self, req: Req) -> Result<T, ClientError> {
@@ -361,7 +387,7 @@ impl ServiceClient {
             let mut b = self
                 .http
                 .request(req.method.clone(), &url)
-                .query(&[("api-version", API_VERSION)])
+                .query(&[("api-version", req.api_version)])
                 .query(&req.query)
                 .headers(req.headers.clone())
                 .header(AUTHORIZATION, sas_header(&self.conn, SystemTime::now())?)
@@ -411,6 +437,7 @@ struct Req {
     headers: HeaderMap,
     body: Option<Vec<u8>>,
     timeout: Option<Duration>,
+    api_version: &'static str,
 }
 
 impl Req {
@@ -422,6 +449,7 @@ impl Req {
             headers: HeaderMap::new(),
             body: None,
             timeout: None,
+            api_version: API_VERSION,
         }
     }
 

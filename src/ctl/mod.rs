@@ -6,8 +6,8 @@
 //! - [`error`]: hub error envelopes, [`CtlError`], exit statuses.
 //! - [`auth`]: connection string sources and SAS headers.
 //! - [`cli`]: the clap command line; [`args`]: parsing of typed values (`K=V`, `--start`).
-//! - [`run()`]: dispatch of a parsed command; [`jobs`], [`commands`], [`provision`]: the
-//!   commands; [`progress`] and [`output`]: what the operator sees.
+//! - [`run()`]: dispatch of a parsed command; [`jobs`], [`commands`], [`provision`], [`dps`]:
+//!   the commands; [`progress`] and [`output`]: what the operator sees.
 
 pub mod acks;
 pub mod args;
@@ -15,6 +15,7 @@ pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod commands;
+pub mod dps;
 pub mod error;
 pub mod jobs;
 pub mod model;

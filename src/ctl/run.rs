@@ -12,7 +12,7 @@ use super::cli::{Cli, Command, DevicesCommand};
 use super::client::{ClientOptions, ServiceClient};
 use super::error::{exit_code, CtlError, Outcome};
 use super::output::{write_json, write_text, Console, Style};
-use super::{commands, jobs, provision};
+use super::{commands, dps, jobs, provision};
 
 /// What fieldctl takes from its surroundings rather than its arguments.
 #[derive(Debug, Clone, Default)]
@@ -118,6 +118,7 @@ async fn execute(ctx: &mut Ctx<'_>, command: Command) -> Result<Outcome, CtlErro
     match command {
         Command::Job(j) => jobs::run(ctx, j).await,
         Command::Invoke(a) => commands::invoke(ctx, a).await,
+        Command::Dps(d) => dps::run(ctx, d).await,
         Command::Twin(t) => commands::twin(ctx, t).await,
         Command::Devices(DevicesCommand::List { query }) => {
             commands::devices_list(ctx, query.as_deref()).await

@@ -69,38 +69,27 @@ impl Conn {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let password = auth::password(host_name, &s.device_id, &s.key, now, s.token_lifetime)
-            .map_err(|e| e.to_string())?;
-        let tls_config = TlsConfiguration::Rustls(tls.clone());
-        let mut opts = match transport {
-            Chosen::Mqtt => {
-                let mut o = MqttOptions::new(s.device_id.clone(), host_name, port);
-                o.set_transport(Transport::tls_with_config(tls_config));
-                o
-            }
-            Chosen::WebSocket => {
-                // rumqttc takes the host and port from the URL; the port argument is unused.
-                let url = format!("wss://{host_name}:{}/$iothub/websocket", s.websocket_port);
-                let mut o = MqttOptions::new(s.device_id.clone(), url, s.websocket_port);
-                o.set_transport(Transport::Wss(tls_config));
-                if let Some(p) = &s.proxy {
-                    o.set_proxy(rumqttc::Proxy {
-                        ty: rumqttc::ProxyType::Http,
-                        auth: match &p.user {
-                            Some((user, password)) => rumqttc::ProxyAuth::Basic {
-                                username: user.clone(),
-                                password: password.expose().to_string(),
-                            },
-                            None => rumqttc::ProxyAuth::None,
-                        },
-                        addr: p.host.clone(),
-                        port: p.port,
-                    });
-                }
-                o
-            }
+        // X.509: the certificate in the handshake is the credential, CONNECT has no password.
+        let password = match &s.client_cert {
+            Some(_) => String::new(),
+            None => auth::password(host_name, &s.device_id, &s.key, now, s.token_lifetime)
+                .map_err(|e| e.to_string())?,
         };
-        opts.set_credentials(auth::username(host_name, &s.device_id), password)
+        let mut opts = mqtt_options(
+            &s.device_id,
+            host_name,
+            port,
+            tls,
+            transport,
+            s.websocket_port,
+            s.proxy.as_ref(),
+        );
+        let mut username = auth::username(host_name, &s.device_id);
+        if let Some(m) = &s.model_id {
+            username.push_str("&model-id=");
+            username.push_str(&iothub_proto::sas::encode(m));
+        }
+        opts.set_credentials(username, password)
             .set_clean_session(false)
             .set_keep_alive(Duration::from_secs(s.keepalive.as_secs().max(1)))
             .set_max_packet_size(MAX_PACKET, MAX_PACKET)
@@ -138,6 +127,49 @@ impl Conn {
             }
         })
         .await;
+    }
+}
+
+/// Client options for `host_name:port` over the chosen transport (MQTT over TLS, or MQTT over
+/// WebSockets on `websocket_port`, through `proxy` if any). Shared by the door links and the
+/// provisioning client, which must reach their services the same way.
+pub(crate) fn mqtt_options(
+    client_id: &str,
+    host_name: &str,
+    port: u16,
+    tls: &Arc<ClientConfig>,
+    transport: Chosen,
+    websocket_port: u16,
+    proxy: Option<&super::ProxyConfig>,
+) -> MqttOptions {
+    let tls_config = TlsConfiguration::Rustls(tls.clone());
+    match transport {
+        Chosen::Mqtt => {
+            let mut o = MqttOptions::new(client_id.to_string(), host_name, port);
+            o.set_transport(Transport::tls_with_config(tls_config));
+            o
+        }
+        Chosen::WebSocket => {
+            // rumqttc takes the host and port from the URL; the port argument is unused.
+            let url = format!("wss://{host_name}:{}/$iothub/websocket", websocket_port);
+            let mut o = MqttOptions::new(client_id.to_string(), url, websocket_port);
+            o.set_transport(Transport::Wss(tls_config));
+            if let Some(p) = proxy {
+                o.set_proxy(rumqttc::Proxy {
+                    ty: rumqttc::ProxyType::Http,
+                    auth: match &p.user {
+                        Some((user, password)) => rumqttc::ProxyAuth::Basic {
+                            username: user.clone(),
+                            password: password.expose().to_string(),
+                        },
+                        None => rumqttc::ProxyAuth::None,
+                    },
+                    addr: p.host.clone(),
+                    port: p.port,
+                });
+            }
+            o
+        }
     }
 }
 
@@ -206,6 +238,16 @@ pub(crate) fn describe_proxy(e: &ConnectionError, s: &LinkSettings, host: &str) 
         "{proxy} refused the tunnel to {host}:{}: {what}{hint}",
         s.websocket_port
     ))
+}
+
+/// Whether the hub turned the device's credentials down at CONNECT (unknown or deleted
+/// device, wrong key), as opposed to failing to answer: with DPS, the cue to register again.
+pub(crate) fn identity_refused(e: &ConnectionError) -> bool {
+    use rumqttc::ConnectReturnCode::*;
+    matches!(
+        e,
+        ConnectionError::ConnectionRefused(NotAuthorized | BadUserNamePassword | BadClientId)
+    )
 }
 
 /// A connection error as an operator reads it: TLS errors keep rustls' wording ("invalid

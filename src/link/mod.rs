@@ -14,7 +14,7 @@
 
 pub mod auth;
 pub mod backoff;
-mod conn;
+pub(crate) mod conn;
 mod drain;
 mod handle;
 mod outflow;
@@ -86,6 +86,16 @@ pub struct LinkSettings {
     pub events: Option<DoorEvents>,
     /// Spaces event publishes across every door of the gateway (`[events] send_rate`).
     pub event_pacer: ConnectPacer,
+    /// With `[dps]`: the hub comes from the door's registration (`host` is then unused), and
+    /// a hub refusing the identity makes the door register again.
+    pub dps: Option<Arc<crate::dps::Provisioner>>,
+    /// Custom data sent with the registration (the door's tags), for custom allocation.
+    pub dps_payload: Option<Value>,
+    /// The Plug and Play model the door announces (`&model-id=` in the CONNECT username).
+    pub model_id: Option<String>,
+    /// X.509 authentication: the door presents this certificate and sends no password
+    /// (`key` is then unused).
+    pub client_cert: Option<tls::ClientCert>,
 }
 
 impl LinkSettings {
@@ -114,6 +124,10 @@ impl LinkSettings {
             proxy: None,
             events: None,
             event_pacer: ConnectPacer::unpaced(),
+            dps: None,
+            dps_payload: None,
+            model_id: None,
+            client_cert: None,
         }
     }
 
@@ -166,6 +180,9 @@ impl fmt::Debug for LinkSettings {
             .field("websocket_port", &self.websocket_port)
             .field("proxy", &self.proxy)
             .field("events", &self.events.is_some())
+            .field("dps", &self.dps.is_some())
+            .field("model_id", &self.model_id)
+            .field("client_cert", &self.client_cert.is_some())
             .finish()
     }
 }
@@ -225,6 +242,10 @@ pub enum LinkState {
         attempt: u32,
     },
     Connected,
+    /// Registering with the Device Provisioning Service (or waiting for its turn to), then
+    /// dialling the hub it assigned: the link counts as attempted for readiness (registrations
+    /// of a large site take minutes under DPS quotas), though not connected.
+    Registering,
     /// Waiting `retry_in` before the next attempt because of `reason`.
     Disconnected {
         reason: String,

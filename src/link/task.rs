@@ -153,8 +153,10 @@ impl Link {
         let tls = match self
             .s
             .check_offline()
-            .and_then(|()| tls::client_config(self.s.extra_ca_pem.as_deref()))
-        {
+            .and_then(|()| match &self.s.client_cert {
+                Some(c) => tls::client_config_with_cert(self.s.extra_ca_pem.as_deref(), c),
+                None => tls::client_config(self.s.extra_ca_pem.as_deref()),
+            }) {
             // The PEM is only needed to find the shared config; the gateway keeps its own copy.
             Ok(t) => {
                 self.s.extra_ca_pem = None;
@@ -176,7 +178,16 @@ impl Link {
             }
             let started = Instant::now();
             let chosen = self.s.transport.choose(&self.metrics);
-            let end = match Conn::open(&self.s, &self.host_name, self.port, &tls, chosen) {
+            let assigned = match self.s.dps.clone() {
+                None => Ok(()),
+                Some(p) => match self.provision(&p, chosen, &tls).await {
+                    None => break,
+                    Some(r) => r,
+                },
+            };
+            let opened = assigned
+                .and_then(|()| Conn::open(&self.s, &self.host_name, self.port, &tls, chosen));
+            let end = match opened {
                 Err(reason) => End::Lost(reason),
                 Ok(conn) => {
                     let end = self.serve(conn, after_failure).await;
@@ -218,6 +229,49 @@ impl Link {
             }
         }
         self.stop(None);
+    }
+
+    /// Learns the door's hub from the provisioning service (or its cache); `None` on
+    /// shutdown. Runs offline: commands are served (queued) meanwhile.
+    async fn provision(
+        &mut self,
+        p: &crate::dps::Provisioner,
+        chosen: Chosen,
+        tls: &std::sync::Arc<rustls::ClientConfig>,
+    ) -> Option<Result<(), String>> {
+        let (id, key, payload) = (
+            self.s.device_id.clone(),
+            self.s.key.clone(),
+            self.s.dps_payload.clone(),
+        );
+        if p.cached(&id).is_none() {
+            self.state.send_replace(LinkState::Registering);
+        }
+        let credential = match self.s.client_cert {
+            Some(_) => crate::dps::Credential::Certificate,
+            None => crate::dps::Credential::Key(&key),
+        };
+        let mut out = None;
+        let done = self
+            .offline_until(async {
+                out = Some(
+                    p.assignment(&id, credential, payload.as_ref(), chosen, Some(tls))
+                        .await,
+                );
+            })
+            .await;
+        if !done {
+            return None;
+        }
+        Some(match out? {
+            Ok(a) => {
+                let (name, port) = auth::split_host(&a.assigned_hub);
+                self.host_name = name.to_string();
+                self.port = port;
+                Ok(())
+            }
+            Err(e) => Err(format!("DPS registration: {e}")),
+        })
     }
 
     /// One line for the first door a failure hits, then one line an interval summing up the
@@ -400,6 +454,11 @@ impl Link {
                 Err(e) => {
                     let why = conn::describe_proxy(&e, &self.s, &self.host_name)
                         .unwrap_or_else(|| conn::describe(&e));
+                    if !connacked && conn::identity_refused(&e) {
+                        if let Some(p) = &self.s.dps {
+                            p.forget(&self.s.device_id);
+                        }
+                    }
                     if !connacked && conn.transport == Chosen::Mqtt && conn::unreachable(&e) {
                         self.s.transport.mqtt_unreachable(&why, &self.metrics);
                     }

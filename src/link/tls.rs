@@ -36,7 +36,74 @@ pub fn client_config(extra_ca_pem: Option<&[u8]>) -> Result<Arc<ClientConfig>, L
     Ok(config)
 }
 
+/// A door's own configuration presenting its X.509 certificate (not shared: the client
+/// certificate differs per door, so each X.509 door holds its own root store).
+pub fn client_config_with_cert(
+    extra_ca_pem: Option<&[u8]>,
+    cert: &ClientCert,
+) -> Result<Arc<ClientConfig>, LinkError> {
+    let roots = roots(extra_ca_pem)?;
+    let config =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| LinkError::Tls(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(cert.chain.clone(), cert.key.clone_key())
+            .map_err(|e| LinkError::Tls(format!("client certificate or key unusable: {e}")))?;
+    Ok(Arc::new(config))
+}
+
+/// A door's X.509 certificate chain (leaf first) and private key. `Debug` shows neither.
+#[derive(Clone)]
+pub struct ClientCert {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: Arc<rustls::pki_types::PrivateKeyDer<'static>>,
+}
+
+impl std::fmt::Debug for ClientCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientCert")
+            .field("certificates", &self.chain.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientCert {
+    /// Reads a PEM certificate file (leaf first, then any intermediates) and a PEM key file.
+    /// Errors name the file, never the key.
+    pub fn load(cert: &std::path::Path, key: &std::path::Path) -> Result<ClientCert, String> {
+        let pem =
+            std::fs::read(cert).map_err(|e| format!("cannot read {}: {e}", cert.display()))?;
+        let chain: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut &pem[..])
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("{} is not valid PEM: {e}", cert.display()))?;
+        if chain.is_empty() {
+            return Err(format!("{} holds no CERTIFICATE block", cert.display()));
+        }
+        let pem = std::fs::read(key).map_err(|e| format!("cannot read {}: {e}", key.display()))?;
+        let key = rustls_pemfile::private_key(&mut &pem[..])
+            .ok()
+            .flatten()
+            .ok_or_else(|| format!("{} holds no PEM private key", key.display()))?;
+        Ok(ClientCert {
+            chain,
+            key: Arc::new(key),
+        })
+    }
+}
+
 fn build(extra_ca_pem: Option<&[u8]>) -> Result<Arc<ClientConfig>, LinkError> {
+    let roots = roots(extra_ca_pem)?;
+    let config =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| LinkError::Tls(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+fn roots(extra_ca_pem: Option<&[u8]>) -> Result<RootCertStore, LinkError> {
     let mut roots = RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
     let (added, _ignored) = roots.add_parsable_certificates(native.certs);
@@ -59,13 +126,7 @@ fn build(extra_ca_pem: Option<&[u8]>) -> Result<Arc<ClientConfig>, LinkError> {
             "no system root certificates found and no extra CA file given".into(),
         ));
     }
-    let config =
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| LinkError::Tls(e.to_string()))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-    Ok(Arc::new(config))
+    Ok(roots)
 }
 
 #[cfg(test)]

@@ -116,8 +116,8 @@ fn run() -> anyhow::Result<()> {
                 let mut out = std::io::stdout();
                 writeln!(
                     out,
-                    "fieldhub ready mqtt={} https={}",
-                    hub.mqtt_addr, hub.https_addr
+                    "fieldhub ready mqtt={} https={} dps_id_scope={}",
+                    hub.mqtt_addr, hub.https_addr, hub.dps_id_scope
                 )?;
                 out.flush()?;
                 signal.await?;

@@ -18,6 +18,8 @@ pub struct DeviceUpdate {
     pub primary_key: Option<String>,
     pub secondary_key: Option<String>,
     pub iot_edge: Option<bool>,
+    /// `None` keeps the current authentication (SAS for a new device).
+    pub auth: Option<crate::x509::AuthType>,
 }
 
 /// `If-Match` semantics (https://learn.microsoft.com/azure/iot-hub/troubleshoot-error-codes): missing, `*` and `"*"` match anything; otherwise
@@ -115,6 +117,10 @@ impl Hub {
                 if let Some(e) = upd.iot_edge {
                     ident.iot_edge = e;
                 }
+                if let Some(a) = upd.auth {
+                    kick |= a != ident.auth;
+                    ident.auth = a;
+                }
                 ident.etag += 1;
                 (rec, kick)
             }
@@ -127,10 +133,11 @@ impl Hub {
                 ident.enabled = upd.enabled.unwrap_or(true);
                 ident.status_reason = upd.status_reason;
                 ident.iot_edge = upd.iot_edge.unwrap_or(false);
+                ident.auth = upd.auth.unwrap_or_default();
                 let rec = DeviceRecord {
                     identity: ident,
-                    twin: TwinDoc::new(&now_iso()),
                     model_id: String::new(),
+                    twin: TwinDoc::new(&now_iso()),
                 };
                 (rec, false)
             }

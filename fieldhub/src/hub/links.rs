@@ -112,6 +112,63 @@ impl Link {
 }
 
 impl Hub {
+    /// Verifies a device's client certificate chain (leaf first) at a CONNECT without a
+    /// password. Returns when the session must end (Unix seconds): the leaf is not checked
+    /// for expiry again while connected, so a day, after which the device reconnects.
+    pub(crate) fn authorize_device_x509(
+        &self,
+        id: &str,
+        chain: &[rustls::pki_types::CertificateDer<'static>],
+    ) -> Result<u64, Refusal> {
+        use crate::x509::{self, AuthType};
+        let Some(leaf) = chain.first() else {
+            return Err(Refusal::NotAuthorized("no client certificate".into()));
+        };
+        let auth = {
+            let st = self.lock();
+            let d = st
+                .devices
+                .get(id)
+                .ok_or_else(|| Refusal::NotAuthorized(format!("unknown device '{id}'")))?;
+            if !d.rec.identity.enabled {
+                return Err(Refusal::NotAuthorized(format!("device '{id}' is disabled")));
+            }
+            d.rec.identity.auth.clone()
+        };
+        let ok = match &auth {
+            AuthType::Sas => {
+                return Err(Refusal::NotAuthorized(format!(
+                    "device '{id}' authenticates with SAS keys, not a certificate"
+                )))
+            }
+            AuthType::SelfSigned { primary, secondary } => [primary, secondary]
+                .into_iter()
+                .flatten()
+                .any(|t| x509::thumbprint_matches(leaf, t)),
+            AuthType::CertificateAuthority => {
+                let cas = self
+                    .inner
+                    .cas
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                if x509::subject_cn(leaf).as_deref() != Some(id) {
+                    return Err(Refusal::NotAuthorized(format!(
+                        "certificate CN does not match device id '{id}'"
+                    )));
+                }
+                x509::chains_to(chain, &cas)
+            }
+        };
+        if ok {
+            Ok(unix_now() + 24 * 3600)
+        } else {
+            Err(Refusal::NotAuthorized(format!(
+                "certificate of device '{id}' does not match its registration"
+            )))
+        }
+    }
+
     /// Verifies a device CONNECT password; returns the token expiry (Unix seconds).
     pub(crate) fn authorize_device(&self, id: &str, password: &str) -> Result<u64, Refusal> {
         let st = self.lock();

@@ -26,6 +26,15 @@ use crate::registry::DeviceIdentity;
 use crate::store::Store;
 use crate::twin::TwinDoc;
 
+const CA_CERTIFICATES: redb::TableDefinition<'static, &str, &[u8]> =
+    redb::TableDefinition::new("ca_certificates");
+
+fn pem_certs(pem: &str) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+    rustls_pemfile::certs(&mut pem.as_bytes())
+        .filter_map(Result::ok)
+        .collect()
+}
+
 /// What the store keeps per device.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct DeviceRecord {
@@ -67,6 +76,10 @@ pub(crate) struct Inner {
     pub link_changes: Notify,
     pub telemetry_tx: broadcast::Sender<TelemetryMessage>,
     pub shutdown: CancellationToken,
+    /// The provisioning service's state; its own lock, never taken while `state` is held.
+    pub dps: Mutex<crate::dps::DpsState>,
+    /// CA certificates (DER) that `certificateAuthority` devices' chains may end at.
+    pub cas: Mutex<Vec<rustls::pki_types::CertificateDer<'static>>>,
 }
 
 /// Cheap `Clone` handle on the hub state.
@@ -122,6 +135,14 @@ impl Hub {
             state.sessions.insert(id, subs);
         }
         let (telemetry_tx, _) = broadcast::channel(1024);
+        let dps = crate::dps::load(&store)?;
+        let mut cas: Vec<_> = store
+            .load::<String>(CA_CERTIFICATES)?
+            .into_iter()
+            .flat_map(|(_, pem)| pem_certs(&pem))
+            .collect();
+        cas.extend(dps.group_cas());
+        let (dps, cas) = (Mutex::new(dps), Mutex::new(cas));
         Ok(Hub {
             inner: Arc::new(Inner {
                 hostname,
@@ -133,6 +154,8 @@ impl Hub {
                 link_changes: Notify::new(),
                 telemetry_tx,
                 shutdown,
+                dps,
+                cas,
             }),
         })
     }
@@ -220,6 +243,35 @@ impl Hub {
             .store
             .put(crate::store::DEVICES, id, rec, durable)
             .map_err(HubError::from)
+    }
+
+    /// Registers a CA (PEM) that `certificateAuthority` devices' certificate chains may end at
+    /// (on IoT Hub: a verified CA certificate, uploaded through the portal or ARM).
+    pub fn add_ca_certificate(&self, name: &str, pem: &str) -> Result<(), HubError> {
+        let certs = pem_certs(pem);
+        if certs.is_empty() {
+            return Err(HubError::ArgumentInvalid(format!(
+                "CA certificate '{name}' holds no PEM certificate"
+            )));
+        }
+        self.inner
+            .store
+            .put(CA_CERTIFICATES, name, Some(&pem.to_string()), true)?;
+        self.inner
+            .cas
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(certs);
+        Ok(())
+    }
+
+    /// Trusts `ca` for `certificateAuthority` devices unless it already is (what linking a DPS
+    /// X.509 group's CA to the hub amounts to). In memory: the enrollment keeps it.
+    pub(crate) fn trust_ca(&self, ca: &rustls::pki_types::CertificateDer<'static>) {
+        let mut cas = self.inner.cas.lock().unwrap_or_else(|p| p.into_inner());
+        if !cas.contains(ca) {
+            cas.push(ca.clone());
+        }
     }
 
     /// Closes the database; later writes fail with a storage error.

@@ -80,11 +80,16 @@ pub(crate) fn for_log(s: &str) -> String {
     }
 }
 
+/// The client certificate chain a device presented in the TLS handshake (leaf first).
+type ClientChain = Vec<rustls::pki_types::CertificateDer<'static>>;
+
 /// Checks CONNECT fields and credentials: the device id, token expiry and announced model id,
-/// or the CONNACK refusal code.
+/// or the CONNACK refusal code. Without a password, the client certificate is the credential
+/// (X.509).
 fn check_connect(
     hub: &Hub,
     c: &Connect,
+    chain: &ClientChain,
 ) -> Result<(String, u64, Option<String>), ConnectReturnCode> {
     let refused = |code: ConnectReturnCode, why: &str| {
         tracing::info!(client_id = %for_log(&c.client_id), ?code, why, "CONNECT refused");
@@ -136,7 +141,12 @@ fn check_connect(
             "model-id is not a DTMI",
         ));
     }
-    match hub.authorize_device(&c.client_id, &login.password) {
+    let verdict = if login.password.is_empty() && !chain.is_empty() {
+        hub.authorize_device_x509(&c.client_id, chain)
+    } else {
+        hub.authorize_device(&c.client_id, &login.password)
+    };
+    match verdict {
         Ok(expiry) => Ok((c.client_id.clone(), expiry, user.model_id)),
         Err(refusal) => {
             tracing::info!(device = %c.client_id, ?refusal, "CONNECT refused");
@@ -223,8 +233,14 @@ pub(crate) async fn run(hub: Hub, acceptor: TlsAcceptor, tcp: TcpStream, admitte
             _ => return,
         },
     };
+    let chain: ClientChain = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .map(|c| c.iter().map(|d| d.clone().into_owned()).collect())
+        .unwrap_or_default();
     if admitted {
-        serve_stream(hub, tls).await;
+        serve_stream_with_chain(hub, tls, chain).await;
     } else if let Some((mut framed, _)) = read_connect(tls).await {
         tracing::info!("new-connection throttle: CONNECT refused (server unavailable)");
         let refusal = ConnAck::new(ConnectReturnCode::ServiceUnavailable, false);
@@ -236,6 +252,15 @@ pub(crate) async fn run(hub: Hub, acceptor: TlsAcceptor, tcp: TcpStream, admitte
 /// ends: CONNECT and its checks, then the session. Returns when the peer disconnects or
 /// closes the stream, breaks the rules, is replaced or kicked, or its token expires.
 pub async fn serve_stream<T: AsyncRead + AsyncWrite + Unpin>(hub: Hub, io: T) {
+    serve_stream_with_chain(hub, io, Vec::new()).await;
+}
+
+/// [`serve_stream`] for a stream whose TLS handshake presented a client certificate chain.
+async fn serve_stream_with_chain<T: AsyncRead + AsyncWrite + Unpin>(
+    hub: Hub,
+    io: T,
+    chain: ClientChain,
+) {
     // Before attaching, only shutdown can interrupt; afterwards the link's kill token does.
     let shutdown = hub.inner.shutdown.clone();
     let (mut framed, connect) = tokio::select! {
@@ -245,7 +270,17 @@ pub async fn serve_stream<T: AsyncRead + AsyncWrite + Unpin>(hub: Hub, io: T) {
             None => return,
         },
     };
-    let (id, expiry, model_id) = match check_connect(&hub, &connect) {
+    // Registration clients share this listener (see `crate::dps`).
+    if let Some((scope, reg)) = connect
+        .login
+        .as_ref()
+        .and_then(|l| crate::dps::parse_username(&l.username))
+        .map(|(s, r)| (s.to_string(), r.to_string()))
+    {
+        crate::dps::mqtt::serve(hub, framed, connect, scope, reg, chain).await;
+        return;
+    }
+    let (id, expiry, model_id) = match check_connect(&hub, &connect, &chain) {
         Ok(ok) => ok,
         Err(code) => {
             let _ = send(&mut framed, Packet::ConnAck(ConnAck::new(code, false))).await;

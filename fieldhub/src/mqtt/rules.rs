@@ -83,6 +83,17 @@ pub fn parse_username(u: &str) -> Option<Username> {
     }
 }
 
+/// The Plug and Play model id a CONNECT username announces (`…&model-id=dtmi:…`, Microsoft
+/// Learn, "IoT Plug and Play conventions"), percent-decoded.
+pub fn model_id(username: &str) -> Option<String> {
+    let (_, query) = username.split_once('?')?;
+    query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("model-id="))
+        .map(|v| percent_decode_str(v).decode_utf8_lossy().into_owned())
+        .filter(|v| !v.is_empty())
+}
+
 /// What a SUBSCRIBE filter means for a device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FilterVerdict {
@@ -220,6 +231,19 @@ mod tests {
         assert!(parse_username("justhost").is_none());
         assert!(parse_username("/d/?api-version=1").is_none());
         assert!(parse_username("").is_none());
+    }
+
+    #[test]
+    fn model_ids() {
+        assert_eq!(
+            model_id("h/d/?api-version=2021-04-12&model-id=dtmi%3Afieldgate%3Adoor%3B1"),
+            Some("dtmi:fieldgate:door;1".into())
+        );
+        assert_eq!(
+            model_id("h/d/?api-version=2021-04-12&model-id=dtmi:a;1&x=y"),
+            Some("dtmi:a;1".into())
+        );
+        assert_eq!(model_id("h/d/?api-version=2021-04-12"), None);
     }
 
     #[test]

@@ -45,6 +45,7 @@ pub fn router_with(hub: Hub, jobs: HubJobs, throttle: Option<Arc<Throttle>>) -> 
         .merge(registry::routes())
         .merge(twins::routes())
         .merge(websocket::routes())
+        .merge(crate::dps::rest::routes())
         .with_state(hub)
         .merge(query::routes().merge(jobs::routes()).with_state(service))
         .fallback(|| async {

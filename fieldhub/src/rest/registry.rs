@@ -15,6 +15,7 @@ use super::{authorize, if_match, json_response, parse_json, ApiError};
 use crate::auth::Permission;
 use crate::error::HubError;
 use crate::hub::{DeviceUpdate, Hub};
+use crate::x509::AuthType;
 
 pub(crate) fn routes() -> Router<Hub> {
     Router::new()
@@ -71,11 +72,34 @@ fn device_update(id: &str, body: &Value) -> std::result::Result<DeviceUpdate, Hu
         },
     };
     let auth = obj.get("authentication");
-    if let Some(t) = auth.and_then(|a| a.get("type")).and_then(Value::as_str) {
-        if !t.eq_ignore_ascii_case("sas") {
-            return Err(bad("only authentication type 'sas' is supported"));
+    let thumb = |name: &str| {
+        auth.and_then(|a| a.get("x509Thumbprint"))
+            .and_then(|k| k.get(name))
+            .and_then(Value::as_str)
+            .filter(|k| !k.is_empty())
+            .map(str::to_string)
+    };
+    let auth_type = match auth.and_then(|a| a.get("type")).and_then(Value::as_str) {
+        None => None,
+        Some(t) if t.eq_ignore_ascii_case("sas") => Some(AuthType::Sas),
+        Some(t) if t.eq_ignore_ascii_case("selfSigned") => {
+            let (primary, secondary) = (thumb("primaryThumbprint"), thumb("secondaryThumbprint"));
+            if primary.is_none() && secondary.is_none() {
+                return Err(bad(
+                    "authentication type 'selfSigned' needs x509Thumbprint.primaryThumbprint",
+                ));
+            }
+            Some(AuthType::SelfSigned { primary, secondary })
         }
-    }
+        Some(t) if t.eq_ignore_ascii_case("certificateAuthority") => {
+            Some(AuthType::CertificateAuthority)
+        }
+        Some(t) => {
+            return Err(bad(&format!(
+                "authentication type '{t}' is not supported (sas, selfSigned, certificateAuthority)"
+            )))
+        }
+    };
     let key = |name: &str| {
         auth.and_then(|a| a.get("symmetricKey"))
             .and_then(|k| k.get(name))
@@ -95,6 +119,7 @@ fn device_update(id: &str, body: &Value) -> std::result::Result<DeviceUpdate, Hu
             .get("capabilities")
             .and_then(|c| c.get("iotEdge"))
             .and_then(Value::as_bool),
+        auth: auth_type,
     })
 }
 
