@@ -1,4 +1,4 @@
-//! IoT Hub naming rules (reference §3.2–3.4) and TOML → JSON conversion for tags and values.
+//! IoT Hub naming rules (https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-identity-registry) and TOML → JSON conversion for tags and values.
 
 /// Device ids: ≤128 ASCII alphanumerics plus `- : . + % _ # * ? ! ( ) , = @ ; $ '`.
 pub(crate) fn check_device_id(id: &str) -> Result<(), String> {

@@ -1,4 +1,4 @@
-//! What a door presents to the hub at CONNECT (reference §2.2) and when it must present it
+//! What a door presents to the hub at CONNECT (https://learn.microsoft.com/azure/iot/iot-mqtt-connect-to-iot-hub) and when it must present it
 //! again: hub address splitting, the MQTT username, the SAS password and the renewal instant.
 //!
 //! Pure: the clock is passed in, nothing here touches a socket.
@@ -102,7 +102,7 @@ mod tests {
             Duration::from_secs(3600),
         )
         .unwrap();
-        // Same inputs as the reference's test vector (§1.3).
+        // A fixed vector: same inputs, same token, so a change to the signing shows here.
         assert_eq!(
             p,
             "SharedAccessSignature sr=myhub.azure-devices.net%2Fdevices%2Fdoor-01&sig=9mES8TjF7ey%2B9gin44Zx%2B80r%2Bf8GCVR%2FaTMpxJPebb0%3D&se=1700000000"

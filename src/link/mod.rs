@@ -1,5 +1,6 @@
 //! One task per door owning its MQTT link to IoT Hub: TLS, SAS renewal, reconnect with
-//! backoff, connect pacing, and the reconnection flow of reference §2.8 (subscribe, GET the
+//! backoff, connect pacing, and the reconnection flow IoT Hub's MQTT guide describes
+//! (<https://learn.microsoft.com/azure/iot/iot-mqtt-connect-to-iot-hub>: subscribe, GET the
 //! twin, drop desired patches the twin already contains).
 //!
 //! The bridge talks to a link through a [`LinkHandle`] (commands with oneshot replies over a

@@ -1,7 +1,8 @@
 //! Correlation state of one link, socket-free: request ids, reported patches awaiting their
 //! 204, method requests that may still be answered, and the desired `$version` filter of the
-//! reconnection flow (reference §2.8: connect → subscribe → GET twin → ignore notifications
-//! with `$version` ≤ the GET's `desired.$version`).
+//! reconnection flow: connect → subscribe → GET twin → ignore notifications with `$version` ≤
+//! the GET's `desired.$version`
+//! (https://learn.microsoft.com/azure/iot/iot-mqtt-connect-to-iot-hub#retrieving-a-device-twins-properties).
 
 use std::collections::{BTreeMap, HashMap};
 
