@@ -252,8 +252,21 @@ async fn rtu_on_its_own_pty_serves_a_serial_client_across_reopens() {
     .unwrap();
     let path = sim.serial_path.clone().expect("a pty path");
     for round in 0..2u16 {
-        let port = tokio_serial::SerialStream::open(&tokio_serial::new(&path, 115_200))
-            .unwrap_or_else(|e| panic!("round {round}: opening {path}: {e}"));
+        // The previous round's client may still hold the port's exclusive lock for a moment
+        // after its drop (tokio-serial takes TIOCEXCL): try again until it is released.
+        let port = timeout(LIMIT, async {
+            loop {
+                match tokio_serial::SerialStream::open(&tokio_serial::new(&path, 115_200)) {
+                    Ok(p) => return p,
+                    Err(e) if e.to_string().contains("exclusive lock") => {
+                        tokio::time::sleep(Duration::from_millis(20)).await
+                    }
+                    Err(e) => panic!("round {round}: opening {path}: {e}"),
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("round {round}: {path} stayed locked"));
         let mut ctx = tokio_modbus::client::rtu::attach_slave(port, Slave(4));
         timeout(LIMIT, ctx.write_single_register(0, 40 + round))
             .await
