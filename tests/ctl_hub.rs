@@ -111,6 +111,22 @@ impl Site {
     fn keys(&self) -> PathBuf {
         self.dir.path().join("keys")
     }
+
+    /// `fieldctl devices provision` of the whole map, which must succeed.
+    async fn provision(&self) {
+        let keys = self.keys();
+        let out = self
+            .fieldctl(&[
+                "devices",
+                "provision",
+                "--config",
+                path(&self.map),
+                "--keys-dir",
+                path(&keys),
+            ])
+            .await;
+        assert!(out.status.success(), "{}", text(&out));
+    }
 }
 
 fn text(o: &Output) -> String {
@@ -240,18 +256,7 @@ async fn seed_workflow_through_fieldctl_alone() {
 #[tokio::test]
 async fn offline_door_fails_the_job_with_exit_1_and_json_matches_job_devices() {
     let s = site().await;
-    let keys = s.keys();
-    let out = s
-        .fieldctl(&[
-            "devices",
-            "provision",
-            "--config",
-            path(&s.map),
-            "--keys-dir",
-            path(&keys),
-        ])
-        .await;
-    assert!(out.status.success(), "{}", text(&out));
+    s.provision().await;
     let gw = s.gateway().await;
     let out = s
         .fieldctl(&[
@@ -464,18 +469,7 @@ async fn bad_input_is_one_line_and_exit_2() {
 #[tokio::test]
 async fn a_door_answering_504_is_a_failed_door_everywhere() {
     let s = site().await;
-    let keys = s.keys();
-    let out = s
-        .fieldctl(&[
-            "devices",
-            "provision",
-            "--config",
-            path(&s.map),
-            "--keys-dir",
-            path(&keys),
-        ])
-        .await;
-    assert!(out.status.success(), "{}", text(&out));
+    s.provision().await;
     let gw = s.gateway().await;
     s.sim.handle.set_fault(2, fieldhub::doorsim::Fault::NoReply);
     let query = "deviceId IN ['b43-1', 'b43-2', 'b43-3']";
@@ -608,18 +602,7 @@ async fn a_start_time_in_the_past_is_refused_and_condition_errors_point_into_the
 #[tokio::test]
 async fn twin_updates_wait_for_the_doors_acknowledgements() {
     let s = site().await;
-    let keys = s.keys();
-    let out = s
-        .fieldctl(&[
-            "devices",
-            "provision",
-            "--config",
-            path(&s.map),
-            "--keys-dir",
-            path(&keys),
-        ])
-        .await;
-    assert!(out.status.success(), "{}", text(&out));
+    s.provision().await;
     let gw = s.gateway().await;
     let query = "tags.building = '43' AND deviceId != 'b43-offline'";
     let out = s
