@@ -522,10 +522,7 @@ impl Admission<'_> {
     }
 
     fn count(&self, job: &Job, result: &str) {
-        self.metrics
-            .modbus_requests
-            .with_label_values(&[self.name, job.work.op().function(), result])
-            .inc();
+        count(self.metrics, self.name, job.work.op().function(), result);
     }
 
     /// Queues the request, or answers it at once when its unit is down.
@@ -606,6 +603,14 @@ async fn serve_while<F: std::future::Future>(
     }
 }
 
+/// One transaction (or refusal) in `fieldgate_modbus_requests_total`.
+fn count(metrics: &Metrics, bus: &str, function: &str, result: &str) {
+    metrics
+        .modbus_requests
+        .with_label_values(&[bus, function, result])
+        .inc();
+}
+
 fn target(bus: &Arc<str>, unit: u8, op: &Op) -> Target {
     Target {
         bus: Arc::clone(bus),
@@ -636,10 +641,7 @@ impl Line {
     }
 
     fn count(&self, function: &str, result: &str) {
-        self.metrics
-            .modbus_requests
-            .with_label_values(&[&self.name, function, result])
-            .inc();
+        count(&self.metrics, &self.name, function, result);
     }
 
     /// One attempt to open the connection, bounded by the timeout (and `deadline`).
