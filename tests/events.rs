@@ -3,7 +3,8 @@
 //! operation timeout and after a SIGKILL of the gateway during one, the oldest dropped (and
 //! counted) when the store is full, a backlog drained at the configured pace while methods
 //! are answered, no disk writes while doors are idle, a unit going silent and coming back as
-//! events, and the gateway serving on without a usable store.
+//! events, the gateway serving on without a usable store, and events stored while a reported
+//! patch waits on a blackholed uplink.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -654,5 +655,131 @@ async fn without_a_usable_store_events_go_out_live_and_the_gateway_keeps_serving
             .get()
             >= 1
     );
+    gw.shutdown().await;
+}
+
+/// A TCP relay to `target` whose traffic can be held (a blackholed uplink: connections stay
+/// open, nothing passes) and let through again. Bytes read while held are kept, not dropped.
+async fn holdable_relay(
+    target: std::net::SocketAddr,
+) -> (std::net::SocketAddr, tokio::sync::watch::Sender<bool>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (held, _) = tokio::sync::watch::channel(false);
+    let hold = held.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(upstream) = tokio::net::TcpStream::connect(target).await else {
+                continue;
+            };
+            let (cr, cw) = client.into_split();
+            let (ur, uw) = upstream.into_split();
+            for (mut r, mut w) in [(cr, uw), (ur, cw)] {
+                let mut held = hold.subscribe();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    loop {
+                        let n = match r.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        if held.wait_for(|h| !*h).await.is_err() {
+                            break;
+                        }
+                        if w.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        }
+    });
+    (addr, held)
+}
+
+#[tokio::test]
+async fn a_reported_patch_waiting_on_a_blackholed_uplink_never_holds_back_door_events() {
+    let env = Env::start(1).await;
+    let (relay, held) = holdable_relay(env.hub.mqtt_addr).await;
+    // A patch waits up to the operation timeout and the link notices a dead connection at
+    // the keep-alive: both far beyond this test's bound, so only events stored beside the
+    // waiting patch can pass it.
+    let text = events_config(
+        &env,
+        "operation_timeout = \"120s\"\nkeep_alive = \"120s\"",
+        "",
+    )
+    .replacen(&env.hub_host(), &format!("localhost:{}", relay.port()), 1);
+    let gw = gateway_with(&env, &text).await;
+    let store = gw.event_store().expect("event store open").clone();
+    let id = env.doors[0].device_id.clone();
+    let firsts = BTreeMap::from([(id.clone(), 1)]);
+    wait_received(&env, &firsts).await;
+    eventually("first reported patch answered", || {
+        env.metrics
+            .reported_patches
+            .with_label_values(&["ok"])
+            .get()
+            > 0
+    })
+    .await;
+    let answered = env
+        .metrics
+        .reported_patches
+        .with_label_values(&["ok"])
+        .get();
+
+    held.send_replace(true);
+    // The cycle that stores event 2 then sends doorState's reported patch, which waits.
+    set_state(&env, 2);
+    eventually("event 2 stored", || newest(&store, &id) >= 2).await;
+    // Later cycles store their events while that patch is still unanswered.
+    set_state(&env, 1);
+    eventually("event 3 stored beside the waiting patch", || {
+        newest(&store, &id) >= 3
+    })
+    .await;
+    set_state(&env, 3);
+    eventually("event 4 stored beside the waiting patch", || {
+        newest(&store, &id) >= 4
+    })
+    .await;
+    let patches = |result: &str| {
+        env.metrics
+            .reported_patches
+            .with_label_values(&[result])
+            .get()
+    };
+    assert_eq!(
+        (patches("ok"), patches("failed")),
+        (answered, 0),
+        "the patch was still waiting when the events were stored"
+    );
+    assert_eq!(
+        gw.link(&id).map(|l| l.state()),
+        Some(fieldgate::link::LinkState::Connected),
+        "the uplink looked alive throughout"
+    );
+
+    // The uplink heals: the events arrive in order, and the twin ends on the newest state.
+    held.send_replace(false);
+    wait_received(&env, &BTreeMap::from([(id.clone(), 4)])).await;
+    let (events, _) = dedup(&received(&env.hub, &id));
+    let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, vec![1, 2, 3, 4]);
+    let values: Vec<&str> = events.iter().map(|e| e.value.as_str()).collect();
+    assert_eq!(values, ["closed", "forced", "open", "held"]);
+    let svc = env.service();
+    bounded("twin reports the newest state", async {
+        loop {
+            let twin = svc.twin(&id).await;
+            if twin["properties"]["reported"]["doorState"] == "held" {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
     gw.shutdown().await;
 }

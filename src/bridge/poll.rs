@@ -11,6 +11,7 @@
 //! down becomes an event at the first poll after it starts. Such doors also get an event
 //! when their unit stops answering and when it answers again ([`REACHABLE_EVENT`]).
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -309,10 +310,20 @@ pub async fn run(
         .as_ref()
         .map(DoorEvents::last_values)
         .unwrap_or_default();
+    // At most one reported patch waits on the link at a time, beside the cycles rather than
+    // in them: while the hub is unreachable a patch can wait up to the link's `op_timeout`,
+    // and the cycles meanwhile must go on storing door events (a door forced open during a
+    // hub outage is on disk within a poll interval, not after the patch gives up).
+    let mut in_flight: Option<std::pin::Pin<Box<dyn Future<Output = PatchDone> + Send>>> = None;
     loop {
         tokio::select! {
             biased;
             () = shutdown.cancelled() => return,
+            done = async { in_flight.as_mut().expect("guarded").await }, if in_flight.is_some() => {
+                in_flight = None;
+                done.apply(&door, &io, &mut state);
+                continue;
+            }
             _ = ticker.tick() => {}
         }
         // Readings nobody can receive would only load the line; events are stored for later.
@@ -339,7 +350,8 @@ pub async fn run(
                 record_events(&door, &io, events.as_ref(), &mut seen, changes).await;
             }
         }
-        if !online {
+        // A patch still waiting decides what the next one must hold: the cycle after it ends.
+        if !online || in_flight.is_some() {
             continue;
         }
         let now = Instant::now();
@@ -350,19 +362,46 @@ pub async fn run(
         if patch.is_empty() {
             continue;
         }
-        let has_connectivity = patch.contains_key("connectivity");
-        match io.link.patch_reported(Value::Object(patch.clone())).await {
+        let link = io.link.clone();
+        let reachable = cycle.failures < plan.blocks.len();
+        let error = cycle.last_error;
+        in_flight = Some(Box::pin(async move {
+            let result = link.patch_reported(Value::Object(patch.clone())).await;
+            PatchDone {
+                patch,
+                result,
+                error,
+                reachable,
+                at: now,
+            }
+        }));
+    }
+}
+
+/// A reported patch the link has answered, with what the cycle that built it saw.
+struct PatchDone {
+    patch: Map<String, Value>,
+    result: Result<u64, crate::link::LinkError>,
+    error: Option<String>,
+    reachable: bool,
+    at: Instant,
+}
+
+impl PatchDone {
+    fn apply(self, door: &Door, io: &DoorIo, state: &mut Reported) {
+        match self.result {
             Ok(_) => {
                 io.metrics.reported_patches.with_label_values(&["ok"]).inc();
-                for (k, v) in patch {
+                let has_connectivity = self.patch.contains_key("connectivity");
+                for (k, v) in self.patch {
                     if k != "connectivity" {
                         state.values.insert(k, v);
                     }
                 }
                 if has_connectivity {
-                    state.error = cycle.last_error.clone();
-                    state.reachable = Some(cycle.failures < plan.blocks.len());
-                    state.connectivity_at = Some(now);
+                    state.error = self.error;
+                    state.reachable = Some(self.reachable);
+                    state.connectivity_at = Some(self.at);
                 }
             }
             Err(e) => {
