@@ -1,21 +1,21 @@
 //! The running gateway: one task per bus, and per door a link, a bridge and a poller, all
 //! wired from a [`Config`]. [`Gateway::reload`] applies a new config by difference (doors
 //! added, removed or changed; the others keep their connections), and [`serve`] is the
-//! service's main loop (signals, systemd notify and watchdog, metrics listener).
+//! service's main loop (metrics listener, reloads, readiness told to a [`Supervisor`]);
+//! signals and systemd belong to the `fieldgate` binary.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::bridge::{self, DoorIo};
 use crate::bus::{self, BusHandle, BusOptions};
-use crate::config::{self, Config, Door, HubSettings, HubTransport};
+use crate::config::{Config, Door, HubSettings, HubTransport};
 use crate::events::{EventStore, EventStoreTask};
 use crate::http::{self, BusReadiness, Readiness};
 use crate::link::{
@@ -542,79 +542,101 @@ fn degraded_summary(r: &Readiness) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join("; "))
 }
 
-/// The service: loads the config, serves metrics, runs the gateway until SIGTERM/SIGINT,
-/// reloads on SIGHUP (an invalid new config is refused and the running one kept), tells
-/// systemd when it is ready and feeds its watchdog from this loop.
-pub async fn serve(path: PathBuf) -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let config = config::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let metrics = Arc::new(Metrics::new());
-    let listener = tokio::net::TcpListener::bind(config.metrics.listen)
-        .await
-        .with_context(|| format!("cannot listen for metrics on {}", config.metrics.listen))?;
-    let metrics_addr = listener.local_addr()?;
+/// What the service tells the process that supervises it: systemd's notify protocol in the
+/// `fieldgate` binary, a list in a test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notice {
+    /// Every bus started and every door's link attempted (see [`Readiness::ready`]).
+    Ready,
+    /// Still starting, and progressing: links are being attempted at the configured pace.
+    ExtendStart(Duration),
+    /// A new config was applied or refused; the service is serving again either way.
+    Reloaded,
+    /// The service loop is alive (a watchdog's keep-alive).
+    Alive,
+    /// Shutting down: doors are being stopped.
+    Stopping,
+}
+
+/// Who hears the [`Notice`]s.
+pub trait Supervisor: Send + Sync {
+    fn notify(&self, notice: Notice);
+    /// How often the supervisor must hear [`Notice::Alive`]; `None` when it does not watch.
+    fn watchdog(&self) -> Option<Duration> {
+        None
+    }
+}
+
+/// A reload the service is asked to apply: a config already loaded and validated by the
+/// caller (the binary reads the file on SIGHUP and reports its errors itself).
+pub type ReloadRequests = mpsc::Receiver<Config>;
+
+/// The service's main loop: runs the gateway of `config` and serves metrics and health on
+/// `listener` until `shutdown` completes, applies each config from `reloads` by difference
+/// (a config the gateway cannot apply is refused and the running one kept), and tells
+/// `supervisor` when it is ready, alive, reloaded and stopping.
+///
+/// Everything the process owns comes in from outside — the loaded config, the bound
+/// socket (systemd may hand one over), signals (as `shutdown` and `reloads`) and the
+/// supervisor protocol — so a test can run the whole service in-process.
+pub async fn serve(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+    mut reloads: ReloadRequests,
+    shutdown: impl std::future::Future<Output = ()>,
+    supervisor: &dyn Supervisor,
+) -> Result<(), GatewayError> {
+    let metrics_addr = listener.local_addr().ok();
     let metrics_listen = config.metrics.listen;
     let (ready_tx, ready_rx) = watch::channel(Readiness::default());
     let http = http::HttpServer::spawn(listener, Arc::clone(&metrics), ready_rx);
     let mut gw = Gateway::start(&config, Arc::clone(&metrics))?;
     // The gateway holds its own copy of every door; this one would stay for the process's
-    // life (a few KB per door, benchmark workload 3).
+    // life (a few KB per door).
     drop(config);
-    tracing::info!(metrics = %format!("http://{metrics_addr}/metrics"), config = %path.display(), "fieldgate running");
+    if let Some(addr) = metrics_addr {
+        tracing::info!(metrics = %format!("http://{addr}/metrics"), "fieldgate running");
+    }
 
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sighup = signal(SignalKind::hangup())?;
-    let mut watchdog_usec = 0u64;
-    let watchdog = sd_notify::watchdog_enabled(false, &mut watchdog_usec);
-    let tick_every = if watchdog {
-        Duration::from_micros(watchdog_usec / 2).min(Duration::from_secs(1))
-    } else {
-        Duration::from_secs(1)
-    };
+    let tick_every = supervisor.watchdog().map_or(Duration::from_secs(1), |w| {
+        (w / 2).min(Duration::from_secs(1))
+    });
     let mut tick = tokio::time::interval(tick_every);
     let mut notified_ready = false;
     let mut degraded_seen: Option<String> = None;
     let mut attempted_before = 0usize;
-    let (reload_tx, mut reload_rx) = mpsc::channel::<()>(1);
+    tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            _ = sigterm.recv() => break,
-            _ = sigint.recv() => break,
-            _ = sighup.recv() => { let _ = reload_tx.try_send(()); }
-            Some(()) = reload_rx.recv() => {
-                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
-                match config::load(&path) {
-                    Ok(new) => match gw.reload(&new).await {
-                        Ok(s) if new.metrics.listen != metrics_listen => {
+            () = &mut shutdown => break,
+            Some(new) = reloads.recv() => {
+                match gw.reload(&new).await {
+                    Ok(s) => {
+                        if new.metrics.listen != metrics_listen {
                             // The listener belongs to the process (systemd may hand it over):
                             // a new address takes a restart; say so instead of ignoring it.
                             tracing::warn!(configured = %new.metrics.listen, serving = %metrics_listen, "[metrics] listen changed: it takes effect at the next restart (systemctl restart fieldgate); metrics stay on the old address until then");
-                            tracing::info!(added = ?s.added, removed = ?s.removed, restarted = ?s.restarted, unchanged = s.unchanged, "config reloaded");
                         }
-                        Ok(s) => tracing::info!(added = ?s.added, removed = ?s.removed, restarted = ?s.restarted, unchanged = s.unchanged, "config reloaded"),
-                        Err(e) => tracing::error!(error = %e, "config reload refused; the running config is kept"),
-                    },
-                    Err(e) => tracing::error!(errors = %e, "config reload refused; the running config is kept"),
+                        tracing::info!(added = ?s.added, removed = ?s.removed, restarted = ?s.restarted, unchanged = s.unchanged, "config reloaded");
+                    }
+                    Err(e) => tracing::error!(error = %e, "config reload refused; the running config is kept"),
                 }
-                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+                supervisor.notify(Notice::Reloaded);
             }
             _ = tick.tick() => {
                 let r = gw.readiness();
                 if r.ready() && !notified_ready {
                     notified_ready = true;
-                    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+                    supervisor.notify(Notice::Ready);
                     tracing::info!(doors = r.doors, connected = r.doors_connected, degraded = r.degraded, "ready");
                 } else if !notified_ready {
                     // A thousand doors paced at 10 connections/s take 100 s to attempt: while
-                    // links keep being attempted, ask systemd for more start time.
+                    // links keep being attempted, ask for more start time.
                     let attempted = gw.links_attempted();
                     if attempted > attempted_before {
                         attempted_before = attempted;
-                        let _ = sd_notify::notify(
-                            false,
-                            &[sd_notify::NotifyState::ExtendTimeoutUsec(START_EXTENSION.as_micros() as u32)],
-                        );
+                        supervisor.notify(Notice::ExtendStart(START_EXTENSION));
                     }
                 }
                 let what = degraded_summary(&r);
@@ -629,16 +651,124 @@ pub async fn serve(path: PathBuf) -> anyhow::Result<()> {
                 metrics.ready.with_label_values(&[] as &[&str]).set(i64::from(r.ready()));
                 metrics.degraded.with_label_values(&[] as &[&str]).set(i64::from(r.degraded));
                 ready_tx.send_replace(r);
-                if watchdog {
-                    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
-                }
+                supervisor.notify(Notice::Alive);
             }
         }
     }
     tracing::info!("stopping");
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    supervisor.notify(Notice::Stopping);
     gw.shutdown().await;
     http.stop().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<Notice>>);
+
+    impl Supervisor for Recorder {
+        fn notify(&self, notice: Notice) {
+            if notice != Notice::Alive {
+                self.0.lock().unwrap().push(notice);
+            }
+        }
+    }
+
+    impl Recorder {
+        fn seen(&self) -> Vec<Notice> {
+            self.0.lock().unwrap().clone()
+        }
+    }
+
+    async fn readyz(addr: std::net::SocketAddr) -> String {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /readyz HTTP/1.0\r\n\r\n").await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    async fn until(what: &str, mut pred: impl FnMut() -> bool) {
+        tokio::time::timeout(Duration::from_secs(20), async {
+            while !pred() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("timed out: {what}"));
+    }
+
+    /// The library seam: the whole service in-process, with its socket, reloads, shutdown
+    /// and supervisor handed in — no signals, no systemd.
+    #[tokio::test]
+    async fn serve_runs_reloads_and_stops_on_what_it_is_handed() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = format!(
+            "[hub]\nhostname = \"hub.invalid\"\nconnects_per_second = 0\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n\n[events]\ndir = \"{}\"\n",
+            dir.path().join("state").display()
+        );
+        let config = crate::config::parse(&base, "first.toml").unwrap();
+        let with_door = format!(
+            "{base}\n[[bus]]\nname = \"b\"\ntcp = \"127.0.0.1:9\"\n\n[profile.p.methods.lockDoor]\naction = \"write_coil\"\naddress = 0\nvalue = true\n\n[[door]]\ndevice_id = \"d1\"\nbus = \"b\"\nunit = 1\nprofile = \"p\"\nkey = \"a2V5\"\n"
+        );
+        let reloaded = crate::config::parse(&with_door, "second.toml").unwrap();
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (reload_tx, reload_rx) = mpsc::channel(1);
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let supervisor = Arc::new(Recorder::default());
+        let sup = Arc::clone(&supervisor);
+        let service = tokio::spawn(async move {
+            serve(
+                config,
+                listener,
+                Arc::new(Metrics::new()),
+                reload_rx,
+                async {
+                    let _ = stop_rx.await;
+                },
+                &*sup,
+            )
+            .await
+        });
+
+        until("ready", || supervisor.seen().contains(&Notice::Ready)).await;
+        let body = readyz(addr).await;
+        assert!(body.starts_with("HTTP/1.0 200"), "{body}");
+        assert!(body.contains("\"doors\":0"), "{body}");
+
+        reload_tx.send(reloaded).await.unwrap();
+        until("reloaded", || supervisor.seen().contains(&Notice::Reloaded)).await;
+        tokio::time::timeout(Duration::from_secs(20), async {
+            while !readyz(addr).await.contains("\"doors\":1") {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .expect("the reloaded config's door shows in /readyz");
+
+        stop_tx.send(()).unwrap();
+        let result = tokio::time::timeout(Duration::from_secs(20), service)
+            .await
+            .expect("serve returns once shutdown completes")
+            .unwrap();
+        assert!(result.is_ok(), "{result:?}");
+        assert_eq!(
+            supervisor.seen(),
+            vec![Notice::Ready, Notice::Reloaded, Notice::Stopping]
+        );
+        assert!(
+            tokio::net::TcpStream::connect(addr).await.is_err(),
+            "the metrics socket is closed with the service"
+        );
+    }
 }

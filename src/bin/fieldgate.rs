@@ -160,8 +160,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .enable_all()
                     .build()?
             };
-            rt.block_on(fieldgate::gateway::serve(config))?;
-            Ok(ExitCode::SUCCESS)
+            rt.block_on(service(config))
         }
         #[cfg(feature = "hub")]
         Command::Demo(args) => {
@@ -184,4 +183,88 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// systemd's notify protocol (a no-op when not started by systemd).
+struct Systemd {
+    watchdog: Option<std::time::Duration>,
+}
+
+impl fieldgate::gateway::Supervisor for Systemd {
+    fn notify(&self, notice: fieldgate::gateway::Notice) {
+        use fieldgate::gateway::Notice;
+        use sd_notify::NotifyState;
+        let state = match notice {
+            Notice::Ready | Notice::Reloaded => NotifyState::Ready,
+            Notice::ExtendStart(by) => {
+                NotifyState::ExtendTimeoutUsec(u32::try_from(by.as_micros()).unwrap_or(u32::MAX))
+            }
+            Notice::Alive if self.watchdog.is_some() => NotifyState::Watchdog,
+            Notice::Alive => return,
+            Notice::Stopping => NotifyState::Stopping,
+        };
+        let _ = sd_notify::notify(false, &[state]);
+    }
+
+    fn watchdog(&self) -> Option<std::time::Duration> {
+        self.watchdog
+    }
+}
+
+/// `fieldgate run`: what the process owns — the config file, the metrics socket, signals and
+/// systemd — around the library's service loop.
+async fn service(path: PathBuf) -> anyhow::Result<ExitCode> {
+    use anyhow::Context as _;
+    use tokio::signal::unix::{signal, SignalKind};
+    let config = match fieldgate::config::load(&path) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let listener = tokio::net::TcpListener::bind(config.metrics.listen)
+        .await
+        .with_context(|| format!("cannot listen for metrics on {}", config.metrics.listen))?;
+    tracing::info!(config = %path.display(), "fieldgate starting");
+    let mut watchdog_usec = 0u64;
+    let watchdog = sd_notify::watchdog_enabled(false, &mut watchdog_usec)
+        .then(|| std::time::Duration::from_micros(watchdog_usec));
+    let supervisor = Systemd { watchdog };
+
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sighup = signal(SignalKind::hangup())?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = sigterm.recv() => {}
+            _ = sigint.recv() => {}
+        }
+    };
+    // SIGHUP reads the file again; a file that does not load is refused here, with its
+    // errors, and the service keeps the running config.
+    let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
+    let reader = tokio::spawn(async move {
+        while sighup.recv().await.is_some() {
+            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
+            match fieldgate::config::load(&path) {
+                Ok(new) => {
+                    if reload_tx.send(new).await.is_err() {
+                        return;
+                    }
+                }
+                Err(errors) => {
+                    tracing::error!(errors = %errors, "config reload refused; the running config is kept");
+                    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+                }
+            }
+        }
+    });
+    let metrics = std::sync::Arc::new(fieldgate::metrics::Metrics::new());
+    let served =
+        fieldgate::gateway::serve(config, listener, metrics, reload_rx, shutdown, &supervisor)
+            .await;
+    reader.abort();
+    served?;
+    Ok(ExitCode::SUCCESS)
 }
