@@ -5,7 +5,6 @@
 //! signals and systemd belong to the `fieldgate` binary.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,19 +17,11 @@ use crate::bus::{self, BusHandle, BusOptions};
 use crate::config::{Config, Door, HubSettings, HubTransport};
 use crate::events::{EventStore, EventStoreTask};
 use crate::http::{self, BusReadiness, Readiness};
-use crate::link::{
-    self, BackoffPolicy, ConnectPacer, LinkHandle, LinkSettings, LinkState, ProxyConfig,
-    TransportSelector,
-};
+use crate::link::{self, ConnectPacer, HubLink, LinkHandle, LinkSettings, LinkState, ProxyConfig};
 use crate::metrics::Metrics;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
-    #[error("cannot read the hub CA file {path}: {source}")]
-    CaFile {
-        path: PathBuf,
-        source: std::io::Error,
-    },
     /// `HTTPS_PROXY` (or its kin) does not hold a usable proxy URL.
     #[error("the proxy in the environment is not usable: {0}")]
     ProxyEnv(String),
@@ -79,18 +70,16 @@ pub struct ReloadSummary {
 pub struct Gateway {
     metrics: Arc<Metrics>,
     pacer: ConnectPacer,
-    transport: Arc<TransportSelector>,
-    proxy: Option<ProxyConfig>,
+    /// `[hub]` as configured (a reload compares it) and what every door link shares.
     hub: HubSettings,
-    extra_ca: Option<Vec<u8>>,
+    hub_link: Arc<HubLink>,
     buses: BTreeMap<String, BusRuntime>,
     doors: BTreeMap<String, DoorRuntime>,
     /// The durable event store; `None` when it could not be opened (events then go out
     /// live and are counted as dropped, see `crate::events`). Its settings apply at start.
     events: Option<(EventStore, EventStoreTask)>,
     event_pacer: ConnectPacer,
-    /// With `[dps]`: where doors learn their hub, and the settings it was built from.
-    dps: Option<Arc<crate::dps::Provisioner>>,
+    /// `[dps]` as configured (a reload compares it).
     dps_settings: Option<crate::config::DpsSettings>,
 }
 
@@ -101,18 +90,6 @@ impl std::fmt::Debug for Gateway {
             .field("doors", &self.doors.len())
             .finish()
     }
-}
-
-fn read_ca(hub: &HubSettings) -> Result<Option<Vec<u8>>, GatewayError> {
-    hub.ca_file
-        .as_ref()
-        .map(|p| {
-            std::fs::read(p).map_err(|source| GatewayError::CaFile {
-                path: p.clone(),
-                source,
-            })
-        })
-        .transpose()
 }
 
 /// The proxy of the WebSocket transport: the config's, else the environment's (unless
@@ -137,7 +114,7 @@ fn proxy_for(hub: &HubSettings) -> Result<Option<ProxyConfig>, GatewayError> {
 /// The provisioning client of `[dps]`, registering over the hub link's transport settings.
 fn provisioner_for(
     config: &Config,
-    extra_ca: Option<Vec<u8>>,
+    extra_ca: Option<Arc<[u8]>>,
     proxy: Option<ProxyConfig>,
     metrics: &Arc<Metrics>,
 ) -> Result<Option<Arc<crate::dps::Provisioner>>, GatewayError> {
@@ -159,6 +136,25 @@ fn provisioner_for(
     Ok(Some(Arc::new(p)))
 }
 
+/// What every door link of `config` shares: `[hub]` resolved once, with the environment's
+/// proxy and the provisioning client added.
+fn hub_link_for(
+    config: &Config,
+    event_pacer: ConnectPacer,
+    metrics: &Arc<Metrics>,
+) -> Result<Arc<HubLink>, GatewayError> {
+    let mut link = HubLink::from_settings(&config.hub);
+    link.proxy = proxy_for(&config.hub)?;
+    link.event_pacer = event_pacer;
+    link.dps = provisioner_for(
+        config,
+        link.extra_ca_pem.clone(),
+        link.proxy.clone(),
+        metrics,
+    )?;
+    Ok(Arc::new(link))
+}
+
 fn pacer_for(hub: &HubSettings) -> ConnectPacer {
     match hub.connects_per_second {
         0 => ConnectPacer::unpaced(),
@@ -175,8 +171,10 @@ impl Gateway {
     /// Starts every bus and door of `config`. Returns at once; links connect in the
     /// background, paced.
     pub fn start(config: &Config, metrics: Arc<Metrics>) -> Result<Gateway, GatewayError> {
-        let proxy = proxy_for(&config.hub)?;
-        if let Some(p) = &proxy {
+        let rate = config.events.send_rate;
+        let event_pacer = ConnectPacer::new(Some(f64::from(rate)), rate);
+        let hub_link = hub_link_for(config, event_pacer.clone(), &metrics)?;
+        if let Some(p) = &hub_link.proxy {
             tracing::info!(proxy = %p, "the WebSocket transport goes through an HTTP proxy");
         }
         let events = match EventStore::open(&config.events, Arc::clone(&metrics)) {
@@ -186,19 +184,13 @@ impl Gateway {
                 None
             }
         };
-        let rate = config.events.send_rate;
-        let extra_ca = read_ca(&config.hub)?;
-        let dps = provisioner_for(config, extra_ca.clone(), proxy.clone(), &metrics)?;
         let mut gw = Gateway {
-            dps,
             dps_settings: config.dps.clone(),
             events,
-            event_pacer: ConnectPacer::new(Some(f64::from(rate)), rate),
+            event_pacer,
             pacer: pacer_for(&config.hub),
-            transport: Arc::new(TransportSelector::new(config.hub.transport)),
-            proxy,
             hub: config.hub.clone(),
-            extra_ca,
+            hub_link,
             metrics,
             buses: BTreeMap::new(),
             doors: BTreeMap::new(),
@@ -233,26 +225,11 @@ impl Gateway {
 
     fn link_settings(&self, door: &Door) -> LinkSettings {
         let mut s = LinkSettings::new(
-            self.hub.hostname.clone(),
+            Arc::clone(&self.hub_link),
             door.device_id.clone(),
-            door.key.expose().to_string(),
+            door.key.clone(),
         );
-        s.extra_ca_pem = self.extra_ca.clone();
         s.methods = Arc::clone(&door.methods);
-        s.transport = Arc::clone(&self.transport);
-        s.websocket_port = self.hub.websocket_port;
-        s.proxy = self.proxy.clone();
-        s.token_lifetime = self.hub.token_lifetime;
-        s.token_renew_margin = self.hub.token_renew_margin;
-        s.keepalive = self.hub.keep_alive;
-        s.connect_timeout = self.hub.operation_timeout;
-        s.op_timeout = self.hub.operation_timeout;
-        s.backoff = BackoffPolicy {
-            base: self.hub.reconnect_backoff_min,
-            cap: self.hub.reconnect_backoff_max,
-            ..BackoffPolicy::default()
-        };
-        s.dps = self.dps.clone();
         s.model_id = door.model_id.clone();
         if let crate::config::KeySource::Certificate { cert, key } = &door.key_source {
             // Checked when the config was loaded; a file changed since shows here and at the hub.
@@ -271,7 +248,7 @@ impl Gateway {
                 }
             }
         }
-        if self.dps.is_some() {
+        if self.hub_link.dps.is_some() {
             // Custom data for a custom allocation policy (Microsoft Learn, "How to transfer a
             // payload between a device and DPS"); `modelId` is the Plug and Play convention.
             let mut payload = serde_json::Map::new();
@@ -297,7 +274,6 @@ impl Gateway {
         let stored = self.events.as_ref().map(|(e, _)| e.door(&door.device_id));
         let mut settings = self.link_settings(&door);
         settings.events = stored.clone();
-        settings.event_pacer = self.event_pacer.clone();
         let (link, events, link_join) = link::spawn(
             settings,
             self.pacer.clone(),
@@ -401,11 +377,19 @@ impl Gateway {
     /// Applies a new config: doors whose settings (or bus, or the hub settings) changed are
     /// restarted, new ones started, removed ones stopped; the others are not touched.
     pub async fn reload(&mut self, config: &Config) -> Result<ReloadSummary, GatewayError> {
-        let extra_ca = read_ca(&config.hub)?;
         // Registration settings change where every door connects: like the hub's, they
-        // restart every door (which re-reads the assignment cache).
-        let hub_changed =
-            config.hub != self.hub || extra_ca != self.extra_ca || config.dps != self.dps_settings;
+        // restart every door (which re-reads the assignment cache). Built before anything
+        // stops, so a config that cannot be applied leaves every door running.
+        let hub_changed = config.hub != self.hub || config.dps != self.dps_settings;
+        let new_link = if hub_changed {
+            Some(hub_link_for(
+                config,
+                self.event_pacer.clone(),
+                &self.metrics,
+            )?)
+        } else {
+            None
+        };
         let mut summary = ReloadSummary::default();
         let new_buses: BTreeMap<&str, &BusOptions> =
             config.buses.iter().map(|b| (b.name.as_str(), b)).collect();
@@ -451,17 +435,9 @@ impl Gateway {
             }
         }
         self.hub = config.hub.clone();
-        self.extra_ca = extra_ca;
-        if hub_changed {
+        if let Some(link) = new_link {
             self.pacer = pacer_for(&config.hub);
-            self.transport = Arc::new(TransportSelector::new(config.hub.transport));
-            self.proxy = proxy_for(&config.hub)?;
-            self.dps = provisioner_for(
-                config,
-                self.extra_ca.clone(),
-                self.proxy.clone(),
-                &self.metrics,
-            )?;
+            self.hub_link = link;
             self.dps_settings = config.dps.clone();
         }
         for opts in &config.buses {

@@ -6,8 +6,9 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use fieldgate::config::Secret;
 use fieldgate::link::{
-    self, ConnectPacer, LinkEvent, LinkEvents, LinkHandle, LinkSettings, LinkState,
+    self, ConnectPacer, HubLink, LinkEvent, LinkEvents, LinkHandle, LinkSettings, LinkState,
 };
 use fieldgate::metrics::Metrics;
 use futures::{SinkExt, StreamExt};
@@ -110,13 +111,13 @@ impl FakeHub {
     }
 
     fn settings(&self) -> LinkSettings {
-        let mut s = LinkSettings::new(self.host(), DEVICE, KEY);
-        s.extra_ca_pem = Some(self.ca_pem.clone().into_bytes());
-        s.connect_timeout = Duration::from_secs(10);
-        s.op_timeout = Duration::from_secs(10);
-        s.backoff.base = Duration::from_millis(200);
-        s.backoff.cap = Duration::from_secs(1);
-        s
+        let mut hub = HubLink::with_defaults(self.host());
+        hub.extra_ca_pem = Some(self.ca_pem.as_bytes().into());
+        hub.connect_timeout = Duration::from_secs(10);
+        hub.op_timeout = Duration::from_secs(10);
+        hub.backoff.base = Duration::from_millis(200);
+        hub.backoff.cap = Duration::from_secs(1);
+        LinkSettings::new(Arc::new(hub), DEVICE, Secret::new(KEY))
     }
 
     /// Accepts TCP + TLS and reads the CONNECT (not yet answered).
@@ -508,7 +509,7 @@ async fn reconnects_after_peer_drops_and_refetches_twin() {
 async fn token_renewal_reconnects_with_fresh_token() {
     let hub = FakeHub::start().await;
     let mut settings = hub.settings();
-    settings.token_lifetime = Duration::from_secs(2);
+    Arc::make_mut(&mut settings.hub).token_lifetime = Duration::from_secs(2);
     let mut door = start(settings);
 
     let (mut first, connect) = hub.accept().await;
@@ -544,7 +545,7 @@ async fn token_renewal_reconnects_with_fresh_token() {
 async fn tls_with_wrong_ca_is_refused_with_clear_error() {
     let hub = FakeHub::start().await;
     let mut settings = hub.settings();
-    settings.extra_ca_pem = Some(pki().ca_pem.into_bytes()); // some other CA
+    Arc::make_mut(&mut settings.hub).extra_ca_pem = Some(pki().ca_pem.as_bytes().into()); // some other CA
     let mut door = start(settings);
     let mut state = door.handle.watch_state();
     // The hub side sees the client abort the handshake.
@@ -571,7 +572,7 @@ async fn tls_with_wrong_ca_is_refused_with_clear_error() {
 async fn bad_key_stops_the_link_with_a_reason() {
     let hub = FakeHub::start().await;
     let mut settings = hub.settings();
-    settings.key = "not base64!".into();
+    settings.key = Secret::new("not base64!");
     assert!(settings.check().is_err());
     let door = start(settings);
     let mut state = door.handle.watch_state();
@@ -662,7 +663,7 @@ async fn key_and_token_never_logged() {
 async fn method_on_full_event_queue_is_answered_503_at_once() {
     let hub = FakeHub::start().await;
     let mut settings = hub.settings();
-    settings.queue = 1;
+    Arc::make_mut(&mut settings.hub).queue = 1;
     let lock = fieldgate::config::Method {
         action: fieldgate::config::MethodAction::WriteCoil {
             address: 0,
@@ -710,7 +711,7 @@ async fn method_on_full_event_queue_is_answered_503_at_once() {
 async fn desired_patch_on_full_event_queue_resyncs_twin() {
     let hub = FakeHub::start().await;
     let mut settings = hub.settings();
-    settings.queue = 1;
+    Arc::make_mut(&mut settings.hub).queue = 1;
     let mut door = start(settings);
     let (mut conn, _) = hub.accept().await;
     conn.handshake(&twin(1)).await;

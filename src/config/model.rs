@@ -99,6 +99,9 @@ pub struct HubSettings {
     pub hostname: String,
     /// Extra CA certificate(s) (PEM) trusted besides the system roots.
     pub ca_file: Option<PathBuf>,
+    /// The content of `ca_file` as read (and checked) when the config was loaded: the
+    /// gateway trusts what was validated, and a reload sees a changed certificate.
+    pub ca_pem: Option<std::sync::Arc<[u8]>>,
     /// Validity of each SAS token the gateway signs.
     pub token_lifetime: Duration,
     /// A token is renewed this long before it expires.
@@ -122,6 +125,30 @@ pub struct HubSettings {
     /// HTTP proxy for the WebSocket transport, from the config (the environment's
     /// `HTTPS_PROXY`/`NO_PROXY` are read by the gateway when this is absent).
     pub proxy: Option<crate::link::ProxyConfig>,
+}
+
+impl HubSettings {
+    /// `[hub]` holding only `hostname`: every other value is its documented default (the
+    /// same constants the config resolver uses).
+    pub fn with_defaults(hostname: impl Into<String>) -> Self {
+        use super::resolve::*;
+        HubSettings {
+            hostname: hostname.into(),
+            ca_file: None,
+            ca_pem: None,
+            token_lifetime: DEFAULT_TOKEN_LIFETIME,
+            token_renew_margin: DEFAULT_TOKEN_RENEW_MARGIN,
+            connects_per_second: DEFAULT_CONNECTS_PER_SECOND,
+            keep_alive: DEFAULT_KEEP_ALIVE,
+            operation_timeout: DEFAULT_OPERATION_TIMEOUT,
+            dial_timeout: DEFAULT_DIAL_TIMEOUT,
+            reconnect_backoff_min: DEFAULT_RECONNECT_MIN,
+            reconnect_backoff_max: DEFAULT_RECONNECT_MAX,
+            transport: HubTransport::Mqtt,
+            websocket_port: DEFAULT_WEBSOCKET_PORT,
+            proxy: None,
+        }
+    }
 }
 
 /// How the door links reach the hub (see `link::transport`).

@@ -322,6 +322,7 @@ fn hub(
             String::new()
         }
     };
+    let mut ca_pem = None;
     let ca_file = raw.ca_file.as_ref().map(|f| {
         let path = path_in(base, f.get_ref());
         match std::fs::read(&path) {
@@ -332,6 +333,7 @@ fn hub(
                 if certs == 0 {
                     errs.at_spanned(f, format!("{} holds no PEM certificate", path.display()));
                 }
+                ca_pem = Some(std::sync::Arc::from(pem));
             }
             Err(e) => errs.at_spanned(f, format!("cannot read {}: {e}", path.display())),
         }
@@ -401,6 +403,7 @@ fn hub(
     let settings = HubSettings {
         hostname: host,
         ca_file,
+        ca_pem,
         token_lifetime,
         token_renew_margin,
         connects_per_second,

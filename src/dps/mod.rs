@@ -44,7 +44,7 @@ impl std::fmt::Debug for Provisioner {
 /// What the hub link settings contribute to registration.
 #[derive(Debug, Clone)]
 pub struct LinkParts {
-    pub extra_ca_pem: Option<Vec<u8>>,
+    pub extra_ca_pem: Option<std::sync::Arc<[u8]>>,
     pub websocket_port: u16,
     pub proxy: Option<ProxyConfig>,
     pub operation_timeout: std::time::Duration,

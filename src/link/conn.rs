@@ -72,8 +72,14 @@ impl Conn {
         // X.509: the certificate in the handshake is the credential, CONNECT has no password.
         let password = match &s.client_cert {
             Some(_) => String::new(),
-            None => auth::password(host_name, &s.device_id, &s.key, now, s.token_lifetime)
-                .map_err(|e| e.to_string())?,
+            None => auth::password(
+                host_name,
+                &s.device_id,
+                s.key.expose(),
+                now,
+                s.hub.token_lifetime,
+            )
+            .map_err(|e| e.to_string())?,
         };
         let mut opts = mqtt_options(
             &s.device_id,
@@ -81,8 +87,8 @@ impl Conn {
             port,
             tls,
             transport,
-            s.websocket_port,
-            s.proxy.as_ref(),
+            s.hub.websocket_port,
+            s.hub.proxy.as_ref(),
         );
         let mut username = auth::username(host_name, &s.device_id);
         if let Some(m) = &s.model_id {
@@ -91,16 +97,16 @@ impl Conn {
         }
         opts.set_credentials(username, password)
             .set_clean_session(false)
-            .set_keep_alive(Duration::from_secs(s.keepalive.as_secs().max(1)))
+            .set_keep_alive(Duration::from_secs(s.hub.keepalive.as_secs().max(1)))
             .set_max_packet_size(MAX_PACKET, MAX_PACKET)
             .set_inflight(INFLIGHT);
         // Room for everything the link can have in flight at once: a flushed backlog plus
         // a command queue's worth.
-        let cap = s.queue.max(1) * 4;
+        let cap = s.hub.queue.max(1) * 4;
         let (client, mut eventloop) = AsyncClient::new(opts, cap);
         eventloop.state.events = VecDeque::with_capacity(EVENT_BUFFER);
         let mut net = eventloop.network_options();
-        net.set_connection_timeout(s.connect_timeout.as_secs().max(1));
+        net.set_connection_timeout(s.hub.connect_timeout.as_secs().max(1));
         eventloop.set_network_options(net);
         let (tx, events) = mpsc::channel(cap);
         let poller = tokio::spawn(poll(eventloop, tx));
@@ -215,6 +221,7 @@ pub(crate) fn describe_proxy(e: &ConnectionError, s: &LinkSettings, host: &str) 
         return None;
     };
     let proxy = s
+        .hub
         .proxy
         .as_ref()
         .map_or_else(|| "the proxy".to_string(), |p| format!("proxy {p}"));
@@ -236,7 +243,7 @@ pub(crate) fn describe_proxy(e: &ConnectionError, s: &LinkSettings, host: &str) 
     };
     Some(format!(
         "{proxy} refused the tunnel to {host}:{}: {what}{hint}",
-        s.websocket_port
+        s.hub.websocket_port
     ))
 }
 

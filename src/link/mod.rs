@@ -36,7 +36,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Method;
+use crate::config::{HubSettings, Method, Secret};
 use crate::events::DoorEvents;
 use crate::metrics::Metrics;
 
@@ -45,17 +45,16 @@ pub use handle::LinkHandle;
 pub use pacer::ConnectPacer;
 pub use transport::{ProxyConfig, TransportSelector};
 
-/// Everything one door link needs. `key` is the device's base64 key; it is never logged
-/// (`Debug` redacts it) and leaves the task only as an HMAC inside the SAS token.
+/// What every door link of a gateway shares: the hub, how to reach it, what to trust, and
+/// the timing, resolved once from `[hub]` ([`HubSettings`]) and held behind one `Arc` (a
+/// thousand doors share one copy of the CA and the host name).
 #[derive(Clone)]
-pub struct LinkSettings {
+pub struct HubLink {
     /// Hub host name, optionally with `:port` (default 8883). SAS `sr` and the MQTT username
     /// use the name without port; TLS verifies the name.
     pub host: String,
-    pub device_id: String,
-    pub key: String,
     /// PEM CA certificate(s) trusted in addition to the system roots.
-    pub extra_ca_pem: Option<Vec<u8>>,
+    pub extra_ca_pem: Option<Arc<[u8]>>,
     /// Validity of each SAS token.
     pub token_lifetime: Duration,
     /// The link renews its token this long before it expires (zero: at 80 % of the
@@ -64,17 +63,14 @@ pub struct LinkSettings {
     pub token_renew_margin: Duration,
     /// MQTT keep-alive (whole seconds, ≥ 1 s).
     pub keepalive: Duration,
-    /// Deadline for TCP + TLS + CONNACK + SUBACKs + the twin GET.
+    /// Deadline for TCP + TLS (+ proxy and WebSocket upgrade) + CONNACK + SUBACKs + the twin
+    /// GET (`[hub] dial_timeout`).
     pub connect_timeout: Duration,
     /// Deadline of each handle call (queueing included; `patch_reported` waits for the 204).
     pub op_timeout: Duration,
     pub backoff: BackoffPolicy,
     /// Capacity of the event queue, the command queue and the offline backlog.
     pub queue: usize,
-    /// The door's methods: a request the link refuses itself (event queue full) is counted
-    /// under its name only if mapped, else as "unknown", so callers cannot create unbounded
-    /// metric series.
-    pub methods: Arc<BTreeMap<String, Method>>,
     /// MQTT on 8883 or over WebSockets on 443; shared by every door of a gateway (the
     /// `auto` fallback is decided once for all).
     pub transport: Arc<TransportSelector>,
@@ -82,14 +78,82 @@ pub struct LinkSettings {
     pub websocket_port: u16,
     /// HTTP proxy of the WebSocket transport.
     pub proxy: Option<ProxyConfig>,
-    /// The door's stored events: sent at QoS 1 in sequence order while connected, removed
-    /// from the store on PUBACK, sent again after a reconnect when unacknowledged.
-    pub events: Option<DoorEvents>,
     /// Spaces event publishes across every door of the gateway (`[events] send_rate`).
     pub event_pacer: ConnectPacer,
     /// With `[dps]`: the hub comes from the door's registration (`host` is then unused), and
     /// a hub refusing the identity makes the door register again.
     pub dps: Option<Arc<crate::dps::Provisioner>>,
+}
+
+/// Queues of a link: a few commands a second per door need no more.
+const LINK_QUEUE: usize = 64;
+
+impl HubLink {
+    /// From the resolved `[hub]` settings; the CA's PEM as the config read it.
+    pub fn from_settings(hub: &HubSettings) -> Self {
+        HubLink {
+            host: hub.hostname.clone(),
+            extra_ca_pem: hub.ca_pem.clone(),
+            token_lifetime: hub.token_lifetime,
+            token_renew_margin: hub.token_renew_margin,
+            keepalive: hub.keep_alive,
+            connect_timeout: hub.dial_timeout,
+            op_timeout: hub.operation_timeout,
+            backoff: BackoffPolicy {
+                base: hub.reconnect_backoff_min,
+                cap: hub.reconnect_backoff_max,
+                ..BackoffPolicy::default()
+            },
+            queue: LINK_QUEUE,
+            transport: Arc::new(TransportSelector::new(hub.transport)),
+            websocket_port: hub.websocket_port,
+            proxy: hub.proxy.clone(),
+            event_pacer: ConnectPacer::unpaced(),
+            dps: None,
+        }
+    }
+
+    /// `[hub]` with only `hostname` set: every other value is the config's default.
+    pub fn with_defaults(host: impl Into<String>) -> Self {
+        Self::from_settings(&HubSettings::with_defaults(host))
+    }
+}
+
+impl fmt::Debug for HubLink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HubLink")
+            .field("host", &self.host)
+            .field("extra_ca_pem", &self.extra_ca_pem.as_ref().map(|p| p.len()))
+            .field("token_lifetime", &self.token_lifetime)
+            .field("token_renew_margin", &self.token_renew_margin)
+            .field("keepalive", &self.keepalive)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("op_timeout", &self.op_timeout)
+            .field("backoff", &self.backoff)
+            .field("queue", &self.queue)
+            .field("transport", &self.transport.mode())
+            .field("websocket_port", &self.websocket_port)
+            .field("proxy", &self.proxy)
+            .field("dps", &self.dps.is_some())
+            .finish()
+    }
+}
+
+/// Everything one door link needs: the gateway's [`HubLink`] and the door's own identity.
+/// `key` stays a [`Secret`] up to the SAS signer: `Debug` redacts it and it leaves the task
+/// only as an HMAC inside the SAS token.
+#[derive(Clone, Debug)]
+pub struct LinkSettings {
+    pub hub: Arc<HubLink>,
+    pub device_id: String,
+    pub key: Secret,
+    /// The door's methods: a request the link refuses itself (event queue full) is counted
+    /// under its name only if mapped, else as "unknown", so callers cannot create unbounded
+    /// metric series.
+    pub methods: Arc<BTreeMap<String, Method>>,
+    /// The door's stored events: sent at QoS 1 in sequence order while connected, removed
+    /// from the store on PUBACK, sent again after a reconnect when unacknowledged.
+    pub events: Option<DoorEvents>,
     /// Custom data sent with the registration (the door's tags), for custom allocation.
     pub dps_payload: Option<Value>,
     /// The Plug and Play model the door announces (`&model-id=` in the CONNECT username).
@@ -100,32 +164,14 @@ pub struct LinkSettings {
 }
 
 impl LinkSettings {
-    /// Settings with the defaults: 1 h tokens, 60 s keep-alive, 30 s connect and operation
-    /// deadlines, backoff 1 s … 60 s, queues of 64.
-    pub fn new(
-        host: impl Into<String>,
-        device_id: impl Into<String>,
-        key: impl Into<String>,
-    ) -> Self {
+    /// A door of `hub` with its device id and key; no methods, events or certificate.
+    pub fn new(hub: Arc<HubLink>, device_id: impl Into<String>, key: Secret) -> Self {
         LinkSettings {
-            host: host.into(),
+            hub,
             device_id: device_id.into(),
-            key: key.into(),
-            extra_ca_pem: None,
-            token_lifetime: Duration::from_secs(3600),
-            token_renew_margin: Duration::ZERO,
-            keepalive: Duration::from_secs(60),
-            connect_timeout: Duration::from_secs(30),
-            op_timeout: Duration::from_secs(30),
-            backoff: BackoffPolicy::default(),
-            queue: 64,
+            key,
             methods: Arc::default(),
-            transport: Arc::new(TransportSelector::new(crate::config::HubTransport::Mqtt)),
-            websocket_port: 443,
-            proxy: None,
             events: None,
-            event_pacer: ConnectPacer::unpaced(),
-            dps: None,
             dps_payload: None,
             model_id: None,
             client_cert: None,
@@ -136,55 +182,38 @@ impl LinkSettings {
     /// parses, the durations are usable. `spawn` does the same and stops the link on failure.
     pub fn check(&self) -> Result<(), LinkError> {
         self.check_offline()?;
-        tls::client_config(self.extra_ca_pem.as_deref()).map(|_| ())
+        tls::client_config(self.hub.extra_ca_pem.as_deref()).map(|_| ())
     }
 
     /// [`check`](Self::check) without building the TLS configuration.
     fn check_offline(&self) -> Result<(), LinkError> {
-        let (name, _) = auth::split_host(&self.host);
+        let (name, _) = auth::split_host(&self.hub.host);
         if name.is_empty() || self.device_id.is_empty() {
             return Err(LinkError::Config(
                 "hub host and device id must not be empty".into(),
             ));
         }
-        auth::password(name, &self.device_id, &self.key, 0, self.token_lifetime).map_err(|_| {
+        auth::password(
+            name,
+            &self.device_id,
+            self.key.expose(),
+            0,
+            self.hub.token_lifetime,
+        )
+        .map_err(|_| {
             LinkError::Config(format!(
                 "key of device {} is not valid base64",
                 self.device_id
             ))
         })?;
-        if self.keepalive < Duration::from_secs(1) || self.token_lifetime < Duration::from_secs(1) {
+        if self.hub.keepalive < Duration::from_secs(1)
+            || self.hub.token_lifetime < Duration::from_secs(1)
+        {
             return Err(LinkError::Config(
                 "keepalive and token lifetime must be at least 1 s".into(),
             ));
         }
         Ok(())
-    }
-}
-
-impl fmt::Debug for LinkSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LinkSettings")
-            .field("host", &self.host)
-            .field("device_id", &self.device_id)
-            .field("key", &"<redacted>")
-            .field("extra_ca_pem", &self.extra_ca_pem.as_ref().map(Vec::len))
-            .field("token_lifetime", &self.token_lifetime)
-            .field("token_renew_margin", &self.token_renew_margin)
-            .field("keepalive", &self.keepalive)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("op_timeout", &self.op_timeout)
-            .field("backoff", &self.backoff)
-            .field("queue", &self.queue)
-            .field("methods", &self.methods.len())
-            .field("transport", &self.transport.mode())
-            .field("websocket_port", &self.websocket_port)
-            .field("proxy", &self.proxy)
-            .field("events", &self.events.is_some())
-            .field("dps", &self.dps.is_some())
-            .field("model_id", &self.model_id)
-            .field("client_cert", &self.client_cert.is_some())
-            .finish()
     }
 }
 
@@ -286,7 +315,7 @@ pub fn spawn(
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) -> (LinkHandle, LinkEvents, JoinHandle<()>) {
-    let queue = settings.queue.max(1);
+    let queue = settings.hub.queue.max(1);
     let (cmd_tx, cmd_rx) = mpsc::channel(queue);
     let (event_tx, event_rx) = mpsc::channel(queue);
     let (state_tx, state_rx) = watch::channel(LinkState::Connecting { attempt: 1 });
@@ -294,7 +323,7 @@ pub fn spawn(
         settings.device_id.clone(),
         cmd_tx,
         state_rx,
-        settings.op_timeout,
+        settings.hub.op_timeout,
     );
     let task = task::Link::new(
         settings, pacer, metrics, shutdown, cmd_rx, event_tx, state_tx,

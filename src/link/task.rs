@@ -90,14 +90,14 @@ impl Link {
     ) -> Self {
         let mut s = s;
         let stored = s.events.take();
-        let (host_name, port) = auth::split_host(&s.host);
+        let (host_name, port) = auth::split_host(&s.hub.host);
         Link {
             stored,
             outflow: Outflow::default(),
             event_slot: None,
             host_name: host_name.to_string(),
             port,
-            backoff: Backoff::new(s.backoff),
+            backoff: Backoff::new(s.hub.backoff),
             s,
             pacer,
             metrics,
@@ -123,7 +123,7 @@ impl Link {
         let Some(since) = self.online_since.take() else {
             return;
         };
-        if since.elapsed() >= self.s.backoff.stable_after {
+        if since.elapsed() >= self.s.hub.backoff.stable_after {
             self.short_lived = 0;
             return;
         }
@@ -154,14 +154,10 @@ impl Link {
             .s
             .check_offline()
             .and_then(|()| match &self.s.client_cert {
-                Some(c) => tls::client_config_with_cert(self.s.extra_ca_pem.as_deref(), c),
-                None => tls::client_config(self.s.extra_ca_pem.as_deref()),
+                Some(c) => tls::client_config_with_cert(self.s.hub.extra_ca_pem.as_deref(), c),
+                None => tls::client_config(self.s.hub.extra_ca_pem.as_deref()),
             }) {
-            // The PEM is only needed to find the shared config; the gateway keeps its own copy.
-            Ok(t) => {
-                self.s.extra_ca_pem = None;
-                t
-            }
+            Ok(t) => t,
             Err(e) => {
                 warn!(device = %self.s.device_id, reason = %e, "door link cannot start");
                 self.stop(Some(e.to_string()));
@@ -177,8 +173,8 @@ impl Link {
                 break;
             }
             let started = Instant::now();
-            let chosen = self.s.transport.choose(&self.metrics);
-            let assigned = match self.s.dps.clone() {
+            let chosen = self.s.hub.transport.choose(&self.metrics);
+            let assigned = match self.s.hub.dps.clone() {
                 None => Ok(()),
                 Some(p) => match self.provision(&p, chosen, &tls).await {
                     None => break,
@@ -249,7 +245,7 @@ impl Link {
         }
         let credential = match self.s.client_cert {
             Some(_) => crate::dps::Credential::Certificate,
-            None => crate::dps::Credential::Key(&key),
+            None => crate::dps::Credential::Key(key.expose()),
         };
         let mut out = None;
         let done = self
@@ -338,7 +334,7 @@ impl Link {
             Queued::Patch(p) => !p.reply.is_closed(),
             Queued::Telemetry { reply, .. } => !reply.is_closed(),
         });
-        if self.backlog.len() < self.s.queue.max(1) {
+        if self.backlog.len() < self.s.hub.queue.max(1) {
             self.backlog.push_back(q);
             return;
         }
@@ -362,7 +358,7 @@ impl Link {
         // The token was signed just before dialling: renewal counts from here, not from the
         // twin, so a slow setup cannot outlive the token.
         let issued = Instant::now();
-        let setup_deadline = issued + self.s.connect_timeout;
+        let setup_deadline = issued + self.s.hub.connect_timeout;
         let mut renew_at = None;
         let mut drain: Option<Drain> = None;
         let mut subacks = 0;
@@ -395,10 +391,10 @@ impl Link {
                     return End::Shutdown;
                 }
                 () = sleep_until(setup_deadline), if !online => {
-                    let why = format!("no twin within {:?} of dialling", self.s.connect_timeout);
+                    let why = format!("no twin within {:?} of dialling", self.s.hub.connect_timeout);
                     if !connacked && conn.transport == Chosen::Mqtt {
                         // A blackholed 8883: the SYN goes unanswered until here.
-                        self.s.transport.mqtt_unreachable(&why, &self.metrics);
+                        self.s.hub.transport.mqtt_unreachable(&why, &self.metrics);
                     }
                     return End::Lost(why);
                 }
@@ -412,7 +408,7 @@ impl Link {
                             Ok(()) => {
                                 // Until just before the token expires (the hub closes the
                                 // connection then anyway).
-                                let room = self.s.token_lifetime.saturating_sub(now - issued);
+                                let room = self.s.hub.token_lifetime.saturating_sub(now - issued);
                                 let guard = (room / 10).max(Duration::from_millis(100));
                                 drain = Some(Drain::new(now, room.saturating_sub(guard)));
                                 continue;
@@ -455,12 +451,12 @@ impl Link {
                     let why = conn::describe_proxy(&e, &self.s, &self.host_name)
                         .unwrap_or_else(|| conn::describe(&e));
                     if !connacked && conn::identity_refused(&e) {
-                        if let Some(p) = &self.s.dps {
+                        if let Some(p) = &self.s.hub.dps {
                             p.forget(&self.s.device_id);
                         }
                     }
                     if !connacked && conn.transport == Chosen::Mqtt && conn::unreachable(&e) {
-                        self.s.transport.mqtt_unreachable(&why, &self.metrics);
+                        self.s.hub.transport.mqtt_unreachable(&why, &self.metrics);
                     }
                     return self.lost(online, why);
                 }
@@ -514,8 +510,8 @@ impl Link {
                                 // At least a second of service between renewals, whatever the setup took.
                                 let renew = issued
                                     + auth::renew_after(
-                                        self.s.token_lifetime,
-                                        self.s.token_renew_margin,
+                                        self.s.hub.token_lifetime,
+                                        self.s.hub.token_renew_margin,
                                         rand::random(),
                                     );
                                 renew_at = Some(renew.max(Instant::now() + Duration::from_secs(1)));
@@ -571,7 +567,7 @@ impl Link {
     /// `op_timeout` for room; `false` means the bridge is not draining (resync later).
     async fn deliver(&mut self, event: Box<LinkEvent>) -> bool {
         matches!(
-            timeout(self.s.op_timeout, self.events.send(event)).await,
+            timeout(self.s.hub.op_timeout, self.events.send(event)).await,
             Ok(Ok(()))
         )
     }
@@ -708,7 +704,7 @@ impl Link {
             };
             let slot = *self
                 .event_slot
-                .get_or_insert_with(|| self.s.event_pacer.reserve());
+                .get_or_insert_with(|| self.s.hub.event_pacer.reserve());
             if slot > Instant::now() {
                 return;
             }
