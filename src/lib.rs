@@ -28,3 +28,4 @@ pub mod human;
 pub mod link;
 pub mod lograte;
 pub mod metrics;
+pub mod status;

@@ -380,8 +380,11 @@ async fn connect_twin_and_method_round_trip() {
     }
     within(
         "respond",
-        door.handle
-            .respond_method("m1", 200, json!({"locked": true})),
+        door.handle.respond_method(
+            "m1",
+            fieldgate::status::Status(200),
+            json!({"locked": true}),
+        ),
     )
     .await
     .unwrap();
@@ -393,7 +396,8 @@ async fn connect_twin_and_method_round_trip() {
     );
     let again = within(
         "second respond",
-        door.handle.respond_method("m1", 200, json!({})),
+        door.handle
+            .respond_method("m1", fieldgate::status::Status(200), json!({})),
     )
     .await;
     assert!(
@@ -474,7 +478,8 @@ async fn reconnects_after_peer_drops_and_refetches_twin() {
     assert!(matches!(door.event().await, LinkEvent::Disconnected { .. }));
     let lost = within(
         "late respond",
-        door.handle.respond_method("old", 200, json!({})),
+        door.handle
+            .respond_method("old", fieldgate::status::Status(200), json!({})),
     )
     .await;
     assert!(
@@ -697,9 +702,13 @@ async fn method_on_full_event_queue_is_answered_503_at_once() {
     assert!(!door.metrics.render().contains("x-1234"));
     // "a" is still delivered and answerable.
     assert!(matches!(door.event().await, LinkEvent::MethodRequest { rid, .. } if rid == "a"));
-    within("respond a", door.handle.respond_method("a", 200, json!({})))
-        .await
-        .unwrap();
+    within(
+        "respond a",
+        door.handle
+            .respond_method("a", fieldgate::status::Status(200), json!({})),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         conn.next_publish().await.topic,
         topics::method_response(200, "a")

@@ -12,19 +12,35 @@
 //! value is known (an unmapped property; a bus that did not answer) `value` is left out and
 //! `ad` says why, since a `null` would delete the member from the reported twin.
 
-use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use super::io::{self, WriteFailure};
 use super::DoorIo;
 use crate::config::{DesiredPoint, Door, WriteTable};
+use crate::status::Status;
+
+/// One writable property's acknowledgement in the reported twin, as the Plug and Play
+/// convention writes it: the door's current `value` (left out where none is known), the
+/// status `ac`, the desired `$version` it answers `av`, and a description `ad`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DesiredAck {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<Value>,
+    pub ac: Status,
+    pub av: u64,
+    pub ad: String,
+}
 
 /// The acknowledgements of one patch (or reconcile) and what happened, for metrics.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct DesiredOutcome {
-    pub acks: Map<String, Value>,
+    pub acks: BTreeMap<String, DesiredAck>,
     /// Desired values whose write failed on the bus (5xx), to be tried again.
-    pub failed_values: Map<String, Value>,
+    pub failed_values: serde_json::Map<String, Value>,
     pub applied: u64,
     pub rejected: u64,
     pub ignored: u64,
@@ -41,22 +57,34 @@ impl DesiredOutcome {
         ]
     }
 
+    /// The acknowledgements as one reported patch.
     pub fn reported_patch(&self) -> Option<Value> {
-        (!self.acks.is_empty()).then(|| Value::Object(self.acks.clone()))
+        (!self.acks.is_empty())
+            .then(|| serde_json::to_value(&self.acks).expect("acks serialize to JSON"))
     }
 
-    fn ack(&mut self, name: &str, value: &Value, ac: i32, av: u64, ad: impl Into<String>) {
+    fn ack(&mut self, name: &str, value: &Value, ac: Status, av: u64, ad: impl Into<String>) {
         self.acks.insert(
             name.to_string(),
-            json!({"value": value, "ac": ac, "av": av, "ad": ad.into()}),
+            DesiredAck {
+                value: Some(value.clone()),
+                ac,
+                av,
+                ad: ad.into(),
+            },
         );
     }
 
     /// An acknowledgement without a current value (none is known).
-    fn ack_unknown(&mut self, name: &str, ac: i32, av: u64, ad: impl Into<String>) {
+    fn ack_unknown(&mut self, name: &str, ac: Status, av: u64, ad: impl Into<String>) {
         self.acks.insert(
             name.to_string(),
-            json!({"ac": ac, "av": av, "ad": ad.into()}),
+            DesiredAck {
+                value: None,
+                ac,
+                av,
+                ad: ad.into(),
+            },
         );
     }
 }
@@ -104,7 +132,7 @@ fn check<'a>(
                     out.ignored += 1;
                     out.ack_unknown(
                         name,
-                        404,
+                        Status::NOT_FOUND,
                         version,
                         "not mapped to a register on this door; ignored (no current value)",
                     );
@@ -120,7 +148,13 @@ fn check<'a>(
                 Err(e) => {
                     out.rejected += 1;
                     tracing::info!(device = %door.device_id, property = %name, error = %e, "desired value refused");
-                    out.ack(name, value, 400, version, format!("not written: {e}"));
+                    out.ack(
+                        name,
+                        value,
+                        Status::BAD_REQUEST,
+                        version,
+                        format!("not written: {e}"),
+                    );
                 }
             },
         }
@@ -165,11 +199,11 @@ pub(super) async fn apply(
         match write(door, io, &c).await {
             Ok(true) => {
                 out.applied += 1;
-                out.ack(c.name, c.value, 200, version, "applied");
+                out.ack(c.name, c.value, Status::OK, version, "applied");
             }
             Ok(false) => {
                 out.applied += 1;
-                out.ack(c.name, c.value, 200, version, "already applied");
+                out.ack(c.name, c.value, Status::OK, version, "already applied");
             }
             Err(f) => {
                 out.failed += 1;
@@ -179,7 +213,7 @@ pub(super) async fn apply(
                     .and_then(Value::as_str)
                     .unwrap_or("bus error")
                     .to_string();
-                tracing::warn!(device = %door.device_id, property = %c.name, status = f.status, %reason, "desired value not applied");
+                tracing::warn!(device = %door.device_id, property = %c.name, status = %f.status, %reason, "desired value not applied");
                 out.failed_values
                     .insert(c.name.to_string(), c.value.clone());
                 out.ack_unknown(c.name, f.status, version, format!("not applied: {reason}"));
@@ -196,7 +230,7 @@ async fn current_values_of_refused(door: &Door, io: &DoorIo, out: &mut DesiredOu
     let refused: Vec<String> = out
         .acks
         .iter()
-        .filter(|(_, a)| a["ac"] == 400)
+        .filter(|(_, a)| a.ac == Status::BAD_REQUEST)
         .map(|(k, _)| k.clone())
         .collect();
     for name in refused {
@@ -206,29 +240,19 @@ async fn current_values_of_refused(door: &Door, io: &DoorIo, out: &mut DesiredOu
         let deadline = Instant::now() + io.op_budget;
         let count = p.spec.register_count().max(1);
         let read = io::read_words(io, door.unit, p.table.into(), p.address, count, deadline).await;
-        let Some(ack) = out.acks.get_mut(&name).and_then(Value::as_object_mut) else {
+        let Some(ack) = out.acks.get_mut(&name) else {
             continue;
         };
         match read.map(|w| p.spec.decode(&w)) {
-            Ok(Ok(v)) => {
-                ack.insert("value".into(), v);
-            }
+            Ok(Ok(v)) => ack.value = Some(v),
             Ok(Err(e)) => {
-                ack.remove("value");
-                let ad = format!(
-                    "{}; current value undecodable: {e}",
-                    ack["ad"].as_str().unwrap_or("")
-                );
-                ack.insert("ad".into(), Value::String(ad));
+                ack.value = None;
+                ack.ad = format!("{}; current value undecodable: {e}", ack.ad);
             }
             Err(f) => {
-                ack.remove("value");
-                let why = f.body["error"].as_str().unwrap_or("bus error").to_string();
-                let ad = format!(
-                    "{}; current value unknown: {why}",
-                    ack["ad"].as_str().unwrap_or("")
-                );
-                ack.insert("ad".into(), Value::String(ad));
+                ack.value = None;
+                let why = f.body["error"].as_str().unwrap_or("bus error");
+                ack.ad = format!("{}; current value unknown: {why}", ack.ad);
             }
         }
     }
@@ -244,7 +268,7 @@ async fn write(door: &Door, io: &DoorIo, c: &Checked<'_>) -> Result<bool, WriteF
         p.spec
             .encode_onto(c.value, &current)
             .map_err(|e| WriteFailure {
-                status: 400,
+                status: Status::BAD_REQUEST,
                 body: json!({"error": e.to_string()}),
             })?
     } else {

@@ -7,11 +7,12 @@ use tokio::time::Instant;
 use super::DoorIo;
 use crate::bus::{BusError, Failed, Op, Priority, Reply, Written};
 use crate::config::{ReadTable, WriteTable};
+use crate::status::Status;
 
 /// Why an operator write failed, with the status code the method (or desired ack) carries.
 #[derive(Debug)]
 pub(super) struct WriteFailure {
-    pub status: i32,
+    pub status: Status,
     pub body: Value,
 }
 
@@ -19,14 +20,14 @@ impl WriteFailure {
     /// A failed read (or any request that wrote nothing).
     pub(super) fn from_bus(e: &BusError) -> Self {
         let (status, kind) = match e {
-            BusError::Exception { code, .. } => (502, format!("{code:?}")),
-            BusError::BadReply { .. } => (502, "BadReply".into()),
-            BusError::UnitDown { .. } => (503, "UnitNotAnswering".into()),
+            BusError::Exception { code, .. } => (Status::BAD_GATEWAY, format!("{code:?}")),
+            BusError::BadReply { .. } => (Status::BAD_GATEWAY, "BadReply".into()),
+            BusError::UnitDown { .. } => (Status::SERVICE_UNAVAILABLE, "UnitNotAnswering".into()),
             BusError::Unavailable { .. }
             | BusError::QueueFull { .. }
-            | BusError::Shutdown { .. } => (503, "BusUnavailable".into()),
+            | BusError::Shutdown { .. } => (Status::SERVICE_UNAVAILABLE, "BusUnavailable".into()),
             BusError::Timeout { .. } | BusError::DeadlineExpired { .. } => {
-                (504, "BusTimeout".into())
+                (Status::GATEWAY_TIMEOUT, "BusTimeout".into())
             }
         };
         let mut body = json!({"error": e.to_string(), "code": kind});
@@ -47,7 +48,7 @@ impl WriteFailure {
 
     fn mismatch(table: WriteTable, address: u16, wrote: &Value, read: &Value) -> Self {
         WriteFailure {
-            status: 502,
+            status: Status::BAD_GATEWAY,
             body: json!({
                 "error": format!("read-back of {table:?} {address} gave {read} after writing {wrote}"),
                 "code": "ReadBackMismatch",
@@ -102,7 +103,7 @@ pub(super) async fn read_words(
 
 fn protocol_error() -> WriteFailure {
     WriteFailure {
-        status: 502,
+        status: Status::BAD_GATEWAY,
         body: json!({"error": "unexpected reply kind from the bus", "code": "ProtocolError"}),
     }
 }

@@ -12,18 +12,19 @@ use super::io::{self, WriteFailure};
 use super::{DoorIo, PendingRestore};
 use crate::codec::ValueSpec;
 use crate::config::{Door, MethodAction, ReadTable, ValueSource, WriteTable};
+use crate::status::Status;
 
 /// The answer to one method request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MethodReply {
-    pub status: i32,
+    pub status: Status,
     pub body: Value,
 }
 
 impl MethodReply {
     fn bad_request(reason: impl Into<String>) -> Self {
         MethodReply {
-            status: 400,
+            status: Status::BAD_REQUEST,
             body: json!({"error": reason.into(), "code": "BadPayload"}),
         }
     }
@@ -164,7 +165,7 @@ pub(super) async fn handle(
 ) -> (MethodReply, Option<(u16, PendingRestore)>) {
     let Some(method) = door.methods.get(name) else {
         let reply = MethodReply {
-            status: 404,
+            status: Status::NOT_FOUND,
             body: json!({
                 "error": format!("unknown method '{name}'"),
                 "code": "UnknownMethod",
@@ -212,7 +213,7 @@ pub(super) async fn handle(
     };
     let reply = match result {
         Ok(state) => MethodReply {
-            status: 200,
+            status: Status::OK,
             body: json!({"result": "done", "state": state}),
         },
         Err(f) => {
@@ -233,13 +234,13 @@ fn log_failure(door: &Door, method: &str, f: &WriteFailure) {
     let kind = format!("{method} {} {code}", f.status);
     match GATE.note(&kind, &door.device_id) {
         Verdict::First => {
-            tracing::warn!(device = %door.device_id, method, status = f.status, error = %f.body, "method failed")
+            tracing::warn!(device = %door.device_id, method, status = %f.status, error = %f.body, "method failed")
         }
         Verdict::Repeat => {
-            tracing::debug!(device = %door.device_id, method, status = f.status, error = %f.body, "method failed")
+            tracing::debug!(device = %door.device_id, method, status = %f.status, error = %f.body, "method failed")
         }
         Verdict::Summary { count, doors } => {
-            tracing::warn!(method, status = f.status, code, repeated = %summary_text(count, &doors), "methods failed")
+            tracing::warn!(method, status = %f.status, code, repeated = %summary_text(count, &doors), "methods failed")
         }
     }
 }

@@ -30,7 +30,7 @@ use crate::config::Door;
 use crate::link::{LinkEvent, LinkEvents, LinkHandle};
 use crate::metrics::Metrics;
 
-pub use desired::{check_desired_patch, DesiredOutcome, DesiredWrite};
+pub use desired::{check_desired_patch, DesiredAck, DesiredOutcome, DesiredWrite};
 pub use method::{MethodReply, Planned as MethodPlan};
 
 /// Checks a method payload against the action it is mapped to, without touching the bus:
@@ -276,7 +276,10 @@ pub async fn run(door: Arc<Door>, io: DoorIo, mut events: LinkEvents, shutdown: 
     while let Ok(ev) = events.try_recv() {
         if let LinkEvent::MethodRequest { rid, name, .. } = ev {
             let body = json!({"error": "the gateway is shutting down; nothing was written", "method": name, "written": false});
-            let _ = io.link.respond_method(&rid, 503, body).await;
+            let _ = io
+                .link
+                .respond_method(&rid, crate::status::Status::SERVICE_UNAVAILABLE, body)
+                .await;
         }
     }
     while let Some(done) = flight.next().await {
@@ -333,7 +336,7 @@ impl DesiredRetry {
         let mut failed = false;
         for (name, value) in &outcome.failed_values {
             self.props.insert(name.clone(), value.clone());
-            let av = outcome.acks.get(name).and_then(|a| a["av"].as_u64());
+            let av = outcome.acks.get(name).map(|a| a.av);
             self.version = self.version.max(av.unwrap_or(0));
             failed = true;
         }
@@ -392,10 +395,10 @@ mod tests {
     /// `failed_values` (its ack carries no value: none is known).
     fn outcome(acks: Value) -> DesiredOutcome {
         let mut out = DesiredOutcome::default();
-        for (k, mut a) in acks.as_object().unwrap().clone() {
-            if a["ac"].as_i64().is_some_and(|ac| ac >= 500) {
-                let v = a.as_object_mut().unwrap().remove("value").unwrap();
-                out.failed_values.insert(k.clone(), v);
+        for (k, a) in acks.as_object().unwrap().clone() {
+            let mut a: DesiredAck = serde_json::from_value(a).unwrap();
+            if a.ac.is_server_error() {
+                out.failed_values.insert(k.clone(), a.value.take().unwrap());
             }
             out.acks.insert(k, a);
         }
@@ -409,8 +412,8 @@ mod tests {
         r.after(
             &patch,
             &outcome(json!({
-                "Building": {"value": 7, "ac": 504, "av": 4},
-                "Floor": {"value": 3, "ac": 200, "av": 4},
+                "Building": {"value": 7, "ac": 504, "av": 4, "ad": ""},
+                "Floor": {"value": 3, "ac": 200, "av": 4, "ad": ""},
             })),
         );
         assert!(r.at.is_some());
@@ -419,13 +422,13 @@ mod tests {
         // Fails again: retried later, with a longer delay.
         r.after(
             &json!({"Building": 7}),
-            &outcome(json!({"Building": {"value": 7, "ac": 503, "av": 4}})),
+            &outcome(json!({"Building": {"value": 7, "ac": 503, "av": 4, "ad": ""}})),
         );
         assert_eq!(r.failures, 2);
         // A newer value supersedes it; an invalid one (400) is not retried.
         r.after(
             &json!({"Building": 1000, "$version": 5}),
-            &outcome(json!({"Building": {"value": 1000, "ac": 400, "av": 5}})),
+            &outcome(json!({"Building": {"value": 1000, "ac": 400, "av": 5, "ad": ""}})),
         );
         assert!(r.at.is_none() && r.props.is_empty());
     }

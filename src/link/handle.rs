@@ -8,6 +8,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{LinkError, LinkState};
+use crate::status::Status;
 
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, LinkError>>;
 
@@ -15,7 +16,7 @@ pub(crate) type Reply<T> = oneshot::Sender<Result<T, LinkError>>;
 pub(crate) enum Command {
     Respond {
         rid: String,
-        status: i32,
+        status: Status,
         body: Vec<u8>,
         reply: Reply<()>,
     },
@@ -64,7 +65,7 @@ impl LinkHandle {
     pub async fn respond_method(
         &self,
         rid: &str,
-        status: i32,
+        status: Status,
         body: Value,
     ) -> Result<(), LinkError> {
         let body = body.to_string().into_bytes();

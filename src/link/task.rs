@@ -28,6 +28,7 @@ use super::{auth, tls, ConnectPacer, LinkError, LinkEvent, LinkSettings, LinkSta
 use crate::events::{wire, DoorEvents};
 use crate::lograte::{summary_text, RepeatGate, Verdict};
 use crate::metrics::Metrics;
+use crate::status::Status;
 
 const SUBSCRIPTIONS: [&str; 3] = [
     topics::METHODS_FILTER,
@@ -605,7 +606,7 @@ impl Link {
         self.session.take_method(&rid);
         let body = json!({"message": "gateway busy, retry later"}).to_string();
         let _ = client.try_publish(
-            topics::method_response(503, &rid),
+            topics::method_response(Status::SERVICE_UNAVAILABLE.0, &rid),
             QoS::AtMostOnce,
             false,
             body,
@@ -617,7 +618,7 @@ impl Link {
         };
         self.metrics
             .methods
-            .with_label_values(&[label, "503"])
+            .with_label_values(&[label, &Status::SERVICE_UNAVAILABLE.to_string()])
             .inc();
     }
 
@@ -635,7 +636,7 @@ impl Link {
                 }
                 let r = client
                     .try_publish(
-                        topics::method_response(status, &rid),
+                        topics::method_response(status.0, &rid),
                         QoS::AtMostOnce,
                         false,
                         body,
