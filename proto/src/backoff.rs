@@ -22,14 +22,18 @@ impl Jitter {
         high: 1.0,
     };
 
+    /// Uniform in `[d/2, d]` ("equal jitter"): spreads retries yet never retries at once.
+    pub const UPPER_HALF: Jitter = Jitter {
+        low: 0.5,
+        high: 1.0,
+    };
+
     /// Uniform in `[low·d, high·d]`; `high` may exceed 1 (the delay then may exceed `max`).
     /// Factors are clamped to be non-negative and ordered.
-    pub fn between(low: f64, high: f64) -> Jitter {
-        let low = low.max(0.0);
-        Jitter {
-            low,
-            high: high.max(low),
-        }
+    pub const fn between(low: f64, high: f64) -> Jitter {
+        let low = if low > 0.0 { low } else { 0.0 };
+        let high = if high > low { high } else { low };
+        Jitter { low, high }
     }
 
     /// The point `unit` (clamped to `[0, 1]`) of the window around `ceiling`.
@@ -163,7 +167,7 @@ mod tests {
         assert_eq!(full.delay(2, 1.0), S(4));
         assert_eq!(full.delay(2, 7.0), S(4), "the draw is clamped");
 
-        let upper_half = Policy::doubling(S(1), S(30), Jitter::between(0.5, 1.0));
+        let upper_half = Policy::doubling(S(1), S(30), Jitter::UPPER_HALF);
         assert_eq!(upper_half.delay(2, 0.0), S(2));
         assert_eq!(upper_half.delay(60, 0.5), Duration::from_millis(22_500));
 

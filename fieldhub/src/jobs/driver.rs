@@ -15,6 +15,7 @@ use super::ops::{DeviceOpError, DeviceOps};
 use super::state::JobState;
 use super::store::JobStore;
 use chrono::{DateTime, Utc};
+use iothub_proto::backoff;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::ops::Bound;
@@ -23,8 +24,14 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-/// Retry delay for a device that was offline: 1 s doubling to 30 s, with jitter.
-const RETRY_MAX: Duration = Duration::from_secs(30);
+/// Retry delay for a device that was offline: 1 s doubling to 30 s, each drawn within ±20 %
+/// so the devices of a job that went offline together do not come back in step.
+const RETRY: backoff::Policy = backoff::Policy {
+    initial: Duration::from_secs(1),
+    max: Duration::from_secs(30),
+    multiplier: 2,
+    jitter: backoff::Jitter::between(0.8, 1.2),
+};
 /// Extra time the engine grants a method call beyond its own timeouts before giving up on it.
 const OP_GRACE: Duration = Duration::from_secs(5);
 /// Deadline for a twin update operation.
@@ -86,9 +93,9 @@ async fn perform<O: DeviceOps>(ops: &O, device_id: &str, op: &Operation) -> OpRe
     }
 }
 
+/// Delay before a device's next try after its `attempts`-th retryable failure.
 fn backoff(attempts: u32) -> Duration {
-    let base = Duration::from_secs(1u64 << attempts.saturating_sub(1).min(5)).min(RETRY_MAX);
-    base.mul_f64(rand::random_range(0.8..1.2))
+    RETRY.delay(attempts.saturating_sub(1), rand::random::<f64>())
 }
 
 /// Drives one running job until it is terminal, cancelled, or the engine shuts down.
