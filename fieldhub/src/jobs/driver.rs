@@ -124,7 +124,9 @@ pub(super) async fn drive<O: DeviceOps, S: JobStore>(
         inner.drivers().remove(&job_id);
         return;
     };
-    let mut inflight: JoinSet<(String, OpResult)> = JoinSet::new();
+    // The spawned device operations, and the devices they are for (a device is skipped by
+    // `next_device` while its operation runs).
+    let mut operations: JoinSet<(String, OpResult)> = JoinSet::new();
     let mut in_flight: HashSet<String> = HashSet::new();
     let mut retries: HashMap<String, (DateTime<Utc>, u32)> = HashMap::new();
     // Devices are first dispatched in key order; the cursor keeps each pick O(log n).
@@ -166,7 +168,7 @@ pub(super) async fn drive<O: DeviceOps, S: JobStore>(
             // their outcomes instead of failing them as unknown. Each is recorded as it
             // arrives: the hub may abort this wait, and one silent device must not cost the
             // answers of the others.
-            while let Some(joined) = inflight.join_next().await {
+            while let Some(joined) = operations.join_next().await {
                 if let Ok((device, result)) = joined {
                     in_flight.remove(&device);
                     apply(&inner, &job_id, vec![(device, result)], &mut retries);
@@ -179,7 +181,7 @@ pub(super) async fn drive<O: DeviceOps, S: JobStore>(
         tokio::select! {
             biased;
             _ = token.cancelled() => continue,
-            Some(joined) = inflight.join_next(), if !inflight.is_empty() => {
+            Some(joined) = operations.join_next(), if !operations.is_empty() => {
                 // Whatever else has finished too is recorded by the same write.
                 let mut results = Vec::new();
                 let mut next = Some(joined);
@@ -188,7 +190,7 @@ pub(super) async fn drive<O: DeviceOps, S: JobStore>(
                         in_flight.remove(&device);
                         results.push((device, result));
                     }
-                    next = if results.len() < BATCH { inflight.try_join_next() } else { None };
+                    next = if results.len() < BATCH { operations.try_join_next() } else { None };
                 }
                 apply(&inner, &job_id, results, &mut retries);
             }
@@ -206,7 +208,7 @@ pub(super) async fn drive<O: DeviceOps, S: JobStore>(
                     in_flight.insert(device.clone());
                     let ops = inner.ops.clone();
                     let op = op.clone();
-                    inflight.spawn(async move {
+                    operations.spawn(async move {
                         let result = perform(&*ops, &device, &op).await;
                         (device, result)
                     });
