@@ -172,7 +172,11 @@ mod tests {
         assert_eq!(upper_half.delay(60, 0.5), Duration::from_millis(22_500));
 
         let around = Policy::doubling(S(1), S(30), Jitter::between(0.8, 1.2));
-        assert_eq!(around.delay(10, 1.0), S(36), "a window above 1 may exceed max");
+        assert_eq!(
+            around.delay(10, 1.0),
+            S(36),
+            "a window above 1 may exceed max"
+        );
         assert_eq!(around.delay(0, 0.0), Duration::from_millis(800));
 
         assert_eq!(Jitter::between(0.9, 0.1), Jitter::between(0.9, 0.9));

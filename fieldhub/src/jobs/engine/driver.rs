@@ -1,19 +1,20 @@
-//! One running job's driver: picks the next device, waits for a pacing slot, runs the device
-//! operation as its own task (so slow devices do not stall the pace), applies results, retries
-//! retryable failures with backoff, and expires the job when its time runs out.
+//! One running job's driver (a child of the engine, whose state it shares): picks the next
+//! device, waits for a pacing slot, runs the device operation as its own task (so slow devices
+//! do not stall the pace), applies results, retries retryable failures with backoff, and
+//! expires the job when its time runs out.
 //!
 //! Durability: devices are marked `running` and written to the store (durably) before their
 //! operations are spawned, and results are written before they count; a failed write undoes
 //! the transition. Devices started together, and results that arrive together, share one
 //! write, so an unthrottled job pays one flush per batch rather than two per device.
 
-use super::engine::{persist_devices, persist_job, Inner};
-use super::model::{
+use super::{persist_devices, persist_job, Inner};
+use crate::jobs::model::{
     CloudToDeviceMethod, DeviceJobError, DeviceJobStatus, JobStatus, JobType, MethodOutcome,
 };
-use super::ops::{DeviceOpError, DeviceOps};
-use super::state::JobState;
-use super::store::JobStore;
+use crate::jobs::ops::{DeviceOpError, DeviceOps};
+use crate::jobs::state::JobState;
+use crate::jobs::store::JobStore;
 use chrono::{DateTime, Utc};
 use iothub_proto::backoff;
 use serde_json::Value;
