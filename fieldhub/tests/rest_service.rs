@@ -3,7 +3,7 @@
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::util::*;
+use crate::support::*;
 
 /// A method route's envelope carries the error as a JSON string inside `Message`.
 fn json_in_message_code(body: &Value) -> i64 {
