@@ -5,7 +5,7 @@
 //! addresses, the CA to trust, the service connection string, a [`Hub`] handle and the jobs v2
 //! engine ([`jobs::HubJobs`]), which keeps its jobs in the hub's database.
 #![forbid(unsafe_code)]
-#![warn(rust_2018_idioms, missing_debug_implementations)]
+#![warn(missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 
 pub mod auth;
 pub mod dps;

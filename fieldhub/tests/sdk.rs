@@ -5,9 +5,12 @@
 //!
 //! The SDKs dial fixed ports (the Python device SDK 8883, the Node service SDK 443), so the hub
 //! listens on 127.0.0.1:8883 and 127.0.0.1:443, which needs root (CI runs as root; elsewhere the
-//! tests print `SKIPPED` and pass). The scenarios hold [`SDK_PORTS`] for their whole run so that
-//! they never overlap inside this binary; no other test binary uses those ports, and a second
-//! copy of this binary (another checkout) waits for the ports to be free (bind retries).
+//! tests print `SKIPPED` and pass). The scenarios hold [`support::SDK_PORTS`] for their whole
+//! run, as do the provisioning tests of `sdk_dps` that bind them, so that they never overlap;
+//! no other test uses those ports, and a second copy of the test binary (another checkout)
+//! waits for the ports to be free (bind retries). `scripts/test` runs this module on its own
+//! after the other tests (`cargo test -p fieldhub --test tests sdk::`); one scenario runs alone
+//! with its full name as the filter.
 //!
 //! Each script prints one JSON line per checked step; a test asserts every expected step is
 //! there and `ok`, then checks the hub's own state through the library (twins, telemetry,
@@ -15,7 +18,7 @@
 //!
 //! Issue 2's negative cases, and where each is asserted (status / error code, and that the hub
 //! keeps serving other clients):
-//! - wrong key: here (both device SDKs) and `tests.rs` `wrong_key_gets_connack_5_and_unknown_device_too`;
+//! - wrong key: here (both device SDKs) and `mqtt_device::wrong_key_gets_connack_5_and_unknown_device_too`;
 //! - expired token: here (Node device SAS), `expired_token_refused_and_connection_dropped_at_expiry`,
 //!   and `permissions_are_checked_per_policy` (service token);
 //! - a device touching another device's topics: `foreign_topics_disconnect_only_the_offender`
@@ -43,8 +46,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 
-/// Held by every scenario for its whole run: the fixed ports admit one hub at a time.
-static SDK_PORTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+use crate::support;
 
 const MQTT_ADDR: ([u8; 4], u16) = ([127, 0, 0, 1], 8883);
 const HTTPS_ADDR: ([u8; 4], u16) = ([127, 0, 0, 1], 443);
@@ -52,9 +54,6 @@ const HTTPS_ADDR: ([u8; 4], u16) = ([127, 0, 0, 1], 443);
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(120);
 /// Bound for one awaited event (a step line, a readiness change).
 const T: Duration = Duration::from_secs(30);
-/// How long to wait for another copy of this test (another checkout) to free the ports.
-const PORTS_BUSY_WAIT: Duration = Duration::from_secs(300);
-
 /// Scripts of fieldhub's own SDK scenarios (they use the SDKs installed under `peers_dir`).
 fn own_peers_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers")
@@ -66,35 +65,7 @@ fn peers_dir() -> PathBuf {
 
 /// Starts a hub on the SDKs' ports. `None` when this process may not bind them (not root).
 async fn start_on_sdk_ports(data_dir: &Path) -> Option<RunningHub> {
-    // Hostname `localhost` and the hub's default (S1) job limits, on the SDKs' ports.
-    let cfg = HubConfig {
-        mqtt_addr: SocketAddr::from(MQTT_ADDR),
-        https_addr: SocketAddr::from(HTTPS_ADDR),
-        ..HubConfig::for_tests(data_dir)
-    };
-    let deadline = tokio::time::Instant::now() + PORTS_BUSY_WAIT;
-    loop {
-        let err = match tokio::time::timeout(T, fieldhub::start(cfg.clone())).await {
-            Ok(Ok(hub)) => return Some(hub),
-            Ok(Err(e)) => e,
-            Err(_) => panic!("fieldhub::start took longer than {T:?}"),
-        };
-        let kind = err
-            .chain()
-            .find_map(|c| c.downcast_ref::<std::io::Error>())
-            .map(|io| io.kind());
-        match kind {
-            Some(std::io::ErrorKind::PermissionDenied) => {
-                println!("SKIPPED: cannot bind 127.0.0.1:8883/443 ({err:#}); the official-SDK tests need root");
-                return None;
-            }
-            Some(std::io::ErrorKind::AddrInUse) if tokio::time::Instant::now() < deadline => {
-                // Another checkout running these tests holds the ports; its run is bounded.
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            _ => panic!("starting fieldhub on 8883/443: {err:#}"),
-        }
-    }
+    support::start_on_sdk_ports(data_dir, "the official-SDK tests").await
 }
 
 /// The hub under test plus what the scripts need to reach it.
@@ -362,7 +333,7 @@ fn check_device_service_state(hub: &RunningHub, id: &str, sdk: &str, event: &str
 /// restart that the SDK clients survive.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_sdks_devices_twins_methods_and_restart() {
-    let _ports = SDK_PORTS.lock().await;
+    let _ports = support::SDK_PORTS.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let Some(hub) = start_on_sdk_ports(dir.path()).await else {
         return;
@@ -628,7 +599,7 @@ fn check_job(hub: &RunningHub, job_id: &Value, status: &str, succeeded: u64) {
 /// Issue 4: jobs v2 and queries driven by both service SDKs, with device SDK clients answering.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_sdks_jobs_and_queries() {
-    let _ports = SDK_PORTS.lock().await;
+    let _ports = support::SDK_PORTS.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let Some(hub) = start_on_sdk_ports(dir.path()).await else {
         return;
@@ -732,7 +703,7 @@ async fn official_sdks_jobs_and_queries() {
 /// surfaced as each SDK's throttling error (item 6).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_sdks_issue14_queries_twin_jobs_method_timeouts_and_throttling() {
-    let _ports = SDK_PORTS.lock().await;
+    let _ports = support::SDK_PORTS.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let Some(hub) = start_on_sdk_ports(dir.path()).await else {
         return;
@@ -819,7 +790,7 @@ async fn official_sdks_issue14_queries_twin_jobs_method_timeouts_and_throttling(
 /// oversized patches, unanswered methods).
 #[tokio::test]
 async fn official_sdks_over_websockets() {
-    let _ports = SDK_PORTS.lock().await;
+    let _ports = support::SDK_PORTS.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let Some(hub) = start_on_sdk_ports(dir.path()).await else {
         return;

@@ -8,10 +8,10 @@
 //!
 //! The Node client dials `mqtts://{provisioningHost}`, so it reaches a hub on an ephemeral port
 //! (`localhost:PORT`); the Python client dials 8883, so its test binds 127.0.0.1:8883 and
-//! 443 like `sdk.rs` (root only; it prints `SKIPPED` otherwise, and waits while another test
-//! binary holds those ports).
+//! 443 like `sdk` (root only; it prints `SKIPPED` otherwise), holding [`support::SDK_PORTS`]
+//! meanwhile, and waits while another copy of the test binary holds those ports.
+//! `scripts/test` runs this module on its own (`cargo test -p fieldhub --test tests sdk_dps::`).
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -20,9 +20,10 @@ use fieldhub::{HubConfig, RunningHub};
 use serde_json::{json, Value};
 use tokio::process::Command;
 
+use crate::support;
+
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(120);
 const T: Duration = Duration::from_secs(30);
-const PORTS_BUSY_WAIT: Duration = Duration::from_secs(300);
 const GROUP_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 const MODEL: &str = "dtmi:fieldgate:door;1";
 
@@ -147,38 +148,12 @@ async fn node_provisioning_sdk_registers_with_a_group_key() {
 
 /// Starts a hub on 127.0.0.1:8883 and :443. `None` when this process may not bind them.
 async fn start_on_sdk_ports(data_dir: &Path) -> Option<RunningHub> {
-    let cfg = HubConfig {
-        mqtt_addr: SocketAddr::from(([127, 0, 0, 1], 8883)),
-        https_addr: SocketAddr::from(([127, 0, 0, 1], 443)),
-        ..HubConfig::for_tests(data_dir)
-    };
-    let deadline = tokio::time::Instant::now() + PORTS_BUSY_WAIT;
-    loop {
-        let err = match tokio::time::timeout(T, fieldhub::start(cfg.clone())).await {
-            Ok(Ok(hub)) => return Some(hub),
-            Ok(Err(e)) => e,
-            Err(_) => panic!("fieldhub::start took longer than {T:?}"),
-        };
-        let kind = err
-            .chain()
-            .find_map(|c| c.downcast_ref::<std::io::Error>())
-            .map(|io| io.kind());
-        match kind {
-            Some(std::io::ErrorKind::PermissionDenied) => {
-                println!("SKIPPED: cannot bind 127.0.0.1:8883/443 ({err:#}); the Python provisioning SDK test needs root");
-                return None;
-            }
-            // Another test binary holds the SDK ports; its run is bounded.
-            Some(std::io::ErrorKind::AddrInUse) if tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            _ => panic!("starting fieldhub on 8883/443: {err:#}"),
-        }
-    }
+    support::start_on_sdk_ports(data_dir, "the Python provisioning SDK tests").await
 }
 
 #[tokio::test]
 async fn python_provisioning_sdk_registers_with_a_group_key_on_8883() {
+    let _ports = support::SDK_PORTS.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let Some(hub) = start_on_sdk_ports(dir.path()).await else {
         return;
@@ -207,6 +182,7 @@ async fn python_provisioning_sdk_registers_with_an_x509_certificate_on_8883() {
     use fieldhub::dps::{X509Attestation, X509Certificate, X509Certificates};
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 
+    let _ports = support::SDK_PORTS.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let Some(hub) = start_on_sdk_ports(&dir.path().join("hub")).await else {
         return;

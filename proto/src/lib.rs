@@ -1,10 +1,12 @@
 //! Azure IoT Hub wire details shared by the gateway, the CLI and the local hub:
-//! SAS tokens (`sas`), connection strings (`connstr`) and the device MQTT topics (`topics`).
+//! SAS tokens (`sas`), connection strings (`connstr`) and the device MQTT topics (`topics`),
+//! and the retry schedule all of them use (`backoff`).
 //!
 //! Everything here is pure: no sockets, no clocks other than values passed in.
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 
+pub mod backoff;
 pub mod connstr;
 pub mod sas;
 pub mod topics;

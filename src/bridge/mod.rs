@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::stream::{FuturesUnordered, StreamExt as _};
+use iothub_proto::backoff;
 
 use serde_json::{json, Value};
 use tokio::time::Instant;
@@ -307,7 +308,8 @@ fn metric_method<'a>(door: &Door, name: &'a str) -> &'a str {
 /// Desired values whose write failed on the bus (502/503/504): tried again with a doubling
 /// delay (1 s … 30 s) until written or superseded by a newer value, so registers converge
 /// to the desired state without waiting for a reconnect (architecture promise). Invalid
-/// values (400) are not retried.
+/// values (400) are not retried. Each delay is drawn between half and all of its ceiling: the
+/// doors of a line whose write failed together must not all retry at the same instant.
 #[derive(Debug, Default)]
 struct DesiredRetry {
     props: serde_json::Map<String, Value>,
@@ -319,6 +321,12 @@ struct DesiredRetry {
 impl DesiredRetry {
     const FIRST: Duration = Duration::from_secs(1);
     const MAX: Duration = Duration::from_secs(30);
+    const SCHEDULE: backoff::Policy = backoff::Policy {
+        initial: Self::FIRST,
+        max: Self::MAX,
+        multiplier: 2,
+        jitter: backoff::Jitter::UPPER_HALF,
+    };
 
     /// The patch to try again, with the version it came with.
     fn take(&mut self) -> (Value, u64) {
@@ -347,9 +355,7 @@ impl DesiredRetry {
         if failed {
             self.failures += 1;
         }
-        let delay = Self::FIRST
-            .saturating_mul(1 << self.failures.saturating_sub(1).min(5))
-            .min(Self::MAX);
+        let delay = Self::SCHEDULE.delay(self.failures.saturating_sub(1), rand::random::<f64>());
         self.at = Some(Instant::now() + delay);
     }
 }
@@ -409,6 +415,7 @@ mod tests {
     fn failed_desired_values_are_retried_until_written_or_superseded() {
         let mut r = DesiredRetry::default();
         let patch = json!({"Building": 7, "Floor": 3, "$version": 4});
+        let before = Instant::now();
         r.after(
             &patch,
             &outcome(json!({
@@ -416,7 +423,11 @@ mod tests {
                 "Floor": {"value": 3, "ac": 200, "av": 4, "ad": ""},
             })),
         );
-        assert!(r.at.is_some());
+        let at = r.at.expect("a retry is scheduled");
+        assert!(
+            at >= before + Duration::from_millis(500) && at <= Instant::now() + DesiredRetry::FIRST,
+            "the first retry comes after half to all of a second"
+        );
         let (again, v) = r.take();
         assert_eq!((again, v), (json!({"Building": 7}), 4));
         // Fails again: retried later, with a longer delay.

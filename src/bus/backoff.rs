@@ -1,41 +1,35 @@
-//! Bounded exponential backoff with jitter, and the per-unit health that marks a unit dead
-//! after repeated timeouts so it cannot stall the other units on its line.
+//! The bus's bounded exponential backoff with jitter (over the shared schedule), and the
+//! per-unit health that marks a unit dead after repeated timeouts so it cannot stall the other
+//! units on its line.
 //!
 //! Pure: callers pass `Instant`s in, so tests need no clock.
 
 use std::{collections::HashMap, time::Duration};
 
+use iothub_proto::backoff;
 use tokio::time::Instant;
 
 /// Doubling delays from `base` up to `max`, each with up to 25 % random reduction so a
-/// fleet of gateways does not retry in lockstep.
+/// fleet of gateways does not retry in lockstep (the workspace's one schedule,
+/// [`iothub_proto::backoff`], with the bus's jitter and its own random draw).
 #[derive(Debug, Clone)]
-pub(crate) struct Backoff {
-    base: Duration,
-    max: Duration,
-    attempt: u32,
-}
+pub(crate) struct Backoff(backoff::Backoff);
 
 impl Backoff {
     pub(crate) fn new(base: Duration, max: Duration) -> Self {
-        Backoff {
-            base: base.min(max),
-            max,
-            attempt: 0,
-        }
+        let jitter = backoff::Jitter::between(0.75, 1.0);
+        Backoff(backoff::Backoff::new(backoff::Policy::doubling(
+            base, max, jitter,
+        )))
     }
 
     /// The next delay (with jitter), and steps the exponent.
     pub(crate) fn next_delay(&mut self) -> Duration {
-        let exp = self.base.saturating_mul(1u32 << self.attempt.min(20));
-        self.attempt = self.attempt.saturating_add(1);
-        let capped = exp.min(self.max);
-        let jitter = rand::random_range(0.75..=1.0);
-        capped.mul_f64(jitter)
+        self.0.next_delay(rand::random::<f64>())
     }
 
     pub(crate) fn reset(&mut self) {
-        self.attempt = 0;
+        self.0.reset();
     }
 }
 
@@ -112,7 +106,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_grows_and_stays_bounded() {
+    fn backoff_grows_and_stays_bounded_with_the_bus_jitter() {
         let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
         let first = b.next_delay();
         assert!(first >= Duration::from_millis(75) && first <= Duration::from_millis(100));

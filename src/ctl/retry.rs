@@ -5,10 +5,12 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use iothub_proto::backoff;
 use reqwest::header::HeaderMap;
 
 /// How 429 answers are retried: `base` doubles per attempt up to `cap`, each delay drawn
-/// between half and all of it (jitter), at most `max_attempts` requests in all.
+/// between half and all of it (jitter; the shared [`iothub_proto::backoff`] schedule), at most
+/// `max_attempts` requests in all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
     pub max_attempts: u32,
@@ -29,11 +31,8 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// Delay before retry number `attempt` (1 = first retry); `jitter` in [0, 1].
     pub fn delay(&self, attempt: u32, jitter: f64) -> Duration {
-        let exp = self
-            .base
-            .saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
-        let full = exp.min(self.cap);
-        full.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
+        backoff::Policy::doubling(self.base, self.cap, backoff::Jitter::UPPER_HALF)
+            .delay(attempt.saturating_sub(1), jitter)
     }
 }
 

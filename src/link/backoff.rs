@@ -1,7 +1,9 @@
-//! Reconnect delays: exponential backoff with full jitter, capped, reset once a connection has
-//! proved stable. Randomness is injected so the schedule is unit-testable.
+//! Reconnect delays: the shared exponential backoff with full jitter, capped, reset once a
+//! connection has proved stable. Randomness is injected so the schedule is unit-testable.
 
 use std::time::Duration;
+
+use iothub_proto::backoff;
 
 /// The knobs of the schedule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,49 +26,44 @@ impl Default for BackoffPolicy {
     }
 }
 
-/// Failure counter turning into delays. Full jitter (uniform in `[0, min(cap, base·2ⁿ)]`) keeps
-/// hundreds of doors that lost the hub at once from reconnecting in lockstep.
+/// Failure counter turning into delays. Full jitter (uniform in `[0, min(cap, base·2ⁿ)]`, the
+/// workspace's one schedule, [`iothub_proto::backoff`]) keeps hundreds of doors that lost the
+/// hub at once from reconnecting in lockstep.
 #[derive(Debug, Clone)]
 pub struct Backoff {
-    policy: BackoffPolicy,
-    failures: u32,
+    schedule: backoff::Backoff,
+    stable_after: Duration,
 }
 
 impl Backoff {
     pub fn new(policy: BackoffPolicy) -> Self {
+        let doubling = backoff::Policy::doubling(policy.base, policy.cap, backoff::Jitter::FULL);
         Backoff {
-            policy,
-            failures: 0,
+            schedule: backoff::Backoff::new(doubling),
+            stable_after: policy.stable_after,
         }
     }
 
     /// The ceiling of the next delay (before jitter).
     pub fn ceiling(&self) -> Duration {
-        let factor = 1u32.checked_shl(self.failures.min(30)).unwrap_or(u32::MAX);
-        self.policy
-            .base
-            .checked_mul(factor)
-            .unwrap_or(self.policy.cap)
-            .min(self.policy.cap)
+        self.schedule.ceiling()
     }
 
     /// Records a failure and returns the delay before the next attempt; `unit` in `[0, 1)`
     /// picks the point within the jitter window.
     pub fn next_delay(&mut self, unit: f64) -> Duration {
-        let delay = self.ceiling().mul_f64(unit.clamp(0.0, 1.0));
-        self.failures = self.failures.saturating_add(1);
-        delay
+        self.schedule.next_delay(unit)
     }
 
     /// A connection ended after lasting `uptime`: a stable one forgets earlier failures.
     pub fn connection_ended(&mut self, uptime: Duration) {
-        if uptime >= self.policy.stable_after {
-            self.failures = 0;
+        if uptime >= self.stable_after {
+            self.schedule.reset();
         }
     }
 
     pub fn failures(&self) -> u32 {
-        self.failures
+        self.schedule.failures()
     }
 }
 

@@ -16,7 +16,7 @@ fn bit_bytes(n: usize) -> usize {
 }
 
 /// Size of the request PDU (function code included).
-pub fn request_pdu_len(req: &Request<'_>) -> usize {
+pub(super) fn request_pdu_len(req: &Request<'_>) -> usize {
     match req {
         Request::ReadCoils(..)
         | Request::ReadDiscreteInputs(..)
@@ -31,7 +31,7 @@ pub fn request_pdu_len(req: &Request<'_>) -> usize {
 }
 
 /// Size of the response PDU; `None` is an exception response.
-pub fn response_pdu_len(resp: Option<&Response>) -> usize {
+pub(super) fn response_pdu_len(resp: Option<&Response>) -> usize {
     match resp {
         None => 2,
         Some(Response::ReadCoils(v) | Response::ReadDiscreteInputs(v)) => 2 + bit_bytes(v.len()),
@@ -61,7 +61,7 @@ const SPIN: Duration = Duration::from_micros(200);
 
 /// Blocks the calling thread until `until`, to within a few microseconds: sleeps most of the
 /// way and spins the rest. For a blocking thread (`spawn_blocking`), never an async task.
-pub fn sleep_precisely(until: Instant) {
+pub(super) fn sleep_precisely(until: Instant) {
     let left = until.saturating_duration_since(Instant::now());
     if left > SPIN {
         std::thread::sleep(left - SPIN);

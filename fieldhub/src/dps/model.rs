@@ -87,7 +87,7 @@ impl Attestation {
 }
 
 /// A certificate as the service API carries it: PEM, or base64 of the DER.
-pub fn decode_certificate(text: &str) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+pub(super) fn decode_certificate(text: &str) -> Vec<rustls::pki_types::CertificateDer<'static>> {
     use base64::Engine as _;
     if text.contains("-----BEGIN") {
         return rustls_pemfile::certs(&mut text.as_bytes())
@@ -182,7 +182,7 @@ pub struct RegistrationState {
 /// The register request a device publishes.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct RegisterRequest {
+pub(super) struct RegisterRequest {
     #[serde(default)]
     pub registration_id: Option<String>,
     #[serde(default)]

@@ -48,7 +48,7 @@ pub(crate) fn routes() -> Router<Hub> {
 fn ok<T: Serialize>(v: &T) -> Response {
     match serde_json::to_value(v) {
         Ok(v) => json_response(StatusCode::OK, &v),
-        Err(e) => ApiError::a(HubError::Internal(e.to_string())).into_response(),
+        Err(e) => ApiError::new(HubError::Internal(e.to_string())).into_response(),
     }
 }
 

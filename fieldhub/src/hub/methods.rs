@@ -13,7 +13,7 @@ use super::Hub;
 use crate::error::HubError;
 
 /// Maximum request and response payload (128 KB).
-pub const MAX_METHOD_PAYLOAD: usize = 128 * 1024;
+pub(super) const MAX_METHOD_PAYLOAD: usize = 128 * 1024;
 
 /// The device's answer, as the REST endpoint returns it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

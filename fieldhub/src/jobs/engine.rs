@@ -9,7 +9,8 @@
 //! durably before its operation is sent, and its outcome durably before it is counted; after a
 //! restart a device still `running` is failed as outcome unknown, never called again.
 
-use super::driver::drive;
+mod driver;
+
 use super::model::{JobRequest, JobResponse, JobStatus, JobType};
 use super::ops::{Clock, DeviceOps, SystemClock};
 use super::pacer::Pacer;
@@ -18,6 +19,7 @@ use super::store::JobStore;
 use super::JobError;
 use crate::query::Condition;
 use chrono::{DateTime, Utc};
+use driver::drive;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -74,29 +76,29 @@ impl<O: DeviceOps, S: JobStore> std::fmt::Debug for JobEngine<O, S> {
     }
 }
 
-pub(super) struct Inner<O, S> {
-    pub(super) ops: Arc<O>,
-    pub(super) store: S,
-    pub(super) limits: JobLimits,
-    pub(super) clock: Arc<dyn Clock>,
-    pub(super) jobs: Mutex<BTreeMap<String, JobState>>,
+struct Inner<O, S> {
+    ops: Arc<O>,
+    store: S,
+    limits: JobLimits,
+    clock: Arc<dyn Clock>,
+    jobs: Mutex<BTreeMap<String, JobState>>,
     /// Tokens of the running jobs' drivers, so cancel can stop one.
-    pub(super) drivers: Mutex<HashMap<String, CancellationToken>>,
-    pub(super) wake: Notify,
-    pub(super) pacer: Pacer,
+    drivers: Mutex<HashMap<String, CancellationToken>>,
+    wake: Notify,
+    pacer: Pacer,
 }
 
 impl<O, S> Inner<O, S> {
-    pub(super) fn jobs(&self) -> MutexGuard<'_, BTreeMap<String, JobState>> {
+    fn jobs(&self) -> MutexGuard<'_, BTreeMap<String, JobState>> {
         self.jobs.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(super) fn drivers(&self) -> MutexGuard<'_, HashMap<String, CancellationToken>> {
+    fn drivers(&self) -> MutexGuard<'_, HashMap<String, CancellationToken>> {
         self.drivers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The tokio instant at which the job clock reads `t`.
-    pub(super) fn instant_at(&self, t: DateTime<Utc>) -> Instant {
+    fn instant_at(&self, t: DateTime<Utc>) -> Instant {
         let ahead = (t - self.clock.now()).to_std().unwrap_or(Duration::ZERO);
         Instant::now() + ahead.min(IDLE_WAKE)
     }
@@ -311,7 +313,7 @@ fn min_time(a: Option<DateTime<Utc>>, b: DateTime<Utc>) -> Option<DateTime<Utc>>
     Some(a.map_or(b, |a| a.min(b)))
 }
 
-pub(super) fn persist_job<S: JobStore>(store: &S, job: &JobState) {
+fn persist_job<S: JobStore>(store: &S, job: &JobState) {
     if let Err(e) = store.save_job(job) {
         tracing::warn!(job = job.id(), error = %e, "saving job failed");
     }
@@ -320,11 +322,7 @@ pub(super) fn persist_job<S: JobStore>(store: &S, job: &JobState) {
 /// Persists device transitions: the device records, or the whole job when the job finished.
 /// Returns whether the write succeeded; the caller undoes the transitions if not, so that
 /// nothing is sent or counted that a restart would not find.
-pub(super) fn persist_devices<S: JobStore>(
-    store: &S,
-    job: &JobState,
-    device_ids: &[String],
-) -> bool {
+fn persist_devices<S: JobStore>(store: &S, job: &JobState, device_ids: &[String]) -> bool {
     let result = if job.status.is_terminal() {
         store.save_job(job)
     } else {

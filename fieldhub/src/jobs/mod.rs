@@ -9,7 +9,6 @@
 //!   bounds active jobs, prunes old jobs.
 //! - [`hub_ops`] and [`redb_store`]: the engine wired to the real hub ([`HubJobs`]).
 
-mod driver;
 pub mod engine;
 pub mod hub_ops;
 pub mod model;

@@ -165,8 +165,8 @@ pub fn parse_condition(text: &str) -> Result<Condition, QueryError> {
 /// condition (each one deepens the left-leaning tree). Parsing, evaluation and dropping
 /// recurse once per level, and a REST body can hold megabytes of `((((`: without a bound the
 /// stack overflows and takes the whole hub down.
-pub const MAX_NESTING: usize = 64;
-pub const MAX_CONNECTIVES: usize = 1000;
+pub(super) const MAX_NESTING: usize = 64;
+pub(super) const MAX_CONNECTIVES: usize = 1000;
 
 const RESERVED: &[&str] = &[
     "SELECT", "FROM", "WHERE", "AND", "OR", "NOT", "IN", "NIN", "TOP", "AS", "GROUP", "BY",

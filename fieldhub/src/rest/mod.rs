@@ -49,7 +49,7 @@ pub fn router_with(hub: Hub, jobs: HubJobs, throttle: Option<Arc<Throttle>>) -> 
         .with_state(hub)
         .merge(query::routes().merge(jobs::routes()).with_state(service))
         .fallback(|| async {
-            ApiError::a(HubError::ArgumentInvalid(
+            ApiError::new(HubError::ArgumentInvalid(
                 "no such resource or method".to_string(),
             ))
             .with_status(StatusCode::NOT_FOUND)
@@ -94,8 +94,8 @@ async fn throttled(
         if let Err(e) = throttle.admit(op, cost) {
             let err = HubError::Throttled(e.to_string());
             return match op {
-                Operation::Method => ApiError::b(err),
-                _ => ApiError::a(err),
+                Operation::Method => ApiError::method(err),
+                _ => ApiError::new(err),
             }
             .into_response();
         }
@@ -114,9 +114,9 @@ pub(crate) struct Service {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Envelope {
     /// `{"Message":"ErrorCode:<Name>;<text>","ExceptionMessage":"Tracking ID:…"}`
-    A,
+    ErrorCodeText,
     /// `{"Message":"<JSON string with errorCode…>","ExceptionMessage":""}` (methods).
-    B,
+    JsonInMessage,
 }
 
 /// A `HubError` on its way to the client.
@@ -128,18 +128,20 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn a(err: HubError) -> Self {
+    /// An error in the envelope of most routes ([`Envelope::ErrorCodeText`]).
+    pub fn new(err: HubError) -> Self {
         ApiError {
             err,
-            envelope: Envelope::A,
+            envelope: Envelope::ErrorCodeText,
             status: None,
         }
     }
 
-    pub fn b(err: HubError) -> Self {
+    /// An error of a direct-method route, in its own envelope ([`Envelope::JsonInMessage`]).
+    pub fn method(err: HubError) -> Self {
         ApiError {
             err,
-            envelope: Envelope::B,
+            envelope: Envelope::JsonInMessage,
             status: None,
         }
     }
@@ -152,7 +154,7 @@ impl ApiError {
 
 impl From<HubError> for ApiError {
     fn from(err: HubError) -> Self {
-        ApiError::a(err)
+        ApiError::new(err)
     }
 }
 
@@ -162,11 +164,11 @@ impl IntoResponse for ApiError {
         let tracking = uuid::Uuid::new_v4().simple().to_string();
         let ts = crate::hub::now_iso();
         let body = match self.envelope {
-            Envelope::A => json!({
+            Envelope::ErrorCodeText => json!({
                 "Message": format!("ErrorCode:{};{}", e.name(), e),
                 "ExceptionMessage": format!("Tracking ID:{tracking}-G:0-TimeStamp:{ts}"),
             }),
-            Envelope::B => {
+            Envelope::JsonInMessage => {
                 let inner = json!({
                     "errorCode": e.code(),
                     "trackingId": tracking,
@@ -206,7 +208,7 @@ pub fn authorize(hub: &Hub, headers: &HeaderMap, needed: &[Permission]) -> Resul
     let auth = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    hub.authorize_service(auth, needed).map_err(ApiError::a)
+    hub.authorize_service(auth, needed).map_err(ApiError::new)
 }
 
 /// The `If-Match` header, if any.

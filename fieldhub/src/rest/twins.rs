@@ -129,7 +129,7 @@ async fn invoke(
     authorize(&hub, &headers, &[Permission::ServiceConnect])?;
     let inv = parse_json(&body)
         .and_then(|b| parse_invocation(&b))
-        .map_err(ApiError::b)?;
+        .map_err(ApiError::method)?;
     let resp = hub
         .invoke_method(
             &id,
@@ -139,7 +139,7 @@ async fn invoke(
             inv.connect_timeout,
         )
         .await
-        .map_err(ApiError::b)?;
+        .map_err(ApiError::method)?;
     Ok(json_response(
         StatusCode::OK,
         &json!({"status": resp.status, "payload": resp.payload}),

@@ -13,8 +13,8 @@ pub const MAX_DEPTH: usize = 10;
 pub const MAX_DESIRED_BYTES: usize = 32 * 1024;
 pub const MAX_REPORTED_BYTES: usize = 32 * 1024;
 pub const MAX_TAGS_BYTES: usize = 8 * 1024;
-pub const MAX_KEY_BYTES: usize = 1024;
-pub const MAX_STRING_BYTES: usize = 4 * 1024;
+pub(super) const MAX_KEY_BYTES: usize = 1024;
+pub(super) const MAX_STRING_BYTES: usize = 4 * 1024;
 /// The integer range of twin values (twin guide: "Integers can have a minimum value of
 /// -4503599627370496 and a maximum value of 4503599627370495", ±2^52).
 pub const MIN_INTEGER: i64 = -4_503_599_627_370_496;
@@ -218,7 +218,7 @@ pub fn merge(
 }
 
 /// Fresh metadata for a whole replaced document.
-pub fn meta_for_doc(doc: &Map<String, Value>, stamp: &Stamp) -> Map<String, Value> {
+pub(super) fn meta_for_doc(doc: &Map<String, Value>, stamp: &Stamp) -> Map<String, Value> {
     match meta_for(&Value::Object(doc.clone()), stamp) {
         Value::Object(m) => m,
         _ => stamp.node(),
@@ -226,7 +226,7 @@ pub fn meta_for_doc(doc: &Map<String, Value>, stamp: &Stamp) -> Map<String, Valu
 }
 
 /// Merge patch without metadata (for tags).
-pub fn merge_plain(target: &mut Map<String, Value>, patch: &Map<String, Value>) {
+pub(super) fn merge_plain(target: &mut Map<String, Value>, patch: &Map<String, Value>) {
     let mut scratch = Map::new();
     let stamp = Stamp {
         at: String::new(),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use iothub_proto::sas;
 use serde_json::json;
 
-use crate::util::{now, T};
+use crate::support::{now, T};
 
 /// Kills the child when the test ends, however it ends.
 struct Child(std::process::Child);

@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::util::{now, T};
+use crate::support::{now, T};
 
 const DEVICES: usize = 24;
 const KILLS: usize = 5;
@@ -151,7 +151,7 @@ async fn device(
     loop {
         let p = *port.borrow_and_update();
         let mut o = MqttOptions::new(&id, "localhost", p);
-        let token = crate::util::device_token(&id, &key, now() + 3600);
+        let token = crate::support::device_token(&id, &key, now() + 3600);
         o.set_credentials(format!("localhost/{id}/?api-version=2021-04-12"), token);
         o.set_keep_alive(Duration::from_secs(60));
         o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(

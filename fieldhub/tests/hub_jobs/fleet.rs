@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::util::{device_token, now, parts, Service, TestHub, T};
+use crate::support::{device_token, now, parts, Service, TestHub, T};
 
 /// Starts a hub in a fresh temp dir with `adjust` applied to the test config.
 pub async fn start_with(adjust: impl FnOnce(HubConfig) -> HubConfig) -> TestHub {

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::fleet::*;
-use crate::util::*;
+use super::fleet::*;
+use crate::support::*;
 
 #[tokio::test]
 async fn twin_queries_page_and_report_syntax_errors() {

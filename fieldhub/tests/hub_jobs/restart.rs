@@ -9,8 +9,8 @@ use fieldhub::jobs::DeviceJobStatus;
 use fieldhub::HubConfig;
 use serde_json::json;
 
-use crate::fleet::*;
-use crate::util::*;
+use super::fleet::*;
+use crate::support::*;
 
 async fn restart(th: TestHub, cfg: impl FnOnce(HubConfig) -> HubConfig) -> TestHub {
     let dir = th.dir;

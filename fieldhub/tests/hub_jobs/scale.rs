@@ -11,8 +11,8 @@ use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::fleet::*;
-use crate::util::*;
+use super::fleet::*;
+use crate::support::*;
 
 const DEVICES: usize = 1000;
 /// Devices with `i % 5 < 3` connect (600 of 1000); the others stay offline.

@@ -6,8 +6,8 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::sync::mpsc::error::TryRecvError;
 
-use crate::fleet::*;
-use crate::util::*;
+use super::fleet::*;
+use crate::support::*;
 
 #[tokio::test]
 async fn seed_lock_door_and_twin_update_jobs_complete() {

@@ -7,7 +7,7 @@ use fieldhub::hub::Sub;
 use rumqttc::{ConnectReturnCode, QoS, SubscribeReasonCode};
 use serde_json::json;
 
-use crate::util::*;
+use crate::support::*;
 
 #[tokio::test]
 async fn twin_methods_and_telemetry_round_trip() {

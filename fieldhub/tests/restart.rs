@@ -5,7 +5,7 @@ use fieldhub::hub::Sub;
 use fieldhub::HubConfig;
 use serde_json::json;
 
-use crate::util::*;
+use crate::support::*;
 
 #[tokio::test]
 async fn restart_keeps_devices_keys_twins_and_sessions() {

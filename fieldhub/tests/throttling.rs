@@ -8,7 +8,7 @@ use fieldhub::HubConfig;
 use reqwest::Method;
 use serde_json::json;
 
-use crate::util::*;
+use crate::support::*;
 
 async fn hub_with(throttle: Option<ThrottleProfile>) -> TestHub {
     let dir = tempfile::tempdir().unwrap();

@@ -1,20 +1,22 @@
-//! One running job's driver: picks the next device, waits for a pacing slot, runs the device
-//! operation as its own task (so slow devices do not stall the pace), applies results, retries
-//! retryable failures with backoff, and expires the job when its time runs out.
+//! One running job's driver (a child of the engine, whose state it shares): picks the next
+//! device, waits for a pacing slot, runs the device operation as its own task (so slow devices
+//! do not stall the pace), applies results, retries retryable failures with backoff, and
+//! expires the job when its time runs out.
 //!
 //! Durability: devices are marked `running` and written to the store (durably) before their
 //! operations are spawned, and results are written before they count; a failed write undoes
 //! the transition. Devices started together, and results that arrive together, share one
 //! write, so an unthrottled job pays one flush per batch rather than two per device.
 
-use super::engine::{persist_devices, persist_job, Inner};
-use super::model::{
+use super::{persist_devices, persist_job, Inner};
+use crate::jobs::model::{
     CloudToDeviceMethod, DeviceJobError, DeviceJobStatus, JobStatus, JobType, MethodOutcome,
 };
-use super::ops::{DeviceOpError, DeviceOps};
-use super::state::JobState;
-use super::store::JobStore;
+use crate::jobs::ops::{DeviceOpError, DeviceOps};
+use crate::jobs::state::JobState;
+use crate::jobs::store::JobStore;
 use chrono::{DateTime, Utc};
+use iothub_proto::backoff;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::ops::Bound;
@@ -23,8 +25,14 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-/// Retry delay for a device that was offline: 1 s doubling to 30 s, with jitter.
-const RETRY_MAX: Duration = Duration::from_secs(30);
+/// Retry delay for a device that was offline: 1 s doubling to 30 s, each drawn within ±20 %
+/// so the devices of a job that went offline together do not come back in step.
+const RETRY: backoff::Policy = backoff::Policy {
+    initial: Duration::from_secs(1),
+    max: Duration::from_secs(30),
+    multiplier: 2,
+    jitter: backoff::Jitter::between(0.8, 1.2),
+};
 /// Extra time the engine grants a method call beyond its own timeouts before giving up on it.
 const OP_GRACE: Duration = Duration::from_secs(5);
 /// Deadline for a twin update operation.
@@ -86,9 +94,9 @@ async fn perform<O: DeviceOps>(ops: &O, device_id: &str, op: &Operation) -> OpRe
     }
 }
 
+/// Delay before a device's next try after its `attempts`-th retryable failure.
 fn backoff(attempts: u32) -> Duration {
-    let base = Duration::from_secs(1u64 << attempts.saturating_sub(1).min(5)).min(RETRY_MAX);
-    base.mul_f64(rand::random_range(0.8..1.2))
+    RETRY.delay(attempts.saturating_sub(1), rand::random::<f64>())
 }
 
 /// Drives one running job until it is terminal, cancelled, or the engine shuts down.
@@ -117,7 +125,9 @@ pub(super) async fn drive<O: DeviceOps, S: JobStore>(
         inner.drivers().remove(&job_id);
         return;
     };
-    let mut inflight: JoinSet<(String, OpResult)> = JoinSet::new();
+    // The spawned device operations, and the devices they are for (a device is skipped by
+    // `next_device` while its operation runs).
+    let mut operations: JoinSet<(String, OpResult)> = JoinSet::new();
     let mut in_flight: HashSet<String> = HashSet::new();
     let mut retries: HashMap<String, (DateTime<Utc>, u32)> = HashMap::new();
     // Devices are first dispatched in key order; the cursor keeps each pick O(log n).
@@ -159,7 +169,7 @@ pub(super) async fn drive<O: DeviceOps, S: JobStore>(
             // their outcomes instead of failing them as unknown. Each is recorded as it
             // arrives: the hub may abort this wait, and one silent device must not cost the
             // answers of the others.
-            while let Some(joined) = inflight.join_next().await {
+            while let Some(joined) = operations.join_next().await {
                 if let Ok((device, result)) = joined {
                     in_flight.remove(&device);
                     apply(&inner, &job_id, vec![(device, result)], &mut retries);
@@ -172,7 +182,7 @@ pub(super) async fn drive<O: DeviceOps, S: JobStore>(
         tokio::select! {
             biased;
             _ = token.cancelled() => continue,
-            Some(joined) = inflight.join_next(), if !inflight.is_empty() => {
+            Some(joined) = operations.join_next(), if !operations.is_empty() => {
                 // Whatever else has finished too is recorded by the same write.
                 let mut results = Vec::new();
                 let mut next = Some(joined);
@@ -181,7 +191,7 @@ pub(super) async fn drive<O: DeviceOps, S: JobStore>(
                         in_flight.remove(&device);
                         results.push((device, result));
                     }
-                    next = if results.len() < BATCH { inflight.try_join_next() } else { None };
+                    next = if results.len() < BATCH { operations.try_join_next() } else { None };
                 }
                 apply(&inner, &job_id, results, &mut retries);
             }
@@ -199,7 +209,7 @@ pub(super) async fn drive<O: DeviceOps, S: JobStore>(
                     in_flight.insert(device.clone());
                     let ops = inner.ops.clone();
                     let op = op.clone();
-                    inflight.spawn(async move {
+                    operations.spawn(async move {
                         let result = perform(&*ops, &device, &op).await;
                         (device, result)
                     });

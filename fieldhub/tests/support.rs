@@ -1,4 +1,5 @@
-//! Shared test helpers: a hub in a temp dir, an MQTT device over TLS, a REST client.
+//! Shared test helpers: a hub in a temp dir, an MQTT device over TLS, a REST client, and the
+//! fixed ports the official SDKs dial.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -271,4 +272,47 @@ pub fn raw_connect_packet(
     c.clean_session = false;
     c.set_login(username, password);
     rumqttc::mqttbytes::v4::Packet::Connect(c)
+}
+
+/// Held by every test that binds the official SDKs' fixed ports, for its whole run: they admit
+/// one hub at a time.
+pub static SDK_PORTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// How long to wait for another copy of these tests (another checkout) to free the SDK ports.
+const SDK_PORTS_BUSY_WAIT: Duration = Duration::from_secs(300);
+/// Bound for starting a hub on the SDK ports.
+const SDK_HUB_START: Duration = Duration::from_secs(30);
+
+/// Starts a hub (hostname `localhost`, the default S1 job limits) on 127.0.0.1:8883 and :443,
+/// the ports the SDKs dial; hold [`SDK_PORTS`] first. `None` when this process may not bind
+/// them (not root): the test prints `SKIPPED` (naming `who` needs root) and passes.
+pub async fn start_on_sdk_ports(data_dir: &std::path::Path, who: &str) -> Option<RunningHub> {
+    let cfg = HubConfig {
+        mqtt_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 8883)),
+        https_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 443)),
+        ..HubConfig::for_tests(data_dir)
+    };
+    let deadline = tokio::time::Instant::now() + SDK_PORTS_BUSY_WAIT;
+    loop {
+        let err = match tokio::time::timeout(SDK_HUB_START, fieldhub::start(cfg.clone())).await {
+            Ok(Ok(hub)) => return Some(hub),
+            Ok(Err(e)) => e,
+            Err(_) => panic!("fieldhub::start took longer than {SDK_HUB_START:?}"),
+        };
+        let kind = err
+            .chain()
+            .find_map(|c| c.downcast_ref::<std::io::Error>())
+            .map(|io| io.kind());
+        match kind {
+            Some(std::io::ErrorKind::PermissionDenied) => {
+                println!("SKIPPED: cannot bind 127.0.0.1:8883/443 ({err:#}); {who} need root");
+                return None;
+            }
+            Some(std::io::ErrorKind::AddrInUse) if tokio::time::Instant::now() < deadline => {
+                // Another checkout running these tests holds the ports; its run is bounded.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            _ => panic!("starting fieldhub on 8883/443: {err:#}"),
+        }
+    }
 }

@@ -78,7 +78,7 @@ async fn data_dir_secrets_are_owner_only() {
     let parent = tempfile::tempdir().unwrap();
     let dir = parent.path().join("hub");
     let hub = tokio::time::timeout(
-        crate::util::T,
+        crate::support::T,
         fieldhub::start(fieldhub::HubConfig::for_tests(&dir)),
     )
     .await
@@ -89,7 +89,7 @@ async fn data_dir_secrets_are_owner_only() {
     for f in secrets {
         assert_eq!(mode(&dir.join(f)), 0o600, "{f}");
     }
-    tokio::time::timeout(crate::util::T, hub.shutdown())
+    tokio::time::timeout(crate::support::T, hub.shutdown())
         .await
         .unwrap();
 
@@ -97,7 +97,7 @@ async fn data_dir_secrets_are_owner_only() {
         std::fs::set_permissions(dir.join(f), std::fs::Permissions::from_mode(0o644)).unwrap();
     }
     let hub = tokio::time::timeout(
-        crate::util::T,
+        crate::support::T,
         fieldhub::start(fieldhub::HubConfig::for_tests(&dir)),
     )
     .await
@@ -106,7 +106,7 @@ async fn data_dir_secrets_are_owner_only() {
     for f in secrets {
         assert_eq!(mode(&dir.join(f)), 0o600, "{f} after restart");
     }
-    tokio::time::timeout(crate::util::T, hub.shutdown())
+    tokio::time::timeout(crate::support::T, hub.shutdown())
         .await
         .unwrap();
 }

@@ -10,7 +10,7 @@ use rumqttc::mqttbytes::QoS;
 use tokio::io::AsyncWriteExt as _;
 use tokio_util::codec::Encoder as _;
 
-use crate::util::*;
+use crate::support::*;
 
 fn username(id: &str) -> String {
     format!("localhost/{id}/?api-version=2021-04-12")

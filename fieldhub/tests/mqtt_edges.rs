@@ -9,7 +9,7 @@ use rumqttc::mqttbytes::v4::{ConnectReturnCode, Packet};
 use serde_json::json;
 use tokio::io::AsyncWriteExt as _;
 
-use crate::util::*;
+use crate::support::*;
 
 fn username(id: &str) -> String {
     format!("localhost/{id}/?api-version=2021-04-12")

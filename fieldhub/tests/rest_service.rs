@@ -3,10 +3,10 @@
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::util::*;
+use crate::support::*;
 
-/// Envelope B carries the error as a JSON string inside `Message`.
-fn envelope_b_code(body: &Value) -> i64 {
+/// A method route's envelope carries the error as a JSON string inside `Message`.
+fn json_in_message_code(body: &Value) -> i64 {
     let inner: Value = serde_json::from_str(body["Message"].as_str().unwrap()).unwrap();
     inner["errorCode"].as_i64().unwrap()
 }
@@ -297,7 +297,7 @@ async fn methods_offline_unknown_timeout_and_success() {
 
     let (st, code, err) = parts(s.req(Method::POST, "/twins/d/methods").json(&call)).await;
     assert_eq!((st, code.as_deref()), (404, Some("DeviceNotOnline")));
-    assert_eq!(envelope_b_code(&err), 404103);
+    assert_eq!(json_in_message_code(&err), 404103);
     let (st, code, _) = parts(s.req(Method::POST, "/twins/nobody/methods").json(&call)).await;
     assert_eq!((st, code.as_deref()), (404, Some("DeviceNotFound")));
 
@@ -307,7 +307,7 @@ async fn methods_offline_unknown_timeout_and_success() {
     dev.subscribe("$iothub/methods/POST/#").await;
     let (st, code, err) = parts(s.req(Method::POST, "/twins/d/methods").json(&call)).await;
     assert_eq!((st, code.as_deref()), (504, Some("GatewayTimeout")));
-    assert_eq!(envelope_b_code(&err), 504101);
+    assert_eq!(json_in_message_code(&err), 504101);
     let stale = dev.publish_received().await;
     assert!(stale
         .topic
