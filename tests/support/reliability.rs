@@ -16,7 +16,7 @@ use fieldhub::doorsim::{DoorSimHandle, Table};
 use fieldhub::{HubConfig, RunningHub};
 use serde_json::{json, Value};
 
-use crate::harness::{bounded, wait_link, Env, Service, LIMIT};
+use crate::support::harness::{bounded, wait_link, Env, Service, LIMIT};
 
 /// Long mode (`FIELDGATE_SOAK=1`): full-length runs.
 pub fn long_mode() -> bool {
