@@ -1,10 +1,15 @@
 //! Checks shared by the sections of the device map (doors, hub, DPS, X.509): paths relative
-//! to the config file, keys that must be base64, who may read a key file, and whether a
-//! missing key file is an error. A leaf: it knows nothing of the sections themselves.
+//! to the config file, keys that must be base64, who may read a key file, group key files,
+//! host names with ports, and whether a missing key file is an error. A leaf: it knows
+//! nothing of the sections themselves.
 
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
+use toml::Spanned;
+
+use super::error::Errors;
+use super::model::Secret;
 
 /// Whether missing key files are an error (running) or a job to do (provisioning).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,4 +76,52 @@ pub(crate) fn check_key_file_mode(what: &str, path: &Path) -> Result<(), String>
     #[cfg(not(unix))]
     let _ = (what, path);
     Ok(())
+}
+
+/// Reads a group key file (base64, mode 0600 or 0640).
+pub(crate) fn group_key_file(
+    f: &Spanned<String>,
+    base: &Path,
+    errs: &mut Errors<'_>,
+) -> Option<Secret> {
+    let path = path_in(base, f.get_ref());
+    match std::fs::read_to_string(&path) {
+        Ok(s) => {
+            if let Err(e) = check_base64_key(&format!("the group key in {}", path.display()), &s) {
+                errs.at_spanned(f, e);
+            }
+            if let Err(e) = check_key_file_mode("group key file", &path) {
+                errs.at_spanned(f, e);
+            }
+            Some(Secret::new(s.trim()))
+        }
+        Err(e) => {
+            errs.at_spanned(f, format!("cannot read {}: {e}", path.display()));
+            None
+        }
+    }
+}
+
+/// `host` or `host:port` (`need_port`: the port is required).
+pub(crate) fn check_host_port(s: &str, need_port: bool) -> Result<(), String> {
+    if s.is_empty() {
+        return Err("is empty".into());
+    }
+    if s.contains("://") || s.contains('/') || s.chars().any(char::is_whitespace) {
+        return Err(format!(
+            "`{s}` must be a bare host name (no scheme, path or spaces)"
+        ));
+    }
+    // A bracketed IPv6 literal keeps its colons inside the brackets.
+    let port = match s.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(':') && (!h.contains(':') || h.ends_with(']')) => Some(p),
+        _ => None,
+    };
+    match port {
+        Some(p) if p.parse::<u16>().map_or(true, |p| p == 0) => {
+            Err(format!("`{s}` has an invalid port `{p}`"))
+        }
+        None if need_port => Err(format!("`{s}` needs a port, e.g. `{s}:502`")),
+        _ => Ok(()),
+    }
 }

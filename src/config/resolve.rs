@@ -8,7 +8,7 @@ use std::time::Duration;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
-use super::checks::{check_base64_key, check_key_file_mode, path_in, Mode};
+use super::checks::{check_base64_key, check_host_port, group_key_file, path_in, Mode};
 use super::de;
 use super::doors::{self, Pending};
 use super::error::{ConfigErrors, Errors};
@@ -386,30 +386,6 @@ fn hub(
     (Some(settings), group_key)
 }
 
-/// Reads a group key file (base64, mode 0600 or 0640).
-pub(crate) fn group_key_file(
-    f: &Spanned<String>,
-    base: &Path,
-    errs: &mut Errors<'_>,
-) -> Option<Secret> {
-    let path = path_in(base, f.get_ref());
-    match std::fs::read_to_string(&path) {
-        Ok(s) => {
-            if let Err(e) = check_base64_key(&format!("the group key in {}", path.display()), &s) {
-                errs.at_spanned(f, e);
-            }
-            if let Err(e) = check_key_file_mode("group key file", &path) {
-                errs.at_spanned(f, e);
-            }
-            Some(Secret::new(s.trim()))
-        }
-        Err(e) => {
-            errs.at_spanned(f, format!("cannot read {}: {e}", path.display()));
-            None
-        }
-    }
-}
-
 fn metrics(v: Option<&Spanned<DeValue<'_>>>, errs: &mut Errors<'_>) -> MetricsSettings {
     let default: SocketAddr = DEFAULT_METRICS_LISTEN.parse().expect("valid default");
     let raw = match v {
@@ -480,30 +456,6 @@ fn events(v: Option<&Spanned<DeValue<'_>>>, base: &Path, errs: &mut Errors<'_>) 
         max_age: positive(&raw.max_age, DEFAULT_EVENTS_MAX_AGE, "max_age", errs),
         commit_interval,
         send_rate,
-    }
-}
-
-/// `host` or `host:port` (`need_port`: the port is required).
-pub(crate) fn check_host_port(s: &str, need_port: bool) -> Result<(), String> {
-    if s.is_empty() {
-        return Err("is empty".into());
-    }
-    if s.contains("://") || s.contains('/') || s.chars().any(char::is_whitespace) {
-        return Err(format!(
-            "`{s}` must be a bare host name (no scheme, path or spaces)"
-        ));
-    }
-    // A bracketed IPv6 literal keeps its colons inside the brackets.
-    let port = match s.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(':') && (!h.contains(':') || h.ends_with(']')) => Some(p),
-        _ => None,
-    };
-    match port {
-        Some(p) if p.parse::<u16>().map_or(true, |p| p == 0) => {
-            Err(format!("`{s}` has an invalid port `{p}`"))
-        }
-        None if need_port => Err(format!("`{s}` needs a port, e.g. `{s}:502`")),
-        _ => Ok(()),
     }
 }
 
