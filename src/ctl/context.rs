@@ -1,6 +1,6 @@
 //! What a command runs with: [`Env`], what fieldctl takes from its surroundings, the colour
-//! rules drawn from it, and the context every command gets ([`Ctx`]) with its one way of
-//! printing a result ([`Ctx::emit`]).
+//! rules drawn from it, and the context every command gets (`Ctx`) with its one way of
+//! printing a result (`Ctx::emit`).
 
 use std::io::{IsTerminal as _, Write};
 

@@ -1,7 +1,7 @@
 //! How a service client signs in: a service policy's connection string
 //! (`HostName=…;SharedAccessKeyName=…;SharedAccessKey=…`) checked once, and SAS
 //! `Authorization` headers signed locally from the policy key for each request
-//! (https://learn.microsoft.com/azure/iot-hub/authenticate-authorize-sas).
+//! (<https://learn.microsoft.com/azure/iot-hub/authenticate-authorize-sas>).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

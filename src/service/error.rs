@@ -1,5 +1,5 @@
 //! What can go wrong talking to the service API: [`ServiceError`], the hub's error envelopes
-//! (https://learn.microsoft.com/azure/iot-hub/troubleshoot-error-codes) decoded into a
+//! (<https://learn.microsoft.com/azure/iot-hub/troubleshoot-error-codes>) decoded into a
 //! status, a code name and a message; and [`ClientError`], which adds the failures that never
 //! got an answer (transport, TLS, signing) or got one that does not parse.
 

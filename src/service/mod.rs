@@ -1,4 +1,4 @@
-//! A client of Azure IoT Hub's service REST API (https://learn.microsoft.com/rest/api/iothub/),
+//! A client of Azure IoT Hub's service REST API (<https://learn.microsoft.com/rest/api/iothub/>),
 //! the back end's side of the hub: device identities, twins, direct methods, queries, jobs v2,
 //! and a provisioning service's enrollment REST calls. `fieldctl` is built on it; nothing here
 //! prints, parses arguments or knows about exit codes, so tests and other tools use it as is.
