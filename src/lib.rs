@@ -6,7 +6,8 @@
 //! - [`link`]: one task per door owning its MQTT connection to IoT Hub.
 //! - [`events`]: door events stored on disk until the hub acknowledges them.
 //! - [`bridge`]: per door, methods/desired patches → bus requests, polled state → reported.
-//! - [`ctl`]: the IoT Hub service REST client behind `fieldctl`.
+//! - [`service`]: a client of IoT Hub's service REST API (registry, twins, methods, jobs).
+//! - [`ctl`]: `fieldctl`, the operator's command line on [`service`].
 //! - [`metrics`]: every Prometheus metric the gateway exports.
 #![forbid(unsafe_code)]
 #![warn(rust_2018_idioms, unreachable_pub, missing_debug_implementations)]
@@ -28,4 +29,5 @@ pub mod human;
 pub mod link;
 pub mod lograte;
 pub mod metrics;
+pub mod service;
 pub mod status;

@@ -1,86 +1,17 @@
 //! The bus layer against doorsim through real sockets: writes and read-back, exceptions,
-//! reconnects, RTU over TCP, shutdown, inter-request delay. Shared helpers for the other
-//! `bus_*` modules live here.
+//! reconnects, RTU over TCP, shutdown, inter-request delay.
 
 use std::{sync::Arc, time::Duration};
 
 use fieldgate::{
-    bus::{self, BusError, BusHandle, BusOptions, ExceptionCode, Op, Priority, Reply, Transport},
+    bus::{self, BusError, ExceptionCode, Op, Priority, Reply, Transport},
     metrics::Metrics,
 };
-use fieldhub::doorsim::{self, DoorSim, DoorSimConfig, Fault, Listen, Table};
+use fieldhub::doorsim::{Fault, Listen, Table};
 use tokio::time::{timeout, Instant};
 use tokio_util::sync::CancellationToken;
 
-/// Bound on every await in these tests; generous so a loaded CI machine does not flake.
-pub(crate) const LIMIT: Duration = Duration::from_secs(20);
-
-pub(crate) async fn sim(listen: Listen, units: Vec<u8>) -> DoorSim {
-    let config = DoorSimConfig {
-        listen,
-        units,
-        line_baud: None,
-    };
-    timeout(LIMIT, doorsim::start(config))
-        .await
-        .unwrap()
-        .unwrap()
-}
-
-pub(crate) fn options(transport: Transport, op_timeout: Duration) -> BusOptions {
-    let mut opts = BusOptions::new("test-bus", transport);
-    opts.timeout = op_timeout;
-    opts
-}
-
-pub(crate) struct Bus {
-    pub(crate) handle: BusHandle,
-    pub(crate) metrics: Arc<Metrics>,
-    shutdown: CancellationToken,
-    join: tokio::task::JoinHandle<()>,
-}
-
-impl Bus {
-    pub(crate) async fn start(opts: BusOptions) -> Bus {
-        let metrics = Arc::new(Metrics::new());
-        let shutdown = CancellationToken::new();
-        let (handle, join) = bus::spawn(opts, Arc::clone(&metrics), shutdown.clone());
-        let mut up = handle.connected();
-        timeout(LIMIT, up.wait_for(|&c| c))
-            .await
-            .expect("bus connects")
-            .unwrap();
-        Bus {
-            handle,
-            metrics,
-            shutdown,
-            join,
-        }
-    }
-
-    pub(crate) async fn call(
-        &self,
-        unit: u8,
-        op: Op,
-        priority: Priority,
-    ) -> Result<Reply, BusError> {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        timeout(LIMIT, self.handle.call(unit, op, priority, deadline))
-            .await
-            .expect("bus answers by the deadline")
-    }
-
-    pub(crate) async fn stop(self) {
-        self.shutdown.cancel();
-        timeout(LIMIT, self.join).await.unwrap().unwrap();
-    }
-}
-
-pub(crate) fn tcp(sim: &DoorSim) -> Transport {
-    Transport::Tcp {
-        addr: sim.local_addr.unwrap().to_string(),
-    }
-}
+use crate::support::bus::{options, sim, tcp, Bus, LIMIT};
 
 #[tokio::test]
 async fn write_coil_reaches_exactly_that_unit_and_reads_back() {

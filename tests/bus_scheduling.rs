@@ -7,7 +7,7 @@ use fieldgate::bus::{BusError, Op, Priority, Reply, Transport};
 use fieldhub::doorsim::{Fault, Listen, Table};
 use tokio::time::{timeout, Instant};
 
-use crate::bus::{options, sim, tcp, Bus, LIMIT};
+use crate::support::bus::{options, sim, tcp, Bus, LIMIT};
 
 #[tokio::test]
 async fn operator_request_jumps_queued_polls() {

@@ -16,7 +16,7 @@ use fieldhub::{HubConfig, RunningHub};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
-use crate::harness::{bounded, wait_link, Service, PROFILE};
+use crate::support::harness::{bounded, wait_link, Service, PROFILE};
 
 struct Site {
     dir: TempDir,

@@ -9,8 +9,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
-use crate::bus_peers::{has_pymodbus, has_socat, pty_pair, pymodbus, PyServer, PyWrite};
-use crate::harness::{bounded, Env, Service};
+use crate::support::harness::{bounded, Env, Service};
+use crate::support::peers::{has_pymodbus, has_socat, pty_pair, pymodbus, PyServer, PyWrite};
 
 fn now_ms() -> u64 {
     SystemTime::now()

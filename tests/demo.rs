@@ -2,7 +2,7 @@
 //! (fieldhub, doorsim on TCP and RTU, provisioning, the gateway, both jobs through fieldctl)
 //! and exits 0 only when both jobs succeeded and the registers changed.
 
-use crate::harness::bounded;
+use crate::support::harness::bounded;
 
 #[tokio::test]
 async fn demo_runs_the_seed_jobs_and_changes_the_registers() {

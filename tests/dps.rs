@@ -17,7 +17,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
-use crate::harness::{bounded, wait_link, Service, PROFILE};
+use crate::support::harness::{bounded, wait_link, Service, PROFILE};
 
 const DOORS: u8 = 3;
 const MODEL: &str = "dtmi:fieldgate:door;1";

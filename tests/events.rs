@@ -15,9 +15,9 @@ use fieldgate::gateway::Gateway;
 use fieldgate::metrics::Metrics;
 use fieldhub::{HubConfig, RunningHub};
 
-use crate::harness::{bounded, wait_link, Env};
-use crate::reliability::{config_text, eventually, gateway_with, parse_config};
-use crate::reliability_process::{signal, wait_doors_ready, Service};
+use crate::support::harness::{bounded, wait_link, Env};
+use crate::support::process::{signal, wait_doors_ready, Service};
+use crate::support::reliability::{config_text, eventually, gateway_with, parse_config};
 
 /// doorState (input 0) is an event point.
 fn events_config(env: &Env, hub_extra: &str, events_extra: &str) -> String {
@@ -159,7 +159,7 @@ async fn stop_hub(env: Env) -> (EnvParts, BTreeMap<String, Vec<Received>>) {
 struct EnvParts {
     dir: tempfile::TempDir,
     sim: fieldhub::doorsim::DoorSim,
-    doors: Vec<crate::harness::TestDoor>,
+    doors: Vec<crate::support::harness::TestDoor>,
     metrics: Arc<Metrics>,
     bus_toml: String,
     addrs: (std::net::SocketAddr, std::net::SocketAddr),
@@ -555,7 +555,7 @@ async fn a_draining_backlog_is_paced_and_methods_are_answered_meanwhile() {
     let env = parts.start_hub().await;
     wait_link(&gw, &id).await;
     let drain_start = Instant::now();
-    let client = crate::reliability::Client::new(&env.hub);
+    let client = crate::support::reliability::Client::new(&env.hub);
     let mut slowest = Duration::ZERO;
     for _ in 0..3 {
         let t = Instant::now();
@@ -632,7 +632,7 @@ async fn without_a_usable_store_events_go_out_live_and_the_gateway_keeps_serving
     let gw = gateway_with(&env, &text).await;
     assert!(gw.event_store().is_none());
     let id = env.doors[0].device_id.clone();
-    let client = crate::reliability::Client::new(&env.hub);
+    let client = crate::support::reliability::Client::new(&env.hub);
     let out = client
         .invoke(&id, "lockDoor", serde_json::json!(null), 10, 5)
         .await;

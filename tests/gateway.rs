@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use fieldhub::doorsim::{Fault, Table};
 use serde_json::json;
 
-use crate::harness::{bounded, Env};
+use crate::support::harness::{bounded, Env};
 
 #[tokio::test]
 async fn lock_door_writes_exactly_the_mapped_coil_of_the_right_unit() {
@@ -304,7 +304,7 @@ async fn reload_adds_and_removes_doors_without_touching_the_others() {
     assert!(
         env.hub
             .hub
-            .wait_disconnected("door-3", crate::harness::LIMIT)
+            .wait_disconnected("door-3", crate::support::harness::LIMIT)
             .await
     );
     // door-1's link was not restarted: the same handle is still connected.
@@ -374,7 +374,7 @@ async fn metrics_pass_promtool() {
 /// silently.
 #[tokio::test]
 async fn two_gateways_with_the_same_doors_notice_they_replace_each_other() {
-    let env = crate::harness::Env::start(1).await;
+    let env = crate::support::harness::Env::start(1).await;
     let a = fieldgate::gateway::Gateway::start(&env.config(), std::sync::Arc::clone(&env.metrics))
         .unwrap();
     let b_metrics = std::sync::Arc::new(fieldgate::metrics::Metrics::new());
@@ -382,7 +382,7 @@ async fn two_gateways_with_the_same_doors_notice_they_replace_each_other() {
         .unwrap();
     let count =
         |m: &fieldgate::metrics::Metrics| m.link_short_lived.with_label_values(&["door-1"]).get();
-    crate::harness::bounded("short-lived connections counted", async {
+    crate::support::harness::bounded("short-lived connections counted", async {
         while count(&env.metrics) + count(&b_metrics) < 3 {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }

@@ -5,8 +5,8 @@
 use fieldhub::doorsim::{self, DoorSimConfig, Listen, Table};
 use serde_json::json;
 
-use crate::bus_peers::{has_pymodbus, has_socat, pty_pair, pymodbus};
-use crate::harness::{bounded, Env};
+use crate::support::harness::{bounded, Env};
+use crate::support::peers::{has_pymodbus, has_socat, pty_pair, pymodbus};
 
 #[tokio::test]
 async fn lock_door_over_rtu_on_a_socat_pty_pair() {

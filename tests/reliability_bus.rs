@@ -17,9 +17,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::bus_peers::{has_socat, pty_pair};
-use crate::harness::{bounded, Env};
-use crate::reliability::{config_text, gateway_with, Client, Outcome, TAGGED_METHOD};
+use crate::support::harness::{bounded, Env};
+use crate::support::peers::{has_socat, pty_pair};
+use crate::support::reliability::{config_text, gateway_with, Client, Outcome, TAGGED_METHOD};
 
 /// Hub response timeout used by these calls; every answer must come well before it.
 const HUB_TIMEOUT: u64 = 10;

@@ -12,8 +12,8 @@ use fieldhub::doorsim::{DoorSimHandle, Table};
 use fieldhub::HubConfig;
 use serde_json::{json, Value};
 
-use crate::harness::{bounded, Env, LIMIT};
-use crate::reliability::{
+use crate::support::harness::{bounded, Env, LIMIT};
+use crate::support::reliability::{
     config_text, converged, eventually, gateway_with, long_mode, restart_hub, restart_hub_with,
     tag, wait_all_links, Client, Outcome, Tally, TAGGED_METHOD,
 };

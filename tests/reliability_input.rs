@@ -6,8 +6,10 @@
 use fieldhub::doorsim::Table;
 use serde_json::{json, Value};
 
-use crate::harness::Env;
-use crate::reliability::{config_text, eventually, gateway_with, Client, Outcome, TAGGED_METHOD};
+use crate::support::harness::Env;
+use crate::support::reliability::{
+    config_text, eventually, gateway_with, Client, Outcome, TAGGED_METHOD,
+};
 
 #[tokio::test]
 async fn malformed_methods_and_desired_values_never_reach_the_bus() {
@@ -91,7 +93,7 @@ async fn malformed_methods_and_desired_values_never_reach_the_bus() {
     for d in &bad_desired {
         let v = client.set_desired("door-2", d.clone()).await.unwrap();
         let name = d.as_object().unwrap().keys().next().unwrap().clone();
-        crate::harness::bounded("ack 400", async {
+        crate::support::harness::bounded("ack 400", async {
             loop {
                 let twin = client.twin("door-2").await.unwrap();
                 let ack = &twin["properties"]["reported"][&name];

@@ -2,105 +2,16 @@
 //! methods, SIGKILL and restart, and SIGHUP reloads that add, remove and change doors (or
 //! are refused). The binary runs as systemd runs it, against fieldhub and doorsim.
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use fieldhub::doorsim::Fault;
-use fieldhub::hub::Sub;
 use serde_json::json;
-use tokio::process::{Child, Command};
 
-use crate::harness::{bounded, Env, LIMIT};
-use crate::reliability::{config_text, converged, eventually, tag, Client, Tally, TAGGED_METHOD};
-
-pub fn signal(pid: u32, sig: &str) {
-    let ok = std::process::Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill {sig} {pid}");
-}
-
-/// The `fieldgate run` process, logging at `debug` to a file; killed when dropped.
-pub struct Service {
-    pub child: Child,
-    pub pid: u32,
-    pub log: PathBuf,
-}
-
-impl Service {
-    pub async fn start(config: &Path, log: PathBuf) -> Service {
-        let child = Command::new(env!("CARGO_BIN_EXE_fieldgate"))
-            .args(["--log", "debug", "run", "--config"])
-            .arg(config)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&log)
-                    .unwrap(),
-            )
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let pid = child.id().unwrap();
-        Service { child, pid, log }
-    }
-
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    pub async fn wait_log(&self, needle: &str) {
-        eventually(&format!("log line {needle:?}"), || {
-            self.log_text().contains(needle)
-        })
-        .await;
-    }
-
-    /// The metrics address from the "fieldgate running" line.
-    pub async fn metrics_base(&self) -> String {
-        self.wait_log("fieldgate running").await;
-        let log = self.log_text();
-        let at = log.find("http://").expect("metrics URL in the log");
-        let url = &log[at..];
-        let end = url.find("/metrics").unwrap();
-        url[..end].to_string()
-    }
-}
-
-/// Waits until the hub sees each door connected and subscribed to methods.
-pub async fn wait_doors_ready(env: &Env, ids: &[&str]) {
-    for id in ids {
-        assert!(
-            env.hub.hub.wait_ready(id, Some(Sub::Methods), LIMIT).await,
-            "{id} ready at the hub"
-        );
-    }
-}
-
-/// The config text with only the `[[door]]` blocks of `keep`.
-pub fn with_doors(text: &str, keep: &[&str]) -> String {
-    let mut parts = text.split("[[door]]");
-    let mut out = parts.next().unwrap().to_string();
-    for block in parts {
-        let id = block
-            .split("device_id = \"")
-            .nth(1)
-            .and_then(|r| r.split('"').next())
-            .unwrap();
-        if keep.contains(&id) {
-            out.push_str("[[door]]");
-            out.push_str(block);
-        }
-    }
-    out
-}
+use crate::support::harness::{bounded, Env, LIMIT};
+use crate::support::process::{signal, wait_doors_ready, with_doors, Service};
+use crate::support::reliability::{
+    config_text, converged, eventually, tag, Client, Tally, TAGGED_METHOD,
+};
 
 #[tokio::test]
 async fn sigterm_during_a_burst_answers_every_method_once_and_reports_only_real_writes() {
@@ -278,7 +189,7 @@ async fn sighup_adds_removes_and_changes_doors_and_refuses_a_bad_file() {
     tally.record(
         1,
         tag(1, 0),
-        &crate::reliability::Outcome::Answered {
+        &crate::support::reliability::Outcome::Answered {
             status: 200,
             body: json!(null),
         },
@@ -286,7 +197,7 @@ async fn sighup_adds_removes_and_changes_doors_and_refuses_a_bad_file() {
     tally.record(
         3,
         tag(3, 0),
-        &crate::reliability::Outcome::Answered {
+        &crate::support::reliability::Outcome::Answered {
             status: 200,
             body: json!(null),
         },
@@ -294,7 +205,7 @@ async fn sighup_adds_removes_and_changes_doors_and_refuses_a_bad_file() {
     tally.record(
         3,
         tag(3, 1),
-        &crate::reliability::Outcome::Answered {
+        &crate::support::reliability::Outcome::Answered {
             status: 200,
             body: json!(null),
         },

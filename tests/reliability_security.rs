@@ -15,9 +15,9 @@ use fieldgate::link::LinkState;
 use fieldhub::HubConfig;
 use iothub_proto::sas;
 
-use crate::harness::{bounded, Env, LIMIT};
-use crate::reliability::{config_text, parse_config, Client};
-use crate::reliability_process::{signal, wait_doors_ready, Service};
+use crate::support::harness::{bounded, Env, LIMIT};
+use crate::support::process::{signal, wait_doors_ready, Service};
+use crate::support::reliability::{config_text, parse_config, Client};
 
 /// Starts the gateway on `text` and returns the reason door-1's link gives for not connecting.
 async fn refused_reason(env: &Env, text: &str) -> String {

@@ -8,7 +8,7 @@ use std::process::Stdio;
 use serde_json::json;
 use tokio::process::Command;
 
-use crate::harness::{bounded, Env, LIMIT};
+use crate::support::harness::{bounded, Env, LIMIT};
 
 fn signal(pid: u32, sig: &str) {
     let ok = std::process::Command::new("kill")

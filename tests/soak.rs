@@ -11,9 +11,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::harness::{bounded, Env};
-use crate::reliability::{config_text, converged, long_mode, tag, Client, Tally, TAGGED_METHOD};
-use crate::reliability_process::{signal, wait_doors_ready, Service};
+use crate::support::harness::{bounded, Env};
+use crate::support::process::{signal, wait_doors_ready, Service};
+use crate::support::reliability::{
+    config_text, converged, long_mode, tag, Client, Tally, TAGGED_METHOD,
+};
 
 /// Resident set size of a process, in kB.
 fn rss_kb(pid: u32) -> u64 {

@@ -15,7 +15,7 @@ use tokio::process::{Child, Command};
 
 use fieldgate::link::LinkState;
 
-use crate::harness::{bounded, Env};
+use crate::support::harness::{bounded, Env};
 
 /// A port nothing listens on (bound, then released).
 fn closed_port() -> u16 {
@@ -63,7 +63,7 @@ async fn lock_and_set_floor(env: &Env) {
 async fn start(env: &Env, text: &str) -> fieldgate::gateway::Gateway {
     let gw = fieldgate::gateway::Gateway::start(&parse(env, text), env.metrics.clone()).unwrap();
     for d in &env.doors {
-        crate::harness::wait_link(&gw, &d.device_id).await;
+        crate::support::harness::wait_link(&gw, &d.device_id).await;
     }
     gw
 }
@@ -98,7 +98,7 @@ async fn doors_work_over_mqtt_over_websockets() {
             }
         })
         .await;
-        crate::harness::wait_link(&gw, &d.device_id).await;
+        crate::support::harness::wait_link(&gw, &d.device_id).await;
     }
     lock_and_set_floor(&env).await;
     gw.shutdown().await;
@@ -228,7 +228,7 @@ async fn doors_and_fieldctl_go_through_an_http_proxy_with_credentials() {
     }
     let proxy = tinyproxy_on(env.dir.path(), port, env.hub.https_addr.port()).await;
     for d in &env.doors {
-        crate::harness::wait_link(&gw, &d.device_id).await;
+        crate::support::harness::wait_link(&gw, &d.device_id).await;
     }
     let svc = env.service();
     bounded("a method through the returned proxy", async {

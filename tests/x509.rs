@@ -16,7 +16,7 @@ use fieldhub::HubConfig;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use serde_json::json;
 
-use crate::harness::{bounded, wait_link, Service, PROFILE};
+use crate::support::harness::{bounded, wait_link, Service, PROFILE};
 
 struct Pem {
     cert: String,

@@ -12,13 +12,13 @@ use sha2::Sha256;
 use toml::de::DeValue;
 use toml::Spanned;
 
+use super::checks::{check_base64_key, check_key_file_mode, path_in, Mode};
 use super::de;
 use super::error::Errors;
 use super::model::{Door, KeySource, Secret};
 use super::names::{check_device_id, check_twin_key, toml_to_json};
 use super::points::{self, Maps};
 use super::raw::RawDoor;
-use super::resolve::{check_base64_key, path_in, Mode};
 use crate::bus::BusOptions;
 
 pub(crate) struct Context<'a, 'i> {
@@ -351,7 +351,7 @@ fn key(
             return None;
         }
     };
-    if let Err(e) = super::resolve::check_key_file_mode("key file", &path) {
+    if let Err(e) = check_key_file_mode("key file", &path) {
         errs.at_spanned(f, e);
         return None;
     }

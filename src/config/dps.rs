@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 use toml::de::DeValue;
 use toml::Spanned;
 
+use super::checks::{check_host_port, group_key_file, path_in};
 use super::de;
 use super::error::Errors;
 use super::model::{EventsSettings, Secret};
 use super::raw::RawDps;
-use super::resolve::{check_host_port, group_key_file, path_in};
 
 /// Azure DPS's global device endpoint.
 pub const DEFAULT_DPS_ENDPOINT: &str = "global.azure-devices-provisioning.net";

@@ -10,6 +10,7 @@
 //! `reported` tables), `[[door]]` (with optional `tags` and `overrides`). Relative paths
 //! (`ca_file`, `key_file`, `group_key_file`, events `dir`) are relative to the config file's directory.
 
+mod checks;
 mod de;
 mod doors;
 mod dps;
@@ -42,7 +43,7 @@ pub use resolve::{
     DEFAULT_TOKEN_LIFETIME, DEFAULT_TOKEN_RENEW_MARGIN, DEFAULT_WEBSOCKET_PORT,
 };
 
-use resolve::Mode;
+use checks::Mode;
 
 /// Reads and resolves a config file.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {

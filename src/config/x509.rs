@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use toml::Spanned;
 
+use super::checks::{check_key_file_mode, path_in};
 use super::error::Errors;
 use super::model::KeySource;
 use super::raw::RawDoor;
-use super::resolve::{check_key_file_mode, path_in};
 
 /// A certificate ending sooner than this is logged at every start.
 pub(crate) const EXPIRY_WARNING: Duration = Duration::from_secs(30 * 24 * 3600);

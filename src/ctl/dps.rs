@@ -15,13 +15,10 @@ use serde_json::{json, Map, Value};
 
 use super::args::parse_assignments;
 use super::cli::{DpsCommand, DpsGroupCommand};
+use super::context::Ctx;
 use super::error::{CtlError, Outcome};
-use super::output::{table, write_json, write_text};
+use super::output::{table, Style};
 use super::provision::write_key_file;
-use super::run::Ctx;
-
-/// The DPS service API version (Microsoft Learn, DPS service REST API reference).
-pub const DPS_API_VERSION: &str = "2021-10-01";
 
 /// The enrollment group body `group create` sends: a symmetric-key group whose keys the
 /// service generates, with the initial twin new devices start with.
@@ -96,12 +93,9 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>, cmd: DpsCommand) -> Result<Outcome, C
                     None,
                 )
                 .await?;
-            if ctx.json {
-                write_json(ctx.out, &r)?;
-            } else {
-                let text = registrations_table(ctx, std::slice::from_ref(&r));
-                write_text(ctx.out, &text)?;
-            }
+            ctx.emit(&r, |style| {
+                registrations_table(style, std::slice::from_ref(&r))
+            })?;
             Ok(Outcome::Success)
         }
         DpsCommand::Registrations { group } => {
@@ -115,18 +109,13 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>, cmd: DpsCommand) -> Result<Outcome, C
                 )
                 .await?;
             let list = r.as_array().cloned().unwrap_or_default();
-            if ctx.json {
-                write_json(ctx.out, &list)?;
-            } else {
-                let text = registrations_table(ctx, &list);
-                write_text(ctx.out, &text)?;
-            }
+            ctx.emit(&list, |style| registrations_table(style, &list))?;
             Ok(Outcome::Success)
         }
     }
 }
 
-fn registrations_table(ctx: &Ctx<'_>, list: &[Value]) -> String {
+fn registrations_table(style: Style, list: &[Value]) -> String {
     let s = |v: &Value, k: &str| {
         v.get(k).map_or(String::new(), |x| match x {
             Value::String(s) => s.clone(),
@@ -148,7 +137,7 @@ fn registrations_table(ctx: &Ctx<'_>, list: &[Value]) -> String {
         })
         .collect();
     table(
-        ctx.style_out,
+        style,
         &[
             "REGISTRATION",
             "STATUS",
@@ -254,11 +243,9 @@ async fn group(ctx: &mut Ctx<'_>, cmd: DpsGroupCommand) -> Result<Outcome, CtlEr
                     Some("*"),
                 )
                 .await?;
-            if ctx.json {
-                write_json(ctx.out, &json!({"deleted": id}))?;
-            } else {
-                write_text(ctx.out, &format!("deleted enrollment group {id}\n"))?;
-            }
+            ctx.emit(&json!({"deleted": id}), |_| {
+                format!("deleted enrollment group {id}\n")
+            })?;
             Ok(Outcome::Success)
         }
     }
@@ -266,9 +253,10 @@ async fn group(ctx: &mut Ctx<'_>, cmd: DpsGroupCommand) -> Result<Outcome, CtlEr
 
 fn print_groups(ctx: &mut Ctx<'_>, groups: &[Value]) -> Result<(), CtlError> {
     let list: Vec<GroupSummary> = groups.iter().map(summary).collect();
-    if ctx.json {
-        return write_json(ctx.out, &list);
-    }
+    ctx.emit(&list, |style| groups_table(style, &list))
+}
+
+fn groups_table(style: Style, list: &[GroupSummary]) -> String {
     let rows: Vec<Vec<String>> = list
         .iter()
         .map(|g| {
@@ -284,13 +272,10 @@ fn print_groups(ctx: &mut Ctx<'_>, groups: &[Value]) -> Result<(), CtlError> {
             ]
         })
         .collect();
-    write_text(
-        ctx.out,
-        &table(
-            ctx.style_out,
-            &["GROUP", "ATTESTATION", "STATUS", "INITIAL TWIN"],
-            &rows,
-        ),
+    table(
+        style,
+        &["GROUP", "ATTESTATION", "STATUS", "INITIAL TWIN"],
+        &rows,
     )
 }
 

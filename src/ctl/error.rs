@@ -1,8 +1,9 @@
-//! Errors of fieldctl and what they mean for the exit code: the hub's error envelopes
-//! (https://learn.microsoft.com/azure/iot-hub/troubleshoot-error-codes) decoded into [`ServiceError`], and [`CtlError`] for everything a command
-//! can fail with, each rendered as one line naming the problem.
+//! Errors of fieldctl and what they mean for the exit code: [`CtlError`] for everything a
+//! command can fail with, each rendered as one line naming the problem, and the mappers that
+//! read a [`ClientError`] in the light of what the command asked for (a 404 on a job path is
+//! an unknown job, a 400 on a query is the operator's syntax error, …).
 
-use serde_json::Value;
+use crate::service::{ClientError, ServiceError};
 
 /// Exit status: everything went as asked.
 pub const EXIT_OK: i32 = 0;
@@ -10,135 +11,6 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILED: i32 = 1;
 /// Exit status: bad usage, bad input, or the hub could not be reached or refused the request.
 pub const EXIT_USAGE: i32 = 2;
-
-/// An error answer from the hub: HTTP status, the hub's error code name when it gave one
-/// (`DeviceNotFound`, `ThrottlingMaxActiveJobCountExceeded`, …) and its message.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}", self.render())]
-pub struct ServiceError {
-    pub status: u16,
-    pub code: Option<String>,
-    pub message: String,
-}
-
-impl ServiceError {
-    /// Decodes an error response. `header_code` is the `iothub-errorcode` header. Understands
-    /// envelope A (`{"Message":"ErrorCode:Name;text"}`), envelope B (`Message` holding a JSON
-    /// string with a numeric `errorCode`), a bare `{"errorCode":…,"message":…}`, and falls back
-    /// to the body text.
-    pub fn from_response(status: u16, header_code: Option<&str>, body: &str) -> Self {
-        let (body_code, message) = parse_envelope(body);
-        let code = header_code
-            .map(str::trim)
-            .filter(|c| !c.is_empty())
-            .map(str::to_string)
-            .or(body_code);
-        ServiceError {
-            status,
-            code,
-            message,
-        }
-    }
-
-    /// True for `DeviceNotFound`/`JobNotFound`-style answers.
-    pub fn is_not_found(&self) -> bool {
-        self.status == 404
-    }
-
-    fn render(&self) -> String {
-        let mut s = format!("hub answered {}", self.status);
-        if let Some(c) = &self.code {
-            s.push(' ');
-            s.push_str(c);
-        }
-        if !self.message.is_empty() {
-            s.push_str(": ");
-            s.push_str(&self.message);
-        }
-        s
-    }
-}
-
-/// Returns (code name, message) from an error body.
-fn parse_envelope(body: &str) -> (Option<String>, String) {
-    let text = body.trim();
-    let Ok(v) = serde_json::from_str::<Value>(text) else {
-        return (None, one_line(text));
-    };
-    let message = v
-        .get("Message")
-        .or_else(|| v.get("message"))
-        .and_then(Value::as_str);
-    if let Some(m) = message {
-        // Envelope B: the Message is itself JSON.
-        if let Ok(inner) = serde_json::from_str::<Value>(m) {
-            if inner.is_object() {
-                return from_inner(&inner);
-            }
-        }
-        // Envelope A: "ErrorCode:Name;text".
-        if let Some(rest) = m.strip_prefix("ErrorCode:") {
-            let (name, text) = rest.split_once(';').unwrap_or((rest, ""));
-            return (Some(name.trim().to_string()), one_line(text.trim()));
-        }
-        return (None, one_line(m));
-    }
-    if v.get("errorCode").is_some() {
-        return from_inner(&v);
-    }
-    (None, one_line(text))
-}
-
-fn from_inner(inner: &Value) -> (Option<String>, String) {
-    let code = match inner.get("errorCode") {
-        Some(Value::Number(n)) => n
-            .as_u64()
-            .map(|n| code_name(n).map_or_else(|| n.to_string(), str::to_string)),
-        Some(Value::String(s)) => Some(s.clone()),
-        _ => None,
-    };
-    let message = inner
-        .get("message")
-        .or_else(|| inner.get("Message"))
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    (code, one_line(message))
-}
-
-/// Names of the numeric error codes in https://learn.microsoft.com/azure/iot-hub/troubleshoot-error-codes.
-pub fn code_name(code: u64) -> Option<&'static str> {
-    Some(match code {
-        400001 => "InvalidProtocolVersion",
-        400003 => "InvalidOperation",
-        400004 => "ArgumentInvalid",
-        400005 => "ArgumentNull",
-        400006 => "IotHubFormatError",
-        401002 => "IotHubUnauthorizedAccess",
-        403002 => "IotHubQuotaExceeded",
-        403004 => "DeviceMaximumQueueDepthExceeded",
-        404001 => "DeviceNotFound",
-        404002 => "JobNotFound",
-        404010 => "ModuleNotFound",
-        404103 => "DeviceNotOnline",
-        409001 => "DeviceAlreadyExists",
-        412001 => "PreconditionFailed",
-        413001 => "MessageTooLarge",
-        429001 => "ThrottlingException",
-        429002 => "ThrottleBacklogLimitExceeded",
-        429003 => "ThrottlingBacklogTimeout",
-        429004 => "ThrottlingMaxActiveJobCountExceeded",
-        429005 => "DeviceThrottlingLimitExceeded",
-        500001 => "ServerError",
-        503001 => "ServiceUnavailable",
-        504101 => "GatewayTimeout",
-        _ => return None,
-    })
-}
-
-/// Collapses whitespace runs (newlines included) so every error stays one line.
-pub fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
-}
 
 /// Everything a fieldctl command can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -189,6 +61,116 @@ impl CtlError {
     }
 }
 
+impl From<ClientError> for CtlError {
+    fn from(e: ClientError) -> Self {
+        match e {
+            ClientError::Service(s) => CtlError::Service(s),
+            ClientError::Transport { url, detail } => CtlError::Transport { url, detail },
+            other => CtlError::Usage(other.to_string()),
+        }
+    }
+}
+
+/// Unknown device: usage error (exit 2). Device offline or silent: the device failed (exit 1).
+pub(crate) fn method_err(device: &str, e: ClientError) -> CtlError {
+    match e {
+        ClientError::Service(s)
+            if s.status == 404 && s.code.as_deref() != Some("DeviceNotOnline") =>
+        {
+            CtlError::DeviceNotFound(device.to_string())
+        }
+        ClientError::Service(s) if s.status == 404 || s.status == 504 => CtlError::DeviceFailed {
+            device: device.to_string(),
+            detail: s.to_string(),
+        },
+        other => other.into(),
+    }
+}
+
+pub(crate) fn device_err(device: &str) -> impl Fn(ClientError) -> CtlError + '_ {
+    move |e| match e {
+        ClientError::Service(s) if s.status == 404 => CtlError::DeviceNotFound(device.to_string()),
+        other => other.into(),
+    }
+}
+
+/// A 400 on the probe of a job's condition, with the position moved into the user's own
+/// text (the hub counts from the `SELECT … WHERE` fieldctl put in front) and marked there.
+pub(crate) fn condition_err(
+    condition: &str,
+    prefix: usize,
+) -> impl Fn(ClientError) -> CtlError + '_ {
+    move |e| match e {
+        ClientError::Service(s) if s.status == 400 => {
+            let message = s.to_string();
+            let (message, caret) = match shift_position(&message, prefix) {
+                Some((m, pos)) => (m, Some(pos)),
+                None => (message, None),
+            };
+            let mut message = message;
+            // Errors are one line: the place is marked inside the condition itself.
+            if let Some(pos) = caret {
+                let (before, after): (String, String) = {
+                    let cut = pos.min(condition.chars().count());
+                    (
+                        condition.chars().take(cut).collect(),
+                        condition.chars().skip(cut).collect(),
+                    )
+                };
+                message.push_str(&format!(" (here: {before}^{after})"));
+            }
+            CtlError::InvalidQuery {
+                query: condition.to_string(),
+                message,
+            }
+        }
+        other => other.into(),
+    }
+}
+
+/// `…position N…` with N reduced by `prefix`, and the new N; `None` when the message has no
+/// position inside the condition.
+fn shift_position(message: &str, prefix: usize) -> Option<(String, usize)> {
+    let at = message.find("position ")? + "position ".len();
+    let digits: String = message[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    let n: usize = digits.parse().ok()?;
+    let pos = n.checked_sub(prefix)?;
+    let shifted = format!("{}{}{}", &message[..at], pos, &message[at + digits.len()..]);
+    Some((shifted, pos))
+}
+
+/// 404 on a job path means the job id is unknown.
+pub(crate) fn job_err(id: &str) -> impl Fn(ClientError) -> CtlError + '_ {
+    move |e| match e {
+        ClientError::Service(s) if s.status == 404 => CtlError::JobNotFound(id.to_string()),
+        other => other.into(),
+    }
+}
+
+/// 400 on creating a job: the hub refused the request as written.
+pub(crate) fn job_create_err(id: &str) -> impl Fn(ClientError) -> CtlError + '_ {
+    move |e| match e {
+        ClientError::Service(s) if s.status == 400 => {
+            CtlError::usage(format!("the hub refused job '{id}': {s}"))
+        }
+        other => other.into(),
+    }
+}
+
+/// 400 on a query means the hub could not parse it; its message says where.
+pub(crate) fn query_err(query: String) -> impl Fn(ClientError) -> CtlError {
+    move |e| match e {
+        ClientError::Service(s) if s.status == 400 => CtlError::InvalidQuery {
+            query: query.clone(),
+            message: s.to_string(),
+        },
+        other => other.into(),
+    }
+}
+
 /// What a command that ran to its end concluded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -209,65 +191,6 @@ pub fn exit_code(result: &Result<Outcome, CtlError>) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn envelope_a() {
-        let body = r#"{"Message":"ErrorCode:DeviceNotFound;Device door-9 not found.","ExceptionMessage":"Tracking ID:abc-G:0-TimeStamp:11/12/2019"}"#;
-        let e = ServiceError::from_response(404, Some("DeviceNotFound"), body);
-        assert_eq!(
-            e,
-            ServiceError {
-                status: 404,
-                code: Some("DeviceNotFound".into()),
-                message: "Device door-9 not found.".into()
-            }
-        );
-        assert_eq!(
-            e.to_string(),
-            "hub answered 404 DeviceNotFound: Device door-9 not found."
-        );
-        // Without the header, the code comes from the body.
-        let e = ServiceError::from_response(404, None, body);
-        assert_eq!(e.code.as_deref(), Some("DeviceNotFound"));
-    }
-
-    #[test]
-    fn envelope_b() {
-        let body = r#"{"Message":"{\"errorCode\":404103,\"trackingId\":\"x\",\"message\":\"Timed out waiting for device to connect.\",\"info\":{\"timeout\":\"00:00:00\"},\"timestampUtc\":\"2019-11-12T22:27:46.5615872Z\"}","ExceptionMessage":""}"#;
-        let e = ServiceError::from_response(404, None, body);
-        assert_eq!(e.code.as_deref(), Some("DeviceNotOnline"));
-        assert_eq!(e.message, "Timed out waiting for device to connect.");
-        // The header wins when present.
-        let e = ServiceError::from_response(404, Some("DeviceNotOnline"), body);
-        assert_eq!(
-            e.to_string(),
-            "hub answered 404 DeviceNotOnline: Timed out waiting for device to connect."
-        );
-        // Unknown numeric codes stay numeric.
-        let e = ServiceError::from_response(
-            400,
-            None,
-            r#"{"Message":"{\"errorCode\":400999,\"message\":\"x\"}"}"#,
-        );
-        assert_eq!(e.code.as_deref(), Some("400999"));
-    }
-
-    #[test]
-    fn other_bodies() {
-        let e = ServiceError::from_response(
-            400,
-            Some("ArgumentInvalid"),
-            r#"{"errorCode":400004,"message":"Syntax error at line 1,\n column 23"}"#,
-        );
-        assert_eq!(e.code.as_deref(), Some("ArgumentInvalid"));
-        assert_eq!(e.message, "Syntax error at line 1, column 23");
-        let e = ServiceError::from_response(502, None, "Bad gateway\n");
-        assert_eq!(e.to_string(), "hub answered 502: Bad gateway");
-        let e = ServiceError::from_response(500, None, "");
-        assert_eq!(e.to_string(), "hub answered 500");
-        let e = ServiceError::from_response(400, None, r#"{"Message":"plain words"}"#);
-        assert_eq!((e.code, e.message.as_str()), (None, "plain words"));
-    }
 
     #[test]
     fn exit_codes() {
@@ -296,6 +219,32 @@ mod tests {
                 detail: "offline".into()
             })),
             1
+        );
+    }
+
+    #[test]
+    fn method_errors_map_to_exit_codes() {
+        let svc = |status, code: &str| {
+            ClientError::Service(ServiceError {
+                status,
+                code: Some(code.into()),
+                message: "m".into(),
+            })
+        };
+        let e = method_err("d", svc(404, "DeviceNotFound"));
+        assert_eq!(
+            (e.to_string().as_str(), e.exit_code()),
+            ("device 'd' not found on the hub", 2)
+        );
+        let e = method_err("d", svc(404, "DeviceNotOnline"));
+        assert_eq!(
+            (e.to_string().as_str(), e.exit_code()),
+            ("device 'd': hub answered 404 DeviceNotOnline: m", 1)
+        );
+        assert_eq!(method_err("d", svc(504, "GatewayTimeout")).exit_code(), 1);
+        assert_eq!(
+            method_err("d", svc(401, "IotHubUnauthorizedAccess")).exit_code(),
+            2
         );
     }
 }

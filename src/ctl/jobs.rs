@@ -7,31 +7,27 @@ use chrono::Utc;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::acks;
 use super::args::{check_job_id, json_arg, merge, new_job_id, parse_assignments, secs_in_range};
 use super::cli::{JobCommand, MethodJobArgs, ScheduleArgs, TwinJobArgs, WaitArgs};
-use super::client::{device_jobs_query, ClientError};
-use super::error::{CtlError, Outcome};
-use super::model::{CloudToDeviceMethod, DeviceJob, JobRequest, JobResponse, TwinPatch};
-use super::output::{jobs_table, table, write_json, write_text};
+use super::context::Ctx;
+use super::error::{condition_err, job_create_err, job_err, query_err, CtlError, Outcome};
+use super::output::{jobs_table, table, Style};
 use super::progress::{
     door_counts, failed_devices, job_outcome, progress_line, summary_full, BarProgress, DeviceView,
     PlainProgress, ProgressSink,
 };
-use super::run::Ctx;
+use crate::service::acks;
+use crate::service::client::device_jobs_query;
+use crate::service::human_delay;
+use crate::service::model::{
+    natural_cmp, CloudToDeviceMethod, DeviceJob, DeviceJobStatistics, JobRequest, JobResponse,
+    TwinPatch,
+};
 
 /// Grace added to a job's own time limit before `--wait` gives up on it.
 const WAIT_GRACE: Duration = Duration::from_secs(60);
 /// Consecutive failed polls (hub unreachable or 5xx) after which watching stops.
 const MAX_POLL_FAILURES: u32 = 5;
-
-fn is_transient(e: &ClientError) -> bool {
-    match e {
-        ClientError::Transport { .. } => true,
-        ClientError::Service(s) => s.status >= 500,
-        _ => false,
-    }
-}
 
 pub(crate) async fn run(ctx: &mut Ctx<'_>, cmd: JobCommand) -> Result<Outcome, CtlError> {
     match cmd {
@@ -43,13 +39,13 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>, cmd: JobCommand) -> Result<Outcome, C
                 .client
                 .list_jobs(job_type.map(|t| t.wire()), status.map(|s| s.wire()))
                 .await?;
-            if ctx.json {
-                write_json(ctx.out, &jobs)?;
-            } else if jobs.is_empty() {
-                write_text(ctx.out, "no jobs")?;
-            } else {
-                write_text(ctx.out, &jobs_table(ctx.style_out, &jobs))?;
-            }
+            ctx.emit(&jobs, |style| {
+                if jobs.is_empty() {
+                    "no jobs".into()
+                } else {
+                    jobs_table(style, &jobs)
+                }
+            })?;
             Ok(Outcome::Success)
         }
         JobCommand::Cancel { id } => {
@@ -58,28 +54,18 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>, cmd: JobCommand) -> Result<Outcome, C
             // rather than print a status that reads like the cancel's result.
             let before = ctx.client.get_job(&id).await.map_err(job_err(&id))?;
             if before.is_terminal() {
-                if ctx.json {
-                    write_json(ctx.out, &before)?;
-                } else {
-                    write_text(
-                        ctx.out,
-                        &format!(
-                            "job {id} had already {}; nothing was cancelled",
-                            ctx.style_out.status(&before.status)
-                        ),
-                    )?;
-                }
+                ctx.emit(&before, |style| {
+                    format!(
+                        "job {id} had already {}; nothing was cancelled",
+                        style.status(&before.status)
+                    )
+                })?;
                 return Ok(Outcome::Success);
             }
             let job = ctx.client.cancel_job(&id).await.map_err(job_err(&id))?;
-            if ctx.json {
-                write_json(ctx.out, &job)?;
-            } else {
-                write_text(
-                    ctx.out,
-                    &format!("job {id} {}", ctx.style_out.status(&job.status)),
-                )?;
-            }
+            ctx.emit(&job, |style| {
+                format!("job {id} {}", style.status(&job.status))
+            })?;
             Ok(Outcome::Success)
         }
         JobCommand::Devices { id, status } => {
@@ -102,13 +88,8 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>, cmd: JobCommand) -> Result<Outcome, C
                 }
                 _ => {}
             }
-            devices.sort_by(|a, b| super::model::natural_cmp(&a.device_id, &b.device_id));
-            if ctx.json {
-                write_json(ctx.out, &devices)?;
-            } else {
-                let text = devices_table(ctx.style_out, &devices);
-                write_text(ctx.out, &text)?;
-            }
+            devices.sort_by(|a, b| natural_cmp(&a.device_id, &b.device_id));
+            ctx.emit(&devices, |style| devices_table(style, &devices))?;
             Ok(Outcome::Success)
         }
     }
@@ -267,30 +248,24 @@ async fn create(
         ));
     }
 
-    let created = ctx.client.create_job(&req).await.map_err(|e| match e {
-        ClientError::Service(s) if s.status == 400 => {
-            CtlError::usage(format!("the hub refused job '{}': {s}", req.job_id))
-        }
-        other => other.into(),
-    })?;
+    let created = ctx
+        .client
+        .create_job(&req)
+        .await
+        .map_err(job_create_err(&req.job_id))?;
     if !wait {
-        if ctx.json {
-            write_json(ctx.out, &created)?;
-        } else {
-            write_text(
-                ctx.out,
-                &format!(
-                    "job {} {} (starts {}); follow it with: fieldctl job show {} --watch",
-                    created.job_id,
-                    ctx.style_out.status(&created.status),
-                    req.start_time,
-                    created.job_id
-                ),
-            )?;
-        }
+        ctx.emit(&created, |style| {
+            format!(
+                "job {} {} (starts {}); follow it with: fieldctl job show {} --watch",
+                created.job_id,
+                style.status(&created.status),
+                req.start_time,
+                created.job_id
+            )
+        })?;
         return Ok(Outcome::Success);
     }
-    let start = super::model::parse_time(&req.start_time).unwrap_or_else(Utc::now);
+    let start = crate::service::model::parse_time(&req.start_time).unwrap_or_else(Utc::now);
     let default_limit = (start - Utc::now()).to_std().unwrap_or_default()
         + Duration::from_secs(req.max_execution_time_in_seconds)
         + WAIT_GRACE;
@@ -391,7 +366,7 @@ async fn follow(
                 failures = 0;
             }
             // A blip in a long watch should not throw away the operator's view of the job.
-            Err(e) if is_transient(&e) && failures + 1 < MAX_POLL_FAILURES => {
+            Err(e) if e.is_transient() && failures + 1 < MAX_POLL_FAILURES => {
                 failures += 1;
                 ctx.console
                     .line(&format!("lost contact with the hub ({e}); trying again"));
@@ -406,7 +381,7 @@ async fn follow(
     if timed_out {
         ctx.console.line(&format!(
             "gave up waiting for job {id} after {}; it is {}",
-            super::client::human_delay(limit),
+            human_delay(limit),
             progress_line(&job, Utc::now(), &view).trim_start_matches(&format!("job {id} "))
         ));
     }
@@ -423,7 +398,7 @@ async fn follow(
         } else {
             ctx.console.line(&format!(
                 "waiting up to {} for {} door(s) to acknowledge {}",
-                super::client::human_delay(wait.ack_timeout),
+                human_delay(wait.ack_timeout),
                 updated.len(),
                 props.join(", ")
             ));
@@ -475,7 +450,7 @@ pub struct JobReport<'a> {
     pub acknowledgements: Option<&'a [acks::DoorAcks]>,
     /// The job's counts as doors (a method answered outside 2xx is a failed door); the
     /// hub's own counts are `job.deviceJobStatistics`.
-    pub doors: Option<super::model::DeviceJobStatistics>,
+    pub doors: Option<DeviceJobStatistics>,
     pub timed_out: bool,
 }
 
@@ -494,34 +469,27 @@ fn report(
     refused: &[(String, String)],
     timed_out: bool,
 ) -> Result<(), CtlError> {
-    if ctx.json {
-        let failed_devices = failed_devices(devices)
-            .into_iter()
-            .chain(refused.iter().map(|(d, why)| (d.as_str(), why.clone())))
-            .map(|(device_id, error)| FailedDevice { device_id, error })
-            .collect();
-        let mut view = DeviceView::of(devices);
-        view.answered_errors += refused.len() as u64;
-        write_json(
-            ctx.out,
-            &JobReport {
-                job,
-                devices,
-                failed_devices,
-                acknowledgements: acks,
-                doors: job.device_job_statistics.map(|s| door_counts(&s, &view)),
-                timed_out,
-            },
-        )
-    } else {
-        write_text(
-            ctx.out,
-            &summary_full(ctx.style_out, job, devices, refused, Utc::now()),
-        )
-    }
+    let failed_devices = failed_devices(devices)
+        .into_iter()
+        .chain(refused.iter().map(|(d, why)| (d.as_str(), why.clone())))
+        .map(|(device_id, error)| FailedDevice { device_id, error })
+        .collect();
+    let mut view = DeviceView::of(devices);
+    view.answered_errors += refused.len() as u64;
+    let json = JobReport {
+        job,
+        devices,
+        failed_devices,
+        acknowledgements: acks,
+        doors: job.device_job_statistics.map(|s| door_counts(&s, &view)),
+        timed_out,
+    };
+    ctx.emit(&json, |style| {
+        summary_full(style, job, devices, refused, Utc::now())
+    })
 }
 
-fn devices_table(style: super::output::Style, devices: &[DeviceJob]) -> String {
+fn devices_table(style: Style, devices: &[DeviceJob]) -> String {
     if devices.is_empty() {
         return "no device results".into();
     }
@@ -537,70 +505,6 @@ fn devices_table(style: super::output::Style, devices: &[DeviceJob]) -> String {
         })
         .collect();
     table(style, &["DEVICE", "STATUS", "RESULT"], &rows)
-}
-
-/// A 400 on the probe of a job's condition, with the position moved into the user's own
-/// text (the hub counts from the `SELECT … WHERE` fieldctl put in front) and marked there.
-fn condition_err(condition: &str, prefix: usize) -> impl Fn(ClientError) -> CtlError + '_ {
-    move |e| match e {
-        ClientError::Service(s) if s.status == 400 => {
-            let message = s.to_string();
-            let (message, caret) = match shift_position(&message, prefix) {
-                Some((m, pos)) => (m, Some(pos)),
-                None => (message, None),
-            };
-            let mut message = message;
-            // Errors are one line: the place is marked inside the condition itself.
-            if let Some(pos) = caret {
-                let (before, after): (String, String) = {
-                    let cut = pos.min(condition.chars().count());
-                    (
-                        condition.chars().take(cut).collect(),
-                        condition.chars().skip(cut).collect(),
-                    )
-                };
-                message.push_str(&format!(" (here: {before}^{after})"));
-            }
-            CtlError::InvalidQuery {
-                query: condition.to_string(),
-                message,
-            }
-        }
-        other => other.into(),
-    }
-}
-
-/// `…position N…` with N reduced by `prefix`, and the new N; `None` when the message has no
-/// position inside the condition.
-fn shift_position(message: &str, prefix: usize) -> Option<(String, usize)> {
-    let at = message.find("position ")? + "position ".len();
-    let digits: String = message[at..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    let n: usize = digits.parse().ok()?;
-    let pos = n.checked_sub(prefix)?;
-    let shifted = format!("{}{}{}", &message[..at], pos, &message[at + digits.len()..]);
-    Some((shifted, pos))
-}
-
-/// 404 on a job path means the job id is unknown.
-fn job_err(id: &str) -> impl Fn(ClientError) -> CtlError + '_ {
-    move |e| match e {
-        ClientError::Service(s) if s.status == 404 => CtlError::JobNotFound(id.to_string()),
-        other => other.into(),
-    }
-}
-
-/// 400 on a query means the hub could not parse it; its message says where.
-pub(crate) fn query_err(query: String) -> impl Fn(ClientError) -> CtlError {
-    move |e| match e {
-        ClientError::Service(s) if s.status == 400 => CtlError::InvalidQuery {
-            query: query.clone(),
-            message: s.to_string(),
-        },
-        other => other.into(),
-    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use serde_json::json;
 use super::*;
 use crate::ctl::cli::{Cli, Command};
 use crate::ctl::output::{Console, SharedBuf};
-use crate::ctl::testhub::{client, header, mock, Mock, Script, T};
+use crate::service::testhub::{client, header, mock, Mock, Script, T};
 
 fn job_args(argv: &[&str]) -> JobCommand {
     let mut full = vec!["fieldctl", "job"];
@@ -68,7 +68,7 @@ fn method_job_defaults_and_errors() {
     assert_eq!(b["cloudToDeviceMethod"]["payload"], Value::Null);
     assert_eq!(b["maxExecutionTimeInSeconds"], 3600);
     assert!(req.job_id.starts_with("fieldctl-"));
-    let start = crate::ctl::model::parse_time(&req.start_time).unwrap();
+    let start = crate::service::model::parse_time(&req.start_time).unwrap();
     assert!((Utc::now() - start).num_seconds().abs() < 5);
 
     let JobCommand::Method(a) = job_args(&[

@@ -1,35 +1,33 @@
-//! The IoT Hub service REST client used by `fieldctl`, and the CLI built on it.
+//! `fieldctl`, the operator's command line, built on the service client in
+//! [`crate::service`]: argument parsing, the commands, and what the operator sees.
 //!
-//! - [`client`]: [`ServiceClient`] — registry, twins, methods, queries, jobs v2 over HTTPS,
-//!   SAS signed locally; [`retry`]: 429 retried with backoff and jitter.
-//! - [`model`]: the API's JSON shapes (job requests and responses, devices, twins).
-//! - [`error`]: hub error envelopes, [`CtlError`], exit statuses.
-//! - [`auth`]: connection string sources and SAS headers.
 //! - [`cli`]: the clap command line; [`args`]: parsing of typed values (`K=V`, `--start`).
-//! - [`run()`]: dispatch of a parsed command; [`jobs`], [`commands`], [`provision`], [`dps`]:
-//!   the commands; [`progress`] and [`output`]: what the operator sees.
+//! - [`hub`]: which hub (`--hub`, `--hub-file`, `IOTHUB_CONNECTION_STRING`).
+//! - [`run()`]: dispatch of a parsed command; [`context`]: what a command runs with and how it
+//!   prints its result.
+//! - The commands, one module per family: [`jobs`], [`invoke`], [`twin`], [`devices`] (with
+//!   [`provision`]), [`dps`].
+//! - [`progress`] and [`output`]: what the operator sees; [`error`]: [`CtlError`], exit
+//!   statuses, and the reading of hub errors per command.
 
-pub mod acks;
 pub mod args;
-pub mod auth;
 pub mod cli;
-pub mod client;
-pub mod commands;
+pub mod context;
+pub mod devices;
 pub mod dps;
 pub mod error;
+pub mod hub;
+pub mod invoke;
 pub mod jobs;
-pub mod model;
 pub mod output;
 pub mod progress;
 pub mod provision;
-pub mod retry;
 pub mod run;
-#[cfg(test)]
-mod testhub;
+pub mod twin;
 
 pub use cli::Cli;
-pub use client::{ClientError, ClientOptions, RetryPolicy, ServiceClient};
-pub use error::{CtlError, Outcome, ServiceError};
+pub use context::Env;
+pub use error::{CtlError, Outcome};
 pub use output::{Console, SharedBuf};
 pub use provision::ProvisionItem;
-pub use run::{run, run_with_client, Env};
+pub use run::{run, run_with_client};

@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::error::CtlError;
-use super::model::{JobResponse, Twin};
+use crate::service::model::{JobResponse, Twin};
 
 /// Whether to colour, decided once from `--no-color`, `NO_COLOR` and the terminal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 
 use super::error::Outcome;
-use super::model::{natural_cmp, DeviceJob, DeviceJobStatistics, JobResponse};
 use super::output::{table, Console, Style};
+use crate::service::model::{natural_cmp, DeviceJob, DeviceJobStatistics, JobResponse};
 
 /// What the per-device records add to the job's own statistics: doors the hub counts as
 /// succeeded that failed, and why pending doors wait. Built from the last records read (the

@@ -10,9 +10,9 @@ use base64::Engine as _;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::client::{ClientError, ServiceClient};
 use super::error::CtlError;
-use super::model::{Device, TwinPatch};
+use crate::service::model::{Device, TwinPatch};
+use crate::service::{ClientError, ServiceClient};
 
 /// One device of the map, as far as provisioning cares.
 #[derive(Debug, Clone, PartialEq)]

@@ -151,7 +151,7 @@ mod hub {
     use super::super::*;
     use crate::ctl::cli::Cli;
     use crate::ctl::output::{Console, SharedBuf};
-    use crate::ctl::testhub::{client, mock, Mock, T};
+    use crate::service::testhub::{client, mock, Mock, T};
 
     /// A registry of (primary key, tags) per device, behind the scripted hub.
     type Registry = Arc<Mutex<BTreeMap<String, (String, Value)>>>;
@@ -355,7 +355,7 @@ mod keys_from_the_map {
     use serde_json::json;
 
     use super::super::*;
-    use crate::ctl::testhub::{client, mock, T};
+    use crate::service::testhub::{client, mock, T};
 
     #[tokio::test]
     async fn map_keys_are_used_and_mismatches_reported() {

@@ -2,65 +2,19 @@
 //! dispatches a parsed [`Cli`] to its command, printing results to `out` and progress,
 //! notices and the one-line error to the console. Returns the exit status.
 
-use std::io::{IsTerminal as _, Write};
+use std::io::Write;
 use std::sync::Arc;
 
 use clap::CommandFactory as _;
 
-use super::auth::{resolve_hub, HUB_ENV};
 use super::cli::{Cli, Command, DevicesCommand};
-use super::client::{ClientOptions, ServiceClient};
+use super::context::{styles, Ctx, Env};
 use super::error::{exit_code, CtlError, Outcome};
-use super::output::{write_json, write_text, Console, Style};
-use super::{commands, dps, jobs, provision};
-
-/// What fieldctl takes from its surroundings rather than its arguments.
-#[derive(Debug, Clone, Default)]
-pub struct Env {
-    /// `IOTHUB_CONNECTION_STRING`.
-    pub connection_string: Option<String>,
-    /// `NO_COLOR` is set (to anything but the empty string).
-    pub no_color: bool,
-    pub stdout_is_terminal: bool,
-    pub stderr_is_terminal: bool,
-}
-
-impl Env {
-    pub fn from_process() -> Self {
-        Env {
-            connection_string: std::env::var(HUB_ENV).ok(),
-            no_color: std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
-            stdout_is_terminal: std::io::stdout().is_terminal(),
-            stderr_is_terminal: std::io::stderr().is_terminal(),
-        }
-    }
-}
-
-/// What a command needs: the client, where to print, and how.
-pub(crate) struct Ctx<'a> {
-    pub(crate) client: ServiceClient,
-    pub(crate) out: &'a mut dyn Write,
-    pub(crate) console: Console,
-    pub(crate) json: bool,
-    pub(crate) style_out: Style,
-    pub(crate) style_err: Style,
-    /// Draw an indicatif bar (stderr is a terminal) instead of plain progress lines.
-    pub(crate) live_progress: bool,
-}
-
-/// Colour for (stdout, stderr): never with `--no-color` or `NO_COLOR`, never into a pipe or
-/// file, and never in JSON on stdout.
-pub fn styles(no_color_flag: bool, json: bool, env: &Env) -> (Style, Style) {
-    let allowed = !no_color_flag && !env.no_color;
-    (
-        Style {
-            color: allowed && env.stdout_is_terminal && !json,
-        },
-        Style {
-            color: allowed && env.stderr_is_terminal,
-        },
-    )
-}
+use super::hub::resolve_hub;
+use super::output::{Console, Style};
+use super::{devices, dps, invoke, jobs, twin};
+use crate::service::error::one_line;
+use crate::service::{ClientOptions, ServiceClient};
 
 /// Runs one fieldctl command. Never panics on bad input; returns 0, 1 or 2 (see `--help`).
 pub async fn run(cli: Cli, env: &Env, out: &mut dyn Write, console: Console) -> i32 {
@@ -70,7 +24,7 @@ pub async fn run(cli: Cli, env: &Env, out: &mut dyn Write, console: Console) -> 
         console.line(&format!(
             "{} {}",
             style_err.paint("1;31", "error:"),
-            super::error::one_line(&e.to_string())
+            one_line(&e.to_string())
         ));
     }
     exit_code(&result)
@@ -117,40 +71,17 @@ async fn dispatch(
 async fn execute(ctx: &mut Ctx<'_>, command: Command) -> Result<Outcome, CtlError> {
     match command {
         Command::Job(j) => jobs::run(ctx, j).await,
-        Command::Invoke(a) => commands::invoke(ctx, a).await,
+        Command::Invoke(a) => invoke::run(ctx, a).await,
         Command::Dps(d) => dps::run(ctx, d).await,
-        Command::Twin(t) => commands::twin(ctx, t).await,
+        Command::Twin(t) => twin::run(ctx, t).await,
         Command::Devices(DevicesCommand::List { query }) => {
-            commands::devices_list(ctx, query.as_deref()).await
+            devices::list(ctx, query.as_deref()).await
         }
         Command::Devices(DevicesCommand::Provision {
             config,
             keys_dir,
             dry_run,
-        }) => {
-            let items = provision::provision_items_from_config(&config)?;
-            let results =
-                provision::provision(&ctx.client, &items, keys_dir.as_deref(), dry_run).await?;
-            let failed = results
-                .iter()
-                .any(|r| r.change == provision::Change::Failed);
-            if ctx.json {
-                write_json(
-                    ctx.out,
-                    &serde_json::json!({ "dryRun": dry_run, "devices": results }),
-                )?;
-            } else {
-                write_text(
-                    ctx.out,
-                    &provision::render(ctx.style_out, &results, dry_run),
-                )?;
-            }
-            Ok(if failed {
-                Outcome::Failed
-            } else {
-                Outcome::Success
-            })
-        }
+        }) => devices::provision(ctx, &config, keys_dir.as_deref(), dry_run).await,
         Command::Completions { .. } => unreachable!("handled before the hub is resolved"),
     }
 }
@@ -176,10 +107,7 @@ pub async fn run_with_client(
     };
     let result = execute(&mut ctx, command).await;
     if let Err(e) = &result {
-        console.line(&format!(
-            "error: {}",
-            super::error::one_line(&e.to_string())
-        ));
+        console.line(&format!("error: {}", one_line(&e.to_string())));
     }
     exit_code(&result)
 }
@@ -197,35 +125,6 @@ mod tests {
             stdout_is_terminal: true,
             stderr_is_terminal: true,
         }
-    }
-
-    #[test]
-    fn colour_rules() {
-        let (o, e) = styles(false, false, &env());
-        assert!(o.color && e.color);
-        let no_color_env = Env {
-            no_color: true,
-            ..env()
-        };
-        assert_eq!(
-            styles(false, false, &no_color_env),
-            (Style { color: false }, Style { color: false })
-        );
-        assert_eq!(
-            styles(true, false, &env()),
-            (Style { color: false }, Style { color: false })
-        );
-        let (o, e) = styles(false, true, &env());
-        assert!(!o.color && e.color, "JSON is never coloured");
-        let piped = Env {
-            stdout_is_terminal: false,
-            stderr_is_terminal: false,
-            ..env()
-        };
-        assert_eq!(
-            styles(false, false, &piped),
-            (Style { color: false }, Style { color: false })
-        );
     }
 
     async fn run_args(argv: &[&str], env: &Env) -> (i32, String, String) {

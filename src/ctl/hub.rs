@@ -1,20 +1,16 @@
-//! Which hub fieldctl talks to and how it signs in: the service connection string from
-//! `--hub`, `--hub-file` or `IOTHUB_CONNECTION_STRING` (in that order of precedence), and
-//! SAS `Authorization` headers signed locally from the policy key (https://learn.microsoft.com/azure/iot-hub/authenticate-authorize-sas).
+//! Which hub fieldctl talks to: the service connection string from `--hub`, `--hub-file` or
+//! `IOTHUB_CONNECTION_STRING` (in that order of precedence), checked by
+//! [`crate::service::auth`] and any fault named with where the string came from.
 
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use iothub_proto::{sas, ConnectionString};
+use iothub_proto::ConnectionString;
 
 use super::error::CtlError;
+use crate::service::auth::{service_connection_string, AuthError};
 
 /// Name of the environment variable holding the service connection string.
 pub const HUB_ENV: &str = "IOTHUB_CONNECTION_STRING";
-
-/// Lifetime of each token. Tokens are signed per request, so this only has to outlive one
-/// request, retries included; an hour matches the SDKs.
-pub const TOKEN_TTL: Duration = Duration::from_secs(3600);
 
 /// Where the connection string came from (named in error messages).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,63 +59,25 @@ pub fn resolve_hub(
 
 /// Parses and checks that this is a *service* connection string (a policy, not a device).
 pub fn parse_service(text: &str, source: HubSource) -> Result<ConnectionString, CtlError> {
-    let bad = |detail: String| CtlError::ConnectionString {
+    service_connection_string(text).map_err(|e| CtlError::ConnectionString {
         source_name: source.describe(),
-        detail,
-    };
-    let conn = ConnectionString::parse(text.trim()).map_err(|e| bad(e.to_string()))?;
-    if conn.device_id.is_some() || conn.key_name.is_none() {
-        return Err(bad(
-            "this is a device connection string; fieldctl needs a service policy's \
-             (HostName=…;SharedAccessKeyName=…;SharedAccessKey=…)"
+        detail: match e {
+            AuthError::NotAService => "this is a device connection string; fieldctl needs a \
+                 service policy's (HostName=…;SharedAccessKeyName=…;SharedAccessKey=…)"
                 .into(),
-        ));
-    }
-    // Sign once now so a key that is not base64 is reported here, not on the first request.
-    sas::generate(&conn.host_name, &conn.key, conn.key_name.as_deref(), 0)
-        .map_err(|e| bad(e.to_string()))?;
-    Ok(conn)
-}
-
-/// The `Authorization` header value for a request at `now`: a service token whose `sr` is the
-/// HostName exactly as written (port included), signed with the policy key.
-pub fn sas_header(conn: &ConnectionString, now: SystemTime) -> Result<String, sas::SasError> {
-    let expiry = now
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .saturating_add(TOKEN_TTL)
-        .as_secs();
-    sas::generate(&conn.host_name, &conn.key, conn.key_name.as_deref(), expiry)
+            other => other.to_string(),
+        },
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use iothub_proto::SasToken;
 
     const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 
     fn svc(host: &str) -> String {
         format!("HostName={host};SharedAccessKeyName=iothubowner;SharedAccessKey={KEY}")
-    }
-
-    #[test]
-    fn sas_header_signs_host_as_written() {
-        let conn = ConnectionString::parse(&svc("localhost:8443")).unwrap();
-        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000 - 3600);
-        let h = sas_header(&conn, now).unwrap();
-        let tok = SasToken::parse(&h).unwrap();
-        assert_eq!(tok.sr_raw, "localhost%3A8443");
-        assert_eq!(tok.resource, "localhost:8443");
-        assert_eq!(tok.expiry, 1_700_000_000);
-        assert_eq!(tok.policy.as_deref(), Some("iothubowner"));
-        assert!(tok.signed_with(KEY));
-        // Matches the reference vector for a plain host name.
-        let conn = ConnectionString::parse(&svc("myhub.azure-devices.net")).unwrap();
-        assert_eq!(
-            sas_header(&conn, now).unwrap(),
-            "SharedAccessSignature sr=myhub.azure-devices.net&sig=sJAIZTF5oG40VHrie96heZ865%2BnR4QavBvHnzxZm8rk%3D&se=1700000000&skn=iothubowner"
-        );
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! ServiceClient and whole commands against a scripted HTTP hub on 127.0.0.1 (plain HTTP:
+//! ServiceClient against a scripted HTTP hub on 127.0.0.1 (plain HTTP:
 //! TLS is the one thing these tests leave to the fieldhub end-to-end tests).
 
 use std::sync::{Arc, Mutex};
@@ -8,7 +8,7 @@ use iothub_proto::{ConnectionString, SasToken};
 use serde_json::{json, Value};
 
 use super::*;
-use crate::ctl::testhub::{client, conn, fast_opts, header, mock, KEY, T};
+use crate::service::testhub::{client, conn, fast_opts, header, mock, KEY, T};
 
 #[tokio::test]
 async fn query_follows_continuation_until_absent() {
@@ -216,8 +216,7 @@ async fn unreachable_hub_is_a_transport_error() {
         .await
         .unwrap()
         .unwrap_err();
-    let e = CtlError::from(e);
-    assert_eq!(e.exit_code(), 2);
+    assert!(matches!(e, ClientError::Transport { .. }) && e.is_transient());
     assert!(
         e.to_string()
             .starts_with("cannot reach the hub at http://127.0.0.1:"),

@@ -11,8 +11,8 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::client::{ClientError, ServiceClient};
 use super::model::{natural_cmp, Twin};
+use super::{ClientError, ServiceClient};
 
 /// Devices asked for per query (`deviceId IN [...]`); keeps each query small and the number
 /// of queries per round low (IoT Hub S1 allows 20 queries a minute per unit).

@@ -18,43 +18,23 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::auth::sas_header;
-use super::error::{CtlError, ServiceError};
+use super::error::{ClientError, ServiceError};
 use super::model::{
     CloudToDeviceMethod, Device, DeviceJob, JobRequest, JobResponse, MethodResponse, Twin,
     TwinPatch,
 };
 use super::retry::retry_after;
-pub use super::retry::{human_delay, Notifier, RetryNotice, RetryPolicy};
+use super::retry::{human_delay, Notifier, RetryNotice, RetryPolicy};
 
+/// The IoT Hub service API version every hub request names.
 pub const API_VERSION: &str = "2021-04-12";
+/// The Device Provisioning Service API version of [`ServiceClient::dps_call`] (Microsoft
+/// Learn, DPS service REST API reference).
+pub const DPS_API_VERSION: &str = "2021-10-01";
 /// Page size asked for on queries (the hub's documented maximum).
 pub const PAGE_SIZE: u32 = 100;
 /// Guard against a hub that hands out continuation tokens forever.
 const MAX_PAGES: usize = 100_000;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    #[error(transparent)]
-    Service(#[from] ServiceError),
-    #[error("cannot reach the hub at {url}: {detail}")]
-    Transport { url: String, detail: String },
-    #[error("unexpected answer from the hub to {request}: {detail}")]
-    Decode { request: String, detail: String },
-    #[error("cannot sign the request: {0}")]
-    Sign(#[from] sas::SasError),
-    #[error("cannot set up TLS: {0}")]
-    Tls(String),
-}
-
-impl From<ClientError> for CtlError {
-    fn from(e: ClientError) -> Self {
-        match e {
-            ClientError::Service(s) => CtlError::Service(s),
-            ClientError::Transport { url, detail } => CtlError::Transport { url, detail },
-            other => CtlError::Usage(other.to_string()),
-        }
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
@@ -331,7 +311,7 @@ impl ServiceClient {
     }
 
     /// One call to a provisioning service's REST API (Azure DPS, or fieldhub's, which has
-    /// the same shapes; see `super::dps`), under DPS's API version. `Value::Null` for an
+    /// the same shapes), under [`DPS_API_VERSION`]. `Value::Null` for an
     /// empty answer (DELETE's 204).
     pub async fn dps_call(
         &self,
@@ -341,7 +321,7 @@ impl ServiceClient {
         if_match: Option<&str>,
     ) -> Result<Value, ClientError> {
         let mut req = Req::new(method, path.to_string());
-        req.api_version = super::dps::DPS_API_VERSION;
+        req.api_version = DPS_API_VERSION;
         if let Some(b) = body {
             req = req.body(b)?;
         }

@@ -12,11 +12,12 @@ use std::time::{Duration, Instant};
 
 use fieldgate::config;
 use fieldgate::gateway::Gateway;
+use fieldgate::service::model::{CloudToDeviceMethod, TwinPatch};
 use fieldhub::doorsim::{DoorSimHandle, Table};
 use fieldhub::{HubConfig, RunningHub};
 use serde_json::{json, Value};
 
-use crate::harness::{bounded, wait_link, Env, Service, LIMIT};
+use crate::support::harness::{bounded, method_answer, wait_link, Env, Service, LIMIT};
 
 /// Long mode (`FIELDGATE_SOAK=1`): full-length runs.
 pub fn long_mode() -> bool {
@@ -120,16 +121,13 @@ impl Client {
         response_timeout: u64,
         connect_timeout: u64,
     ) -> Outcome {
-        let body = json!({"methodName": method, "payload": payload,
-            "responseTimeoutInSeconds": response_timeout, "connectTimeoutInSeconds": connect_timeout});
-        match self
-            .send(
-                reqwest::Method::POST,
-                &format!("/twins/{id}/methods"),
-                Some(body),
-            )
-            .await
-        {
+        let call = CloudToDeviceMethod {
+            method_name: method.to_string(),
+            payload,
+            response_timeout_in_seconds: response_timeout,
+            connect_timeout_in_seconds: connect_timeout,
+        };
+        match method_answer(self.svc.client().invoke_method(id, &call).await) {
             Ok((200, body)) => Outcome::Answered {
                 status: body["status"].as_i64().unwrap_or(-1),
                 body,
@@ -144,45 +142,35 @@ impl Client {
 
     /// PATCHes desired properties; the new desired `$version` when the hub took it.
     pub async fn set_desired(&self, id: &str, desired: Value) -> Result<u64, String> {
-        match self
-            .send(
-                reqwest::Method::PATCH,
-                &format!("/twins/{id}"),
-                Some(json!({"properties": {"desired": desired}})),
-            )
-            .await?
-        {
-            (200, twin) => twin["properties"]["desired"]["$version"]
-                .as_u64()
-                .ok_or_else(|| format!("no $version in {twin}")),
-            (status, body) => Err(format!("{status}: {body}")),
-        }
+        let patch = TwinPatch {
+            desired: desired.as_object().expect("desired is an object").clone(),
+            ..TwinPatch::default()
+        };
+        let twin = self
+            .svc
+            .client()
+            .patch_twin(id, &patch)
+            .await
+            .map_err(|e| e.to_string())?;
+        twin.properties.desired["$version"]
+            .as_u64()
+            .ok_or_else(|| format!("no $version in {:?}", twin.properties.desired))
     }
 
-    /// `PUT /jobs/v2/{id}`: (HTTP status, body).
+    /// `PUT /jobs/v2/{id}` with a hand-written body: (HTTP status, body).
     pub async fn put_job(&self, id: &str, body: Value) -> Result<(u16, Value), String> {
         self.send(reqwest::Method::PUT, &format!("/jobs/v2/{id}"), Some(body))
             .await
     }
 
     pub async fn get_job(&self, id: &str) -> Result<Value, String> {
-        match self
-            .send(reqwest::Method::GET, &format!("/jobs/v2/{id}"), None)
-            .await?
-        {
-            (200, job) => Ok(job),
-            (status, body) => Err(format!("{status}: {body}")),
-        }
+        let job = self.svc.client().get_job(id).await;
+        Ok(serde_json::to_value(job.map_err(|e| e.to_string())?).unwrap())
     }
 
     pub async fn twin(&self, id: &str) -> Result<Value, String> {
-        match self
-            .send(reqwest::Method::GET, &format!("/twins/{id}"), None)
-            .await?
-        {
-            (200, twin) => Ok(twin),
-            (status, body) => Err(format!("{status}: {body}")),
-        }
+        let twin = self.svc.client().get_twin(id).await;
+        Ok(serde_json::to_value(twin.map_err(|e| e.to_string())?).unwrap())
     }
 }
 

@@ -1,19 +1,23 @@
 //! Shared setup for the gateway's end-to-end tests: a fieldhub on ephemeral ports (TLS with
 //! its own CA), doorsim as the door controllers, a device map written for them, the gateway
-//! running in-process, and a small service REST client (the same calls an operator's back
-//! end makes).
+//! running in-process, and the back end's service client (the product's own, the same calls
+//! an operator's back end makes).
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use fieldgate::config::{self, Config};
 use fieldgate::gateway::Gateway;
 use fieldgate::link::LinkState;
 use fieldgate::metrics::Metrics;
+use fieldgate::service::model::{CloudToDeviceMethod, MethodResponse, TwinPatch};
+use fieldgate::service::{
+    auth, ClientError, ClientOptions, RetryPolicy, ServiceClient, API_VERSION,
+};
 use fieldhub::doorsim::{self, DoorSim, DoorSimConfig, Listen};
 use fieldhub::{HubConfig, RunningHub};
-use iothub_proto::{sas, ConnectionString};
+use iothub_proto::ConnectionString;
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
@@ -197,19 +201,33 @@ pub async fn wait_link(gw: &Gateway, id: &str) {
         .expect("link task alive");
 }
 
-/// Service-side REST client signed with the hub's `iothubowner` policy.
+/// The back end's service client, signed with the hub's `iothubowner` policy: the product's
+/// own [`ServiceClient`] for what a back end does (methods, twins, jobs), and
+/// [`Service::try_send`] for requests that client would never send (any path, any JSON),
+/// signed the same way.
 #[derive(Debug, Clone)]
 pub struct Service {
+    client: ServiceClient,
     http: reqwest::Client,
     base: String,
-    host: String,
-    key: String,
-    policy: String,
+    conn: ConnectionString,
 }
 
 impl Service {
     pub fn new(hub: &RunningHub) -> Service {
-        let cs = ConnectionString::parse(&hub.service_connection_string).unwrap();
+        let conn = auth::service_connection_string(&hub.service_connection_string).unwrap();
+        let base = format!("https://localhost:{}", hub.https_addr.port());
+        let opts = ClientOptions {
+            ca_file: Some(hub.ca_path.clone()),
+            request_timeout: LIMIT,
+            // A 429 is an answer these tests want to see, not wait out.
+            retry: RetryPolicy {
+                max_attempts: 1,
+                ..RetryPolicy::default()
+            },
+            ..ClientOptions::default()
+        };
+        let client = ServiceClient::with_base_url(conn.clone(), base.clone(), opts).unwrap();
         let ca = reqwest::Certificate::from_pem(hub.ca_pem.as_bytes()).unwrap();
         let http = reqwest::Client::builder()
             .use_rustls_tls()
@@ -219,31 +237,32 @@ impl Service {
             .build()
             .unwrap();
         Service {
+            client,
             http,
-            base: format!("https://localhost:{}", hub.https_addr.port()),
-            host: cs.host_name.clone(),
-            key: cs.key.clone(),
-            policy: cs.key_name.clone().unwrap(),
+            base,
+            conn,
         }
     }
 
-    fn token(&self) -> String {
-        let expiry = chrono::Utc::now().timestamp() as u64 + 3600;
-        sas::generate(&self.host, &self.key, Some(&self.policy), expiry).unwrap()
+    /// The product's client, for calls the helpers below do not wrap.
+    pub fn client(&self) -> &ServiceClient {
+        &self.client
     }
 
-    /// One REST call; `Err` when the hub cannot be reached (tests that take it down).
+    /// One REST call of any shape; `Err` when the hub cannot be reached (tests that take it
+    /// down). A body goes with `If-Match: "*"`.
     pub async fn try_send(
         &self,
         method: reqwest::Method,
         path: &str,
         body: Option<Value>,
     ) -> Result<(u16, Value), String> {
-        let url = format!("{}{path}?api-version=2021-04-12", self.base);
+        let url = format!("{}{path}?api-version={API_VERSION}", self.base);
+        let token = auth::sas_header(&self.conn, SystemTime::now()).unwrap();
         let mut req = self
             .http
             .request(method, url)
-            .header("Authorization", self.token());
+            .header("Authorization", token);
         if let Some(b) = body {
             req = req.header("If-Match", "\"*\"").json(&b);
         }
@@ -272,7 +291,9 @@ impl Service {
         self.invoke_within(id, method, payload, 20).await
     }
 
-    /// `POST /twins/{id}/methods` with the caller's `responseTimeoutInSeconds`.
+    /// `POST /twins/{id}/methods` with the caller's `responseTimeoutInSeconds`: (HTTP status,
+    /// body). The body is the device's `{status, payload}` on 200, else the hub's error as
+    /// `{errorCode, message}`.
     pub async fn invoke_within(
         &self,
         id: &str,
@@ -280,32 +301,27 @@ impl Service {
         payload: Value,
         response_timeout_s: u32,
     ) -> (u16, Value) {
-        self.send(
-            reqwest::Method::POST,
-            &format!("/twins/{id}/methods"),
-            Some(json!({"methodName": method, "payload": payload, "responseTimeoutInSeconds": response_timeout_s, "connectTimeoutInSeconds": 0})),
-        )
-        .await
+        let call = CloudToDeviceMethod {
+            method_name: method.to_string(),
+            payload,
+            response_timeout_in_seconds: response_timeout_s.into(),
+            connect_timeout_in_seconds: 0,
+        };
+        method_answer(self.client.invoke_method(id, &call).await).expect("hub reachable")
     }
 
     pub async fn twin(&self, id: &str) -> Value {
-        let (status, twin) = self
-            .send(reqwest::Method::GET, &format!("/twins/{id}"), None)
-            .await;
-        assert_eq!(status, 200, "{twin}");
-        twin
+        let twin = self.client.get_twin(id).await;
+        serde_json::to_value(twin.unwrap_or_else(|e| panic!("twin {id}: {e}"))).unwrap()
     }
 
     pub async fn set_desired(&self, id: &str, desired: Value) -> Value {
-        let (status, twin) = self
-            .send(
-                reqwest::Method::PATCH,
-                &format!("/twins/{id}"),
-                Some(json!({"properties": {"desired": desired}})),
-            )
-            .await;
-        assert_eq!(status, 200, "{twin}");
-        twin
+        let patch = TwinPatch {
+            desired: desired.as_object().expect("desired is an object").clone(),
+            ..TwinPatch::default()
+        };
+        let twin = self.client.patch_twin(id, &patch).await;
+        serde_json::to_value(twin.unwrap_or_else(|e| panic!("patch twin {id}: {e}"))).unwrap()
     }
 
     /// Polls the twin until `pred` holds on its reported section (the gateway reports
@@ -327,5 +343,18 @@ impl Service {
             }
         })
         .await
+    }
+}
+
+/// A method call's result as (HTTP status, body), as a back end reads it; `Err` when the hub
+/// could not be reached. An answer that does not parse keeps its text (status -1 inside).
+pub fn method_answer(r: Result<MethodResponse, ClientError>) -> Result<(u16, Value), String> {
+    match r {
+        Ok(resp) => Ok((200, json!({"status": resp.status, "payload": resp.payload}))),
+        Err(ClientError::Service(s)) => {
+            Ok((s.status, json!({"errorCode": s.code, "message": s.message})))
+        }
+        Err(e @ ClientError::Transport { .. }) => Err(e.to_string()),
+        Err(e) => Ok((200, json!({"status": -1, "payload": e.to_string()}))),
     }
 }

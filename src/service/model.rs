@@ -1,4 +1,4 @@
-//! The service API's JSON shapes (https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-identity-registry): what fieldctl sends (job requests,
+//! The service API's JSON shapes (https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-identity-registry): what a client sends (job requests,
 //! twin patches, method calls) and what it reads back (devices, twins, jobs, per-device job
 //! results).
 //!
@@ -8,13 +8,13 @@
 //! These are not fieldhub's job types (`fieldhub::jobs::model`) on purpose: that side is the
 //! server and validates strictly (typed statuses, unknown job types refused), while a client
 //! must read whatever a real IoT Hub answers — a status or field it has never seen passes
-//! through as text — and fieldctl is built for the Pi without the fieldhub crate.
+//! through as text — and the product (fieldctl included) is built for the Pi without the fieldhub crate.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-/// The two job kinds fieldctl schedules (`type` of a JobRequest).
+/// The two job kinds a client schedules (`type` of a JobRequest).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum JobType {

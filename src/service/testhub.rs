@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use iothub_proto::ConnectionString;
 use serde_json::Value;
 
-use super::client::{ClientOptions, RetryPolicy, ServiceClient};
+use super::{ClientOptions, RetryPolicy, ServiceClient};
 
 pub(crate) const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 /// Bound on every await in these tests.
