@@ -219,6 +219,9 @@ struct Line {
     metrics: Arc<Metrics>,
     ctx: Option<Context>,
     next_connect_at: Instant,
+    /// The line waits, closed, until `next_connect_at` for frames still in flight to pass
+    /// ([`Line::settle_time`]); a transaction waits for it rather than being skipped.
+    settling: bool,
     connect_backoff: Backoff,
     last_connect_error: String,
     last_end: Option<Instant>,
@@ -285,6 +288,7 @@ impl BusTask {
                 metrics,
                 ctx: None,
                 next_connect_at: Instant::now(),
+                settling: false,
                 last_connect_error: "not connected yet".into(),
                 last_end: None,
                 connected,
@@ -646,6 +650,7 @@ impl Line {
 
     /// One attempt to open the connection, bounded by the timeout (and `deadline`).
     async fn connect(&mut self, deadline: Option<Instant>) {
+        self.settling = false;
         let mut limit = self.opts.timeout;
         if let Some(d) = deadline {
             limit = limit.min(d.saturating_duration_since(Instant::now()));
@@ -677,6 +682,7 @@ impl Line {
     /// for the next one.
     fn drop_connection(&mut self, reason: String, backoff: bool) {
         self.ctx = None;
+        self.settling = false;
         self.status.send_modify(|s| s.error = Some(reason.clone()));
         self.last_connect_error = reason;
         self.next_connect_at = if backoff {
@@ -685,6 +691,32 @@ impl Line {
             Instant::now()
         };
         self.set_connected(false);
+    }
+
+    /// After a reply that was not this request's (a late answer, another unit's, garbled):
+    /// more frames may be on their way — this request's own answer among them — and reopening
+    /// at once would read one of them as the next answer. A serial line stays closed for
+    /// [`settle_time`](Self::settle_time) (bytes arriving meanwhile are dropped, and the open
+    /// clears what is left); a TCP connection is simply new.
+    fn drop_connection_and_settle(&mut self, reason: String) {
+        self.drop_connection(reason, false);
+        let settle = self.settle_time();
+        if !settle.is_zero() {
+            self.next_connect_at = Instant::now() + settle;
+            self.settling = true;
+        }
+    }
+
+    /// One longest RTU frame (256 bytes of 11 bits) and the 3.5-character gap after it at
+    /// the line's baud rate; zero off serial lines.
+    fn settle_time(&self) -> Duration {
+        match &self.opts.transport {
+            super::Transport::Rtu { baud, .. } => {
+                let bits = (256 + 4) * 11;
+                Duration::from_micros(bits * 1_000_000 / u64::from((*baud).max(1)))
+            }
+            _ => Duration::ZERO,
+        }
     }
 
     /// Runs a job: `streak` is the unit's timeouts before it (dead at
@@ -943,8 +975,11 @@ impl Line {
         }
         if self.ctx.is_none() {
             if self.next_connect_at > Instant::now() {
-                self.count(function, "skipped");
-                return Tx::NotConnected(format!("not connected: {}", self.last_connect_error));
+                if !(self.settling && self.next_connect_at < deadline) {
+                    self.count(function, "skipped");
+                    return Tx::NotConnected(format!("not connected: {}", self.last_connect_error));
+                }
+                sleep_until(self.next_connect_at).await;
             }
             self.connect(Some(deadline)).await;
         }
@@ -1003,14 +1038,14 @@ impl Line {
                 };
                 // The reply may belong to another request (a late answer on a serial line):
                 // start clean.
-                self.drop_connection(reason.clone(), false);
+                self.drop_connection_and_settle(reason.clone());
                 Tx::BadReply(reason)
             }
             Ok(Err(TransactError::Foreign(reason))) => {
                 self.count(function, "foreign_reply");
                 tracing::warn!(bus = %self.name, unit, doors = %self.doors.of(unit), function, %reason, "a reply to another request: reopening the line");
                 // Start clean: whatever else is in flight on the line is not ours either.
-                self.drop_connection(reason.clone(), false);
+                self.drop_connection_and_settle(reason.clone());
                 Tx::Broken(format!("a reply to another request: {reason}"))
             }
             Ok(Err(TransactError::Transport(e))) => {
