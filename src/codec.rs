@@ -530,4 +530,5 @@ fn fmt_num(x: f64) -> String {
 }
 
 #[cfg(test)]
+#[path = "codec_tests.rs"]
 mod tests;

@@ -30,4 +30,3 @@ pub mod link;
 pub mod lograte;
 pub mod metrics;
 pub mod service;
-pub mod status;

@@ -223,8 +223,11 @@ impl HubConn {
         let Some(Topic::TwinGet { rid }) = topics::parse(&get.topic) else {
             panic!("expected twin GET, got {}", get.topic)
         };
-        self.publish(&topics::twin_response(200, &rid, None), twin.to_string())
-            .await;
+        self.publish(
+            &topics::twin_response(iothub_proto::Status(200), &rid, None),
+            twin.to_string(),
+        )
+        .await;
     }
 
     /// Reads a reported patch; returns its rid and body.
@@ -380,16 +383,16 @@ async fn connect_twin_and_method_round_trip() {
     }
     within(
         "respond",
-        door.handle.respond_method(
-            "m1",
-            fieldgate::status::Status(200),
-            json!({"locked": true}),
-        ),
+        door.handle
+            .respond_method("m1", iothub_proto::Status(200), json!({"locked": true})),
     )
     .await
     .unwrap();
     let res = conn.next_publish().await;
-    assert_eq!(res.topic, topics::method_response(200, "m1"));
+    assert_eq!(
+        res.topic,
+        topics::method_response(iothub_proto::Status(200), "m1")
+    );
     assert_eq!(
         serde_json::from_slice::<Value>(&res.payload).unwrap(),
         json!({"locked": true})
@@ -397,7 +400,7 @@ async fn connect_twin_and_method_round_trip() {
     let again = within(
         "second respond",
         door.handle
-            .respond_method("m1", fieldgate::status::Status(200), json!({})),
+            .respond_method("m1", iothub_proto::Status(200), json!({})),
     )
     .await;
     assert!(
@@ -410,8 +413,11 @@ async fn connect_twin_and_method_round_trip() {
     let patch = tokio::spawn(async move { h.patch_reported(json!({"door": "locked"})).await });
     let (rid, body) = conn.reported_patch().await;
     assert_eq!(body, json!({"door": "locked"}));
-    conn.publish(&topics::twin_response(204, &rid, Some(7)), "")
-        .await;
+    conn.publish(
+        &topics::twin_response(iothub_proto::Status(204), &rid, Some(7)),
+        "",
+    )
+    .await;
     assert_eq!(within("patch result", patch).await.unwrap().unwrap(), 7);
 
     // Telemetry goes out QoS 1 on the device's events topic.
@@ -479,7 +485,7 @@ async fn reconnects_after_peer_drops_and_refetches_twin() {
     let lost = within(
         "late respond",
         door.handle
-            .respond_method("old", fieldgate::status::Status(200), json!({})),
+            .respond_method("old", iothub_proto::Status(200), json!({})),
     )
     .await;
     assert!(
@@ -501,8 +507,11 @@ async fn reconnects_after_peer_drops_and_refetches_twin() {
         json!({"door": "open"}),
         "unacknowledged patch re-sent"
     );
-    conn.publish(&topics::twin_response(204, &rid, Some(3)), "")
-        .await;
+    conn.publish(
+        &topics::twin_response(iothub_proto::Status(204), &rid, Some(3)),
+        "",
+    )
+    .await;
     assert_eq!(within("patch result", patch).await.unwrap().unwrap(), 3);
     assert!(door
         .metric("fieldgate_link_reconnects_total{")
@@ -687,7 +696,10 @@ async fn method_on_full_event_queue_is_answered_503_at_once() {
     conn.publish(&topics::method_request("lockDoor", "b"), "{}")
         .await;
     let res = conn.next_publish().await;
-    assert_eq!(res.topic, topics::method_response(503, "b"));
+    assert_eq!(
+        res.topic,
+        topics::method_response(iothub_proto::Status(503), "b")
+    );
     assert!(door
         .metric("fieldgate_methods_total{method=\"lockDoor\",status=\"503\"}")
         .ends_with(" 1"));
@@ -695,7 +707,10 @@ async fn method_on_full_event_queue_is_answered_503_at_once() {
     conn.publish(&topics::method_request("x-1234", "c"), "{}")
         .await;
     let res = conn.next_publish().await;
-    assert_eq!(res.topic, topics::method_response(503, "c"));
+    assert_eq!(
+        res.topic,
+        topics::method_response(iothub_proto::Status(503), "c")
+    );
     assert!(door
         .metric("fieldgate_methods_total{method=\"unknown\",status=\"503\"}")
         .ends_with(" 1"));
@@ -705,13 +720,13 @@ async fn method_on_full_event_queue_is_answered_503_at_once() {
     within(
         "respond a",
         door.handle
-            .respond_method("a", fieldgate::status::Status(200), json!({})),
+            .respond_method("a", iothub_proto::Status(200), json!({})),
     )
     .await
     .unwrap();
     assert_eq!(
         conn.next_publish().await.topic,
-        topics::method_response(200, "a")
+        topics::method_response(iothub_proto::Status(200), "a")
     );
     door.stop().await;
 }
@@ -736,8 +751,11 @@ async fn desired_patch_on_full_event_queue_resyncs_twin() {
         panic!("expected a twin GET, got {}", get.topic)
     };
     let fresh = json!({"desired": {"mode": "manual", "$version": 2}, "reported": {"$version": 1}});
-    conn.publish(&topics::twin_response(200, &rid, None), fresh.to_string())
-        .await;
+    conn.publish(
+        &topics::twin_response(iothub_proto::Status(200), &rid, None),
+        fresh.to_string(),
+    )
+    .await;
     assert_eq!(door.event().await, LinkEvent::Connected { twin: twin(1) });
     assert_eq!(door.event().await, LinkEvent::Connected { twin: fresh });
     door.stop().await;

@@ -1,6 +1,8 @@
 //! The device-side MQTT topic catalogue (https://learn.microsoft.com/azure/iot/iot-mqtt-connect-to-iot-hub): builders for what each side
 //! publishes and a parser for everything either side may receive.
 
+use crate::Status;
+
 /// Filters a device subscribes to.
 pub const METHODS_FILTER: &str = "$iothub/methods/POST/#";
 pub const TWIN_RES_FILTER: &str = "$iothub/twin/res/#";
@@ -18,7 +20,7 @@ pub fn method_request(name: &str, rid: &str) -> String {
     format!("$iothub/methods/POST/{name}/?$rid={rid}")
 }
 
-pub fn method_response(status: i32, rid: &str) -> String {
+pub fn method_response(status: Status, rid: &str) -> String {
     format!("$iothub/methods/res/{status}/?$rid={rid}")
 }
 
@@ -30,7 +32,7 @@ pub fn twin_reported_patch(rid: &str) -> String {
     format!("$iothub/twin/PATCH/properties/reported/?$rid={rid}")
 }
 
-pub fn twin_response(status: u16, rid: &str, version: Option<u64>) -> String {
+pub fn twin_response(status: Status, rid: &str, version: Option<u64>) -> String {
     match version {
         Some(v) => format!("$iothub/twin/res/{status}/?$rid={rid}&$version={v}"),
         None => format!("$iothub/twin/res/{status}/?$rid={rid}"),
@@ -56,7 +58,7 @@ pub enum Topic {
     },
     /// Device → hub method response.
     MethodResponse {
-        status: i32,
+        status: Status,
         rid: String,
     },
     TwinGet {
@@ -67,7 +69,7 @@ pub enum Topic {
     },
     /// Hub → device twin response.
     TwinResponse {
-        status: u16,
+        status: Status,
         rid: String,
         version: Option<u64>,
     },
@@ -123,7 +125,7 @@ pub fn parse(topic: &str) -> Option<Topic> {
             rid: rid()?,
         }),
         ["$iothub", "methods", "res", status] => Some(Topic::MethodResponse {
-            status: status.parse().ok()?,
+            status: Status(status.parse().ok()?),
             rid: rid()?,
         }),
         ["$iothub", "twin", "GET"] => Some(Topic::TwinGet { rid: rid()? }),
@@ -131,7 +133,7 @@ pub fn parse(topic: &str) -> Option<Topic> {
             Some(Topic::TwinReportedPatch { rid: rid()? })
         }
         ["$iothub", "twin", "res", status] => Some(Topic::TwinResponse {
-            status: status.parse().ok()?,
+            status: Status(status.parse().ok()?),
             rid: rid()?,
             version: param(query, "$version").and_then(|v| v.parse().ok()),
         }),
@@ -156,9 +158,9 @@ mod tests {
             })
         );
         assert_eq!(
-            parse(&method_response(504, "ab-c")),
+            parse(&method_response(Status::GATEWAY_TIMEOUT, "ab-c")),
             Some(Topic::MethodResponse {
-                status: 504,
+                status: Status::GATEWAY_TIMEOUT,
                 rid: "ab-c".into()
             })
         );
@@ -171,9 +173,9 @@ mod tests {
             Some(Topic::TwinReportedPatch { rid: "2".into() })
         );
         assert_eq!(
-            parse(&twin_response(204, "2", Some(9))),
+            parse(&twin_response(Status::NO_CONTENT, "2", Some(9))),
             Some(Topic::TwinResponse {
-                status: 204,
+                status: Status::NO_CONTENT,
                 rid: "2".into(),
                 version: Some(9)
             })

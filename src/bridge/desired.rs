@@ -18,10 +18,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use super::io::{self, WriteFailure};
+use super::bus_ops::{self, WriteFailure};
 use super::DoorIo;
 use crate::config::{DesiredPoint, Door, WriteTable};
-use crate::status::Status;
+use iothub_proto::Status;
 
 /// One writable property's acknowledgement in the reported twin, as the Plug and Play
 /// convention writes it: the door's current `value` (left out where none is known), the
@@ -239,7 +239,8 @@ async fn current_values_of_refused(door: &Door, io: &DoorIo, out: &mut DesiredOu
         };
         let deadline = Instant::now() + io.op_budget;
         let count = p.spec.register_count().max(1);
-        let read = io::read_words(io, door.unit, p.table.into(), p.address, count, deadline).await;
+        let read =
+            bus_ops::read_words(io, door.unit, p.table.into(), p.address, count, deadline).await;
         let Some(ack) = out.acks.get_mut(&name) else {
             continue;
         };
@@ -263,7 +264,8 @@ async fn write(door: &Door, io: &DoorIo, c: &Checked<'_>) -> Result<bool, WriteF
     let deadline = Instant::now() + io.op_budget * 3;
     let p = c.point;
     let count = p.spec.register_count().max(1);
-    let current = io::read_words(io, door.unit, p.table.into(), p.address, count, deadline).await?;
+    let current =
+        bus_ops::read_words(io, door.unit, p.table.into(), p.address, count, deadline).await?;
     let words = if p.spec.needs_read_modify_write() {
         p.spec
             .encode_onto(c.value, &current)
@@ -287,10 +289,10 @@ async fn write(door: &Door, io: &DoorIo, c: &Checked<'_>) -> Result<bool, WriteF
     }
     match p.table {
         WriteTable::Coil => {
-            io::write_coil(io, door.unit, p.address, wanted[0] != 0, deadline).await?
+            bus_ops::write_coil(io, door.unit, p.address, wanted[0] != 0, deadline).await?
         }
         WriteTable::Holding => {
-            io::write_registers(io, door.unit, p.address, &words, deadline).await?;
+            bus_ops::write_registers(io, door.unit, p.address, &words, deadline).await?;
             true
         }
     };

@@ -8,11 +8,11 @@ use std::time::Duration;
 use serde_json::{json, Map, Value};
 use tokio::time::Instant;
 
-use super::io::{self, WriteFailure};
+use super::bus_ops::{self, WriteFailure};
 use super::{DoorIo, PendingRestore};
 use crate::codec::ValueSpec;
 use crate::config::{Door, MethodAction, ReadTable, ValueSource, WriteTable};
-use crate::status::Status;
+use iothub_proto::Status;
 
 /// The answer to one method request.
 #[derive(Debug, Clone, PartialEq)]
@@ -186,16 +186,18 @@ pub(super) async fn handle(
     let deadline = received + method.timeout;
     let mut restore = None;
     let result = match &planned {
-        Planned::Coil { addr, value } => io::write_coil(io, door.unit, *addr, *value, deadline)
-            .await
-            .map(|got| state(door, WriteTable::Coil, *addr, &Value::Bool(got))),
+        Planned::Coil { addr, value } => {
+            bus_ops::write_coil(io, door.unit, *addr, *value, deadline)
+                .await
+                .map(|got| state(door, WriteTable::Coil, *addr, &Value::Bool(got)))
+        }
         Planned::Registers {
             addr, words, value, ..
-        } => io::write_registers(io, door.unit, *addr, words, deadline)
+        } => bus_ops::write_registers(io, door.unit, *addr, words, deadline)
             .await
             .map(|_| state(door, WriteTable::Holding, *addr, value)),
         Planned::Pulse { addr, value, hold } => {
-            io::write_coil(io, door.unit, *addr, *value, deadline)
+            bus_ops::write_coil(io, door.unit, *addr, *value, deadline)
                 .await
                 .map(|got| {
                     restore = Some((
@@ -268,7 +270,7 @@ fn state(door: &Door, table: WriteTable, addr: u16, value: &Value) -> Map<String
 /// Writes a pulsed coil back; false when it could not be written (the caller tries again).
 pub(super) async fn restore(door: &Door, io: &DoorIo, addr: u16, value: bool) -> bool {
     let deadline = Instant::now() + io.op_budget * 2;
-    match io::write_coil(io, door.unit, addr, value, deadline).await {
+    match bus_ops::write_coil(io, door.unit, addr, value, deadline).await {
         Ok(_) => true,
         Err(f) => {
             tracing::error!(device = %door.device_id, coil = addr, error = %f.body, "pulse restore failed; the coil keeps its pulsed value until a retry succeeds");

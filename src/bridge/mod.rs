@@ -8,8 +8,8 @@
 //! - the **poller** task ([`poll::run`]) reads the reported points in coalesced blocks
 //!   (poll priority) and sends one reported patch per cycle with what changed.
 
+mod bus_ops;
 mod desired;
-mod io;
 mod method;
 pub mod poll;
 
@@ -279,7 +279,7 @@ pub async fn run(door: Arc<Door>, io: DoorIo, mut events: LinkEvents, shutdown: 
             let body = json!({"error": "the gateway is shutting down; nothing was written", "method": name, "written": false});
             let _ = io
                 .link
-                .respond_method(&rid, crate::status::Status::SERVICE_UNAVAILABLE, body)
+                .respond_method(&rid, iothub_proto::Status::SERVICE_UNAVAILABLE, body)
                 .await;
         }
     }

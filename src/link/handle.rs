@@ -8,7 +8,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{LinkError, LinkState};
-use crate::status::Status;
+use iothub_proto::Status;
 
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, LinkError>>;
 

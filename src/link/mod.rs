@@ -39,6 +39,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{HubSettings, Method, Secret};
 use crate::events::DoorEvents;
 use crate::metrics::Metrics;
+use iothub_proto::Status;
 
 pub use backoff::BackoffPolicy;
 pub use handle::LinkHandle;
@@ -302,7 +303,7 @@ pub enum LinkError {
     #[error("the connection that carried method request {rid} is gone; the hub has already failed that call")]
     MethodLost { rid: String },
     #[error("hub answered {status}: {body}")]
-    Rejected { status: u16, body: String },
+    Rejected { status: Status, body: String },
     #[error("protocol: {0}")]
     Protocol(String),
 }

@@ -4,6 +4,8 @@
 //! the GET's `desired.$version`
 //! (https://learn.microsoft.com/azure/iot/iot-mqtt-connect-to-iot-hub#retrieving-a-device-twins-properties).
 
+use iothub_proto::Status;
+
 use std::collections::{BTreeMap, HashMap};
 
 use iothub_proto::topics::{self, Topic};
@@ -146,7 +148,7 @@ impl Session {
 
     fn twin_response(
         &mut self,
-        status: u16,
+        status: Status,
         rid: &str,
         version: Option<u64>,
         payload: &[u8],
@@ -156,7 +158,7 @@ impl Session {
         };
         if self.twin_get == Some(rid) {
             self.twin_get = None;
-            if status >= 300 {
+            if !status.is_success() {
                 return Inbound::TwinFailed(format!("twin GET answered {status}"));
             }
             let twin: Value = match serde_json::from_slice(payload) {
@@ -181,9 +183,9 @@ impl Session {
             // An emptied BTreeMap keeps its leaf node (~450 bytes, per door, for good).
             self.patches = BTreeMap::new();
         }
-        let result = match (status, version) {
-            (200..=299, Some(v)) => Ok(v),
-            (200..=299, None) => Err(LinkError::Protocol(
+        let result = match (status.is_success(), version) {
+            (true, Some(v)) => Ok(v),
+            (true, None) => Err(LinkError::Protocol(
                 "reported patch acknowledged without $version".into(),
             )),
             _ => Err(LinkError::Rejected {
@@ -237,7 +239,7 @@ mod tests {
             panic!("bad GET topic {topic}")
         };
         s.inbound(
-            &topics::twin_response(200, &rid, None),
+            &topics::twin_response(Status(200), &rid, None),
             twin.to_string().as_bytes(),
         )
     }
@@ -273,7 +275,7 @@ mod tests {
         let rid = topic.rsplit('=').next().unwrap();
         let twin = json!({"desired": {"$version": 5}, "reported": {}});
         let got = s.inbound(
-            &topics::twin_response(200, rid, None),
+            &topics::twin_response(Status(200), rid, None),
             twin.to_string().as_bytes(),
         );
         let Inbound::Twin { newer, .. } = got else {
@@ -295,7 +297,7 @@ mod tests {
             panic!()
         };
         assert_eq!(
-            s.inbound(&topics::twin_response(204, &rid, Some(9)), b""),
+            s.inbound(&topics::twin_response(Status(204), &rid, Some(9)), b""),
             Inbound::Handled
         );
         assert_eq!(rx.try_recv().unwrap().unwrap(), 9);
@@ -307,12 +309,15 @@ mod tests {
         });
         let rid = topic.rsplit('=').next().unwrap().to_string();
         s.inbound(
-            &topics::twin_response(400, &rid, None),
+            &topics::twin_response(Status(400), &rid, None),
             b"{\"errorCode\":400004}",
         );
         assert!(matches!(
             rx.try_recv().unwrap(),
-            Err(LinkError::Rejected { status: 400, .. })
+            Err(LinkError::Rejected {
+                status: Status::BAD_REQUEST,
+                ..
+            })
         ));
         assert_eq!(s.pending_patches(), 0);
     }
@@ -373,7 +378,7 @@ mod tests {
         let topic = s.twin_get();
         let rid = topic.rsplit('=').next().unwrap();
         assert!(matches!(
-            s.inbound(&topics::twin_response(429, rid, None), b""),
+            s.inbound(&topics::twin_response(Status(429), rid, None), b""),
             Inbound::TwinFailed(_)
         ));
     }

@@ -28,7 +28,7 @@ use super::{auth, tls, ConnectPacer, LinkError, LinkEvent, LinkSettings, LinkSta
 use crate::events::{wire, DoorEvents};
 use crate::lograte::{summary_text, RepeatGate, Verdict};
 use crate::metrics::Metrics;
-use crate::status::Status;
+use iothub_proto::Status;
 
 const SUBSCRIPTIONS: [&str; 3] = [
     topics::METHODS_FILTER,
@@ -606,7 +606,7 @@ impl Link {
         self.session.take_method(&rid);
         let body = json!({"message": "gateway busy, retry later"}).to_string();
         let _ = client.try_publish(
-            topics::method_response(Status::SERVICE_UNAVAILABLE.0, &rid),
+            topics::method_response(Status::SERVICE_UNAVAILABLE, &rid),
             QoS::AtMostOnce,
             false,
             body,
@@ -636,7 +636,7 @@ impl Link {
                 }
                 let r = client
                     .try_publish(
-                        topics::method_response(status.0, &rid),
+                        topics::method_response(status, &rid),
                         QoS::AtMostOnce,
                         false,
                         body,

@@ -509,7 +509,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Session<T> {
         version: Option<u64>,
         body: Bytes,
     ) -> Step {
-        let topic = iothub_proto::topics::twin_response(status, rid, version);
+        let topic = iothub_proto::topics::twin_response(
+            iothub_proto::Status(i32::from(status)),
+            rid,
+            version,
+        );
         let p = self.publish_to_device(Sub::TwinResponses, topic, body);
         self.reply(Packet::Publish(p)).await
     }

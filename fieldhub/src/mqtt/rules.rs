@@ -165,9 +165,10 @@ pub fn classify_publish(topic: &str, own_id: &str) -> PublishVerdict {
         }) if device_id == own_id => PublishVerdict::Telemetry { properties },
         Some(Topic::TwinGet { rid }) => PublishVerdict::TwinGet { rid },
         Some(Topic::TwinReportedPatch { rid }) => PublishVerdict::ReportedPatch { rid },
-        Some(Topic::MethodResponse { status, rid }) => {
-            PublishVerdict::MethodResponse { status, rid }
-        }
+        Some(Topic::MethodResponse { status, rid }) => PublishVerdict::MethodResponse {
+            status: status.0,
+            rid,
+        },
         _ => PublishVerdict::Violation,
     }
 }

@@ -172,7 +172,7 @@ async fn device(
                 calls.lock().unwrap().push((id.clone(), name));
                 seen.send_modify(|n| *n += 1);
                 let _ = client.try_publish(
-                    topics::method_response(200, &rid),
+                    topics::method_response(iothub_proto::Status(200), &rid),
                     QoS::AtMostOnce,
                     false,
                     json!({"device": id}).to_string(),

@@ -110,7 +110,7 @@ impl Responder {
                         // try_: this task drives the event loop, so it must never wait on
                         // the request channel it drains.
                         let _ = client.try_publish(
-                            topics::method_response(200, &rid),
+                            topics::method_response(iothub_proto::Status(200), &rid),
                             QoS::AtMostOnce,
                             false,
                             reply.to_string(),

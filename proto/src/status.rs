@@ -1,6 +1,7 @@
-//! The status a door's answer carries: a direct method's response status
-//! (`$iothub/methods/res/{status}/`) and a writable property's acknowledgement code (`ac`).
-//! Both are HTTP's codes by convention (Microsoft Learn, "Understand and invoke direct
+//! The status of a response on IoT Hub's device topics — a direct method's answer
+//! (`$iothub/methods/res/{status}/`), the hub's answer to a twin request
+//! (`$iothub/twin/res/{status}/`) — and of a writable property's acknowledgement (`ac`).
+//! All are HTTP's codes by convention (Microsoft Learn, "Understand and invoke direct
 //! methods from IoT Hub" and "IoT Plug and Play conventions", writable properties), and the
 //! gateway uses the few below with one meaning each.
 
@@ -8,8 +9,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// A method or acknowledgement status. A device may answer any integer, so this is not an
-/// enum; the constants are the ones fieldgate answers with.
+/// A method, twin or acknowledgement status. A device may answer a method with any integer,
+/// so this is not an enum; the constants are the ones fieldgate answers with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Status(pub i32);
@@ -17,6 +18,10 @@ pub struct Status(pub i32);
 impl Status {
     /// Done: written and read back (or nothing needed writing).
     pub const OK: Status = Status(200);
+    /// A twin request done with nothing to return (a reported patch accepted).
+    pub const NO_CONTENT: Status = Status(204);
+    /// Too many requests: the hub's throttle.
+    pub const TOO_MANY_REQUESTS: Status = Status(429);
     /// The payload or desired value is not acceptable; nothing was written.
     pub const BAD_REQUEST: Status = Status(400);
     /// No such method, or a desired property not mapped to a register.

@@ -7,7 +7,7 @@ use tokio::time::Instant;
 use super::DoorIo;
 use crate::bus::{BusError, Failed, Op, Priority, Reply, Written};
 use crate::config::{ReadTable, WriteTable};
-use crate::status::Status;
+use iothub_proto::Status;
 
 /// Why an operator write failed, with the status code the method (or desired ack) carries.
 #[derive(Debug)]
