@@ -455,3 +455,114 @@ async fn crc_errors_and_garbage_on_an_rtu_line_are_contained() {
     gw.shutdown().await;
     rtu.shutdown().await;
 }
+
+/// Modbus RTU's CRC-16 (polynomial 0xA001, initial 0xFFFF), low byte first on the wire.
+fn rtu_frame(body: &[u8]) -> Vec<u8> {
+    let mut crc: u16 = 0xFFFF;
+    for b in body {
+        crc ^= u16::from(*b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xA001
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    let mut f = body.to_vec();
+    f.extend_from_slice(&crc.to_le_bytes());
+    f
+}
+
+/// Unit 3 on a serial line, scripted: a write-single-coil is answered only after a late
+/// answer of unit 1 to an earlier read (a valid frame, 30 ms ahead of the echo); coil reads
+/// report the coil. Requests of both functions are 8 bytes.
+async fn unit_behind_a_late_neighbour(path: String, coil: Arc<std::sync::atomic::AtomicBool>) {
+    let port =
+        tokio_serial::SerialStream::open(&tokio_serial::new(&path, 19200)).expect("open pty");
+    let (mut r, mut w) = tokio::io::split(port);
+    let mut pending: Vec<u8> = Vec::new();
+    let mut buf = [0u8; 256];
+    while let Ok(n) = r.read(&mut buf).await {
+        if n == 0 {
+            return;
+        }
+        pending.extend_from_slice(&buf[..n]);
+        while pending.len() >= 8 {
+            let req: Vec<u8> = pending.drain(..8).collect();
+            if rtu_frame(&req[..6]) != req || req[0] != 3 {
+                pending.clear();
+                continue;
+            }
+            match req[1] {
+                5 => {
+                    coil.store(req[4] == 0xFF, Ordering::SeqCst);
+                    let late = rtu_frame(&[1, 4, 4, 0x00, 0x00, 0x05, 0x28]);
+                    let _ = w.write_all(&late).await;
+                    tokio::time::sleep(Duration::from_millis(30)).await;
+                    let _ = w.write_all(&req).await; // the echo of a write is the request
+                }
+                1 => {
+                    let v = u8::from(coil.load(Ordering::SeqCst));
+                    let _ = w.write_all(&rtu_frame(&[3, 1, 1, v])).await;
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// A late answer of another unit arrives while a write waits for its echo: the echo itself
+/// follows. Reopening the line at once would read that echo as the read-back's answer (and
+/// fail a healthy door's write with its outcome unknown); the line stays closed until the
+/// frames in flight have passed, and the read-back proves the write applied.
+#[tokio::test]
+async fn a_neighbours_late_answer_before_a_writes_echo_does_not_fail_the_write() {
+    if !has_socat() {
+        return;
+    }
+    use fieldgate::bus::{Op, Parity, Reply, Transport};
+    let line = pty_pair().await;
+    let coil = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    tokio::spawn(unit_behind_a_late_neighbour(
+        line.b.clone(),
+        Arc::clone(&coil),
+    ));
+    let transport = Transport::Rtu {
+        path: line.a.clone(),
+        baud: 19200,
+        parity: Parity::None,
+        data_bits: 8,
+        stop_bits: 1,
+    };
+    let bus = crate::support::bus::Bus::start(crate::support::bus::options(
+        transport,
+        Duration::from_millis(TIMEOUT_MS),
+    ))
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    let reply = bounded(
+        "verified write",
+        bus.handle.write_verified(
+            3,
+            Op::WriteCoil {
+                addr: 0,
+                value: true,
+            },
+            deadline,
+        ),
+    )
+    .await;
+    assert!(
+        matches!(&reply, Ok(Reply::Bits(c)) if c == &vec![true]),
+        "the read-back proves the write: {reply:?}"
+    );
+    assert!(coil.load(Ordering::SeqCst));
+    let metrics = bus.metrics.render();
+    assert_eq!(
+        modbus_count(&metrics, "foreign_reply"),
+        1,
+        "the late answer was seen once: {metrics}"
+    );
+    bus.stop().await;
+}

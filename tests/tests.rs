@@ -45,7 +45,8 @@ mod demo;
 mod service;
 
 // Reliability.
-/// Bus faults: silent, slow or failing controllers, connection resets, corrupted RTU frames.
+/// Bus faults: silent, slow or failing controllers, connection resets, corrupted RTU frames,
+/// a neighbour's late answer ahead of a write's echo.
 mod reliability_bus;
 /// Hub faults: a restarted hub, cut connections, expiring tokens, with work in flight.
 mod reliability_hub;
