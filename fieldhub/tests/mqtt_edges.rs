@@ -180,3 +180,50 @@ async fn method_waits_for_connect_timeout() {
         .unwrap();
     assert_eq!((resp.status, resp.payload), (200, json!("ok")));
 }
+
+/// "A device can only subscribe to five topics at a time" ("Communicate with an IoT hub using
+/// the MQTT protocol", <https://learn.microsoft.com/azure/iot/iot-mqtt-connect-to-iot-hub>).
+/// The guide does not say how a sixth is refused; it gets SUBACK 0x80 and the five held keep
+/// working. Renewing a held filter does not count twice, and unsubscribing frees a place.
+#[tokio::test]
+async fn a_sixth_topic_filter_is_refused_and_the_five_held_keep_working() {
+    use rumqttc::SubscribeReasonCode::{Failure, Success};
+    let th = start_hub().await;
+    let hub = &th.hub.hub;
+    let d = hub.create_device("d").unwrap();
+    let mut dev = TestDevice::with_key(&th.hub, "d", &d.primary_key, true);
+    dev.connected().await;
+    for f in [
+        "$iothub/twin/res/#",
+        "$iothub/methods/POST/lock/#",
+        "$iothub/methods/POST/unlock/#",
+        "$iothub/methods/POST/pulse/#",
+        "devices/d/messages/devicebound/#",
+    ] {
+        assert!(matches!(dev.subscribe(f).await[..], [Success(_)]), "{f}");
+    }
+    assert_eq!(
+        dev.subscribe("$iothub/twin/PATCH/properties/desired/#")
+            .await,
+        vec![Failure],
+        "a sixth filter"
+    );
+    assert!(!hub.subscriptions("d").contains(&Sub::DesiredPatches));
+    assert!(matches!(
+        dev.subscribe("$iothub/twin/res/#").await[..],
+        [Success(_)]
+    ));
+    let (topic, _) = dev.twin_get("held").await;
+    assert_eq!(topic, "$iothub/twin/res/200/?$rid=held");
+
+    // One per-method filter goes: the methods subscription stays (two more hold it), and
+    // the desired-patch filter now fits.
+    dev.unsubscribe("$iothub/methods/POST/pulse/#").await;
+    assert!(hub.subscriptions("d").contains(&Sub::Methods));
+    assert!(matches!(
+        dev.subscribe("$iothub/twin/PATCH/properties/desired/#")
+            .await[..],
+        [Success(_)]
+    ));
+    assert!(hub.subscriptions("d").contains(&Sub::DesiredPatches));
+}

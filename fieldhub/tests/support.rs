@@ -113,6 +113,15 @@ impl TestDevice {
         }
     }
 
+    pub async fn unsubscribe(&mut self, filter: &str) {
+        self.client.unsubscribe(filter).await.unwrap();
+        loop {
+            if let Event::Incoming(Packet::UnsubAck(_)) = self.next().await.unwrap() {
+                return;
+            }
+        }
+    }
+
     /// Next publish from the hub.
     pub async fn publish_received(&mut self) -> Publish {
         loop {

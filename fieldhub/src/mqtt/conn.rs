@@ -313,6 +313,7 @@ async fn serve_stream_with_chain<T: AsyncRead + AsyncWrite + Unpin>(
             id: id.clone(),
             framed,
             granted: std::collections::BTreeMap::new(),
+            filters: std::collections::BTreeMap::new(),
             last_pkid: 0,
         };
         session
@@ -353,6 +354,14 @@ impl Drop for Detach<'_> {
     }
 }
 
+/// Topic filters a device may hold at once: "A device can only subscribe to five topics at a
+/// time" ("Communicate with an IoT hub using the MQTT protocol", Receiving cloud-to-device
+/// messages, <https://learn.microsoft.com/azure/iot/iot-mqtt-connect-to-iot-hub>). The guide
+/// does not say how the hub refuses a sixth; MQTT 3.1.1's per-filter refusal (SUBACK 0x80) is
+/// used, so the filters already held keep working. Subscriptions restored from a persistent
+/// session and not renewed on this connection are not counted (their filter text is not kept).
+const MAX_SUBSCRIPTIONS: usize = 5;
+
 struct Session<T> {
     hub: Hub,
     id: String,
@@ -365,6 +374,9 @@ struct Session<T> {
     /// restored from a persistent session without a SUBSCRIBE on this connection are served
     /// at QoS 0 (the granted QoS is not stored).
     granted: std::collections::BTreeMap<Sub, QoS>,
+    /// The topic filters this connection holds, and what each subscribes to (several
+    /// per-method filters all mean [`Sub::Methods`]). At most [`MAX_SUBSCRIPTIONS`].
+    filters: std::collections::BTreeMap<String, Sub>,
     /// Packet id of the last QoS 1 publish (1..=65535, wrapping).
     last_pkid: u16,
 }
@@ -468,6 +480,14 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Session<T> {
                 for f in &s.filters {
                     match rules::classify_filter(&f.path, &self.id) {
                         FilterVerdict::Allowed(sub) => {
+                            if !self.filters.contains_key(&f.path)
+                                && self.filters.len() >= MAX_SUBSCRIPTIONS
+                            {
+                                tracing::debug!(device = %self.id, filter = %for_log(&f.path), "subscription limit reached");
+                                codes.push(SubscribeReasonCode::Failure);
+                                continue;
+                            }
+                            self.filters.insert(f.path.clone(), sub);
                             self.hub.set_subscription(&self.id, sub, true);
                             // QoS 2 subscriptions are granted QoS 1 (MQTT guide, as above).
                             let q = if f.qos == QoS::AtMostOnce {
@@ -487,8 +507,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Session<T> {
             Packet::Unsubscribe(u) => {
                 for t in &u.topics {
                     if let FilterVerdict::Allowed(sub) = rules::classify_filter(t, &self.id) {
-                        self.hub.set_subscription(&self.id, sub, false);
-                        self.granted.remove(&sub);
+                        self.filters.remove(t);
+                        // Another per-method filter may still hold the methods subscription.
+                        if !self.filters.values().any(|held| *held == sub) {
+                            self.hub.set_subscription(&self.id, sub, false);
+                            self.granted.remove(&sub);
+                        }
                     }
                 }
                 self.reply(Packet::UnsubAck(UnsubAck::new(u.pkid))).await
