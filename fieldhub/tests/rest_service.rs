@@ -356,3 +356,45 @@ async fn connection_strings_name_the_hub_and_gateway_port() {
     assert_eq!(on_disk.trim(), th.hub.service_connection_string);
     assert!(th.hub.ca_path.exists());
 }
+
+/// Paths and methods the hub does not serve answer 400 400003 `InvalidOperation`, never a
+/// 404: the .NET service SDK maps every 404 to `DeviceNotFoundException` whatever its code
+/// (Azure/azure-iot-sdk-csharp, common/src/service/ExceptionHandlingHelper.cs), and statuses
+/// it does not know (405, 501) to a transient `IotHubException` (HttpClientHelper.cs,
+/// `MapToExceptionAsync`). A 400 is `ArgumentException` there and `ArgumentError` in Node
+/// (azure-iot-sdk-node, common/transport/http/src/rest_api_client.ts, `translateError`). What
+/// IoT Hub answers for a route it lacks is not documented.
+#[tokio::test]
+async fn unsupported_routes_are_400_invalid_operation_not_device_not_found() {
+    let th = start_hub().await;
+    th.hub.hub.create_device("d").unwrap();
+    let s = Service::new(&th.hub, "iothubowner");
+    for (method, path) in [
+        (Method::GET, "/configurations"),
+        (Method::GET, "/devices/d/modules"),
+        (Method::GET, "/statistics/devices"),
+        (Method::GET, "/no/such/thing"),
+        // A path the hub serves, with a method it does not.
+        (Method::DELETE, "/devices/query"),
+        (Method::POST, "/twins/d"),
+    ] {
+        let (st, code, err) = parts(s.req(method.clone(), path)).await;
+        assert_eq!(
+            (st, code.as_deref()),
+            (400, Some("InvalidOperation")),
+            "{method} {path}: {err}"
+        );
+        let message = err["Message"].as_str().unwrap();
+        assert!(
+            message.starts_with("ErrorCode:InvalidOperation;") && message.contains(path),
+            "{message}"
+        );
+        assert!(err["ExceptionMessage"]
+            .as_str()
+            .unwrap()
+            .starts_with("Tracking ID:"));
+    }
+    // Known routes still answer as before.
+    let (st, code, _) = parts(s.req(Method::GET, "/devices/nobody")).await;
+    assert_eq!((st, code.as_deref()), (404, Some("DeviceNotFound")));
+}

@@ -48,16 +48,32 @@ pub fn router_with(hub: Hub, jobs: HubJobs, throttle: Option<Arc<Throttle>>) -> 
         .merge(crate::dps::rest::routes())
         .with_state(hub)
         .merge(query::routes().merge(jobs::routes()).with_state(service))
-        .fallback(|| async {
-            ApiError::new(HubError::ArgumentInvalid(
-                "no such resource or method".to_string(),
-            ))
-            .with_status(StatusCode::NOT_FOUND)
-        });
+        .fallback(unsupported_route)
+        .method_not_allowed_fallback(unsupported_route);
     match throttle {
         Some(t) => routes.layer(axum::middleware::from_fn_with_state(t, throttled)),
         None => routes,
     }
+}
+
+/// The answer to a path or method this hub does not serve: 400 400003 `InvalidOperation`.
+///
+/// Not a 404: the .NET service SDK turns every 404 into `DeviceNotFoundException` whatever the
+/// error code (Azure/azure-iot-sdk-csharp, common/src/service/ExceptionHandlingHelper.cs,
+/// `s_mappings`), so code probing an operation fieldhub lacks would be told a device is
+/// missing. Not a 405 or 501 either: .NET maps statuses it does not know to an
+/// `IotHubException` marked transient (common/src/service/HttpClientHelper.cs,
+/// `MapToExceptionAsync`), inviting retries that cannot succeed. A 400 is an
+/// `ArgumentException` in .NET and an `ArgumentError` in Node
+/// (Azure/azure-iot-sdk-node, common/transport/http/src/rest_api_client.ts, `translateError`),
+/// and `InvalidOperation` is the code .NET documents for an invalid API call
+/// (iothub/service/src/Common/Exceptions/ErrorCode.cs). What IoT Hub itself answers for a
+/// route it lacks is not documented.
+async fn unsupported_route(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(HubError::InvalidOperation(format!(
+        "{method} {} is not an operation this hub supports",
+        uri.path()
+    )))
 }
 
 /// Which throttle a request counts against, and its cost.
@@ -124,7 +140,6 @@ pub enum Envelope {
 pub struct ApiError {
     pub err: HubError,
     pub envelope: Envelope,
-    status: Option<StatusCode>,
 }
 
 impl ApiError {
@@ -133,7 +148,6 @@ impl ApiError {
         ApiError {
             err,
             envelope: Envelope::ErrorCodeText,
-            status: None,
         }
     }
 
@@ -142,13 +156,7 @@ impl ApiError {
         ApiError {
             err,
             envelope: Envelope::JsonInMessage,
-            status: None,
         }
-    }
-
-    fn with_status(mut self, s: StatusCode) -> Self {
-        self.status = Some(s);
-        self
     }
 }
 
@@ -179,9 +187,7 @@ impl IntoResponse for ApiError {
                 json!({"Message": inner.to_string(), "ExceptionMessage": ""})
             }
         };
-        let status = self.status.unwrap_or_else(|| {
-            StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
-        });
+        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut resp = json_response(status, &body);
         if let Ok(v) = HeaderValue::from_str(e.name()) {
             resp.headers_mut().insert("iothub-errorcode", v);
