@@ -422,6 +422,53 @@ async fn future_start_time_stays_scheduled_then_runs_on_time() {
     run.stop().await;
 }
 
+/// A scheduled job's devices are chosen when it is scheduled: they show as `scheduled` in
+/// `devices.jobs` and count in `deviceCount`/`pendingCount` until the start, and the job runs
+/// on exactly them. Microsoft's pages show scheduled jobs in `devices.jobs`
+/// (https://learn.microsoft.com/azure/iot-hub/query-jobs) but do not say whether
+/// `queryCondition` is evaluated again at the start; it is not (the stricter reading: code
+/// cannot come to rely on devices added after scheduling being included).
+#[tokio::test(start_paused = true)]
+async fn scheduled_job_runs_on_the_devices_chosen_when_it_was_scheduled() {
+    let (clock, hub, store) = setup(4);
+    let run = start(&hub, &store, &clock, JobLimits::default());
+    let at = clock.now() + chrono::Duration::seconds(60);
+    run.engine
+        .create(method_job(
+            "later",
+            "lockDoor",
+            "tags.building = '43'",
+            Some(at),
+            300,
+        ))
+        .await
+        .unwrap();
+    let (r, _) = wait_for(&run.engine, "later", |r| r.status == JobStatus::Scheduled).await;
+    let s = r.device_job_statistics.unwrap();
+    assert_eq!((s.device_count, s.pending_count), (4, 4));
+    let records = run.engine.device_jobs();
+    let q =
+        parse_query("SELECT * FROM devices.jobs WHERE devices.jobs.status = 'scheduled'").unwrap();
+    assert_eq!(q.execute(records.iter()).items.len(), 4);
+    assert_eq!(store.load_jobs().unwrap()[0].devices.len(), 4, "persisted");
+
+    // A device that matches only after scheduling is not part of the job.
+    hub.twins.lock().unwrap().insert(
+        "door-late".into(),
+        json!({"deviceId": "door-late", "tags": {"building": "43"}}),
+    );
+    let (r, _) = wait_for(&run.engine, "later", |r| r.status == JobStatus::Completed).await;
+    let s = r.device_job_statistics.unwrap();
+    assert_eq!((s.device_count, s.succeeded_count), (4, 4));
+    assert!(hub
+        .calls("lockDoor")
+        .iter()
+        .all(|c| c.device != "door-late"));
+    let state = run.engine.state("later").unwrap();
+    assert!(state.devices.values().all(|d| d.start_time_utc >= at));
+    run.stop().await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn cancelled_scheduled_job_never_runs() {
     let (clock, hub, store) = setup(5);
@@ -437,10 +484,19 @@ async fn cancelled_scheduled_job_never_runs() {
     sleep(Duration::from_secs(120)).await;
     assert!(hub.calls("lockDoor").is_empty());
     let r = run.engine.get("never").unwrap();
+    let stats = r.device_job_statistics.unwrap();
+    // The devices chosen when it was scheduled are canceled with it.
     assert_eq!(
-        (r.status, r.device_job_statistics.unwrap().device_count),
-        (JobStatus::Cancelled, 0)
+        (r.status, stats.device_count, stats.failed_count),
+        (JobStatus::Cancelled, 5, 5)
     );
+    assert!(run
+        .engine
+        .state("never")
+        .unwrap()
+        .devices
+        .values()
+        .all(|d| d.status == DeviceJobStatus::Canceled));
     assert_eq!(store.load_jobs().unwrap()[0].status, JobStatus::Cancelled);
     // A cancelled job no longer counts as active.
     run.engine

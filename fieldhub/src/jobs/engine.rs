@@ -250,14 +250,15 @@ impl<O: DeviceOps, S: JobStore> JobEngine<O, S> {
     fn tick(&self) -> (Vec<String>, Option<DateTime<Utc>>) {
         let inner = &self.inner;
         let now = inner.clock.now();
-        // Devices are selected outside the jobs lock: the hub's registry may be large.
-        let due: Vec<(String, Option<Condition>)> = inner
+        // Devices are selected outside the jobs lock: the hub's registry may be large. A job
+        // is selected for when it is scheduled, or when it starts if it was due at once.
+        let wanted: Vec<(String, Option<Condition>)> = inner
             .jobs()
             .values()
-            .filter(|j| j.is_due(now))
+            .filter(|j| j.awaits_schedule(now) || (j.is_due(now) && j.needs_selection()))
             .map(|j| (j.id().to_owned(), j.condition()))
             .collect();
-        let mut selected: HashMap<String, Vec<String>> = due
+        let mut selected: HashMap<String, Vec<String>> = wanted
             .into_iter()
             .map(|(id, c)| (id, c.map(|c| inner.ops.select(&c)).unwrap_or_default()))
             .collect();
@@ -267,15 +268,22 @@ impl<O: DeviceOps, S: JobStore> JobEngine<O, S> {
         let mut next: Option<DateTime<Utc>> = None;
         let mut expired = Vec::new();
         for job in jobs.values_mut() {
-            if job.defer(now) {
-                persist_job(&inner.store, job);
-            }
-            if job.is_due(now) {
-                // A job created since the selection above starts on the next pass.
-                let Some(ids) = selected.remove(job.id()) else {
+            let wants_selection =
+                job.awaits_schedule(now) || (job.is_due(now) && job.needs_selection());
+            let ids = match selected.remove(job.id()) {
+                Some(ids) => ids,
+                None if wants_selection => {
+                    // Created since the selection above: handled on the next pass.
                     next = min_time(next, now);
                     continue;
-                };
+                }
+                None => Vec::new(),
+            };
+            if job.awaits_schedule(now) {
+                job.defer(ids, now);
+                tracing::info!(job = job.id(), devices = job.devices.len(), "job scheduled");
+                persist_job(&inner.store, job);
+            } else if job.is_due(now) {
                 job.start_selected(ids, now);
                 tracing::info!(job = job.id(), devices = job.devices.len(), "job started");
                 persist_job(&inner.store, job);

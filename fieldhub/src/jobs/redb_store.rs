@@ -56,6 +56,7 @@ impl serde::Serialize for JobHeader<'_> {
             end_time: j.end_time,
             started_time: j.started_time,
             failure_reason: j.failure_reason.clone(),
+            selected_time: j.selected_time,
             devices: BTreeMap::new(),
         };
         empty.serialize(s)

@@ -56,7 +56,12 @@ pub struct JobState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_time: Option<DateTime<Utc>>,
     pub failure_reason: Option<String>,
-    /// Devices selected when the job started, by device id.
+    /// When `queryCondition` selected the job's devices: when it was scheduled, or when it
+    /// started if it was due at once. `None` until then (and for jobs stored scheduled by
+    /// versions that selected at the start only; those select when they start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selected_time: Option<DateTime<Utc>>,
+    /// The selected devices' records, by device id.
     pub devices: BTreeMap<String, DeviceJob>,
 }
 
@@ -148,6 +153,7 @@ impl JobState {
             end_time: None,
             started_time: None,
             failure_reason: None,
+            selected_time: None,
             devices: BTreeMap::new(),
         })
     }
@@ -185,13 +191,55 @@ impl JobState {
         matches!(self.status, JobStatus::Queued | JobStatus::Scheduled) && self.start_time() <= now
     }
 
-    /// `queued` → `scheduled` when the start time is in the future. Returns whether it changed.
-    pub fn defer(&mut self, now: DateTime<Utc>) -> bool {
-        if self.status == JobStatus::Queued && self.start_time() > now {
-            self.status = JobStatus::Scheduled;
-            return true;
+    /// Whether the job waits in `queued` for a start time in the future: the next pass
+    /// selects its devices and [`JobState::defer`]s it.
+    pub fn awaits_schedule(&self, now: DateTime<Utc>) -> bool {
+        self.status == JobStatus::Queued && self.start_time() > now
+    }
+
+    /// Whether `queryCondition` has yet to select the job's devices.
+    pub fn needs_selection(&self) -> bool {
+        self.selected_time.is_none()
+    }
+
+    /// `queued` → `scheduled` when the start time is in the future, with a `scheduled` record
+    /// for every device `selected` now. Returns whether it changed.
+    ///
+    /// The devices are chosen when the job is scheduled, not when it starts: IoT Hub's
+    /// `devices.jobs` "returns all jobs (past and scheduled) that affect a single device"
+    /// ("Queries for IoT Hub jobs", <https://learn.microsoft.com/azure/iot-hub/query-jobs>),
+    /// so a scheduled job already has per-device records, and `deviceJobStatistics` counts
+    /// them (`deviceCount`, and `pendingCount`, "devices that are pending to run the job",
+    /// <https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-jobs>). Neither page says
+    /// whether the condition is evaluated again at the start; it is not, the stricter
+    /// reading: code cannot come to rely on devices added after scheduling being included.
+    pub fn defer(&mut self, selected: Vec<String>, now: DateTime<Utc>) -> bool {
+        if !self.awaits_schedule(now) {
+            return false;
         }
-        false
+        self.status = JobStatus::Scheduled;
+        self.select(selected, DeviceJobStatus::Scheduled, now);
+        true
+    }
+
+    /// Records the selected devices in `status`.
+    fn select(&mut self, selected: Vec<String>, status: DeviceJobStatus, now: DateTime<Utc>) {
+        self.selected_time = Some(now);
+        for id in selected {
+            let record = DeviceJob {
+                device_id: id.clone(),
+                job_id: self.id().to_owned(),
+                job_type: self.request.job_type,
+                status,
+                start_time_utc: unknown_time(),
+                end_time_utc: unknown_time(),
+                created_date_time_utc: now,
+                last_updated_date_time_utc: now,
+                outcome: None,
+                error: None,
+            };
+            self.devices.insert(id, record);
+        }
     }
 
     /// The parsed `queryCondition`. Validated at creation; `None` for a stored job whose
@@ -203,37 +251,36 @@ impl JobState {
             .and_then(|q| parse_condition(q).ok())
     }
 
-    /// Starts the job: evaluates `queryCondition` once over `twins` (devices added later are not
-    /// included) and makes every selected device `pending`. A job selecting no device completes.
+    /// Starts the job: unless its devices were selected when it was scheduled, evaluates
+    /// `queryCondition` once over `twins` (devices added later are not included); every
+    /// selected device becomes `pending`. A job selecting no device completes.
     pub fn start(&mut self, twins: &[Value], now: DateTime<Utc>) {
-        let selected = self
-            .condition()
-            .map(|c| select_from(&c, twins))
-            .unwrap_or_default();
+        let selected = if self.needs_selection() {
+            self.condition()
+                .map(|c| select_from(&c, twins))
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
         self.start_selected(selected, now);
     }
 
-    /// Starts the job on the devices its condition selected (see [`JobState::start`]).
+    /// Starts the job (see [`JobState::start`]) on the devices its condition `selected`
+    /// now; ignored when the devices were selected when the job was scheduled.
     pub fn start_selected(&mut self, selected: Vec<String>, now: DateTime<Utc>) {
         if !matches!(self.status, JobStatus::Queued | JobStatus::Scheduled) {
             return;
         }
         self.status = JobStatus::Running;
         self.started_time = Some(now);
-        for id in selected {
-            let record = DeviceJob {
-                device_id: id.clone(),
-                job_id: self.id().to_owned(),
-                job_type: self.request.job_type,
-                status: DeviceJobStatus::Pending,
-                start_time_utc: unknown_time(),
-                end_time_utc: unknown_time(),
-                created_date_time_utc: now,
-                last_updated_date_time_utc: now,
-                outcome: None,
-                error: None,
-            };
-            self.devices.insert(id, record);
+        if self.needs_selection() {
+            self.select(selected, DeviceJobStatus::Pending, now);
+        }
+        for d in self.devices.values_mut() {
+            if d.status == DeviceJobStatus::Scheduled {
+                d.status = DeviceJobStatus::Pending;
+                d.last_updated_date_time_utc = now;
+            }
         }
         self.finish_if_done(now);
     }
@@ -542,8 +589,15 @@ mod tests {
         r.start_time = Some(t(10));
         let mut j = JobState::new(r, t(0)).unwrap();
         assert_eq!(j.status, JobStatus::Queued);
-        assert!(j.defer(t(0)));
+        let selected = j.condition().map(|c| select_from(&c, &twins())).unwrap();
+        assert!(j.defer(selected, t(0)));
         assert_eq!(j.status, JobStatus::Scheduled);
+        let s = j.statistics();
+        assert_eq!((s.device_count, s.pending_count), (3, 3));
+        assert!(j
+            .devices
+            .values()
+            .all(|d| d.status == DeviceJobStatus::Scheduled));
         assert!(!j.is_due(t(9)));
         assert!(j.is_due(t(10)));
         j.start(&twins(), t(10));
@@ -590,6 +644,28 @@ mod tests {
         let resp = serde_json::to_value(j.response()).unwrap();
         assert_eq!(resp["deviceJobStatistics"]["succeededCount"], 1);
         assert_eq!(resp["status"], "completed");
+    }
+
+    /// Jobs stored `scheduled` without a selection (by versions that selected at the start)
+    /// select their devices when they start; jobs that have one keep it.
+    #[test]
+    fn a_job_scheduled_without_a_selection_selects_at_the_start() {
+        let mut r = req("tags.i < 2");
+        r.start_time = Some(t(10));
+        let mut j = JobState::new(r, t(0)).unwrap();
+        j.status = JobStatus::Scheduled;
+        assert!(j.needs_selection());
+        j.start(&twins(), t(10));
+        assert_eq!(j.devices.len(), 2);
+        assert_eq!(j.selected_time, Some(t(10)));
+
+        let mut r = req("tags.i < 2");
+        r.start_time = Some(t(10));
+        let mut j = JobState::new(r, t(0)).unwrap();
+        assert!(j.defer(vec!["d0".into()], t(0)));
+        j.start(&twins(), t(10));
+        assert_eq!(j.devices.keys().collect::<Vec<_>>(), ["d0"]);
+        assert_eq!(j.devices["d0"].status, DeviceJobStatus::Pending);
     }
 
     #[test]

@@ -357,3 +357,106 @@ async fn start_time_without_offset_is_utc() {
     let (st, code, _) = put_job(&s, "bad-time", &bad).await;
     assert_eq!((st, code.as_deref()), (400, Some("ArgumentInvalid")));
 }
+
+/// A job scheduled for later already targets its devices: "the following query returns all
+/// jobs (past and scheduled) that affect a single device" ("Queries for IoT Hub jobs",
+/// https://learn.microsoft.com/azure/iot-hub/query-jobs), so `devices.jobs` holds a
+/// `scheduled` record per selected device, and `GET /jobs/v2/{id}` counts them in
+/// `deviceCount` and `pendingCount` ("devices that are pending to run the job",
+/// https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-jobs). Neither page says
+/// whether the condition is evaluated again at the start; fieldhub keeps the devices chosen
+/// at scheduling (see the job engine test `scheduled_job_runs_on_the_devices_chosen_when_it_was_scheduled`).
+/// The same page's "Jobs query limitations" are refused with IoT Hub's 400 envelope.
+#[tokio::test]
+async fn scheduled_job_has_scheduled_device_records_and_devices_jobs_refuses_the_limitations() {
+    let th = start_with(|c| c).await;
+    let hub = &th.hub.hub;
+    for (id, building) in [("s-1", "43"), ("s-2", "43"), ("s-3", "43"), ("s-4", "44")] {
+        hub.create_device(id).unwrap();
+        hub.update_twin(id, json!({"tags": {"building": building}}), None)
+            .unwrap();
+    }
+    let s = Service::new(&th.hub, "iothubowner");
+    let mut body = method_job("sched", "tags.building = '43'", 60);
+    body["startTime"] = json!((chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339());
+    let (st, _, created) = put_job(&s, "sched", &body).await;
+    assert_eq!((st, created["status"].as_str()), (200, Some("queued")));
+    let deadline = tokio::time::Instant::now() + T;
+    let job = loop {
+        let job = get_job(&s, "sched").await;
+        if job["status"] == "scheduled" {
+            break job;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never scheduled");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(stats(&job), (3, 0, 0, 0, 3), "{job}");
+    let q = "SELECT * FROM devices.jobs WHERE devices.jobs.jobId = 'sched'";
+    let (records, _, item_type) = query_all(&s, q, 10).await;
+    assert_eq!(item_type, "DeviceJob");
+    let mut ids: Vec<&str> = records
+        .iter()
+        .map(|r| r["deviceId"].as_str().unwrap())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["s-1", "s-2", "s-3"]);
+    for r in &records {
+        assert_eq!(
+            (r["status"].as_str(), r["jobType"].as_str()),
+            (Some("scheduled"), Some("scheduleDeviceMethod")),
+            "{r}"
+        );
+        assert_eq!(
+            r["startTimeUtc"], "0001-01-01T00:00:00Z",
+            "not started: {r}"
+        );
+    }
+    let (mine, _, _) = query_all(
+        &s,
+        "SELECT * FROM devices.jobs WHERE devices.jobs.deviceId = 's-2' \
+         AND devices.jobs.status = 'scheduled'",
+        10,
+    )
+    .await;
+    assert_eq!(mine.len(), 1);
+
+    // "Currently, queries on devices.jobs don't support: Projections, therefore only
+    // SELECT * is possible. Conditions that refer to the device twin in addition to job
+    // properties. Aggregations, such as count, avg, and group by."
+    for bad in [
+        "SELECT devices.jobs.deviceId FROM devices.jobs",
+        "SELECT COUNT() AS n FROM devices.jobs",
+        "SELECT devices.jobs.status, COUNT() FROM devices.jobs GROUP BY devices.jobs.status",
+        "SELECT * FROM devices.jobs GROUP BY devices.jobs.status",
+        "SELECT * FROM devices.jobs WHERE devices.jobs.jobId = 'sched' AND tags.building = '43'",
+    ] {
+        let (st, code, err) = parts(
+            s.req(reqwest::Method::POST, "/devices/query")
+                .json(&json!({ "query": bad })),
+        )
+        .await;
+        assert_eq!(
+            (st, code.as_deref()),
+            (400, Some("ArgumentInvalid")),
+            "{bad}: {err}"
+        );
+        assert!(
+            err["Message"]
+                .as_str()
+                .unwrap()
+                .starts_with("ErrorCode:ArgumentInvalid;"),
+            "{err}"
+        );
+    }
+
+    // Cancelling the scheduled job cancels its device records.
+    let (st, _, c) = parts(s.req(reqwest::Method::POST, "/jobs/v2/sched/cancel")).await;
+    assert_eq!((st, c["status"].as_str()), (200, Some("cancelled")));
+    assert_eq!(stats(&c), (3, 0, 3, 0, 0), "{c}");
+    let (records, _, _) = query_all(&s, q, 10).await;
+    assert!(
+        records.iter().all(|r| r["status"] == "canceled"),
+        "{records:?}"
+    );
+    tokio::time::timeout(T, th.hub.shutdown()).await.unwrap();
+}

@@ -51,6 +51,11 @@ async fn scheduled_job_survives_restart_and_starts_on_time() {
     let s = Service::new(&th.hub, "iothubowner");
     let job = get_job(&s, "later").await;
     assert_eq!(job["status"], "scheduled", "{job}");
+    assert_eq!(
+        stats(&job),
+        (1, 0, 0, 0, 1),
+        "its device record survived: {job}"
+    );
     let tls = client_tls(&th.hub);
     let mut dev =
         Responder::connect(th.hub.mqtt_addr.port(), &tls, "door-01", &door.primary_key).await;
