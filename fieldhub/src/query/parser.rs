@@ -47,6 +47,12 @@ pub fn parse_query(text: &str) -> Result<Query, QueryError> {
         Condition::All
     };
     if source == Source::DeviceJobs {
+        if text.chars().count() > MAX_JOBS_QUERY_CHARS {
+            return Err(QueryError::new(
+                MAX_JOBS_QUERY_CHARS,
+                format!("a devices.jobs query may be at most {MAX_JOBS_QUERY_CHARS} characters"),
+            ));
+        }
         check_device_jobs(&projection, projection_at, &condition, where_at)?;
     }
     let group_at = p.pos();
@@ -74,10 +80,15 @@ pub fn parse_query(text: &str) -> Result<Query, QueryError> {
     })
 }
 
+/// "Query expressions can have a maximum length of 8192 characters" ("Queries for IoT Hub
+/// jobs", Jobs query limitations, <https://learn.microsoft.com/azure/iot-hub/query-jobs>).
+const MAX_JOBS_QUERY_CHARS: usize = 8192;
+
 /// What `devices.jobs` queries support. The query language guide ("Device jobs queries",
-/// <https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-query-language>) lists what
-/// they do not: projections ("only SELECT * is possible"), conditions that refer to the device
-/// twin in addition to the job properties, and aggregations.
+/// <https://learn.microsoft.com/azure/iot-hub/iot-hub-devguide-query-language>) and the jobs
+/// query page (<https://learn.microsoft.com/azure/iot-hub/query-jobs>) list what they do not:
+/// projections ("only SELECT * is possible"), conditions that refer to the device twin in
+/// addition to the job properties, and aggregations.
 fn check_device_jobs(
     projection: &Projection,
     projection_at: usize,
@@ -688,6 +699,11 @@ mod tests {
         ] {
             assert_eq!(parse_query(q).unwrap_err().position, at, "{q}");
         }
+        let head = "SELECT * FROM devices.jobs WHERE devices.jobs.jobId = '";
+        let fits = format!("{head}{}'", "j".repeat(8192 - head.len() - 1));
+        assert!(parse_query(&fits).is_ok());
+        let long = format!("{head}{}'", "j".repeat(8192 - head.len()));
+        assert_eq!(parse_query(&long).unwrap_err().position, 8192);
     }
 
     #[test]
