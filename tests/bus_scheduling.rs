@@ -541,3 +541,97 @@ async fn operator_burst_beyond_the_queue_waits_for_room_and_expires_unwritten() 
     );
     bus.stop().await;
 }
+
+fn cycle_reads() -> std::sync::Arc<[Op]> {
+    vec![
+        Op::ReadCoils { addr: 0, count: 1 },
+        Op::ReadDiscreteInputs { addr: 0, count: 1 },
+        Op::ReadInput { addr: 0, count: 2 },
+    ]
+    .into()
+}
+
+/// A door's poll cycle is one request to the bus, but not one block of line time: an
+/// operator request that arrives during one of its reads goes before the next.
+#[tokio::test]
+async fn a_poll_cycle_gives_way_to_an_operator_between_its_reads() {
+    let sim = sim(Listen::Tcp("127.0.0.1:0".parse().unwrap()), vec![1, 2]).await;
+    let bus = Bus::start(options(tcp(&sim), Duration::from_secs(2))).await;
+    sim.handle
+        .set_fault(1, Fault::Delay(Duration::from_millis(300)));
+    let h = bus.handle.clone();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let cycle = tokio::spawn(async move { h.poll_cycle(1, cycle_reads(), deadline).await });
+    assert!(
+        sim.handle.wait_requests(1, LIMIT).await,
+        "the cycle's first read is on the line"
+    );
+    let write = bus
+        .call(
+            2,
+            Op::WriteCoil {
+                addr: 0,
+                value: true,
+            },
+            Priority::Operator,
+        )
+        .await;
+    assert_eq!(write, Ok(Reply::Written));
+    assert!(
+        !cycle.is_finished(),
+        "the operator went between the cycle's reads, not after all of them"
+    );
+    let results = timeout(LIMIT, cycle).await.unwrap().unwrap();
+    assert_eq!(results.len(), 3);
+    assert!(matches!(results[0], Ok(Reply::Bits(_))), "{results:?}");
+    assert!(matches!(results[1], Ok(Reply::Bits(_))), "{results:?}");
+    assert!(
+        matches!(&results[2], Ok(Reply::Words(w)) if w.len() == 2),
+        "{results:?}"
+    );
+    bus.stop().await;
+}
+
+/// A unit that stops answering during a cycle is not asked the cycle's remaining reads:
+/// they are refused at once, and the line is free for the other units.
+#[tokio::test]
+async fn a_poll_cycle_stops_asking_a_unit_that_died_during_it() {
+    let sim = sim(Listen::Tcp("127.0.0.1:0".parse().unwrap()), vec![1, 2]).await;
+    let mut opts = options(tcp(&sim), Duration::from_millis(200));
+    opts.retries = 0;
+    let bus = Bus::start(opts).await;
+    sim.handle.set_fault(1, Fault::NoReply);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let four: std::sync::Arc<[Op]> = vec![
+        Op::ReadCoils { addr: 0, count: 1 },
+        Op::ReadCoils { addr: 1, count: 1 },
+        Op::ReadCoils { addr: 2, count: 1 },
+        Op::ReadCoils { addr: 3, count: 1 },
+    ]
+    .into();
+    let results = timeout(LIMIT, bus.handle.poll_cycle(1, four, deadline))
+        .await
+        .unwrap();
+    assert!(
+        matches!(results[0], Err(BusError::Timeout { .. }))
+            && matches!(results[1], Err(BusError::Timeout { .. })),
+        "{results:?}"
+    );
+    assert!(
+        results[2..]
+            .iter()
+            .all(|r| matches!(r, Err(BusError::UnitDown { .. }))),
+        "dead after two timeouts, the rest refused: {results:?}"
+    );
+    let timeouts = bus
+        .metrics
+        .modbus_requests
+        .with_label_values(&["test-bus", "read_coils", "timeout"])
+        .get();
+    assert_eq!(timeouts, 2, "only two reads reached the line");
+    let other = bus
+        .call(2, Op::ReadCoils { addr: 0, count: 1 }, Priority::Poll)
+        .await;
+    assert!(other.is_ok(), "{other:?}");
+    bus.stop().await;
+}

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::DoorIo;
 use crate::bus::plan::{plan_reads, BlockRead, Point, Table};
-use crate::bus::{Priority, Reply};
+use crate::bus::Reply;
 use crate::config::{Door, ReadTable, ReportedPoint};
 use crate::events::DoorEvents;
 use crate::link::LinkState;
@@ -50,6 +50,8 @@ pub struct ReadPlan {
     specs: Vec<ReportedPoint>,
     points: Vec<Point>,
     blocks: Vec<BlockRead>,
+    /// The blocks' reads, shared with the bus task each cycle.
+    ops: std::sync::Arc<[crate::bus::Op]>,
 }
 
 impl ReadPlan {
@@ -71,11 +73,13 @@ impl ReadPlan {
             })
             .collect();
         let blocks = plan_reads(&points, max_gap);
+        let ops = blocks.iter().map(BlockRead::op).collect();
         ReadPlan {
             names,
             specs,
             points,
             blocks,
+            ops,
         }
     }
 
@@ -94,12 +98,12 @@ struct Cycle {
 
 async fn read_all(door: &Door, io: &DoorIo, plan: &ReadPlan, deadline: Instant) -> Cycle {
     let mut c = Cycle::default();
-    for block in &plan.blocks {
-        match io
-            .bus
-            .call(door.unit, block.op(), Priority::Poll, deadline)
-            .await
-        {
+    let results = io
+        .bus
+        .poll_cycle(door.unit, Arc::clone(&plan.ops), deadline)
+        .await;
+    for (block, result) in plan.blocks.iter().zip(results) {
+        match result {
             Ok(reply) => {
                 let Some(parts) = block.split(&plan.points, &reply) else {
                     c.failures += 1;

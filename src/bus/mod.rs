@@ -30,7 +30,7 @@ pub use plan::{plan_reads, BlockRead, Point, Table};
 pub use request::{BusError, ExceptionCode, Failed, Op, Priority, Reply, Target, Written};
 
 use crate::metrics::Metrics;
-use task::{BusTask, Job, Work};
+use task::{Answer, BusTask, Job, Work};
 
 /// Sends requests to one bus task. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -212,7 +212,7 @@ impl BusHandle {
             work,
             priority,
             deadline,
-            reply,
+            reply: Answer::One(reply),
         };
         let queue = match priority {
             Priority::Operator => &self.operator_tx,
@@ -237,6 +237,51 @@ impl BusHandle {
         }
         rx.await
             .unwrap_or(Err(Failed::unsent(BusError::Shutdown { at })))
+    }
+
+    /// A door's poll cycle: `ops` (reads) on `unit` one after the other at poll priority, as
+    /// one request with one answer — a result per read, in order. Between two reads the
+    /// line serves waiting operator requests first; once the unit stops answering the reads
+    /// left are refused ([`BusError::UnitDown`]) without touching the line. Refused at once
+    /// ([`BusError::QueueFull`] for every read) when the poll queue is full.
+    pub async fn poll_cycle(
+        &self,
+        unit: u8,
+        ops: Arc<[Op]>,
+        deadline: Instant,
+    ) -> Vec<Result<Reply, BusError>> {
+        let Some(first) = ops.first() else {
+            return Vec::new();
+        };
+        let at = Target {
+            bus: Arc::clone(&self.name),
+            unit,
+            function: first.function(),
+            addr: first.addr(),
+        };
+        let n = ops.len();
+        let (tx, rx) = oneshot::channel();
+        let job = Job {
+            unit,
+            work: Work::Cycle { ops, next: 0 },
+            priority: Priority::Poll,
+            deadline,
+            reply: Answer::Cycle {
+                results: Vec::with_capacity(n),
+                tx,
+            },
+        };
+        self.queue_depth.inc();
+        if let Err(e) = self.poll_tx.try_send(job) {
+            self.queue_depth.dec();
+            let error = match e {
+                mpsc::error::TrySendError::Full(_) => BusError::QueueFull { at },
+                mpsc::error::TrySendError::Closed(_) => BusError::Shutdown { at },
+            };
+            return vec![Err(error); n];
+        }
+        rx.await
+            .unwrap_or_else(|_| vec![Err(BusError::Shutdown { at }); n])
     }
 
     /// Whether the bus connection is open right now.

@@ -48,14 +48,32 @@ pub(crate) enum Work {
     Op(Op),
     /// A write and the read of the written range, back to back.
     Verified(Op),
+    /// A door's poll cycle: its reads one after the other, `next` the one on turn. One job
+    /// and one answer per cycle rather than per read (each hop between the poller and the bus
+    /// task costs two task wake-ups, a channel pass and an allocation); between two reads the
+    /// line still serves waiting operator requests first, and a unit that died on one read is
+    /// not asked the others.
+    Cycle { ops: Arc<[Op]>, next: usize },
 }
 
 impl Work {
     pub(crate) fn op(&self) -> &Op {
         match self {
             Work::Op(op) | Work::Verified(op) => op,
+            Work::Cycle { ops, next } => &ops[*next],
         }
     }
+}
+
+/// Where a job's answer goes.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    One(oneshot::Sender<Result<Reply, Failed>>),
+    /// A poll cycle's results, one per read in order, sent once all are known.
+    Cycle {
+        results: Vec<Result<Reply, BusError>>,
+        tx: oneshot::Sender<Vec<Result<Reply, BusError>>>,
+    },
 }
 
 /// A queued request with the channel its answer goes back on.
@@ -65,7 +83,7 @@ pub(crate) struct Job {
     pub(crate) work: Work,
     pub(crate) priority: Priority,
     pub(crate) deadline: Instant,
-    pub(crate) reply: oneshot::Sender<Result<Reply, Failed>>,
+    pub(crate) reply: Answer,
 }
 
 impl Job {
@@ -82,9 +100,47 @@ impl Job {
         self.deadline.checked_sub(need).unwrap_or(self.deadline)
     }
 
+    /// Answers the job; a cycle's read on turn and every read after it get `result`.
     fn answer(self, result: Result<Reply, Failed>) {
         // The caller may have given up; nothing to do then.
-        let _ = self.reply.send(result);
+        match self.reply {
+            Answer::One(tx) => {
+                let _ = tx.send(result);
+            }
+            Answer::Cycle { mut results, tx } => {
+                let left = match &self.work {
+                    Work::Cycle { ops, next } => ops.len().saturating_sub(*next),
+                    _ => 1,
+                };
+                let result = result.map_err(|f| f.error);
+                results.extend(std::iter::repeat_n(result, left));
+                let _ = tx.send(results);
+            }
+        }
+    }
+
+    /// After one read of a cycle: the job again with the next read on turn, or `None` once
+    /// the cycle is answered.
+    fn step(mut self, result: Result<Reply, Failed>) -> Option<Job> {
+        if let (Work::Cycle { ops, next }, Answer::Cycle { results, .. }) =
+            (&mut self.work, &mut self.reply)
+        {
+            if *next + 1 < ops.len() {
+                results.push(result.map_err(|f| f.error));
+                *next += 1;
+                return Some(self);
+            }
+        }
+        self.answer(result);
+        None
+    }
+
+    /// The caller stopped waiting.
+    fn caller_gone(&self) -> bool {
+        match &self.reply {
+            Answer::One(tx) => tx.is_closed(),
+            Answer::Cycle { tx, .. } => tx.is_closed(),
+        }
     }
 }
 
@@ -177,7 +233,7 @@ impl OperatorQueue {
         for queue in self.units.values_mut() {
             let mut i = 0;
             while i < queue.len() {
-                if queue[i].start_by(t) <= now || queue[i].reply.is_closed() {
+                if queue[i].start_by(t) <= now || queue[i].caller_gone() {
                     out.extend(queue.remove(i));
                 } else {
                     i += 1;
@@ -255,6 +311,8 @@ pub(crate) struct BusTask {
     queue: OperatorQueue,
     health: UnitHealthMap,
     queue_depth: IntGauge,
+    /// A poll cycle between two of its reads: it goes on once no operator request waits.
+    resume: Option<Job>,
 }
 
 /// What woke an idle bus task.
@@ -296,6 +354,7 @@ impl BusTask {
                 doors,
             },
             queue_depth,
+            resume: None,
         }
     }
 
@@ -312,6 +371,22 @@ impl BusTask {
                 self.queue_depth.dec();
                 self.start(job, &mut operator_rx, &shutdown, &mut stopping)
                     .await;
+                continue;
+            }
+            if let Some(job) = self.resume.take() {
+                // Operator requests that arrived during the cycle's last read go first.
+                while self.queue.has_room() {
+                    match operator_rx.try_recv() {
+                        Ok(op) => self.admit(op, None),
+                        Err(_) => break,
+                    }
+                }
+                if self.queue.len > 0 {
+                    self.resume = Some(job);
+                } else if let Some(job) = self.refuse_or_keep(job, None) {
+                    self.start(job, &mut operator_rx, &shutdown, &mut stopping)
+                        .await;
+                }
                 continue;
             }
             // Every handle dropped and nothing left to serve: no one will ever ask again.
@@ -351,6 +426,7 @@ impl BusTask {
                         queue,
                         health,
                         queue_depth,
+                        ..
                     } = &mut self;
                     let connect = line.connect(None);
                     serve_while(
@@ -376,6 +452,7 @@ impl BusTask {
         operator_rx.close();
         poll_rx.close();
         let mut left: Vec<Job> = self.queue.drain();
+        left.extend(self.resume.take());
         for rx in [&mut operator_rx, &mut poll_rx] {
             while let Ok(job) = rx.try_recv() {
                 left.push(job);
@@ -439,7 +516,7 @@ impl BusTask {
         let function = job.work.op().function();
         // The caller gave up, or the job can no longer start in time: a write nobody will
         // hear about must not reach the door.
-        if job.reply.is_closed() || job.start_by(self.timing) <= now {
+        if job.caller_gone() || job.start_by(self.timing) <= now {
             self.line.count(function, "expired");
             let at = self.line.target(job.unit, job.work.op());
             job.answer(Err(Failed::unsent(BusError::DeadlineExpired { at })));
@@ -455,6 +532,7 @@ impl BusTask {
             queue,
             health,
             queue_depth,
+            ..
         } = self;
         let waiting = Arc::clone(&queue.waiting);
         let run = line.run(&job, streak, &waiting);
@@ -482,7 +560,10 @@ impl BusTask {
         for _ in 0..seen.timeouts {
             self.health.timed_out(unit, end);
         }
-        job.answer(result);
+        // An operator request run between a cycle's reads leaves that cycle where it was.
+        if let Some(rest) = job.step(result) {
+            self.resume = Some(rest);
+        }
         if self.health.is_dead(unit) {
             if !was_dead {
                 let next = self
@@ -729,8 +810,8 @@ impl Line {
     ) -> (Result<Reply, Failed>, Seen) {
         let mut seen = Seen::default();
         let result = match &job.work {
-            Work::Op(op) => {
-                self.run_op(job, op, streak, operators_waiting, &mut seen)
+            Work::Op(_) | Work::Cycle { .. } => {
+                self.run_op(job, job.work.op(), streak, operators_waiting, &mut seen)
                     .await
             }
             Work::Verified(op) => {
@@ -1087,7 +1168,7 @@ mod tests {
                 work: Work::Op(Op::ReadCoils { addr: 0, count: 1 }),
                 priority: Priority::Operator,
                 deadline,
-                reply,
+                reply: Answer::One(reply),
             },
             rx,
         )
