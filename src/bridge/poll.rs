@@ -22,7 +22,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::DoorIo;
 use crate::bus::plan::{plan_reads, BlockRead, Point, Table};
-use crate::bus::Reply;
 use crate::config::{Door, ReadTable, ReportedPoint};
 use crate::events::DoorEvents;
 use crate::link::LinkState;
@@ -105,23 +104,17 @@ async fn read_all(door: &Door, io: &DoorIo, plan: &ReadPlan, deadline: Instant) 
     for (block, result) in plan.blocks.iter().zip(results) {
         match result {
             Ok(reply) => {
-                let Some(parts) = block.split(&plan.points, &reply) else {
-                    c.failures += 1;
-                    c.last_error = Some("reply does not fit the block read".into());
-                    continue;
-                };
-                for (i, part) in parts {
-                    let words: Vec<u16> = match part {
-                        Reply::Words(w) => w,
-                        Reply::Bits(b) => b.into_iter().map(u16::from).collect(),
-                        Reply::Written => continue,
-                    };
-                    match plan.specs[i].spec.decode(&words) {
+                let fits = block.each_point(&plan.points, &reply, |i, words| {
+                    match plan.specs[i].spec.decode(words) {
                         Ok(v) => c.values.push((i, v)),
                         Err(e) => {
                             tracing::debug!(device = %door.device_id, point = %plan.names[i], error = %e, "undecodable value");
                         }
                     }
+                });
+                if !fits {
+                    c.failures += 1;
+                    c.last_error = Some("reply does not fit the block read".into());
                 }
             }
             Err(e) => {
@@ -319,10 +312,14 @@ pub async fn run(
     // and the cycles meanwhile must go on storing door events (a door forced open during a
     // hub outage is on disk within a poll interval, not after the patch gives up).
     let mut in_flight: Option<std::pin::Pin<Box<dyn Future<Output = PatchDone> + Send>>> = None;
+    // Made once: a fresh `cancelled()` each cycle locks the token and registers and drops a
+    // waiter every time.
+    let cancelled = shutdown.cancelled();
+    tokio::pin!(cancelled);
     loop {
         tokio::select! {
             biased;
-            () = shutdown.cancelled() => return,
+            () = &mut cancelled => return,
             done = async { in_flight.as_mut().expect("guarded").await }, if in_flight.is_some() => {
                 in_flight = None;
                 done.apply(&door, &io, &mut state);

@@ -78,21 +78,47 @@ impl BlockRead {
         values.get(start..end)
     }
 
-    /// Splits a block reply into `(point index, reply)` pairs for every point it covers.
-    /// Returns `None` when the reply does not fit the block (wrong kind or too short).
-    pub fn split(&self, points: &[Point], reply: &Reply) -> Option<Vec<(usize, Reply)>> {
-        self.points
-            .iter()
-            .map(|&i| {
-                let point = points.get(i)?;
-                let value = match reply {
-                    Reply::Bits(bits) => Reply::Bits(self.slice(point, bits)?.to_vec()),
-                    Reply::Words(words) => Reply::Words(self.slice(point, words)?.to_vec()),
-                    Reply::Written => return None,
-                };
-                Some((i, value))
+    /// Calls `f` with each point the block covers and its part of `reply` as words (bits as
+    /// 0/1), in place: the poll path decodes every reply, and copying each point's part into
+    /// vectors of its own cost an allocation per point per cycle. `false`, without calling
+    /// `f`, when the reply does not fit the block (wrong kind or too short).
+    pub fn each_point(
+        &self,
+        points: &[Point],
+        reply: &Reply,
+        mut f: impl FnMut(usize, &[u16]),
+    ) -> bool {
+        let fits = self.points.iter().all(|&i| {
+            points.get(i).is_some_and(|p| match reply {
+                Reply::Bits(bits) => self.slice(p, bits).is_some(),
+                Reply::Words(words) => self.slice(p, words).is_some(),
+                Reply::Written => false,
             })
-            .collect()
+        });
+        if !fits {
+            return false;
+        }
+        for &i in &self.points {
+            let p = &points[i];
+            match reply {
+                Reply::Words(words) => f(i, self.slice(p, words).unwrap_or_default()),
+                Reply::Bits(bits) => {
+                    let bits = self.slice(p, bits).unwrap_or_default();
+                    let mut small = [0u16; 16];
+                    if bits.len() <= small.len() {
+                        for (w, b) in small.iter_mut().zip(bits) {
+                            *w = u16::from(*b);
+                        }
+                        f(i, &small[..bits.len()]);
+                    } else {
+                        let words: Vec<u16> = bits.iter().map(|b| u16::from(*b)).collect();
+                        f(i, &words);
+                    }
+                }
+                Reply::Written => {}
+            }
+        }
+        true
     }
 }
 
@@ -180,18 +206,30 @@ mod tests {
         ];
         let blocks = plan_reads(&points, 0);
         assert_eq!(blocks.len(), 1);
-        let reply = Reply::Words(vec![10, 1320, 0, 7]);
-        let mut parts = blocks[0].split(&points, &reply).unwrap();
-        parts.sort_by_key(|(i, _)| *i);
+        let parts = |reply: &Reply| {
+            let mut out = Vec::new();
+            let fits = blocks[0].each_point(&points, reply, |i, w| out.push((i, w.to_vec())));
+            out.sort();
+            fits.then_some(out)
+        };
         assert_eq!(
-            parts,
-            vec![
-                (0, Reply::Words(vec![0, 7])),
-                (1, Reply::Words(vec![10])),
-                (2, Reply::Words(vec![1320])),
-            ]
+            parts(&Reply::Words(vec![10, 1320, 0, 7])),
+            Some(vec![(0, vec![0, 7]), (1, vec![10]), (2, vec![1320])])
         );
-        assert!(blocks[0].split(&points, &Reply::Words(vec![1])).is_none());
+        assert_eq!(
+            parts(&Reply::Words(vec![1])),
+            None,
+            "too short: nothing decoded"
+        );
+        let coils = [pt(Table::Coil, 0, 1), pt(Table::Coil, 3, 1)];
+        let block = &plan_reads(&coils, 8)[0];
+        let mut got = Vec::new();
+        assert!(block.each_point(
+            &coils,
+            &Reply::Bits(vec![true, false, false, true]),
+            |i, w| { got.push((i, w.to_vec())) }
+        ));
+        assert_eq!(got, vec![(0, vec![1]), (1, vec![1])]);
     }
 
     #[test]

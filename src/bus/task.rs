@@ -284,6 +284,57 @@ struct Line {
     connected: watch::Sender<bool>,
     status: watch::Sender<super::BusStatus>,
     doors: super::DoorNames,
+    handles: MetricHandles,
+}
+
+/// This bus's request counters and duration histograms, by function and result, looked up
+/// once: `with_label_values` hashes and compares the labels on every call, twice a
+/// transaction otherwise.
+#[derive(Default)]
+struct MetricHandles {
+    counters: Vec<((&'static str, &'static str), prometheus::IntCounter)>,
+    durations: Vec<(&'static str, prometheus::Histogram)>,
+}
+
+impl MetricHandles {
+    fn count(
+        &mut self,
+        metrics: &Metrics,
+        bus: &str,
+        function: &'static str,
+        result: &'static str,
+    ) {
+        let key = (function, result);
+        match self.counters.iter().find(|(k, _)| *k == key) {
+            Some((_, c)) => c.inc(),
+            None => {
+                let c = metrics
+                    .modbus_requests
+                    .with_label_values(&[bus, function, result]);
+                c.inc();
+                self.counters.push((key, c));
+            }
+        }
+    }
+
+    fn duration(
+        &mut self,
+        metrics: &Metrics,
+        bus: &str,
+        function: &'static str,
+    ) -> &prometheus::Histogram {
+        let i = match self.durations.iter().position(|(f, _)| *f == function) {
+            Some(i) => i,
+            None => {
+                let h = metrics
+                    .modbus_request_duration
+                    .with_label_values(&[bus, function]);
+                self.durations.push((function, h));
+                self.durations.len() - 1
+            }
+        };
+        &self.durations[i].1
+    }
 }
 
 /// One transaction's outcome, before it is turned into an answer.
@@ -352,6 +403,7 @@ impl BusTask {
                 connected,
                 status,
                 doors,
+                handles: MetricHandles::default(),
             },
             queue_depth,
             resume: None,
@@ -725,8 +777,9 @@ impl Line {
             .set(i64::from(up));
     }
 
-    fn count(&self, function: &str, result: &str) {
-        count(&self.metrics, &self.name, function, result);
+    fn count(&mut self, function: &'static str, result: &'static str) {
+        self.handles
+            .count(&self.metrics, &self.name, function, result);
     }
 
     /// One attempt to open the connection, bounded by the timeout (and `deadline`).
@@ -1089,9 +1142,8 @@ impl Line {
         let outcome = timeout(limit, transport::transact(ctx, unit, op)).await;
         let end = Instant::now();
         self.last_end = Some(end);
-        self.metrics
-            .modbus_request_duration
-            .with_label_values(&[&self.name, function])
+        self.handles
+            .duration(&self.metrics, &self.name, function)
             .observe((end - started).as_secs_f64());
         match outcome {
             Ok(Ok(Ok(reply))) => {
