@@ -12,7 +12,7 @@
 //! when their unit stops answering and when it answers again ([`REACHABLE_EVENT`]).
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -85,7 +85,34 @@ impl ReadPlan {
     pub fn blocks(&self) -> &[BlockRead] {
         &self.blocks
     }
+
+    /// The plan of `door`, shared by every door with the same reported map (its profile's,
+    /// unless overridden) and line gap: a plan holds the points' names and value specs
+    /// (enum tables included), the same for a thousand doors of one model.
+    pub fn shared(door: &Door, max_gap: u16) -> Arc<ReadPlan> {
+        type Key = (usize, u16);
+        type Plans = std::collections::HashMap<Key, (Weak<ReadPlan>, Weak<ReportedMap>)>;
+        static SHARED: Mutex<Option<Plans>> = Mutex::new(None);
+        let key = (Arc::as_ptr(&door.reported) as usize, max_gap);
+        let mut guard = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+        let plans = guard.get_or_insert_with(Default::default);
+        if let Some((plan, map)) = plans.get(&key) {
+            // The same map, not another one at a freed map's address.
+            let same_map = map
+                .upgrade()
+                .is_some_and(|m| Arc::ptr_eq(&m, &door.reported));
+            if let (true, Some(plan)) = (same_map, plan.upgrade()) {
+                return plan;
+            }
+        }
+        let plan = Arc::new(ReadPlan::new(door, max_gap));
+        plans.retain(|_, (p, _)| p.strong_count() > 0);
+        plans.insert(key, (Arc::downgrade(&plan), Arc::downgrade(&door.reported)));
+        plan
+    }
 }
+
+type ReportedMap = std::collections::BTreeMap<String, ReportedPoint>;
 
 /// Result of reading every block once.
 #[derive(Debug, Default)]
@@ -282,7 +309,7 @@ pub async fn run(
     events: Option<DoorEvents>,
     shutdown: CancellationToken,
 ) {
-    let plan = ReadPlan::new(&door, max_gap);
+    let plan = ReadPlan::shared(&door, max_gap);
     if plan.blocks.is_empty() {
         return;
     }
@@ -460,6 +487,46 @@ key = "a2V5"
         );
         let cfg = crate::config::parse(&text, "t.toml").unwrap();
         (cfg.doors[0].clone(), cfg.buses[0].read_gap)
+    }
+
+    #[test]
+    fn doors_of_one_profile_share_their_read_plan() {
+        let text = r#"
+[hub]
+hostname = "h"
+[[bus]]
+name = "b"
+tcp = "127.0.0.1:502"
+[profile.p.reported.state]
+source = "input"
+address = 0
+[[door]]
+device_id = "d1"
+bus = "b"
+unit = 1
+profile = "p"
+key = "a2V5"
+[[door]]
+device_id = "d2"
+bus = "b"
+unit = 2
+profile = "p"
+key = "a2V5"
+"#;
+        let cfg = crate::config::parse(text, "t.toml").unwrap();
+        let (d1, d2) = (&cfg.doors[0], &cfg.doors[1]);
+        let a = ReadPlan::shared(d1, 0);
+        let b = ReadPlan::shared(d2, 0);
+        assert!(Arc::ptr_eq(&a, &b), "one plan for both doors");
+        let other_gap = ReadPlan::shared(d1, 5);
+        assert!(
+            !Arc::ptr_eq(&a, &other_gap),
+            "a line's gap changes the plan"
+        );
+        drop((a, b, other_gap));
+        // Gone with its last door: a reload's new map gets a plan of its own.
+        let again = ReadPlan::shared(d1, 0);
+        assert_eq!(Arc::strong_count(&again), 1);
     }
 
     #[test]
