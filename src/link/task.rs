@@ -177,7 +177,9 @@ impl Link {
             let chosen = self.s.hub.transport.choose(&self.metrics);
             let assigned = match self.s.hub.dps.clone() {
                 None => Ok(()),
-                Some(p) => match self.provision(&p, chosen, &tls).await {
+                // Boxed: a registration holds a whole provisioning client while it runs, and
+                // inline it would size every door's task for it, DPS or not (9 KB a door).
+                Some(p) => match Box::pin(self.provision(&p, chosen, &tls)).await {
                     None => break,
                     Some(r) => r,
                 },
