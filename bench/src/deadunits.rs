@@ -12,6 +12,7 @@ use anyhow::Context as _;
 use fieldhub::doorsim::{self, DoorSimConfig, Fault, Listen};
 use serde_json::json;
 
+use crate::floor::modbus::Reads;
 use crate::bridges::Launch;
 use crate::env::{Door, HubTuning, MapSpec, World};
 use crate::gateway::GatewayProc;
@@ -94,8 +95,15 @@ pub async fn run(
         poll_interval: "1h",
         doors,
         tuning: HubTuning::default(),
+        reads: Reads::Two,
     };
-    let gw = GatewayProc::start(world, &launch.gateway_bin, &format!("dead-{baud}"), spec)?;
+    let gw = GatewayProc::start(
+        world,
+        &launch.gateway_bin,
+        &format!("dead-{baud}"),
+        spec,
+        &launch.gateway_env,
+    )?;
     world
         .wait_connected(&ids, Instant::now(), Duration::from_secs(120))
         .await?;
