@@ -29,9 +29,10 @@ pub struct Churn {
 }
 
 /// How long a round is: with the gateway's default margin (capped to a fifth of a short
-/// lifetime) a link renews 0.8 of a lifetime after connecting, up to half a margin earlier.
+/// lifetime) a link renews 0.8 of a lifetime after its token was issued, up to half a margin
+/// earlier, and then drains (UNSUBACK and a settle) and reconnects.
 pub fn round_length(lifetime: Duration) -> Duration {
-    lifetime.mul_f64(0.75)
+    lifetime.mul_f64(0.75) + Duration::from_millis(500)
 }
 
 pub async fn run(

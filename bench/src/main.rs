@@ -66,6 +66,10 @@ struct Args {
     /// 3 s with --quick).
     #[arg(long, value_parser = humantime_duration)]
     cost_window: Option<Duration>,
+    /// Workload 8's runs as PEER:READS, e.g. `pymodbus:3,doorsim:2` (default
+    /// pymodbus:3,doorsim:2,doorsim:3; doorsim:3,pymodbus:3 with --quick).
+    #[arg(long, value_delimiter = ',', value_parser = fieldgate_bench::plan::parse_cost_run)]
+    cost_runs: Option<Vec<(fieldgate_bench::plan::Peer, Reads)>>,
     /// Workload 10's token renewal rounds (default 20; 2 with --quick).
     #[arg(long)]
     churn_rounds: Option<usize>,
@@ -195,6 +199,7 @@ fn main_inner(args: Args) -> anyhow::Result<()> {
         websocket: args.websocket,
         python: args.python,
         cost_window: args.cost_window,
+        cost_runs: args.cost_runs,
         churn_rounds: args.churn_rounds,
         churn_lifetime: args.churn_lifetime,
         churn_b_env: args.churn_b_env,

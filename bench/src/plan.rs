@@ -39,6 +39,8 @@ pub struct Options {
     pub python: PathBuf,
     /// Workload 8's measuring window per process (default 60 s full, 3 s quick).
     pub cost_window: Option<Duration>,
+    /// Workload 8's (peer, reads per poll) runs, where not the mode's default.
+    pub cost_runs: Option<Vec<(Peer, Reads)>>,
     /// Workload 10's renewal rounds and token lifetime (defaults 20 and 30 s; 2 and 4 s quick).
     pub churn_rounds: Option<usize>,
     pub churn_lifetime: Option<Duration>,
@@ -81,7 +83,7 @@ struct Sizes {
 
 /// Workload 8's Modbus peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Peer {
+pub enum Peer {
     Pymodbus,
     Doorsim,
 }
@@ -112,7 +114,10 @@ impl Sizes {
                     measure: o.cost_window.unwrap_or(Duration::from_secs(3)),
                 },
                 cost_twice: false,
-                cost_runs: vec![(Peer::Doorsim, Reads::Three), (Peer::Pymodbus, Reads::Three)],
+                cost_runs: o
+                    .cost_runs
+                    .clone()
+                    .unwrap_or_else(|| vec![(Peer::Doorsim, Reads::Three), (Peer::Pymodbus, Reads::Three)]),
                 linkmem_sizes: [1, 20],
                 churn_doors: 20,
                 churn_lifetime: o.churn_lifetime.unwrap_or(Duration::from_secs(4)),
@@ -142,11 +147,13 @@ impl Sizes {
                     measure: o.cost_window.unwrap_or(Duration::from_secs(60)),
                 },
                 cost_twice: true,
-                cost_runs: vec![
-                    (Peer::Pymodbus, Reads::Three),
-                    (Peer::Doorsim, Reads::Two),
-                    (Peer::Doorsim, Reads::Three),
-                ],
+                cost_runs: o.cost_runs.clone().unwrap_or_else(|| {
+                    vec![
+                        (Peer::Pymodbus, Reads::Three),
+                        (Peer::Doorsim, Reads::Two),
+                        (Peer::Doorsim, Reads::Three),
+                    ]
+                }),
                 linkmem_sizes: [1, 1000],
                 churn_doors: 1000,
                 churn_lifetime: o.churn_lifetime.unwrap_or(Duration::from_secs(30)),
@@ -154,6 +161,29 @@ impl Sizes {
             }
         }
     }
+}
+
+impl std::str::FromStr for Peer {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "pymodbus" => Ok(Peer::Pymodbus),
+            "doorsim" => Ok(Peer::Doorsim),
+            _ => Err(format!("{s:?}: pymodbus or doorsim")),
+        }
+    }
+}
+
+/// `pymodbus:3`, `doorsim:2`: a peer and the reads per poll.
+pub fn parse_cost_run(s: &str) -> Result<(Peer, Reads), String> {
+    let (peer, reads) = s.split_once(':').ok_or("write PEER:READS, e.g. pymodbus:3")?;
+    let reads = match reads {
+        "2" => Reads::Two,
+        "3" => Reads::Three,
+        _ => return Err(format!("{reads:?}: 2 or 3 reads per poll")),
+    };
+    Ok((peer.parse()?, reads))
 }
 
 fn ratio(a: f64, b: Option<f64>) -> f64 {
