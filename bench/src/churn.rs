@@ -49,12 +49,7 @@ pub async fn run(
             token_lifetime: Some(lifetime),
             ..launch.tuning
         },
-        gateway_env: launch
-            .gateway_env
-            .iter()
-            .chain(env)
-            .cloned()
-            .collect(),
+        gateway_env: launch.gateway_env.iter().chain(env).cloned().collect(),
         ..launch.clone()
     };
     let site = Site {

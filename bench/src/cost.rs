@@ -204,7 +204,11 @@ pub async fn run(
         .await?;
     tokio::time::sleep(w.warm_up).await;
     let g = gw.gateway().expect("fieldgate");
-    let requests = || async { g.metrics().await.map(|t| counter_total(&t, REQUESTS) as u64) };
+    let requests = || async {
+        g.metrics()
+            .await
+            .map(|t| counter_total(&t, REQUESTS) as u64)
+    };
     let a = mark(g.pid(), requests().await?)?;
     tokio::time::sleep(w.measure).await;
     let b = mark(g.pid(), requests().await?)?;

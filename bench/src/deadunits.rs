@@ -12,9 +12,9 @@ use anyhow::Context as _;
 use fieldhub::doorsim::{self, DoorSimConfig, Fault, Listen};
 use serde_json::json;
 
-use crate::floor::modbus::Reads;
 use crate::bridges::Launch;
 use crate::env::{Door, HubTuning, MapSpec, World};
+use crate::floor::modbus::Reads;
 use crate::gateway::GatewayProc;
 use crate::jobs::{device_records, method_job, run_job, wait_methods};
 use crate::saturation::lock_door_physical;

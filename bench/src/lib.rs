@@ -11,8 +11,8 @@
 #![warn(rust_2018_idioms, missing_debug_implementations)]
 
 pub mod bridges;
-pub mod churn;
 pub mod child;
+pub mod churn;
 pub mod cost;
 pub mod deadunits;
 pub mod env;

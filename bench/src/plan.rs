@@ -7,14 +7,14 @@ use std::time::{Duration, Instant};
 use fieldhub::HubConfig;
 
 use crate::bridges::{ids, Kind, Launch, Site};
+use crate::cost::{self, Cost, Window};
 use crate::env::{HubTuning, SimPool, World};
+use crate::floor::modbus::Reads;
 use crate::footprint::{self, Footprint};
 use crate::jobs::JobRunner;
+use crate::pypeer::PyPool;
 use crate::report::{Report, Row};
 use crate::saturation::{self, PollWindow};
-use crate::cost::{self, Cost, Window};
-use crate::floor::modbus::Reads;
-use crate::pypeer::PyPool;
 use crate::{churn, deadunits, fanout, latency, linkmem, procstat, storm};
 
 #[derive(Debug, Clone)]
@@ -114,10 +114,12 @@ impl Sizes {
                     measure: o.cost_window.unwrap_or(Duration::from_secs(3)),
                 },
                 cost_twice: false,
-                cost_runs: o
-                    .cost_runs
-                    .clone()
-                    .unwrap_or_else(|| vec![(Peer::Doorsim, Reads::Three), (Peer::Pymodbus, Reads::Three)]),
+                cost_runs: o.cost_runs.clone().unwrap_or_else(|| {
+                    vec![
+                        (Peer::Doorsim, Reads::Three),
+                        (Peer::Pymodbus, Reads::Three),
+                    ]
+                }),
                 linkmem_sizes: [1, 20],
                 churn_doors: 20,
                 churn_lifetime: o.churn_lifetime.unwrap_or(Duration::from_secs(4)),
@@ -177,7 +179,9 @@ impl std::str::FromStr for Peer {
 
 /// `pymodbus:3`, `doorsim:2`: a peer and the reads per poll.
 pub fn parse_cost_run(s: &str) -> Result<(Peer, Reads), String> {
-    let (peer, reads) = s.split_once(':').ok_or("write PEER:READS, e.g. pymodbus:3")?;
+    let (peer, reads) = s
+        .split_once(':')
+        .ok_or("write PEER:READS, e.g. pymodbus:3")?;
     let reads = match reads {
         "2" => Reads::Two,
         "3" => Reads::Three,
@@ -601,7 +605,11 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         let n = sizes.cost_doors;
         let doors = &fg_doors[..n];
         for &(peer, reads) in &sizes.cost_runs {
-            tracing::info!(?peer, reads = reads.name(), "workload 8: cost per transaction");
+            tracing::info!(
+                ?peer,
+                reads = reads.name(),
+                "workload 8: cost per transaction"
+            );
             let c = match peer {
                 Peer::Doorsim => {
                     let addrs: Vec<String> =
@@ -673,7 +681,10 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         rows.push(
             Row::new(
                 9,
-                format!("KB per door, fieldgate, {n} doors, links up + {:?}", sizes.settle),
+                format!(
+                    "KB per door, fieldgate, {n} doors, links up + {:?}",
+                    sizes.settle
+                ),
                 m.fieldgate_kb_per_door,
                 "KB",
             )
@@ -733,7 +744,11 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
                 ));
             }
             details.insert(
-                if c.env.is_empty() { "churn".into() } else { "churn_b".into() },
+                if c.env.is_empty() {
+                    "churn".into()
+                } else {
+                    "churn_b".into()
+                },
                 serde_json::to_value(&c)?,
             );
         }
@@ -776,11 +791,9 @@ fn cost_rows(c: &Cost) -> Vec<Row> {
         c.reads.count(),
         c.peer
     );
-    let floor_pct = c
-        .floor_again
-        .map_or(c.floor.percent_of_core, |f| {
-            (f.percent_of_core + c.floor.percent_of_core) / 2.0
-        });
+    let floor_pct = c.floor_again.map_or(c.floor.percent_of_core, |f| {
+        (f.percent_of_core + c.floor.percent_of_core) / 2.0
+    });
     let floor_sw = c.floor_again.map_or(c.floor.switches_per_transaction, |f| {
         (f.switches_per_transaction + c.floor.switches_per_transaction) / 2.0
     });
@@ -805,14 +818,20 @@ fn cost_rows(c: &Cost) -> Vec<Row> {
             c.fieldgate.percent_of_core,
             "% of a core",
         )
-        .ratio("fieldgate / Modbus floor", c.fieldgate.percent_of_core / floor_pct),
+        .ratio(
+            "fieldgate / Modbus floor",
+            c.fieldgate.percent_of_core / floor_pct,
+        ),
         Row::new(
             8,
             format!("context switches per transaction, fieldgate, {what}"),
             c.fieldgate.switches_per_transaction,
             "",
         )
-        .ratio("fieldgate / Modbus floor", c.fieldgate.switches_per_transaction / floor_sw),
+        .ratio(
+            "fieldgate / Modbus floor",
+            c.fieldgate.switches_per_transaction / floor_sw,
+        ),
     ]
 }
 

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use fieldhub::doorsim::{self, transaction_time, DoorSimConfig, Listen};
 
-use crate::floor::modbus::Reads;
 use crate::bridges::Launch;
 use crate::env::{rtu_bus, Door, HubTuning, MapSpec, World};
+use crate::floor::modbus::Reads;
 use crate::gateway::{histogram_totals, GatewayProc};
 use crate::jobs::JobRunner;
 
