@@ -250,3 +250,19 @@ pub async fn run(
         fieldgate,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counter_total_sums_every_series_of_that_name_only() {
+        let text = "# TYPE fieldgate_modbus_requests_total counter\n\
+            fieldgate_modbus_requests_total{bus=\"bus0\",function=\"read_coils\",result=\"ok\"} 120\n\
+            fieldgate_modbus_requests_total{bus=\"bus1\",function=\"read_coils\",result=\"ok\"} 80\n\
+            fieldgate_modbus_requests_total_other 7\n\
+            fieldgate_modbus_request_duration_seconds_count{bus=\"bus0\"} 5\n";
+        assert_eq!(counter_total(text, REQUESTS), 200.0);
+        assert_eq!(counter_total("plain_total 3\n", "plain_total"), 3.0);
+    }
+}

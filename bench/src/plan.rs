@@ -950,3 +950,20 @@ fn footprint_rows(prints: &[Footprint], sizes: &Sizes) -> Vec<Row> {
     }
     rows
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cost_runs_parse() {
+        assert_eq!(
+            parse_cost_run("pymodbus:3"),
+            Ok((Peer::Pymodbus, Reads::Three))
+        );
+        assert_eq!(parse_cost_run("doorsim:2"), Ok((Peer::Doorsim, Reads::Two)));
+        assert!(parse_cost_run("doorsim:4").is_err());
+        assert!(parse_cost_run("modbus:3").is_err());
+        assert!(parse_cost_run("pymodbus").is_err());
+    }
+}
