@@ -1,8 +1,8 @@
 //! Workload 8, cost per transaction: fieldgate polling N doors every interval against a
 //! Modbus peer (pymodbus, an independent process, or the in-process doorsim), and the Modbus
 //! floor ([`crate::floor::modbus`]) doing the same reads at the same rate against the same
-//! peer, measured back to back (floor, fieldgate, floor again) so the ratio does not ride on
-//! the load of the moment. CPU is each process's utime + stime; transactions are the
+//! peer, measured back to back (floor, fieldgate, fieldgate with polls an hour apart, floor
+//! again) so the ratio does not ride on the load of the moment. CPU is each process's utime + stime; transactions are the
 //! gateway's own counter (`fieldgate_modbus_requests_total`) and the floor's.
 
 use std::path::Path;
@@ -49,6 +49,10 @@ pub struct Cost {
     pub fieldgate: CpuCost,
     /// fieldgate's µs per transaction ÷ the floors' mean.
     pub ratio: f64,
+    /// fieldgate with the same doors polled an hour apart (None in quick mode).
+    pub links_only: Option<CpuCost>,
+    /// fieldgate's µs per transaction less what its links cost without polling.
+    pub net_us_per_transaction: Option<f64>,
 }
 
 /// Counters read at both ends of a window.
@@ -153,7 +157,60 @@ pub fn counter_total(text: &str, name: &str) -> f64 {
         .sum()
 }
 
-/// One peer, one read profile: floor, fieldgate, floor again (unless `quick`).
+/// fieldgate polling `doors` every `poll_interval`: CPU over the window after links up and a
+/// warm-up.
+#[allow(clippy::too_many_arguments)]
+async fn gateway_run(
+    world: &World,
+    launch: &Launch,
+    tag: &str,
+    addrs: &[String],
+    doors: &[Door],
+    reads: Reads,
+    poll_interval: &str,
+    w: Window,
+) -> anyhow::Result<CpuCost> {
+    let sims = doors.iter().map(|d| d.sim).max().map_or(0, |m| m + 1);
+    let spec = MapSpec {
+        hub_host: format!("localhost:{}", world.hub.mqtt_addr.port()),
+        ca: &world.hub.ca_path,
+        metrics_port: 0,
+        connects_per_second: 0,
+        buses: (0..sims).map(|i| tcp_bus(i, &addrs[i])).collect(),
+        poll_interval,
+        doors,
+        tuning: HubTuning::default(),
+        reads,
+    };
+    let started = Instant::now();
+    let mut gw = Bridge::Fieldgate(GatewayProc::start(
+        world,
+        &launch.gateway_bin,
+        &format!("{tag}-fieldgate-{poll_interval}"),
+        spec,
+        &launch.gateway_env,
+    )?);
+    gw.wait_up(world, &ids(doors), started, Duration::from_secs(300))
+        .await?;
+    tokio::time::sleep(w.warm_up).await;
+    let g = gw.gateway().expect("fieldgate");
+    let requests = || async {
+        g.metrics()
+            .await
+            .map(|t| counter_total(&t, REQUESTS) as u64)
+    };
+    let a = mark(g.pid(), requests().await?)?;
+    tokio::time::sleep(w.measure).await;
+    let b = mark(g.pid(), requests().await?)?;
+    gw.stop().await?;
+    world
+        .wait_disconnected(&ids(doors), Duration::from_secs(30))
+        .await?;
+    Ok(cost(&a, &b))
+}
+
+/// One peer, one read profile: floor, fieldgate, fieldgate with its links only and the floor
+/// again (the last two unless `quick`).
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
     world: &World,
@@ -180,44 +237,17 @@ pub async fn run(
     .await?;
     tracing::info!(?floor, "floor");
 
-    let sims = doors.iter().map(|d| d.sim).max().map_or(0, |m| m + 1);
-    let spec = MapSpec {
-        hub_host: format!("localhost:{}", world.hub.mqtt_addr.port()),
-        ca: &world.hub.ca_path,
-        metrics_port: 0,
-        connects_per_second: 0,
-        buses: (0..sims).map(|i| tcp_bus(i, &addrs[i])).collect(),
-        poll_interval: "1s",
-        doors,
-        tuning: HubTuning::default(),
-        reads,
-    };
-    let started = Instant::now();
-    let mut gw = Bridge::Fieldgate(GatewayProc::start(
-        world,
-        &launch.gateway_bin,
-        &format!("{tag}-fieldgate"),
-        spec,
-        &launch.gateway_env,
-    )?);
-    gw.wait_up(world, &ids(doors), started, Duration::from_secs(300))
-        .await?;
-    tokio::time::sleep(w.warm_up).await;
-    let g = gw.gateway().expect("fieldgate");
-    let requests = || async {
-        g.metrics()
-            .await
-            .map(|t| counter_total(&t, REQUESTS) as u64)
-    };
-    let a = mark(g.pid(), requests().await?)?;
-    tokio::time::sleep(w.measure).await;
-    let b = mark(g.pid(), requests().await?)?;
-    let fieldgate = cost(&a, &b);
+    let fieldgate = gateway_run(world, launch, &tag, addrs, doors, reads, "1s", w).await?;
     tracing::info!(?fieldgate, "fieldgate");
-    gw.stop().await?;
-    world
-        .wait_disconnected(&ids(doors), Duration::from_secs(30))
-        .await?;
+    // The same doors with polls an hour apart: what the links, timers and metrics cost
+    // without transactions, to tell the per-transaction share from the per-door one.
+    let links_only = if twice {
+        let l = gateway_run(world, launch, &tag, addrs, doors, reads, "1h", w).await?;
+        tracing::info!(?l, "fieldgate, links only");
+        Some(l)
+    } else {
+        None
+    };
 
     let floor_again = if twice {
         let f = floor_run(
@@ -239,8 +269,14 @@ pub async fn run(
         Some(f2) => (floor.us_per_transaction + f2.us_per_transaction) / 2.0,
         None => floor.us_per_transaction,
     };
+    let net_us_per_transaction = links_only.map(|l| {
+        (fieldgate.cpu_seconds - l.percent_of_core / 100.0 * fieldgate.wall_seconds) * 1e6
+            / fieldgate.transactions.max(1) as f64
+    });
     Ok(Cost {
         peer: peer.to_string(),
+        links_only,
+        net_us_per_transaction,
         reads,
         doors: doors.len(),
         interval: "1s".into(),

@@ -797,7 +797,7 @@ fn cost_rows(c: &Cost) -> Vec<Row> {
     let floor_sw = c.floor_again.map_or(c.floor.switches_per_transaction, |f| {
         (f.switches_per_transaction + c.floor.switches_per_transaction) / 2.0
     });
-    vec![
+    let mut rows = vec![
         Row::new(
             8,
             format!("CPU per Modbus transaction, fieldgate, {what}"),
@@ -812,6 +812,22 @@ fn cost_rows(c: &Cost) -> Vec<Row> {
             c.fieldgate.us_per_transaction / c.ratio,
             "µs",
         ),
+    ];
+    if let (Some(l), Some(net)) = (c.links_only, c.net_us_per_transaction) {
+        rows.push(
+            Row::new(
+                8,
+                format!(
+                    "CPU per Modbus transaction less the links' own ({:.2} % of a core polling hourly), fieldgate, {what}",
+                    l.percent_of_core
+                ),
+                net,
+                "µs",
+            )
+            .ratio("fieldgate / Modbus floor", net / (c.fieldgate.us_per_transaction / c.ratio)),
+        );
+    }
+    rows.extend([
         Row::new(
             8,
             format!("CPU, fieldgate, {what}"),
@@ -832,7 +848,8 @@ fn cost_rows(c: &Cost) -> Vec<Row> {
             "fieldgate / Modbus floor",
             c.fieldgate.switches_per_transaction / floor_sw,
         ),
-    ]
+    ]);
+    rows
 }
 
 fn footprint_rows(prints: &[Footprint], sizes: &Sizes) -> Vec<Row> {
