@@ -10,6 +10,7 @@ use serde_json::json;
 
 use crate::child::Proc;
 use crate::env::{tcp_bus, Door, HubTuning, MapSpec, SimPool, World};
+use crate::floor::modbus::Reads;
 use crate::gateway::GatewayProc;
 
 /// How to start each bridge.
@@ -20,6 +21,8 @@ pub struct Launch {
     pub reference: Option<(PathBuf, PathBuf)>,
     /// fieldgate's hub timings, where not its defaults.
     pub tuning: HubTuning,
+    /// Extra environment of the gateway process (an allocator A/B: `LD_PRELOAD`).
+    pub gateway_env: Vec<(String, String)>,
 }
 
 impl Launch {
@@ -100,12 +103,14 @@ impl Bridge {
                     poll_interval: site.poll_interval,
                     doors: site.doors,
                     tuning: launch.tuning,
+                    reads: Reads::Two,
                 };
                 Ok(Bridge::Fieldgate(GatewayProc::start(
                     world,
                     &launch.gateway_bin,
                     tag,
                     spec,
+                    &launch.gateway_env,
                 )?))
             }
             Kind::Reference => {

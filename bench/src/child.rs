@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use tokio::process::{Child, Command};
+use tokio::process::{Child, ChildStdin, Command};
 
 /// How long a child gets to exit after SIGTERM before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -18,31 +18,60 @@ pub struct Proc {
     pub pid: u32,
     pub log: PathBuf,
     child: Child,
+    /// Held open for peers that exit when their stdin closes (so none outlives the harness).
+    _stdin: Option<ChildStdin>,
+}
+
+/// How to start a child beyond its program and arguments.
+#[derive(Debug, Clone, Default)]
+pub struct SpawnOptions {
+    /// Extra environment (e.g. `LD_PRELOAD` of another allocator for an A/B).
+    pub env: Vec<(String, String)>,
+    /// Give the child a pipe as stdin, held open while the `Proc` lives.
+    pub stdin_pipe: bool,
 }
 
 impl Proc {
     /// Starts `program args…` with stdin closed and stdout+stderr appended to `log`.
     pub fn spawn(name: &str, program: &Path, args: &[&str], log: PathBuf) -> anyhow::Result<Proc> {
+        Proc::spawn_with(name, program, args, log, &SpawnOptions::default())
+    }
+
+    /// [`Proc::spawn`] with `opts`.
+    pub fn spawn_with(
+        name: &str,
+        program: &Path,
+        args: &[&str],
+        log: PathBuf,
+        opts: &SpawnOptions,
+    ) -> anyhow::Result<Proc> {
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log)
             .with_context(|| format!("opening {}", log.display()))?;
         let err = out.try_clone()?;
-        let child = Command::new(program)
+        let mut child = Command::new(program)
             .args(args)
-            .stdin(Stdio::null())
+            .envs(opts.env.iter().map(|(k, v)| (k, v)))
+            .stdin(if opts.stdin_pipe {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(out)
             .stderr(err)
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("starting {name} ({})", program.display()))?;
         let pid = child.id().context("child has no pid")?;
+        let stdin = child.stdin.take();
         Ok(Proc {
             name: name.to_string(),
             pid,
             log,
             child,
+            _stdin: stdin,
         })
     }
 

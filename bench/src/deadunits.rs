@@ -14,6 +14,7 @@ use serde_json::json;
 
 use crate::bridges::Launch;
 use crate::env::{Door, HubTuning, MapSpec, World};
+use crate::floor::modbus::Reads;
 use crate::gateway::GatewayProc;
 use crate::jobs::{device_records, method_job, run_job, wait_methods};
 use crate::saturation::lock_door_physical;
@@ -94,8 +95,15 @@ pub async fn run(
         poll_interval: "1h",
         doors,
         tuning: HubTuning::default(),
+        reads: Reads::Two,
     };
-    let gw = GatewayProc::start(world, &launch.gateway_bin, &format!("dead-{baud}"), spec)?;
+    let gw = GatewayProc::start(
+        world,
+        &launch.gateway_bin,
+        &format!("dead-{baud}"),
+        spec,
+        &launch.gateway_env,
+    )?;
     world
         .wait_connected(&ids, Instant::now(), Duration::from_secs(120))
         .await?;

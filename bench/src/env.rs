@@ -9,6 +9,8 @@ use anyhow::Context as _;
 use fieldhub::doorsim::{self, DoorSim, DoorSimConfig, Listen};
 use fieldhub::{HubConfig, RunningHub};
 
+use crate::floor::modbus::Reads;
+
 /// Units served by one simulated controller.
 pub const UNITS_PER_SIM: usize = 200;
 
@@ -161,9 +163,14 @@ impl SimPool {
 }
 
 /// The door profile of every benchmark: doorsim's register map, `lockDoor` as write coil 0
-/// (with the gateway's read-back), desired `Building` (holding 0), three reported points
-/// (coil 0, input registers 0-1).
-pub fn profile(poll_interval: &str) -> String {
+/// (with the gateway's read-back), desired `Building` (holding 0), and reported points that
+/// poll in two reads (coil 0, input registers 0-1) or three (coil 0, discrete input 0, input
+/// register 1).
+pub fn profile(poll_interval: &str, reads: Reads) -> String {
+    let points = match reads {
+        Reads::Two => TWO_READS,
+        Reads::Three => THREE_READS,
+    };
     format!(
         r#"
 [profile.door]
@@ -180,6 +187,11 @@ type = "u16"
 min = 1
 max = 999
 
+{points}"#
+    )
+}
+
+const TWO_READS: &str = r#"
 [profile.door.reported.locked]
 source = "coil"
 address = 0
@@ -187,16 +199,30 @@ address = 0
 [profile.door.reported.doorState]
 source = "input"
 address = 0
-enum = {{ 0 = "closed", 1 = "open", 2 = "forced", 3 = "held" }}
+enum = { 0 = "closed", 1 = "open", 2 = "forced", 3 = "held" }
 
 [profile.door.reported.batteryVoltage]
 source = "input"
 address = 1
 scale = 0.01
 deadband = 0.05
-"#
-    )
-}
+"#;
+
+const THREE_READS: &str = r#"
+[profile.door.reported.locked]
+source = "coil"
+address = 0
+
+[profile.door.reported.doorOpen]
+source = "discrete_input"
+address = 0
+
+[profile.door.reported.batteryVoltage]
+source = "input"
+address = 1
+scale = 0.01
+deadband = 0.05
+"#;
 
 /// A gateway device map.
 #[derive(Debug, Clone)]
@@ -210,6 +236,7 @@ pub struct MapSpec<'a> {
     pub poll_interval: &'a str,
     pub doors: &'a [Door],
     pub tuning: HubTuning,
+    pub reads: Reads,
 }
 
 /// The gateway's `[hub]` timings a benchmark may shorten (`None`: the gateway's default).
@@ -265,7 +292,7 @@ impl MapSpec<'_> {
             t.push_str(b);
             t.push('\n');
         }
-        t.push_str(&profile(self.poll_interval));
+        t.push_str(&profile(self.poll_interval, self.reads));
         for d in self.doors {
             t.push_str(&format!(
                 "\n[[door]]\ndevice_id = \"{}\"\nbus = \"bus{}\"\nunit = {}\nprofile = \"door\"\nkey = \"{}\"\n",

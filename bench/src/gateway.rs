@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use crate::child::{free_port, Proc};
+use crate::child::{free_port, Proc, SpawnOptions};
 use crate::env::{MapSpec, World};
 
 /// Which `fieldgate` binary to run.
@@ -54,17 +54,22 @@ impl GatewayProc {
         bin: &Path,
         tag: &str,
         mut spec: MapSpec<'_>,
+        env: &[(String, String)],
     ) -> anyhow::Result<GatewayProc> {
         spec.metrics_port = free_port()?;
         let config = world.path(&format!("{tag}.toml"));
         std::fs::write(&config, spec.render())
             .with_context(|| format!("writing {}", config.display()))?;
         let config_arg = config.display().to_string();
-        let proc = Proc::spawn(
+        let proc = Proc::spawn_with(
             &format!("fieldgate ({tag})"),
             bin,
             &["--log", "warn", "run", "--config", &config_arg],
             world.path(&format!("{tag}.log")),
+            &SpawnOptions {
+                env: env.to_vec(),
+                stdin_pipe: false,
+            },
         )?;
         Ok(GatewayProc {
             proc,

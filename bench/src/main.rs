@@ -1,5 +1,6 @@
 //! `fieldgate-bench [--quick] [--out bench.json]`: runs the benchmarks of docs/BENCHMARKS.md, prints
-//! the table and writes the JSON report. Everything is in the library.
+//! the table and writes the JSON report. `fieldgate-bench floor-modbus|floor-links` are the
+//! floors the harness starts as processes of their own. Everything is in the library.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,6 +8,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use fieldgate_bench::env::HubTuning;
+use fieldgate_bench::floor::{self, links::LinkFloor, modbus::ModbusFloor, modbus::Reads};
 use fieldgate_bench::jobs::JobRunner;
 use fieldgate_bench::{gateway, run, Options};
 
@@ -14,6 +16,8 @@ use fieldgate_bench::{gateway, run, Options};
 #[derive(Debug, Parser)]
 #[command(name = "fieldgate-bench", version, about)]
 struct Args {
+    #[command(subcommand)]
+    floor: Option<Floor>,
     /// Each workload small, to check that everything completes (CI); figures are not judged.
     #[arg(long)]
     quick: bool,
@@ -33,7 +37,8 @@ struct Args {
     #[arg(long, value_parser = humantime_duration)]
     soak: Option<Duration>,
     /// Run only these workloads, e.g. `--only 1,2` (1 saturation, 2 latency, 3/4 memory and
-    /// CPU, 5 connect storm, 6 job fan-out, 7 dead units on a line).
+    /// CPU, 5 connect storm, 6 job fan-out, 7 dead units on a line, 8 CPU per transaction
+    /// against the Modbus floor, 9 KB per door against the link floor, 10 churn soak).
     #[arg(long, value_delimiter = ',')]
     only: Option<Vec<u8>>,
     /// Keep the run's directory (generated device maps, gateway and reference logs).
@@ -54,6 +59,68 @@ struct Args {
     /// every link renew (reconnect) many times during the soak of workloads 3/4.
     #[arg(long, value_parser = humantime_duration)]
     token_lifetime: Option<Duration>,
+    /// Python with pymodbus, for workload 8's independent Modbus peer.
+    #[arg(long, default_value = "python3")]
+    python: PathBuf,
+    /// Workload 8's measuring window for the floor and for fieldgate, e.g. "60s" (the default;
+    /// 3 s with --quick).
+    #[arg(long, value_parser = humantime_duration)]
+    cost_window: Option<Duration>,
+    /// Workload 8's runs as PEER:READS, e.g. `pymodbus:3,doorsim:2` (default
+    /// pymodbus:3,doorsim:2,doorsim:3; doorsim:3,pymodbus:3 with --quick).
+    #[arg(long, value_delimiter = ',', value_parser = fieldgate_bench::plan::parse_cost_run)]
+    cost_runs: Option<Vec<(fieldgate_bench::plan::Peer, Reads)>>,
+    /// Workload 10's token renewal rounds (default 20; 2 with --quick).
+    #[arg(long)]
+    churn_rounds: Option<usize>,
+    /// Workload 10's SAS token lifetime (default 30 s: a renewal round every ~23 s; 4 s with
+    /// --quick).
+    #[arg(long, value_parser = humantime_duration)]
+    churn_lifetime: Option<Duration>,
+    /// Run workload 10 a second time with this in the gateway's environment, e.g.
+    /// `--churn-b-env LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2` (an allocator A/B).
+    #[arg(long, value_parser = key_value)]
+    churn_b_env: Vec<(String, String)>,
+    /// Extra environment of every gateway process, `KEY=VALUE` (repeatable).
+    #[arg(long, value_parser = key_value)]
+    gateway_env: Vec<(String, String)>,
+}
+
+/// The floors, each run by the harness as a process of its own.
+#[derive(Debug, clap::Subcommand)]
+enum Floor {
+    /// tokio-modbus alone: one task per bus reading every unit's points once per interval.
+    /// Prints `transactions N` (cumulative) every 100 ms.
+    FloorModbus {
+        /// `ADDR=UNITS`: a Modbus TCP peer and its unit count (units 1..=UNITS); repeatable.
+        #[arg(long, required = true, value_parser = bus_arg)]
+        bus: Vec<(std::net::SocketAddr, u8)>,
+        #[arg(long, default_value_t = 1000)]
+        interval_ms: u64,
+        #[arg(long, value_enum, default_value = "three")]
+        reads: Reads,
+    },
+    /// Idle rustls + rumqttc connections, SAS-authenticated and subscribed like doors.
+    /// Prints `links up N` once all are subscribed.
+    FloorLinks {
+        /// JSON: host_name, port, ca_file, keep_alive_secs, doors [[id, key], …].
+        #[arg(long)]
+        spec: PathBuf,
+    },
+}
+
+fn key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("{s:?}: write KEY=VALUE"))
+}
+
+fn bus_arg(s: &str) -> Result<(std::net::SocketAddr, u8), String> {
+    let (addr, units) = s.rsplit_once('=').ok_or("write ADDR=UNITS")?;
+    Ok((
+        addr.parse().map_err(|e| format!("{addr}: {e}"))?,
+        units.parse().map_err(|e| format!("{units}: {e}"))?,
+    ))
 }
 
 fn humantime_duration(s: &str) -> Result<Duration, String> {
@@ -79,11 +146,39 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    match main_inner(Args::parse()) {
+    let args = Args::parse();
+    let result = match args.floor {
+        Some(f) => run_floor(f),
+        None => main_inner(args),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("fieldgate-bench: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// A floor on a current-thread runtime, as `fieldgate run` uses by default.
+fn run_floor(f: Floor) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    match f {
+        Floor::FloorModbus {
+            bus,
+            interval_ms,
+            reads,
+        } => rt.block_on(floor::modbus::run(ModbusFloor {
+            buses: bus.iter().map(|b| b.0).collect(),
+            units: bus.iter().map(|b| (1..=b.1).collect()).collect(),
+            interval: Duration::from_millis(interval_ms),
+            reads,
+        })),
+        Floor::FloorLinks { spec } => {
+            let spec: LinkFloor = serde_json::from_slice(&std::fs::read(&spec)?)?;
+            rt.block_on(floor::links::run(spec))
         }
     }
 }
@@ -102,6 +197,13 @@ fn main_inner(args: Args) -> anyhow::Result<()> {
             websocket_port: None,
         },
         websocket: args.websocket,
+        python: args.python,
+        cost_window: args.cost_window,
+        cost_runs: args.cost_runs,
+        churn_rounds: args.churn_rounds,
+        churn_lifetime: args.churn_lifetime,
+        churn_b_env: args.churn_b_env,
+        gateway_env: args.gateway_env,
         job_runner: if args.job_via == "direct" {
             JobRunner::DirectMethods
         } else {

@@ -7,12 +7,15 @@ use std::time::{Duration, Instant};
 use fieldhub::HubConfig;
 
 use crate::bridges::{ids, Kind, Launch, Site};
+use crate::cost::{self, Cost, Window};
 use crate::env::{HubTuning, SimPool, World};
+use crate::floor::modbus::Reads;
 use crate::footprint::{self, Footprint};
 use crate::jobs::JobRunner;
+use crate::pypeer::PyPool;
 use crate::report::{Report, Row};
 use crate::saturation::{self, PollWindow};
-use crate::{deadunits, fanout, latency, procstat, storm};
+use crate::{churn, deadunits, fanout, latency, linkmem, procstat, storm};
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -32,6 +35,19 @@ pub struct Options {
     pub tuning: HubTuning,
     /// The gateway's doors use MQTT over WebSockets (fieldhub's HTTPS port) instead of 8883.
     pub websocket: bool,
+    /// Python with pymodbus for workload 8's independent peer.
+    pub python: PathBuf,
+    /// Workload 8's measuring window per process (default 60 s full, 3 s quick).
+    pub cost_window: Option<Duration>,
+    /// Workload 8's (peer, reads per poll) runs, where not the mode's default.
+    pub cost_runs: Option<Vec<(Peer, Reads)>>,
+    /// Workload 10's renewal rounds and token lifetime (defaults 20 and 30 s; 2 and 4 s quick).
+    pub churn_rounds: Option<usize>,
+    pub churn_lifetime: Option<Duration>,
+    /// Workload 10 again with this extra gateway environment (an allocator A/B).
+    pub churn_b_env: Vec<(String, String)>,
+    /// Extra environment of every gateway process.
+    pub gateway_env: Vec<(String, String)>,
 }
 
 /// Sizes of one mode.
@@ -51,6 +67,25 @@ struct Sizes {
     dead_doors: usize,
     dead_units: Vec<u8>,
     dead_calls: usize,
+    /// Workload 8: doors, window, the floor measured again after the gateway, the
+    /// (peer, reads) runs.
+    cost_doors: usize,
+    cost_window: Window,
+    cost_twice: bool,
+    cost_runs: Vec<(Peer, Reads)>,
+    /// Workload 9: [1, N] doors and the settle before RSS is read.
+    linkmem_sizes: [usize; 2],
+    /// Workload 10.
+    churn_doors: usize,
+    churn_lifetime: Duration,
+    churn_rounds: usize,
+}
+
+/// Workload 8's Modbus peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    Pymodbus,
+    Doorsim,
 }
 
 impl Sizes {
@@ -73,6 +108,22 @@ impl Sizes {
                 dead_doors: 8,
                 dead_units: vec![3, 6],
                 dead_calls: 5,
+                cost_doors: 50,
+                cost_window: Window {
+                    warm_up: Duration::from_secs(1),
+                    measure: o.cost_window.unwrap_or(Duration::from_secs(3)),
+                },
+                cost_twice: false,
+                cost_runs: o.cost_runs.clone().unwrap_or_else(|| {
+                    vec![
+                        (Peer::Doorsim, Reads::Three),
+                        (Peer::Pymodbus, Reads::Three),
+                    ]
+                }),
+                linkmem_sizes: [1, 20],
+                churn_doors: 20,
+                churn_lifetime: o.churn_lifetime.unwrap_or(Duration::from_secs(4)),
+                churn_rounds: o.churn_rounds.unwrap_or(2),
             }
         } else {
             Sizes {
@@ -92,9 +143,51 @@ impl Sizes {
                 dead_doors: 32,
                 dead_units: vec![5, 13, 21, 29],
                 dead_calls: 50,
+                cost_doors: 1000,
+                cost_window: Window {
+                    warm_up: Duration::from_secs(10),
+                    measure: o.cost_window.unwrap_or(Duration::from_secs(60)),
+                },
+                cost_twice: true,
+                cost_runs: o.cost_runs.clone().unwrap_or_else(|| {
+                    vec![
+                        (Peer::Pymodbus, Reads::Three),
+                        (Peer::Doorsim, Reads::Two),
+                        (Peer::Doorsim, Reads::Three),
+                    ]
+                }),
+                linkmem_sizes: [1, 1000],
+                churn_doors: 1000,
+                churn_lifetime: o.churn_lifetime.unwrap_or(Duration::from_secs(30)),
+                churn_rounds: o.churn_rounds.unwrap_or(20),
             }
         }
     }
+}
+
+impl std::str::FromStr for Peer {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "pymodbus" => Ok(Peer::Pymodbus),
+            "doorsim" => Ok(Peer::Doorsim),
+            _ => Err(format!("{s:?}: pymodbus or doorsim")),
+        }
+    }
+}
+
+/// `pymodbus:3`, `doorsim:2`: a peer and the reads per poll.
+pub fn parse_cost_run(s: &str) -> Result<(Peer, Reads), String> {
+    let (peer, reads) = s
+        .split_once(':')
+        .ok_or("write PEER:READS, e.g. pymodbus:3")?;
+    let reads = match reads {
+        "2" => Reads::Two,
+        "3" => Reads::Three,
+        _ => return Err(format!("{reads:?}: 2 or 3 reads per poll")),
+    };
+    Ok((peer.parse()?, reads))
 }
 
 fn ratio(a: f64, b: Option<f64>) -> f64 {
@@ -136,12 +229,17 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
             websocket_port: opts.websocket.then_some(world.hub.https_addr.port()),
             ..opts.tuning
         },
+        gateway_env: opts.gateway_env.clone(),
     };
     let with_ref = launch.reference.is_some();
     if opts.websocket {
         notes.push("the gateway's doors used MQTT over WebSockets (--websocket)".into());
     }
-    let big = sizes.footprint_sizes[2].max(sizes.storm_doors);
+    let big = sizes.footprint_sizes[2]
+        .max(sizes.storm_doors)
+        .max(sizes.cost_doors)
+        .max(sizes.linkmem_sizes[1])
+        .max(sizes.churn_doors);
     let fg_doors = world.doors("door", big)?;
     let ref_doors = if with_ref {
         world.doors("ref", sizes.footprint_sizes[2])?
@@ -503,6 +601,159 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         }
     }
 
+    if wants(8) {
+        let n = sizes.cost_doors;
+        let doors = &fg_doors[..n];
+        for &(peer, reads) in &sizes.cost_runs {
+            tracing::info!(
+                ?peer,
+                reads = reads.name(),
+                "workload 8: cost per transaction"
+            );
+            let c = match peer {
+                Peer::Doorsim => {
+                    let addrs: Vec<String> =
+                        (0..fg_pool.sims.len()).map(|i| fg_pool.addr(i)).collect();
+                    cost::run(
+                        &world,
+                        &launch,
+                        "doorsim",
+                        &addrs,
+                        doors,
+                        reads,
+                        sizes.cost_window,
+                        sizes.cost_twice,
+                    )
+                    .await?
+                }
+                Peer::Pymodbus => {
+                    if let Err(why) = PyPool::available(&opts.python) {
+                        tracing::warn!("{why}");
+                        notes.push(why);
+                        continue;
+                    }
+                    let py = PyPool::start(&world, &opts.python, n).await?;
+                    let c = cost::run(
+                        &world,
+                        &launch,
+                        "pymodbus",
+                        &py.addrs,
+                        doors,
+                        reads,
+                        sizes.cost_window,
+                        sizes.cost_twice,
+                    )
+                    .await;
+                    py.shutdown().await;
+                    c?
+                }
+            };
+            rows.extend(cost_rows(&c));
+            if let Some(f2) = c.floor_again {
+                let (a, b) = (c.floor.us_per_transaction, f2.us_per_transaction);
+                if (a - b).abs() > 0.15 * a.min(b) {
+                    notes.push(format!(
+                        "workload 8 ({}, {} reads): the two floor runs differ by more than 15 % ({a:.1} / {b:.1} µs): disturbed, repeat it",
+                        c.peer,
+                        c.reads.count()
+                    ));
+                }
+            }
+            details.insert(
+                format!("cost_{}_{}", c.peer, c.reads.name()),
+                serde_json::to_value(&c)?,
+            );
+        }
+    }
+
+    if wants(9) {
+        tracing::info!("workload 9: KB per door against the link floor");
+        let m = linkmem::run(
+            &world,
+            &launch,
+            &fg_doors,
+            &fg_pool,
+            sizes.linkmem_sizes,
+            sizes.settle,
+        )
+        .await?;
+        let n = m.doors;
+        rows.push(
+            Row::new(
+                9,
+                format!(
+                    "KB per door, fieldgate, {n} doors, links up + {:?}",
+                    sizes.settle
+                ),
+                m.fieldgate_kb_per_door,
+                "KB",
+            )
+            .ratio("fieldgate / link floor", m.ratio)
+            .at_most(1.5, "≤ 1.5"),
+        );
+        rows.push(Row::new(
+            9,
+            format!("KB per door, link floor (rustls + rumqttc, subscribed, idle), {n} links"),
+            m.floor_kb_per_door,
+            "KB",
+        ));
+        details.insert("link_memory".into(), serde_json::to_value(&m)?);
+    }
+
+    if wants(10) {
+        let doors = &fg_doors[..sizes.churn_doors];
+        let mut runs = vec![Vec::new()];
+        if !opts.churn_b_env.is_empty() {
+            runs.push(opts.churn_b_env.clone());
+        }
+        for env in runs {
+            tracing::info!(?env, rounds = sizes.churn_rounds, "workload 10: churn soak");
+            let c = churn::run(
+                &world,
+                &launch,
+                doors,
+                &fg_pool,
+                sizes.churn_lifetime,
+                sizes.churn_rounds,
+                &env,
+            )
+            .await?;
+            let with = if c.env.is_empty() {
+                String::new()
+            } else {
+                format!(" with {}", c.env.join(" "))
+            };
+            let first = c.rss_kb[0] as f64 / 1024.0;
+            let last = *c.rss_kb.last().unwrap_or(&0) as f64 / 1024.0;
+            rows.push(
+                Row::new(
+                    10,
+                    format!(
+                        "churn soak{with}: RSS growth over the second half of {} renewal rounds ({} doors, tokens of {:?}; {first:.1} → {last:.1} MB)",
+                        c.rounds, c.doors, sizes.churn_lifetime
+                    ),
+                    c.growth_second_half_percent,
+                    "%",
+                )
+                .value_at_most(2.0, "≤ 2 %"),
+            );
+            if (c.rounds_observed - c.rounds as f64).abs() > 0.25 * c.rounds as f64 {
+                notes.push(format!(
+                    "workload 10{with}: {:.1} renewals per door counted for {} rounds",
+                    c.rounds_observed, c.rounds
+                ));
+            }
+            details.insert(
+                if c.env.is_empty() {
+                    "churn".into()
+                } else {
+                    "churn_b".into()
+                },
+                serde_json::to_value(&c)?,
+            );
+        }
+    }
+
     if opts.quick {
         // Small sizes and debug builds: the run shows that everything completes; its figures
         // say nothing about the targets.
@@ -531,6 +782,74 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
         notes,
         details,
     })
+}
+
+fn cost_rows(c: &Cost) -> Vec<Row> {
+    let what = format!(
+        "{} doors @ 1 s, {} reads per poll, {}",
+        c.doors,
+        c.reads.count(),
+        c.peer
+    );
+    let floor_pct = c.floor_again.map_or(c.floor.percent_of_core, |f| {
+        (f.percent_of_core + c.floor.percent_of_core) / 2.0
+    });
+    let floor_sw = c.floor_again.map_or(c.floor.switches_per_transaction, |f| {
+        (f.switches_per_transaction + c.floor.switches_per_transaction) / 2.0
+    });
+    let mut rows = vec![
+        Row::new(
+            8,
+            format!("CPU per Modbus transaction, fieldgate, {what}"),
+            c.fieldgate.us_per_transaction,
+            "µs",
+        )
+        .ratio("fieldgate / Modbus floor", c.ratio)
+        .at_most(1.5, "≤ 1.5"),
+        Row::new(
+            8,
+            format!("CPU per Modbus transaction, Modbus floor, {what}"),
+            c.fieldgate.us_per_transaction / c.ratio,
+            "µs",
+        ),
+    ];
+    if let (Some(l), Some(net)) = (c.links_only, c.net_us_per_transaction) {
+        rows.push(
+            Row::new(
+                8,
+                format!(
+                    "CPU per Modbus transaction less the links' own ({:.2} % of a core polling hourly), fieldgate, {what}",
+                    l.percent_of_core
+                ),
+                net,
+                "µs",
+            )
+            .ratio("fieldgate / Modbus floor", net / (c.fieldgate.us_per_transaction / c.ratio)),
+        );
+    }
+    rows.extend([
+        Row::new(
+            8,
+            format!("CPU, fieldgate, {what}"),
+            c.fieldgate.percent_of_core,
+            "% of a core",
+        )
+        .ratio(
+            "fieldgate / Modbus floor",
+            c.fieldgate.percent_of_core / floor_pct,
+        ),
+        Row::new(
+            8,
+            format!("context switches per transaction, fieldgate, {what}"),
+            c.fieldgate.switches_per_transaction,
+            "",
+        )
+        .ratio(
+            "fieldgate / Modbus floor",
+            c.fieldgate.switches_per_transaction / floor_sw,
+        ),
+    ]);
+    rows
 }
 
 fn footprint_rows(prints: &[Footprint], sizes: &Sizes) -> Vec<Row> {
@@ -647,4 +966,21 @@ fn footprint_rows(prints: &[Footprint], sizes: &Sizes) -> Vec<Row> {
         }
     }
     rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cost_runs_parse() {
+        assert_eq!(
+            parse_cost_run("pymodbus:3"),
+            Ok((Peer::Pymodbus, Reads::Three))
+        );
+        assert_eq!(parse_cost_run("doorsim:2"), Ok((Peer::Doorsim, Reads::Two)));
+        assert!(parse_cost_run("doorsim:4").is_err());
+        assert!(parse_cost_run("modbus:3").is_err());
+        assert!(parse_cost_run("pymodbus").is_err());
+    }
 }

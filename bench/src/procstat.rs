@@ -75,6 +75,31 @@ pub fn ticks_per_second() -> u64 {
         .unwrap_or(100)
 }
 
+/// Context switches of every thread of the process (voluntary + involuntary, from
+/// `/proc/PID/task/*/status`): how often it went to sleep and woke up again.
+pub fn context_switches(pid: u32) -> Result<u64, ProcError> {
+    let dir = std::fs::read_dir(format!("/proc/{pid}/task")).map_err(|source| ProcError::Read {
+        pid,
+        file: "task",
+        source,
+    })?;
+    let mut total = 0;
+    for task in dir.flatten() {
+        let Ok(status) = std::fs::read_to_string(task.path().join("status")) else {
+            continue;
+        };
+        total += status
+            .lines()
+            .filter_map(|l| {
+                l.strip_prefix("voluntary_ctxt_switches:")
+                    .or_else(|| l.strip_prefix("nonvoluntary_ctxt_switches:"))
+            })
+            .filter_map(|v| v.trim().parse::<u64>().ok())
+            .sum::<u64>();
+    }
+    Ok(total)
+}
+
 /// CPU used by a process over a window.
 #[derive(Debug, Clone, Copy)]
 pub struct CpuSample {

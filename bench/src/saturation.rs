@@ -14,6 +14,7 @@ use fieldhub::doorsim::{self, transaction_time, DoorSimConfig, Listen};
 
 use crate::bridges::Launch;
 use crate::env::{rtu_bus, Door, HubTuning, MapSpec, World};
+use crate::floor::modbus::Reads;
 use crate::gateway::{histogram_totals, GatewayProc};
 use crate::jobs::JobRunner;
 
@@ -106,6 +107,7 @@ pub async fn run(
         poll_interval: poll,
         doors,
         tuning: HubTuning::default(),
+        reads: Reads::Two,
     };
 
     // Job: polling far apart (each poller starts at a random point of its hour), so the line
@@ -115,6 +117,7 @@ pub async fn run(
         &launch.gateway_bin,
         &format!("rtu-{baud}-job"),
         spec("1h"),
+        &launch.gateway_env,
     )?;
     world
         .wait_connected(&ids, Instant::now(), Duration::from_secs(120))
@@ -143,6 +146,7 @@ pub async fn run(
         &launch.gateway_bin,
         &format!("rtu-{baud}-poll"),
         spec("50ms"),
+        &launch.gateway_env,
     )?;
     world
         .wait_connected(&ids, Instant::now(), Duration::from_secs(120))

@@ -8,7 +8,7 @@ Input register i holds 100 * unit + i, so a test can tell units and addresses ap
     pymodbus_server.py rtu /dev/pts/N 9600  -> prints "pymodbus ready /dev/pts/N"
 
 Options (after the positional arguments):
-    --units 1,2,3,4     the units that exist
+    --units 1,2,3,4     the units that exist (ranges too: --units 1-200)
     --off 4,7           units that are switched off: requests to them get no answer at all
     --log-writes        print "write UNIT FC ADDRESS UNIX_MS" on stdout for every write
                         request the server receives (when it reaches the controller)
@@ -44,7 +44,11 @@ def device(unit: int) -> ModbusDeviceContext:
 
 
 def units(text: str) -> list[int]:
-    return [int(u) for u in text.split(",") if u]
+    out = []
+    for part in (p for p in text.split(",") if p):
+        first, _, last = part.partition("-")
+        out.extend(range(int(first), int(last or first) + 1))
+    return out
 
 
 def silencer(mode: str, off: list[int]):

@@ -1,0 +1,304 @@
+//! Workload 8, cost per transaction: fieldgate polling N doors every interval against a
+//! Modbus peer (pymodbus, an independent process, or the in-process doorsim), and the Modbus
+//! floor ([`crate::floor::modbus`]) doing the same reads at the same rate against the same
+//! peer, measured back to back (floor, fieldgate, fieldgate with polls an hour apart, floor
+//! again) so the ratio does not ride on the load of the moment. CPU is each process's utime + stime; transactions are the
+//! gateway's own counter (`fieldgate_modbus_requests_total`) and the floor's.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::bridges::{ids, Bridge, Launch};
+use crate::child::{Proc, SpawnOptions};
+use crate::env::{tcp_bus, Door, HubTuning, MapSpec, World};
+use crate::floor::{self, modbus::Reads};
+use crate::gateway::GatewayProc;
+use crate::procstat;
+
+/// The Modbus requests counter of the gateway.
+const REQUESTS: &str = "fieldgate_modbus_requests_total";
+
+/// How long each side warms up and is measured.
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    pub warm_up: Duration,
+    pub measure: Duration,
+}
+
+/// CPU of one process over a window, per transaction.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct CpuCost {
+    pub cpu_seconds: f64,
+    pub wall_seconds: f64,
+    pub transactions: u64,
+    pub us_per_transaction: f64,
+    pub percent_of_core: f64,
+    /// Voluntary + involuntary context switches (all threads) per transaction.
+    pub switches_per_transaction: f64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Cost {
+    pub peer: String,
+    pub reads: Reads,
+    pub doors: usize,
+    pub interval: String,
+    pub floor: CpuCost,
+    /// The floor again after the gateway (None in quick mode).
+    pub floor_again: Option<CpuCost>,
+    pub fieldgate: CpuCost,
+    /// fieldgate's µs per transaction ÷ the floors' mean.
+    pub ratio: f64,
+    /// fieldgate with the same doors polled an hour apart (None in quick mode).
+    pub links_only: Option<CpuCost>,
+    /// fieldgate's µs per transaction less what its links cost without polling.
+    pub net_us_per_transaction: Option<f64>,
+}
+
+/// Counters read at both ends of a window.
+struct Mark {
+    at: Instant,
+    ticks: u64,
+    switches: u64,
+    transactions: u64,
+}
+
+fn mark(pid: u32, transactions: u64) -> anyhow::Result<Mark> {
+    Ok(Mark {
+        at: Instant::now(),
+        ticks: procstat::cpu_ticks(pid)?,
+        switches: procstat::context_switches(pid)?,
+        transactions,
+    })
+}
+
+fn cost(a: &Mark, b: &Mark) -> CpuCost {
+    let cpu = (b.ticks - a.ticks) as f64 / procstat::ticks_per_second() as f64;
+    let wall = (b.at - a.at).as_secs_f64();
+    let tx = b.transactions.saturating_sub(a.transactions);
+    let per = |x: f64| if tx == 0 { f64::NAN } else { x / tx as f64 };
+    CpuCost {
+        cpu_seconds: cpu,
+        wall_seconds: wall,
+        transactions: tx,
+        us_per_transaction: per(cpu * 1e6),
+        percent_of_core: 100.0 * cpu / wall.max(1e-9),
+        switches_per_transaction: per(b.switches.saturating_sub(a.switches) as f64),
+    }
+}
+
+/// The Modbus floor against `addrs` (bus i serving the doors with `sim == i`).
+async fn floor_run(
+    world: &World,
+    tag: &str,
+    addrs: &[String],
+    doors: &[Door],
+    interval: Duration,
+    reads: Reads,
+    w: Window,
+) -> anyhow::Result<CpuCost> {
+    let exe = std::env::current_exe()?;
+    let mut args = vec![
+        "floor-modbus".to_string(),
+        "--interval-ms".into(),
+        interval.as_millis().to_string(),
+        "--reads".into(),
+        reads.name().into(),
+    ];
+    for (i, addr) in addrs.iter().enumerate() {
+        let units = doors.iter().filter(|d| d.sim == i).count();
+        if units > 0 {
+            args.extend(["--bus".into(), format!("{addr}={units}")]);
+        }
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let log = world.path(&format!("{tag}.log"));
+    let mut p = Proc::spawn_with(
+        &format!("Modbus floor ({tag})"),
+        &exe,
+        &args,
+        log.clone(),
+        &SpawnOptions::default(),
+    )?;
+    wait_line(&mut p, "floor-modbus ready", Duration::from_secs(30)).await?;
+    tokio::time::sleep(w.warm_up).await;
+    let count = |log: &Path| floor::last_count(log, "transactions ").unwrap_or(0);
+    let a = mark(p.pid, count(&log))?;
+    tokio::time::sleep(w.measure).await;
+    p.check_alive()?;
+    let b = mark(p.pid, count(&log))?;
+    p.stop().await?;
+    Ok(cost(&a, &b))
+}
+
+async fn wait_line(p: &mut Proc, line: &str, limit: Duration) -> anyhow::Result<()> {
+    let started = Instant::now();
+    while !floor::has_line(&p.log, line) {
+        p.check_alive()?;
+        anyhow::ensure!(
+            started.elapsed() < limit,
+            "{}: no {line:?} after {limit:?}; log tail:\n{}",
+            p.name,
+            p.log_tail(10)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+/// Sum of every series of counter `name`.
+pub fn counter_total(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|r| r.starts_with('{') || r.starts_with(' '))
+        })
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
+/// fieldgate polling `doors` every `poll_interval`: CPU over the window after links up and a
+/// warm-up.
+#[allow(clippy::too_many_arguments)]
+async fn gateway_run(
+    world: &World,
+    launch: &Launch,
+    tag: &str,
+    addrs: &[String],
+    doors: &[Door],
+    reads: Reads,
+    poll_interval: &str,
+    w: Window,
+) -> anyhow::Result<CpuCost> {
+    let sims = doors.iter().map(|d| d.sim).max().map_or(0, |m| m + 1);
+    let spec = MapSpec {
+        hub_host: format!("localhost:{}", world.hub.mqtt_addr.port()),
+        ca: &world.hub.ca_path,
+        metrics_port: 0,
+        connects_per_second: 0,
+        buses: (0..sims).map(|i| tcp_bus(i, &addrs[i])).collect(),
+        poll_interval,
+        doors,
+        tuning: HubTuning::default(),
+        reads,
+    };
+    let started = Instant::now();
+    let mut gw = Bridge::Fieldgate(GatewayProc::start(
+        world,
+        &launch.gateway_bin,
+        &format!("{tag}-fieldgate-{poll_interval}"),
+        spec,
+        &launch.gateway_env,
+    )?);
+    gw.wait_up(world, &ids(doors), started, Duration::from_secs(300))
+        .await?;
+    tokio::time::sleep(w.warm_up).await;
+    let g = gw.gateway().expect("fieldgate");
+    let requests = || async {
+        g.metrics()
+            .await
+            .map(|t| counter_total(&t, REQUESTS) as u64)
+    };
+    let a = mark(g.pid(), requests().await?)?;
+    tokio::time::sleep(w.measure).await;
+    let b = mark(g.pid(), requests().await?)?;
+    gw.stop().await?;
+    world
+        .wait_disconnected(&ids(doors), Duration::from_secs(30))
+        .await?;
+    Ok(cost(&a, &b))
+}
+
+/// One peer, one read profile: floor, fieldgate, fieldgate with its links only and the floor
+/// again (the last two unless `quick`).
+#[allow(clippy::too_many_arguments)]
+pub async fn run(
+    world: &World,
+    launch: &Launch,
+    peer: &str,
+    addrs: &[String],
+    doors: &[Door],
+    reads: Reads,
+    w: Window,
+    twice: bool,
+) -> anyhow::Result<Cost> {
+    let interval = Duration::from_secs(1);
+    let tag = format!("cost-{peer}-{}", reads.name());
+    tracing::info!(peer, reads = reads.name(), doors = doors.len(), "floor");
+    let floor = floor_run(
+        world,
+        &format!("{tag}-floor"),
+        addrs,
+        doors,
+        interval,
+        reads,
+        w,
+    )
+    .await?;
+    tracing::info!(?floor, "floor");
+
+    let fieldgate = gateway_run(world, launch, &tag, addrs, doors, reads, "1s", w).await?;
+    tracing::info!(?fieldgate, "fieldgate");
+    // The same doors with polls an hour apart: what the links, timers and metrics cost
+    // without transactions, to tell the per-transaction share from the per-door one.
+    let links_only = if twice {
+        let l = gateway_run(world, launch, &tag, addrs, doors, reads, "1h", w).await?;
+        tracing::info!(?l, "fieldgate, links only");
+        Some(l)
+    } else {
+        None
+    };
+
+    let floor_again = if twice {
+        let f = floor_run(
+            world,
+            &format!("{tag}-floor-again"),
+            addrs,
+            doors,
+            interval,
+            reads,
+            w,
+        )
+        .await?;
+        tracing::info!(?f, "floor again");
+        Some(f)
+    } else {
+        None
+    };
+    let floor_us = match floor_again {
+        Some(f2) => (floor.us_per_transaction + f2.us_per_transaction) / 2.0,
+        None => floor.us_per_transaction,
+    };
+    let net_us_per_transaction = links_only.map(|l| {
+        (fieldgate.cpu_seconds - l.percent_of_core / 100.0 * fieldgate.wall_seconds) * 1e6
+            / fieldgate.transactions.max(1) as f64
+    });
+    Ok(Cost {
+        peer: peer.to_string(),
+        links_only,
+        net_us_per_transaction,
+        reads,
+        doors: doors.len(),
+        interval: "1s".into(),
+        floor,
+        floor_again,
+        ratio: fieldgate.us_per_transaction / floor_us,
+        fieldgate,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counter_total_sums_every_series_of_that_name_only() {
+        let text = "# TYPE fieldgate_modbus_requests_total counter\n\
+            fieldgate_modbus_requests_total{bus=\"bus0\",function=\"read_coils\",result=\"ok\"} 120\n\
+            fieldgate_modbus_requests_total{bus=\"bus1\",function=\"read_coils\",result=\"ok\"} 80\n\
+            fieldgate_modbus_requests_total_other 7\n\
+            fieldgate_modbus_request_duration_seconds_count{bus=\"bus0\"} 5\n";
+        assert_eq!(counter_total(text, REQUESTS), 200.0);
+        assert_eq!(counter_total("plain_total 3\n", "plain_total"), 3.0);
+    }
+}
