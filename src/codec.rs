@@ -505,10 +505,20 @@ fn describe(v: &Value) -> String {
     }
 }
 
-/// Decimal places needed to write `x` exactly (shortest form), capped at 10.
+/// Decimal places needed to write `x` exactly (shortest form), capped at 10: the fewest
+/// places `p` whose rounding gives `x` back. Every decoded value of a scaled point asks this
+/// of its scale and offset, so it is counted without formatting the number.
 fn decimals(x: f64) -> i32 {
-    let s = format!("{}", x.abs());
-    s.split_once('.').map_or(0, |(_, f)| f.len().min(10) as i32)
+    let x = x.abs();
+    if !x.is_finite() {
+        return 0;
+    }
+    (0..10)
+        .find(|&p| {
+            let m = 10f64.powi(p);
+            (x * m).round() / m == x
+        })
+        .unwrap_or(10)
 }
 
 fn round_to(x: f64, places: i32) -> f64 {
@@ -526,6 +536,40 @@ fn fmt_num(x: f64) -> String {
         format!("{}", x as i64)
     } else {
         format!("{x}")
+    }
+}
+
+#[cfg(test)]
+mod decimals_tests {
+    use super::decimals;
+
+    #[test]
+    fn decimals_match_the_shortest_written_form() {
+        let written = |x: f64| {
+            let s = format!("{}", x.abs());
+            s.split_once('.').map_or(0, |(_, f)| f.len().min(10) as i32)
+        };
+        for x in [
+            0.0,
+            1.0,
+            0.1,
+            0.01,
+            0.001,
+            0.3,
+            0.25,
+            2.5,
+            1.5e-7,
+            123.456,
+            0.0625,
+            1e20,
+            -0.05,
+            0.1 + 0.2,
+            1.0 / 3.0,
+            99.99,
+            0.000_000_001,
+        ] {
+            assert_eq!(decimals(x), written(x), "{x}");
+        }
     }
 }
 

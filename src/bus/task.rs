@@ -305,7 +305,14 @@ impl MetricHandles {
         result: &'static str,
     ) {
         let key = (function, result);
-        match self.counters.iter().find(|(k, _)| *k == key) {
+        // The same literal is the same pointer: compared first, text only if that misses.
+        let same = |k: &(&str, &str)| std::ptr::eq(k.0, function) && std::ptr::eq(k.1, result);
+        let found = self
+            .counters
+            .iter()
+            .find(|(k, _)| same(k))
+            .or_else(|| self.counters.iter().find(|(k, _)| *k == key));
+        match found {
             Some((_, c)) => c.inc(),
             None => {
                 let c = metrics
@@ -323,7 +330,12 @@ impl MetricHandles {
         bus: &str,
         function: &'static str,
     ) -> &prometheus::Histogram {
-        let i = match self.durations.iter().position(|(f, _)| *f == function) {
+        let found = self
+            .durations
+            .iter()
+            .position(|(f, _)| std::ptr::eq(*f, function))
+            .or_else(|| self.durations.iter().position(|(f, _)| *f == function));
+        let i = match found {
             Some(i) => i,
             None => {
                 let h = metrics
@@ -416,13 +428,17 @@ impl BusTask {
         mut poll_rx: mpsc::Receiver<Job>,
         shutdown: CancellationToken,
     ) {
-        let mut stopping = false;
-        while !stopping {
+        loop {
+            // Once per job, not per wake-up of the job on the line: the token takes a lock
+            // each time it is asked. Shutdown never cuts a transaction short; the line's
+            // work finishes first, then what is queued is answered below.
+            if shutdown.is_cancelled() {
+                break;
+            }
             self.expire(Instant::now());
             if let Some(job) = self.queue.pop() {
                 self.queue_depth.dec();
-                self.start(job, &mut operator_rx, &shutdown, &mut stopping)
-                    .await;
+                self.start(job, &mut operator_rx).await;
                 continue;
             }
             if let Some(job) = self.resume.take() {
@@ -436,8 +452,7 @@ impl BusTask {
                 if self.queue.len > 0 {
                     self.resume = Some(job);
                 } else if let Some(job) = self.refuse_or_keep(job, None) {
-                    self.start(job, &mut operator_rx, &shutdown, &mut stopping)
-                        .await;
+                    self.start(job, &mut operator_rx).await;
                 }
                 continue;
             }
@@ -465,8 +480,7 @@ impl BusTask {
                 Wake::Poll(job) => {
                     self.queue_depth.dec();
                     if let Some(job) = self.refuse_or_keep(job, None) {
-                        self.start(job, &mut operator_rx, &shutdown, &mut stopping)
-                            .await;
+                        self.start(job, &mut operator_rx).await;
                     }
                 }
                 Wake::Connect => {
@@ -493,8 +507,6 @@ impl BusTask {
                             busy: None,
                         },
                         &mut operator_rx,
-                        &shutdown,
-                        &mut stopping,
                     )
                     .await;
                 }
@@ -557,13 +569,7 @@ impl BusTask {
 
     /// Runs `job` on the line while admitting (and refusing, and expiring) operator requests,
     /// then settles the unit's health and answers the caller.
-    async fn start(
-        &mut self,
-        job: Job,
-        operator_rx: &mut mpsc::Receiver<Job>,
-        shutdown: &CancellationToken,
-        stopping: &mut bool,
-    ) {
+    async fn start(&mut self, job: Job, operator_rx: &mut mpsc::Receiver<Job>) {
         let now = Instant::now();
         let function = job.work.op().function();
         // The caller gave up, or the job can no longer start in time: a write nobody will
@@ -600,8 +606,6 @@ impl BusTask {
                 busy: Some(unit),
             },
             operator_rx,
-            shutdown,
-            stopping,
         )
         .await;
         let end = Instant::now();
@@ -705,27 +709,20 @@ impl Admission<'_> {
 
 /// Drives `work` (the job or connect attempt on the line) to completion while operator
 /// requests keep arriving: each is queued or answered at once, and queued ones that run out
-/// of time are answered when they do. Shutdown is noted, not acted on: the line's work
-/// finishes first.
+/// of time are answered when they do. Shutdown is not watched here: the line's work
+/// finishes first, and the task's loop looks at the token before the next job.
 async fn serve_while<F: std::future::Future>(
     work: F,
     mut admission: Admission<'_>,
     operator_rx: &mut mpsc::Receiver<Job>,
-    shutdown: &CancellationToken,
-    stopping: &mut bool,
 ) -> F::Output {
     tokio::pin!(work);
-    // Made once per job: a fresh `cancelled()` each wake-up registers and unregisters a
-    // waiter on the token every time, on the path of every poll transaction.
-    let cancelled = shutdown.cancelled();
-    tokio::pin!(cancelled);
     loop {
         let expiry = admission.queue.next_expiry(admission.timing);
         let room = admission.queue.has_room();
         tokio::select! {
             biased;
             out = &mut work => return out,
-            () = &mut cancelled, if !*stopping => *stopping = true,
             Some(job) = operator_rx.recv(), if room => admission.admit(job),
             () = sleep_until_opt(expiry) => {
                 let now = Instant::now();
@@ -1104,11 +1101,14 @@ impl Line {
     /// One transaction, reopening the connection first when it is down and may be retried.
     async fn transaction(&mut self, unit: u8, op: &Op, deadline: Instant, seen: &mut Seen) -> Tx {
         let function = op.function();
-        if Instant::now() >= deadline {
+        // The clock is read again only after a wait: a transaction on a fast line is a few
+        // µs of work, and each read of it counts.
+        let mut now = Instant::now();
+        if now >= deadline {
             return Tx::NoTime;
         }
         if self.ctx.is_none() {
-            if self.next_connect_at > Instant::now() {
+            if self.next_connect_at > now {
                 if !(self.settling && self.next_connect_at < deadline) {
                     self.count(function, "skipped");
                     return Tx::NotConnected(format!("not connected: {}", self.last_connect_error));
@@ -1116,6 +1116,7 @@ impl Line {
                 sleep_until(self.next_connect_at).await;
             }
             self.connect(Some(deadline)).await;
+            now = Instant::now();
         }
         // Keep the line quiet between transactions for slow controllers.
         if let Some(end) = self.last_end {
@@ -1126,8 +1127,9 @@ impl Line {
             // Only when there is something to wait for: a timer, even one already due,
             // fires on the driver's next millisecond tick, which on a fast line (a 115200
             // baud transaction takes ~2 ms) would cost up to half of every transaction.
-            if ready > Instant::now() {
+            if ready > now {
                 sleep_until(ready).await;
+                now = Instant::now();
             }
         }
         let Some(ctx) = self.ctx.as_mut() else {
@@ -1137,8 +1139,8 @@ impl Line {
         let limit = self
             .opts
             .timeout
-            .min(deadline.saturating_duration_since(Instant::now()));
-        let started = Instant::now();
+            .min(deadline.saturating_duration_since(now));
+        let started = now;
         let outcome = timeout(limit, transport::transact(ctx, unit, op)).await;
         let end = Instant::now();
         self.last_end = Some(end);
