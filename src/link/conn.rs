@@ -107,6 +107,9 @@ impl Conn {
         eventloop.state.events = VecDeque::with_capacity(EVENT_BUFFER);
         let mut net = eventloop.network_options();
         net.set_connection_timeout(s.hub.connect_timeout.as_secs().max(1));
+        // A method answer is one small packet: Nagle would hold it until the hub acknowledges
+        // whatever went before (a reported patch), up to its delayed-ACK timer (~40 ms).
+        net.set_tcp_nodelay(true);
         eventloop.set_network_options(net);
         let (tx, events) = mpsc::channel(cap);
         let poller = tokio::spawn(poll(eventloop, tx));
