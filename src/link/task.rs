@@ -54,7 +54,7 @@ enum End {
 }
 
 pub(crate) struct Link {
-    s: LinkSettings,
+    settings: LinkSettings,
     host_name: String,
     port: u16,
     pacer: ConnectPacer,
@@ -99,7 +99,7 @@ impl Link {
             host_name: host_name.to_string(),
             port,
             backoff: Backoff::new(s.hub.backoff),
-            s,
+            settings: s,
             pacer,
             metrics,
             shutdown,
@@ -124,7 +124,7 @@ impl Link {
         let Some(since) = self.online_since.take() else {
             return;
         };
-        if since.elapsed() >= self.s.hub.backoff.stable_after {
+        if since.elapsed() >= self.settings.hub.backoff.stable_after {
             self.short_lived = 0;
             return;
         }
@@ -135,7 +135,7 @@ impl Link {
             .inc();
         if self.short_lived == SHORT_LIVED_WARN || self.short_lived % (SHORT_LIVED_WARN * 10) == 0 {
             warn!(
-                device = %self.s.device_id,
+                device = %self.settings.device_id,
                 host = %self.host_name,
                 times = self.short_lived,
                 last_reason = %reason,
@@ -145,26 +145,29 @@ impl Link {
     }
 
     fn device(&self) -> &str {
-        &self.s.device_id
+        &self.settings.device_id
     }
 
     pub(crate) async fn run(mut self) {
         let up = self.metrics.link_up.with_label_values(&[self.device()]);
         up.set(0);
-        let tls = match self
-            .s
-            .check_offline()
-            .and_then(|()| match &self.s.client_cert {
-                Some(c) => tls::client_config_with_cert(self.s.hub.extra_ca_pem.as_deref(), c),
-                None => tls::client_config(self.s.hub.extra_ca_pem.as_deref()),
-            }) {
-            Ok(t) => t,
-            Err(e) => {
-                warn!(device = %self.s.device_id, reason = %e, "door link cannot start");
-                self.stop(Some(e.to_string()));
-                return;
-            }
-        };
+        let tls =
+            match self
+                .settings
+                .check_offline()
+                .and_then(|()| match &self.settings.client_cert {
+                    Some(c) => {
+                        tls::client_config_with_cert(self.settings.hub.extra_ca_pem.as_deref(), c)
+                    }
+                    None => tls::client_config(self.settings.hub.extra_ca_pem.as_deref()),
+                }) {
+                Ok(t) => t,
+                Err(e) => {
+                    warn!(device = %self.settings.device_id, reason = %e, "door link cannot start");
+                    self.stop(Some(e.to_string()));
+                    return;
+                }
+            };
         let mut after_failure = false;
         loop {
             let attempt = self.backoff.failures() + 1;
@@ -174,8 +177,8 @@ impl Link {
                 break;
             }
             let started = Instant::now();
-            let chosen = self.s.hub.transport.choose(&self.metrics);
-            let assigned = match self.s.hub.dps.clone() {
+            let chosen = self.settings.hub.transport.choose(&self.metrics);
+            let assigned = match self.settings.hub.dps.clone() {
                 None => Ok(()),
                 // Boxed: a registration holds a whole provisioning client while it runs, and
                 // inline it would size every door's task for it, DPS or not (9 KB a door).
@@ -184,8 +187,9 @@ impl Link {
                     Some(r) => r,
                 },
             };
-            let opened = assigned
-                .and_then(|()| Conn::open(&self.s, &self.host_name, self.port, &tls, chosen));
+            let opened = assigned.and_then(|()| {
+                Conn::open(&self.settings, &self.host_name, self.port, &tls, chosen)
+            });
             let end = match opened {
                 Err(reason) => End::Lost(reason),
                 Ok(conn) => {
@@ -209,7 +213,7 @@ impl Link {
                         .token_renewals
                         .with_label_values(&[self.device()])
                         .inc();
-                    info!(device = %self.s.device_id, host = %self.host_name, "renewing SAS token");
+                    info!(device = %self.settings.device_id, host = %self.host_name, "renewing SAS token");
                     after_failure = false;
                 }
                 End::Lost(reason) => {
@@ -239,14 +243,14 @@ impl Link {
         tls: &std::sync::Arc<rustls::ClientConfig>,
     ) -> Option<Result<(), String>> {
         let (id, key, payload) = (
-            self.s.device_id.clone(),
-            self.s.key.clone(),
-            self.s.dps_payload.clone(),
+            self.settings.device_id.clone(),
+            self.settings.key.clone(),
+            self.settings.dps_payload.clone(),
         );
         if p.cached(&id).is_none() {
             self.state.send_replace(LinkState::Registering);
         }
-        let credential = match self.s.client_cert {
+        let credential = match self.settings.client_cert {
             Some(_) => crate::dps::Credential::Certificate,
             None => crate::dps::Credential::Key(key.expose()),
         };
@@ -279,12 +283,12 @@ impl Link {
     fn log_down(&self, reason: &str, delay: Duration) {
         static GATE: std::sync::LazyLock<RepeatGate> = std::sync::LazyLock::new(RepeatGate::new);
         let retry_in = crate::human::duration(delay);
-        match GATE.note(reason, &self.s.device_id) {
+        match GATE.note(reason, &self.settings.device_id) {
             Verdict::First => {
-                warn!(device = %self.s.device_id, host = %self.host_name, %reason, %retry_in, "door link down")
+                warn!(device = %self.settings.device_id, host = %self.host_name, %reason, %retry_in, "door link down")
             }
             Verdict::Repeat => {
-                debug!(device = %self.s.device_id, host = %self.host_name, %reason, %retry_in, "door link down")
+                debug!(device = %self.settings.device_id, host = %self.host_name, %reason, %retry_in, "door link down")
             }
             Verdict::Summary { count, doors } => {
                 warn!(host = %self.host_name, %reason, repeated = %summary_text(count, &doors), "door links down")
@@ -337,7 +341,7 @@ impl Link {
             Queued::Patch(p) => !p.reply.is_closed(),
             Queued::Telemetry { reply, .. } => !reply.is_closed(),
         });
-        if self.backlog.len() < self.s.hub.queue.max(1) {
+        if self.backlog.len() < self.settings.hub.queue.max(1) {
             self.backlog.push_back(q);
             return;
         }
@@ -348,7 +352,7 @@ impl Link {
     }
 
     fn method_lost(&self, rid: String, reply: Reply<()>) {
-        warn!(device = %self.s.device_id, rid = %rid, "method response dropped: its connection is gone");
+        warn!(device = %self.settings.device_id, rid = %rid, "method response dropped: its connection is gone");
         self.metrics
             .link_method_responses_lost
             .with_label_values(&[self.device()])
@@ -361,7 +365,7 @@ impl Link {
         // The token was signed just before dialling: renewal counts from here, not from the
         // twin, so a slow setup cannot outlive the token.
         let issued = Instant::now();
-        let setup_deadline = issued + self.s.hub.connect_timeout;
+        let setup_deadline = issued + self.settings.hub.connect_timeout;
         let mut renew_at = None;
         let mut drain: Option<Drain> = None;
         let mut subacks = 0;
@@ -388,16 +392,16 @@ impl Link {
                 () = self.shutdown.cancelled() => {
                     // Before CONNACK there is no session to close; dropping the socket is enough.
                     if connacked {
-                        conn.disconnect(&self.s.device_id, "shutdown").await;
+                        conn.disconnect(&self.settings.device_id, "shutdown").await;
                     }
                     self.lost(online, "shutdown".into());
                     return End::Shutdown;
                 }
                 () = sleep_until(setup_deadline), if !online => {
-                    let why = format!("no twin within {:?} of dialling", self.s.hub.connect_timeout);
+                    let why = format!("no twin within {:?} of dialling", self.settings.hub.connect_timeout);
                     if !connacked && conn.transport == Chosen::Mqtt {
                         // A blackholed 8883: the SYN goes unanswered until here.
-                        self.s.hub.transport.mqtt_unreachable(&why, &self.metrics);
+                        self.settings.hub.transport.mqtt_unreachable(&why, &self.metrics);
                     }
                     return End::Lost(why);
                 }
@@ -411,12 +415,12 @@ impl Link {
                             Ok(()) => {
                                 // Until just before the token expires (the hub closes the
                                 // connection then anyway).
-                                let room = self.s.hub.token_lifetime.saturating_sub(now - issued);
+                                let room = self.settings.hub.token_lifetime.saturating_sub(now - issued);
                                 let guard = (room / 10).max(Duration::from_millis(100));
                                 drain = Some(Drain::new(now, room.saturating_sub(guard)));
                                 continue;
                             }
-                            Err(e) => debug!(device = %self.s.device_id, error = %e, "unsubscribe before renewal failed"),
+                            Err(e) => debug!(device = %self.settings.device_id, error = %e, "unsubscribe before renewal failed"),
                         },
                         // Step 2: once the hub confirmed and the open requests are answered
                         // (or the token is about to run out), reconnect.
@@ -426,7 +430,7 @@ impl Link {
                         }
                         Some(_) => {}
                     }
-                    conn.disconnect(&self.s.device_id, "token renewal").await;
+                    conn.disconnect(&self.settings.device_id, "token renewal").await;
                     self.lost(online, "SAS token renewal".into());
                     return End::Renew;
                 }
@@ -451,15 +455,18 @@ impl Link {
             let event = match *event {
                 Ok(event) => event,
                 Err(e) => {
-                    let why = conn::describe_proxy(&e, &self.s, &self.host_name)
+                    let why = conn::describe_proxy(&e, &self.settings, &self.host_name)
                         .unwrap_or_else(|| conn::describe(&e));
                     if !connacked && conn::identity_refused(&e) {
-                        if let Some(p) = &self.s.hub.dps {
-                            p.forget(&self.s.device_id);
+                        if let Some(p) = &self.settings.hub.dps {
+                            p.forget(&self.settings.device_id);
                         }
                     }
                     if !connacked && conn.transport == Chosen::Mqtt && conn::unreachable(&e) {
-                        self.s.hub.transport.mqtt_unreachable(&why, &self.metrics);
+                        self.settings
+                            .hub
+                            .transport
+                            .mqtt_unreachable(&why, &self.metrics);
                     }
                     return self.lost(online, why);
                 }
@@ -475,7 +482,7 @@ impl Link {
                 }
                 Event::Incoming(Packet::ConnAck(_)) => {
                     connacked = true;
-                    debug!(device = %self.s.device_id, "CONNACK");
+                    debug!(device = %self.settings.device_id, "CONNACK");
                     for filter in SUBSCRIPTIONS {
                         if let Err(e) = conn.client.try_subscribe(filter, QoS::AtLeastOnce) {
                             return End::Lost(format!("subscribe: {e}"));
@@ -513,8 +520,8 @@ impl Link {
                                 // At least a second of service between renewals, whatever the setup took.
                                 let renew = issued
                                     + auth::renew_after(
-                                        self.s.hub.token_lifetime,
-                                        self.s.hub.token_renew_margin,
+                                        self.settings.hub.token_lifetime,
+                                        self.settings.hub.token_renew_margin,
                                         rand::random(),
                                     );
                                 renew_at = Some(renew.max(Instant::now() + Duration::from_secs(1)));
@@ -531,7 +538,7 @@ impl Link {
                         Inbound::TwinFailed(reason) => return self.lost(online, reason),
                         Inbound::Handled => {}
                         Inbound::Dropped(why) => {
-                            debug!(device = %self.s.device_id, reason = %why, "inbound publish dropped")
+                            debug!(device = %self.settings.device_id, reason = %why, "inbound publish dropped")
                         }
                     }
                 }
@@ -563,14 +570,14 @@ impl Link {
             .set(1);
         self.state.send_replace(LinkState::Connected);
         self.online_since = Some(Instant::now());
-        info!(device = %self.s.device_id, host = %self.host_name, "door link up");
+        info!(device = %self.settings.device_id, host = %self.host_name, "door link up");
     }
 
     /// A full twin matters too much to drop on a momentarily full queue: wait up to
     /// `op_timeout` for room; `false` means the bridge is not draining (resync later).
     async fn deliver(&mut self, event: Box<LinkEvent>) -> bool {
         matches!(
-            timeout(self.s.hub.op_timeout, self.events.send(event)).await,
+            timeout(self.settings.hub.op_timeout, self.events.send(event)).await,
             Ok(Ok(()))
         )
     }
@@ -581,7 +588,7 @@ impl Link {
             .try_send(Box::new(LinkEvent::DesiredPatch { version, patch }))
         {
             if matches!(e, mpsc::error::TrySendError::Full(_)) {
-                warn!(device = %self.s.device_id, version, "event queue full: desired patch dropped, fetching the twin again");
+                warn!(device = %self.settings.device_id, version, "event queue full: desired patch dropped, fetching the twin again");
                 self.session.resync = true;
             }
         }
@@ -604,7 +611,7 @@ impl Link {
             return;
         }
         // Never silence: a request the bridge cannot take is refused now, before the hub's timeout.
-        warn!(device = %self.s.device_id, method = %name, "event queue full: answering 503");
+        warn!(device = %self.settings.device_id, method = %name, "event queue full: answering 503");
         self.session.take_method(&rid);
         let body = json!({"message": "gateway busy, retry later"}).to_string();
         let _ = client.try_publish(
@@ -613,7 +620,7 @@ impl Link {
             false,
             body,
         );
-        let label = if self.s.methods.contains_key(&name) {
+        let label = if self.settings.methods.contains_key(&name) {
             name.as_str()
         } else {
             "unknown"
@@ -650,7 +657,7 @@ impl Link {
                 self.publish_patch(client, PendingPatch { body, reply })
             }
             Command::Telemetry { body, reply } => {
-                let topic = topics::telemetry(&self.s.device_id);
+                let topic = topics::telemetry(&self.settings.device_id);
                 let r = client
                     .try_publish(topic, QoS::AtLeastOnce, false, body)
                     .map_err(|_| LinkError::Busy);
@@ -671,7 +678,7 @@ impl Link {
             .try_publish(topic, QoS::AtMostOnce, false, body)
             .is_err()
         {
-            warn!(device = %self.s.device_id, "request channel full: reported patch waits for the next connection");
+            warn!(device = %self.settings.device_id, "request channel full: reported patch waits for the next connection");
         }
     }
 
@@ -680,7 +687,7 @@ impl Link {
             match q {
                 Queued::Patch(p) if !p.reply.is_closed() => self.publish_patch(client, p),
                 Queued::Telemetry { body, reply } if !reply.is_closed() => {
-                    let topic = topics::telemetry(&self.s.device_id);
+                    let topic = topics::telemetry(&self.settings.device_id);
                     let r = client
                         .try_publish(topic, QoS::AtLeastOnce, false, body)
                         .map_err(|_| LinkError::Busy);
@@ -707,7 +714,7 @@ impl Link {
             };
             let slot = *self
                 .event_slot
-                .get_or_insert_with(|| self.s.hub.event_pacer.reserve());
+                .get_or_insert_with(|| self.settings.hub.event_pacer.reserve());
             if slot > Instant::now() {
                 return;
             }
@@ -715,7 +722,7 @@ impl Link {
                 Ok(mut v) => v.pop(),
                 Err(e) => {
                     // Retried on the next wake-up (PUBACK, new event, any traffic).
-                    warn!(device = %self.s.device_id, error = %e, "cannot read stored events");
+                    warn!(device = %self.settings.device_id, error = %e, "cannot read stored events");
                     return;
                 }
             };
@@ -724,7 +731,7 @@ impl Link {
                 self.outflow.skip_to(head);
                 continue;
             };
-            let topic = wire::topic(&self.s.device_id, &event);
+            let topic = wire::topic(&self.settings.device_id, &event);
             // On a full request channel the event stays stored and is tried again on the
             // next wake-up.
             if client
