@@ -117,12 +117,14 @@ pub async fn start(cfg: HubConfig) -> anyhow::Result<RunningHub> {
     let (mqtt_addr, https_addr) = (mqtt.local_addr()?, https.local_addr()?);
 
     let shutdown = CancellationToken::new();
+    let throttle = cfg.throttle.map(|p| Arc::new(Throttle::new(p)));
     let hub = Hub::open(
         cfg.hostname.clone(),
         mqtt_addr,
         https_addr,
         store,
         shutdown.clone(),
+        throttle.clone(),
     )?;
     let service_connection_string = hub
         .policy_connection_string("iothubowner")
@@ -134,7 +136,6 @@ pub async fn start(cfg: HubConfig) -> anyhow::Result<RunningHub> {
     )
     .with_context(|| format!("writing {}", connstr_path.display()))?;
 
-    let throttle = cfg.throttle.map(|p| Arc::new(Throttle::new(p)));
     let dps_id_scope = hub.dps_id_scope();
     let scope_path = cfg.data_dir.join("dps.idscope");
     std::fs::write(&scope_path, format!("{dps_id_scope}\n"))

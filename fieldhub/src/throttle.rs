@@ -62,7 +62,10 @@ impl ThrottleProfile {
             Operation::NewConnection => ((12.0 * u).max(100.0), second),
             // 20/min/unit.
             Operation::Query => (20.0 * u, minute),
-            // S1: 100/sec and 50/sec, whatever the units.
+            // "Twin (device and module) reads" and "Twin updates (device and module)", S1
+            // column: 100/sec and 50/sec, whatever the units (10/sec/unit and 5/sec/unit are
+            // S2's). Hub-wide: a device's MQTT twin GET and reported-properties PATCH draw on
+            // the same buckets as the service's twin reads and updates.
             Operation::TwinRead => (100.0, second),
             Operation::TwinUpdate => (50.0, second),
             // 160 KB/sec/unit, in 4 KB chunks.

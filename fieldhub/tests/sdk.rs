@@ -700,7 +700,8 @@ async fn official_sdks_jobs_and_queries() {
 /// (item 1; Python's `Twin` deserializer drops any other spelling), the query guide's GROUP BY
 /// example (item 2), twin-update jobs without etag `"*"` refused (item 5), and
 /// `responseTimeoutInSeconds` below 5 refused (item 7), and the S1 throttle profile's 429
-/// surfaced as each SDK's throttling error (item 6).
+/// surfaced as each SDK's throttling error (item 6), the Node device SDK's reported-property
+/// updates included.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_sdks_issue14_queries_twin_jobs_method_timeouts_and_throttling() {
     let _ports = support::SDK_PORTS.lock().await;
@@ -775,8 +776,23 @@ async fn official_sdks_issue14_queries_twin_jobs_method_timeouts_and_throttling(
             Sdk::NodeIssue14 => "registry.createQuery(throttled)",
             _ => "registry.query_iot_hub(throttled)",
         };
-        let steps = run_script(&env, sdk, "throttled", "q-1", &[], &[step]).await;
+        // The Node device SDK also sends reported patches beyond S1's 50 twin updates a
+        // second and must see the 429 answers as errors.
+        let (extra, twin_step) = match sdk {
+            Sdk::NodeIssue14 => (
+                vec![("DEVICE_CS", env.device_cs("q-1"))],
+                Some("twin.properties.reported.update(throttled)"),
+            ),
+            _ => (Vec::new(), None),
+        };
+        let expected: Vec<&str> = [step].into_iter().chain(twin_step).collect();
+        let steps = run_script(&env, sdk, "throttled", "q-1", &extra, &expected).await;
         assert_eq!(steps[step]["status"], 429);
+        if let Some(s) = twin_step {
+            assert_eq!(steps[s]["error"], "Error", "{}", steps[s]);
+            let refused = steps[s]["refused"].as_u64().unwrap();
+            assert!((1..=30).contains(&refused), "{}", steps[s]);
+        }
         let Env { hub, dir: d } = env;
         tokio::time::timeout(T, hub.shutdown()).await.unwrap();
         dir = d;

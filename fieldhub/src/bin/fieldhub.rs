@@ -34,8 +34,9 @@ enum Command {
         #[command(flatten)]
         jobs: JobArgs,
         /// Operation throttles: `none` (default) or `s1`, IoT Hub's S1 quotas (queries,
-        /// registry and job operations per minute, twin reads and updates per second, method
-        /// KB/s, new connections per second), answered with 429 ThrottlingException.
+        /// registry and job operations per minute, twin reads and updates per second from the
+        /// service and devices alike, method KB/s, new connections per second), answered with
+        /// 429 ThrottlingException.
         #[arg(long, default_value = "none", value_parser = ["none", "s1"])]
         throttle: String,
         /// S1 units the `s1` throttles are sized for.

@@ -24,6 +24,7 @@ use crate::auth::{self, Permission, Policy};
 use crate::error::HubError;
 use crate::registry::DeviceIdentity;
 use crate::store::Store;
+use crate::throttle::{Operation, Throttle};
 use crate::twin::TwinDoc;
 
 const CA_CERTIFICATES: redb::TableDefinition<'static, &str, &[u8]> =
@@ -80,6 +81,9 @@ pub(crate) struct Inner {
     pub dps: Mutex<crate::dps::DpsState>,
     /// CA certificates (DER) that `certificateAuthority` devices' chains may end at.
     pub cas: Mutex<Vec<rustls::pki_types::CertificateDer<'static>>>,
+    /// The operation throttles (`None`: unthrottled), shared by the REST and MQTT endpoints:
+    /// IoT Hub's twin quotas count device-side and service-side operations alike.
+    pub throttle: Option<Arc<Throttle>>,
 }
 
 /// Cheap `Clone` handle on the hub state.
@@ -109,6 +113,7 @@ impl Hub {
         https_addr: SocketAddr,
         store: Store,
         shutdown: CancellationToken,
+        throttle: Option<Arc<Throttle>>,
     ) -> Result<Hub, HubError> {
         let mut policies: Vec<Policy> = store
             .load::<Policy>(crate::store::POLICIES)?
@@ -156,6 +161,7 @@ impl Hub {
                 shutdown,
                 dps,
                 cas,
+                throttle,
             }),
         })
     }
@@ -172,7 +178,19 @@ impl Hub {
             none,
             store,
             CancellationToken::new(),
+            None,
         )
+    }
+
+    /// Takes one `op` from the hub's operation throttles; refused with 429001
+    /// `ThrottlingException` beyond the quota. Always admitted on an unthrottled hub.
+    pub(crate) fn admit(&self, op: Operation) -> Result<(), HubError> {
+        match &self.inner.throttle {
+            Some(t) => t
+                .admit(op, 1.0)
+                .map_err(|e| HubError::Throttled(e.to_string())),
+            None => Ok(()),
+        }
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {

@@ -222,7 +222,15 @@ mod tests {
     fn bare_hub(dir: &std::path::Path) -> Hub {
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
         let store = crate::store::Store::open(dir).unwrap();
-        Hub::open("localhost".into(), addr, addr, store, Default::default()).unwrap()
+        Hub::open(
+            "localhost".into(),
+            addr,
+            addr,
+            store,
+            Default::default(),
+            None,
+        )
+        .unwrap()
     }
 
     #[test]

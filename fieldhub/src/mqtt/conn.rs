@@ -23,6 +23,7 @@ use tokio_util::codec::Framed;
 
 use super::rules::{self, FilterVerdict, PublishVerdict};
 use crate::hub::{unix_now, Hub, Sub, TelemetryMessage};
+use crate::throttle::Operation;
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -578,15 +579,28 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Session<T> {
         }
         match verdict {
             PublishVerdict::Telemetry { .. } => Step::Continue,
-            PublishVerdict::TwinGet { rid } => match self.hub.device_twin(&self.id) {
-                Ok(t) => {
-                    self.twin_reply(200, &rid, None, Bytes::from(t.to_string()))
-                        .await
+            // A throttled request is answered 429 on its response topic and not carried out:
+            // the device's twin reads and updates count against the hub's twin quotas (see
+            // `crate::throttle`), as the service's do.
+            PublishVerdict::TwinGet { rid } => {
+                let twin = self
+                    .hub
+                    .admit(Operation::TwinRead)
+                    .and_then(|()| self.hub.device_twin(&self.id));
+                match twin {
+                    Ok(t) => {
+                        self.twin_reply(200, &rid, None, Bytes::from(t.to_string()))
+                            .await
+                    }
+                    Err(e) => self.twin_error(&rid, &e).await,
                 }
-                Err(e) => self.twin_error(&rid, &e).await,
-            },
+            }
             PublishVerdict::ReportedPatch { rid } => {
-                match self.hub.patch_reported(&self.id, &p.payload) {
+                let patched = self
+                    .hub
+                    .admit(Operation::TwinUpdate)
+                    .and_then(|()| self.hub.patch_reported(&self.id, &p.payload));
+                match patched {
                     Ok(v) => self.twin_reply(204, &rid, Some(v), Bytes::new()).await,
                     Err(e) => self.twin_error(&rid, &e).await,
                 }

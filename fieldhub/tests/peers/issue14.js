@@ -1,9 +1,13 @@
 // Issue 14 through the official Node service SDK (azure-iothub, from tests/peers/node via
 // NODE_PATH): query projections keep IoT Hub's property names, the query language guide's
 // GROUP BY example, a twin-update job without etag "*" refused, and a direct method with
-// responseTimeoutInSeconds below 5 refused. Prints one JSON line per checked step.
+// responseTimeoutInSeconds below 5 refused; on a throttled hub, queries and (with DEVICE_CS,
+// azure-iot-device over MQTT) reported-property updates refused. Prints one JSON line per
+// checked step.
 'use strict';
 const { Registry, Client: ServiceClient, JobClient } = require('azure-iothub');
+const { Client: DeviceClient } = require('azure-iot-device');
+const { Mqtt } = require('azure-iot-device-mqtt');
 
 const serviceCs = process.env.SERVICE_CS;
 
@@ -82,6 +86,28 @@ async function throttled() {
   check(statusOf(error) === 429 && error.constructor.name === 'ThrottlingError',
     'throttled → 429 ThrottlingError, got ' + statusOf(error) + ' ' + error.constructor.name);
   step('registry.createQuery(throttled)', { status: statusOf(error), error: error.constructor.name });
+  if (process.env.DEVICE_CS) await throttledTwinUpdates();
+}
+
+// The device side: S1 allows 50 twin updates a second, so of 80 reported patches sent at
+// once some are answered on $iothub/twin/res/429. The MQTT transport turns a response body
+// with an errorCode into a plain Error carrying its message (it ignores the status).
+async function throttledTwinUpdates() {
+  const client = DeviceClient.fromConnectionString(process.env.DEVICE_CS, Mqtt);
+  await client.open();
+  const twin = await client.getTwin();
+  const results = await Promise.all(Array.from({ length: 80 }, (_, i) => new Promise((resolve) => {
+    twin.properties.reported.update({ n: i }, (err) => resolve(err || null));
+  })));
+  const errors = results.filter((e) => e);
+  check(errors.length > 0, 'some of 80 reported patches were throttled');
+  check(errors.length <= 30, errors.length + ' of 80 refused: at most 30 beyond the 50 a second');
+  const message = String(errors[0].message);
+  check(message.includes('Throttling limit exceeded'), 'throttled patch error: ' + message);
+  step('twin.properties.reported.update(throttled)', {
+    refused: errors.length, error: errors[0].constructor.name, message,
+  });
+  await client.close();
 }
 
 (process.env.MODE === 'throttled' ? throttled() : main()).then(
