@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use fieldhub::hub::Sub;
+use fieldhub::HubConfig;
 use rumqttc::mqttbytes::v4::{ConnectReturnCode, Packet};
 use serde_json::json;
 use tokio::io::AsyncWriteExt as _;
@@ -226,4 +227,98 @@ async fn a_sixth_topic_filter_is_refused_and_the_five_held_keep_working() {
         [Success(_)]
     ));
     assert!(hub.subscriptions("d").contains(&Sub::DesiredPatches));
+}
+
+/// The five-topic limit holds for a saved session too: the filters a device subscribed with
+/// clean session 0 are still held when it reconnects (MQTT 3.1.1 §3.1.2.4, session present)
+/// and after a hub restart, so they count, and a sixth new one is refused as on the first
+/// connection. Renewing a restored filter does not count twice; unsubscribing one frees a
+/// place.
+#[tokio::test]
+async fn filters_restored_with_a_saved_session_count_toward_the_five() {
+    use rumqttc::SubscribeReasonCode::{Failure, Success};
+    let th = start_hub().await;
+    let d = th.hub.hub.create_device("d").unwrap();
+    let mut dev = TestDevice::with_key(&th.hub, "d", &d.primary_key, false);
+    assert!(!dev.connected().await, "no saved session yet");
+    for f in [
+        "$iothub/twin/res/#",
+        "$iothub/methods/POST/lock/#",
+        "$iothub/methods/POST/unlock/#",
+        "$iothub/methods/POST/pulse/#",
+        "devices/d/messages/devicebound/#",
+    ] {
+        assert!(matches!(dev.subscribe(f).await[..], [Success(_)]), "{f}");
+    }
+    dev.client.disconnect().await.unwrap();
+    assert!(th.hub.hub.wait_disconnected("d", T).await);
+
+    let mut dev = TestDevice::with_key(&th.hub, "d", &d.primary_key, false);
+    assert!(dev.connected().await, "session present");
+    assert_eq!(
+        dev.subscribe("$iothub/twin/PATCH/properties/desired/#")
+            .await,
+        vec![Failure],
+        "a sixth filter next to five restored ones"
+    );
+    assert!(!th.hub.hub.subscriptions("d").contains(&Sub::DesiredPatches));
+    assert!(matches!(
+        dev.subscribe("$iothub/twin/res/#").await[..],
+        [Success(_)]
+    ));
+    let (topic, _) = dev.twin_get("restored").await;
+    assert_eq!(topic, "$iothub/twin/res/200/?$rid=restored");
+    dev.unsubscribe("$iothub/methods/POST/pulse/#").await;
+    assert!(matches!(
+        dev.subscribe("$iothub/twin/PATCH/properties/desired/#")
+            .await[..],
+        [Success(_)]
+    ));
+    dev.client.disconnect().await.unwrap();
+    assert!(th.hub.hub.wait_disconnected("d", T).await);
+
+    // The same five, restored from the database by a restarted hub.
+    let TestHub { hub, dir } = th;
+    tokio::time::timeout(T, hub.shutdown()).await.unwrap();
+    let hub = tokio::time::timeout(T, fieldhub::start(HubConfig::for_tests(dir.path())))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut dev = TestDevice::with_key(&hub, "d", &d.primary_key, false);
+    assert!(dev.connected().await, "session present after the restart");
+    assert_eq!(
+        dev.subscribe("$iothub/methods/POST/pulse/#").await,
+        vec![Failure],
+        "five restored from the database"
+    );
+    assert!(matches!(
+        dev.subscribe("$iothub/methods/POST/lock/#").await[..],
+        [Success(_)]
+    ));
+    dev.client.disconnect().await.unwrap();
+    assert!(hub.hub.wait_disconnected("d", T).await);
+
+    // A clean session discards them, and what it subscribes to ends with it, in the
+    // database too.
+    let mut dev = TestDevice::with_key(&hub, "d", &d.primary_key, true);
+    assert!(!dev.connected().await);
+    assert!(matches!(
+        dev.subscribe("$iothub/twin/res/#").await[..],
+        [Success(_)]
+    ));
+    dev.client.disconnect().await.unwrap();
+    assert!(hub.hub.wait_disconnected("d", T).await);
+    tokio::time::timeout(T, hub.shutdown()).await.unwrap();
+    let hub = tokio::time::timeout(T, fieldhub::start(HubConfig::for_tests(dir.path())))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(hub.hub.subscriptions("d").is_empty());
+    let mut dev = TestDevice::with_key(&hub, "d", &d.primary_key, false);
+    assert!(!dev.connected().await, "no saved session after a clean one");
+    assert!(matches!(
+        dev.subscribe("$iothub/methods/POST/pulse/#").await[..],
+        [Success(_)]
+    ));
+    tokio::time::timeout(T, hub.shutdown()).await.unwrap();
 }

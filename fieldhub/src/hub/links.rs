@@ -74,6 +74,8 @@ pub(crate) struct Attached {
     pub rx: mpsc::Receiver<Outbound>,
     pub kill: CancellationToken,
     pub session_present: bool,
+    /// The topic filters restored with a saved session (empty with clean session 1).
+    pub filters: std::collections::BTreeMap<String, Sub>,
 }
 
 /// Why a CONNECT is refused (mapped to CONNACK codes by the MQTT layer).
@@ -88,7 +90,7 @@ impl State {
         let subscribed = self
             .sessions
             .get(id)
-            .is_some_and(|s| s.contains(&Sub::DesiredPatches));
+            .is_some_and(|s| s.holds(Sub::DesiredPatches));
         if let (true, Some(link)) = (subscribed, self.links.get(id)) {
             let msg = Outbound {
                 sub: Sub::DesiredPatches,
@@ -212,19 +214,21 @@ impl Hub {
             tracing::info!(device = id, "new connection replaces the old one");
             old.kill.cancel();
         }
-        let session_present = if clean_session {
+        let (session_present, filters) = if clean_session {
             st.sessions.remove(id);
             let _ = self
                 .inner
                 .store
                 .put::<()>(crate::store::SESSIONS, id, None, false);
-            false
+            (false, Default::default())
         } else {
-            let present = st.sessions.contains_key(id);
-            if !present {
-                st.sessions.insert(id.to_string(), BTreeSet::new());
+            match st.sessions.get(id) {
+                Some(s) => (true, s.filters.clone()),
+                None => {
+                    st.sessions.insert(id.to_string(), Default::default());
+                    (false, Default::default())
+                }
             }
-            present
         };
         if let Some(d) = st.devices.get_mut(id) {
             d.last_activity = Some(now_iso());
@@ -236,6 +240,7 @@ impl Hub {
             rx,
             kill,
             session_present,
+            filters,
         }
     }
 
@@ -245,30 +250,17 @@ impl Hub {
         if st.links.get(id).is_some_and(|l| l.conn_id == conn_id) {
             st.links.remove(id);
             if clean_session {
+                // Its subscriptions were stored as they came; a clean session ends with the
+                // connection (MQTT 3.1.1 §3.1.2.4), also for a hub restarted later.
                 st.sessions.remove(id);
+                let _ = self
+                    .inner
+                    .store
+                    .put::<()>(crate::store::SESSIONS, id, None, false);
             }
             // Pending method calls stay: a device that reconnects at once (a cut connection,
             // a token renewal) may still answer them on its new connection; otherwise they
             // end with 504 at their response timeout.
-        }
-        drop(st);
-        self.inner.link_changes.notify_waiters();
-    }
-
-    pub(crate) fn set_subscription(&self, id: &str, sub: Sub, on: bool) {
-        let mut st = self.lock();
-        let subs = st.sessions.entry(id.to_string()).or_default();
-        let changed = if on {
-            subs.insert(sub)
-        } else {
-            subs.remove(&sub)
-        };
-        if changed {
-            let snapshot = subs.clone();
-            let _ = self
-                .inner
-                .store
-                .put(crate::store::SESSIONS, id, Some(&snapshot), false);
         }
         drop(st);
         self.inner.link_changes.notify_waiters();
@@ -320,7 +312,11 @@ impl Hub {
 
     /// The persisted MQTT subscriptions of `id`.
     pub fn subscriptions(&self, id: &str) -> BTreeSet<Sub> {
-        self.lock().sessions.get(id).cloned().unwrap_or_default()
+        self.lock()
+            .sessions
+            .get(id)
+            .map(|s| s.subs())
+            .unwrap_or_default()
     }
 
     /// Re-evaluates `check` after every link or subscription change until it yields a value
@@ -348,8 +344,7 @@ impl Hub {
         let deadline = tokio::time::Instant::now() + timeout;
         self.wait_for_links(deadline, |hub| {
             let st = hub.lock();
-            let subscribed =
-                sub.is_none_or(|s| st.sessions.get(id).is_some_and(|x| x.contains(&s)));
+            let subscribed = sub.is_none_or(|s| st.sessions.get(id).is_some_and(|x| x.holds(s)));
             (st.links.contains_key(id) && subscribed).then_some(())
         })
         .await

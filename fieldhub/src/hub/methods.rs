@@ -78,10 +78,7 @@ impl Hub {
     ) -> Result<Option<(String, oneshot::Receiver<MethodResponse>)>, HubError> {
         let mut st = self.lock();
         st.device(id)?;
-        let subscribed = st
-            .sessions
-            .get(id)
-            .is_some_and(|s| s.contains(&Sub::Methods));
+        let subscribed = st.sessions.get(id).is_some_and(|s| s.holds(Sub::Methods));
         if !subscribed || !st.links.contains_key(id) {
             return Ok(None);
         }

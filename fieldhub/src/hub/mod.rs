@@ -7,12 +7,13 @@
 mod devices;
 pub(crate) mod links;
 mod methods;
+mod sessions;
 
 pub use devices::{if_match_ok, DeviceUpdate};
 pub use links::{Sub, TelemetryMessage, TELEMETRY_BYTES};
 pub use methods::MethodResponse;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -56,7 +57,7 @@ pub(crate) struct Device {
 pub(crate) struct State {
     pub devices: BTreeMap<String, Device>,
     pub links: HashMap<String, links::Link>,
-    pub sessions: HashMap<String, BTreeSet<Sub>>,
+    pub sessions: HashMap<String, sessions::MqttSession>,
     pub telemetry: HashMap<String, VecDeque<TelemetryMessage>>,
     /// The device of every kept telemetry message, oldest first (which to drop when full).
     pub telemetry_order: VecDeque<String>,
@@ -136,8 +137,9 @@ impl Hub {
                 },
             );
         }
-        for (id, subs) in store.load::<BTreeSet<Sub>>(crate::store::SESSIONS)? {
-            state.sessions.insert(id, subs);
+        for (id, stored) in store.load::<sessions::StoredSession>(crate::store::SESSIONS)? {
+            let session = stored.into_session(&id);
+            state.sessions.insert(id, session);
         }
         let (telemetry_tx, _) = broadcast::channel(1024);
         let dps = crate::dps::load(&store)?;

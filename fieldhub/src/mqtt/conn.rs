@@ -314,7 +314,7 @@ async fn serve_stream_with_chain<T: AsyncRead + AsyncWrite + Unpin>(
             id: id.clone(),
             framed,
             granted: std::collections::BTreeMap::new(),
-            filters: std::collections::BTreeMap::new(),
+            filters: att.filters,
             last_pkid: 0,
         };
         session
@@ -359,8 +359,8 @@ impl Drop for Detach<'_> {
 /// time" ("Communicate with an IoT hub using the MQTT protocol", Receiving cloud-to-device
 /// messages, <https://learn.microsoft.com/azure/iot/iot-mqtt-connect-to-iot-hub>). The guide
 /// does not say how the hub refuses a sixth; MQTT 3.1.1's per-filter refusal (SUBACK 0x80) is
-/// used, so the filters already held keep working. Subscriptions restored from a persistent
-/// session and not renewed on this connection are not counted (their filter text is not kept).
+/// used, so the filters already held keep working. Filters restored with a saved session
+/// (clean session 0) are held as much as those subscribed on this connection, and count.
 const MAX_SUBSCRIPTIONS: usize = 5;
 
 struct Session<T> {
@@ -375,8 +375,9 @@ struct Session<T> {
     /// restored from a persistent session without a SUBSCRIBE on this connection are served
     /// at QoS 0 (the granted QoS is not stored).
     granted: std::collections::BTreeMap<Sub, QoS>,
-    /// The topic filters this connection holds, and what each subscribes to (several
-    /// per-method filters all mean [`Sub::Methods`]). At most [`MAX_SUBSCRIPTIONS`].
+    /// The topic filters this connection holds, restored ones included, and what each
+    /// subscribes to (several per-method filters all mean [`Sub::Methods`]). At most
+    /// [`MAX_SUBSCRIPTIONS`]; the hub's copy is the saved session.
     filters: std::collections::BTreeMap<String, Sub>,
     /// Packet id of the last QoS 1 publish (1..=65535, wrapping).
     last_pkid: u16,
@@ -489,7 +490,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Session<T> {
                                 continue;
                             }
                             self.filters.insert(f.path.clone(), sub);
-                            self.hub.set_subscription(&self.id, sub, true);
+                            self.hub.set_filter(&self.id, &f.path, Some(sub));
                             // QoS 2 subscriptions are granted QoS 1 (MQTT guide, as above).
                             let q = if f.qos == QoS::AtMostOnce {
                                 QoS::AtMostOnce
@@ -509,9 +510,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Session<T> {
                 for t in &u.topics {
                     if let FilterVerdict::Allowed(sub) = rules::classify_filter(t, &self.id) {
                         self.filters.remove(t);
+                        self.hub.set_filter(&self.id, t, None);
                         // Another per-method filter may still hold the methods subscription.
                         if !self.filters.values().any(|held| *held == sub) {
-                            self.hub.set_subscription(&self.id, sub, false);
                             self.granted.remove(&sub);
                         }
                     }
