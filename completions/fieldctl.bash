@@ -55,6 +55,9 @@ _fieldctl() {
             fieldctl__subcmd__devices__subcmd__help,provision)
                 cmd="fieldctl__subcmd__devices__subcmd__help__subcmd__provision"
                 ;;
+            fieldctl__subcmd__dps,enrollment)
+                cmd="fieldctl__subcmd__dps__subcmd__enrollment"
+                ;;
             fieldctl__subcmd__dps,group)
                 cmd="fieldctl__subcmd__dps__subcmd__group"
                 ;;
@@ -66,6 +69,36 @@ _fieldctl() {
                 ;;
             fieldctl__subcmd__dps,registrations)
                 cmd="fieldctl__subcmd__dps__subcmd__registrations"
+                ;;
+            fieldctl__subcmd__dps__subcmd__enrollment,create)
+                cmd="fieldctl__subcmd__dps__subcmd__enrollment__subcmd__create"
+                ;;
+            fieldctl__subcmd__dps__subcmd__enrollment,delete)
+                cmd="fieldctl__subcmd__dps__subcmd__enrollment__subcmd__delete"
+                ;;
+            fieldctl__subcmd__dps__subcmd__enrollment,help)
+                cmd="fieldctl__subcmd__dps__subcmd__enrollment__subcmd__help"
+                ;;
+            fieldctl__subcmd__dps__subcmd__enrollment,list)
+                cmd="fieldctl__subcmd__dps__subcmd__enrollment__subcmd__list"
+                ;;
+            fieldctl__subcmd__dps__subcmd__enrollment,show)
+                cmd="fieldctl__subcmd__dps__subcmd__enrollment__subcmd__show"
+                ;;
+            fieldctl__subcmd__dps__subcmd__enrollment__subcmd__help,create)
+                cmd="fieldctl__subcmd__dps__subcmd__enrollment__subcmd__help__subcmd__create"
+                ;;
+            fieldctl__subcmd__dps__subcmd__enrollment__subcmd__help,delete)
+                cmd="fieldctl__subcmd__dps__subcmd__enrollment__subcmd__help__subcmd__delete"
+                ;;
+            fieldctl__subcmd__dps__subcmd__enrollment__subcmd__help,help)
+                cmd="fieldctl__subcmd__dps__subcmd__enrollment__subcmd__help__subcmd__help"
+                ;;
+            fieldctl__subcmd__dps__subcmd__enrollment__subcmd__help,list)
+                cmd="fieldctl__subcmd__dps__subcmd__enrollment__subcmd__help__subcmd__list"
+                ;;
+            fieldctl__subcmd__dps__subcmd__enrollment__subcmd__help,show)
+                cmd="fieldctl__subcmd__dps__subcmd__enrollment__subcmd__help__subcmd__show"
                 ;;
             fieldctl__subcmd__dps__subcmd__group,create)
                 cmd="fieldctl__subcmd__dps__subcmd__group__subcmd__create"
@@ -97,6 +130,9 @@ _fieldctl() {
             fieldctl__subcmd__dps__subcmd__group__subcmd__help,show)
                 cmd="fieldctl__subcmd__dps__subcmd__group__subcmd__help__subcmd__show"
                 ;;
+            fieldctl__subcmd__dps__subcmd__help,enrollment)
+                cmd="fieldctl__subcmd__dps__subcmd__help__subcmd__enrollment"
+                ;;
             fieldctl__subcmd__dps__subcmd__help,group)
                 cmd="fieldctl__subcmd__dps__subcmd__help__subcmd__group"
                 ;;
@@ -108,6 +144,18 @@ _fieldctl() {
                 ;;
             fieldctl__subcmd__dps__subcmd__help,registrations)
                 cmd="fieldctl__subcmd__dps__subcmd__help__subcmd__registrations"
+                ;;
+            fieldctl__subcmd__dps__subcmd__help__subcmd__enrollment,create)
+                cmd="fieldctl__subcmd__dps__subcmd__help__subcmd__enrollment__subcmd__create"
+                ;;
+            fieldctl__subcmd__dps__subcmd__help__subcmd__enrollment,delete)
+                cmd="fieldctl__subcmd__dps__subcmd__help__subcmd__enrollment__subcmd__delete"
+                ;;
+            fieldctl__subcmd__dps__subcmd__help__subcmd__enrollment,list)
+                cmd="fieldctl__subcmd__dps__subcmd__help__subcmd__enrollment__subcmd__list"
+                ;;
+            fieldctl__subcmd__dps__subcmd__help__subcmd__enrollment,show)
+                cmd="fieldctl__subcmd__dps__subcmd__help__subcmd__enrollment__subcmd__show"
                 ;;
             fieldctl__subcmd__dps__subcmd__help__subcmd__group,create)
                 cmd="fieldctl__subcmd__dps__subcmd__help__subcmd__group__subcmd__create"
@@ -148,6 +196,9 @@ _fieldctl() {
             fieldctl__subcmd__help__subcmd__devices,provision)
                 cmd="fieldctl__subcmd__help__subcmd__devices__subcmd__provision"
                 ;;
+            fieldctl__subcmd__help__subcmd__dps,enrollment)
+                cmd="fieldctl__subcmd__help__subcmd__dps__subcmd__enrollment"
+                ;;
             fieldctl__subcmd__help__subcmd__dps,group)
                 cmd="fieldctl__subcmd__help__subcmd__dps__subcmd__group"
                 ;;
@@ -156,6 +207,18 @@ _fieldctl() {
                 ;;
             fieldctl__subcmd__help__subcmd__dps,registrations)
                 cmd="fieldctl__subcmd__help__subcmd__dps__subcmd__registrations"
+                ;;
+            fieldctl__subcmd__help__subcmd__dps__subcmd__enrollment,create)
+                cmd="fieldctl__subcmd__help__subcmd__dps__subcmd__enrollment__subcmd__create"
+                ;;
+            fieldctl__subcmd__help__subcmd__dps__subcmd__enrollment,delete)
+                cmd="fieldctl__subcmd__help__subcmd__dps__subcmd__enrollment__subcmd__delete"
+                ;;
+            fieldctl__subcmd__help__subcmd__dps__subcmd__enrollment,list)
+                cmd="fieldctl__subcmd__help__subcmd__dps__subcmd__enrollment__subcmd__list"
+                ;;
+            fieldctl__subcmd__help__subcmd__dps__subcmd__enrollment,show)
+                cmd="fieldctl__subcmd__help__subcmd__dps__subcmd__enrollment__subcmd__show"
                 ;;
             fieldctl__subcmd__help__subcmd__dps__subcmd__group,create)
                 cmd="fieldctl__subcmd__help__subcmd__dps__subcmd__group__subcmd__create"
@@ -478,8 +541,258 @@ _fieldctl() {
             return 0
             ;;
         fieldctl__subcmd__dps)
-            opts="-h --hub --hub-file --ca-file --proxy --json --no-color --help group registration registrations help"
+            opts="-h --hub --hub-file --ca-file --proxy --json --no-color --help group enrollment registration registrations help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --hub)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --hub-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --proxy)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fieldctl__subcmd__dps__subcmd__enrollment)
+            opts="-h --hub --hub-file --ca-file --proxy --json --no-color --help create list show delete help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --hub)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --hub-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --proxy)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fieldctl__subcmd__dps__subcmd__enrollment__subcmd__create)
+            opts="-h --device-id --tag --desired --key-file --disabled --hub --hub-file --ca-file --proxy --json --no-color --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --device-id)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tag)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --desired)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --key-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --hub)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --hub-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --proxy)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fieldctl__subcmd__dps__subcmd__enrollment__subcmd__delete)
+            opts="-h --hub --hub-file --ca-file --proxy --json --no-color --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --hub)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --hub-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --proxy)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fieldctl__subcmd__dps__subcmd__enrollment__subcmd__help)
+            opts="create list show delete help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fieldctl__subcmd__dps__subcmd__enrollment__subcmd__help__subcmd__create)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fieldctl__subcmd__dps__subcmd__enrollment__subcmd__help__subcmd__delete)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fieldctl__subcmd__dps__subcmd__enrollment__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fieldctl__subcmd__dps__subcmd__enrollment__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fieldctl__subcmd__dps__subcmd__enrollment__subcmd__help__subcmd__show)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fieldctl__subcmd__dps__subcmd__enrollment__subcmd__list)
+            opts="-h --hub --hub-file --ca-file --proxy --json --no-color --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --hub)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --hub-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --proxy)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fieldctl__subcmd__dps__subcmd__enrollment__subcmd__show)
+            opts="-h --hub --hub-file --ca-file --proxy --json --no-color --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -758,8 +1071,78 @@ _fieldctl() {
             return 0
             ;;
         fieldctl__subcmd__dps__subcmd__help)
-            opts="group registration registrations help"
+            opts="group enrollment registration registrations help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fieldctl__subcmd__dps__subcmd__help__subcmd__enrollment)
+            opts="create list show delete"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fieldctl__subcmd__dps__subcmd__help__subcmd__enrollment__subcmd__create)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fieldctl__subcmd__dps__subcmd__help__subcmd__enrollment__subcmd__delete)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fieldctl__subcmd__dps__subcmd__help__subcmd__enrollment__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fieldctl__subcmd__dps__subcmd__help__subcmd__enrollment__subcmd__show)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -1014,8 +1397,78 @@ _fieldctl() {
             return 0
             ;;
         fieldctl__subcmd__help__subcmd__dps)
-            opts="group registration registrations"
+            opts="group enrollment registration registrations"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fieldctl__subcmd__help__subcmd__dps__subcmd__enrollment)
+            opts="create list show delete"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fieldctl__subcmd__help__subcmd__dps__subcmd__enrollment__subcmd__create)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fieldctl__subcmd__help__subcmd__dps__subcmd__enrollment__subcmd__delete)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fieldctl__subcmd__help__subcmd__dps__subcmd__enrollment__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fieldctl__subcmd__help__subcmd__dps__subcmd__enrollment__subcmd__show)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

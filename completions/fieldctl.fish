@@ -36,7 +36,7 @@ complete -c fieldctl -n "__fish_fieldctl_needs_command" -f -a "job" -d 'Schedule
 complete -c fieldctl -n "__fish_fieldctl_needs_command" -f -a "invoke" -d 'Invoke a direct method on one device'
 complete -c fieldctl -n "__fish_fieldctl_needs_command" -f -a "twin" -d 'Show or change a device twin'
 complete -c fieldctl -n "__fish_fieldctl_needs_command" -f -a "devices" -d 'List devices, or provision them from the gateway\'s device map'
-complete -c fieldctl -n "__fish_fieldctl_needs_command" -f -a "dps" -d 'Enrollment groups and registrations of a Device Provisioning Service'
+complete -c fieldctl -n "__fish_fieldctl_needs_command" -f -a "dps" -d 'Enrollment groups, individual enrollments and registrations of a Device Provisioning Service'
 complete -c fieldctl -n "__fish_fieldctl_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c fieldctl -n "__fish_fieldctl_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand job; and not __fish_seen_subcommand_from method twin show list cancel devices help" -l hub -d 'Service connection string of the hub [default: $IOTHUB_CONNECTION_STRING]' -r
@@ -215,17 +215,18 @@ complete -c fieldctl -n "__fish_fieldctl_using_subcommand devices; and __fish_se
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand devices; and __fish_seen_subcommand_from help" -f -a "list" -d 'List devices (all, or those a query matches)'
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand devices; and __fish_seen_subcommand_from help" -f -a "provision" -d 'Create the device identities of a gateway device map, set their tags, save their keys'
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand devices; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c fieldctl -n "__fish_fieldctl_using_subcommand dps; and not __fish_seen_subcommand_from group registration registrations help" -l hub -d 'Service connection string of the hub [default: $IOTHUB_CONNECTION_STRING]' -r
-complete -c fieldctl -n "__fish_fieldctl_using_subcommand dps; and not __fish_seen_subcommand_from group registration registrations help" -l hub-file -d 'File holding the service connection string' -r -F
-complete -c fieldctl -n "__fish_fieldctl_using_subcommand dps; and not __fish_seen_subcommand_from group registration registrations help" -l ca-file -d 'Also trust the CA certificates in this PEM file (e.g. fieldhub\'s)' -r -F
-complete -c fieldctl -n "__fish_fieldctl_using_subcommand dps; and not __fish_seen_subcommand_from group registration registrations help" -l proxy -d 'HTTP proxy for the hub\'s service API, http://[USER:PASSWORD@]HOST[:PORT] [default: $HTTPS_PROXY, except for hosts in $NO_PROXY]' -r
-complete -c fieldctl -n "__fish_fieldctl_using_subcommand dps; and not __fish_seen_subcommand_from group registration registrations help" -l json -d 'Print one JSON document on stdout instead of tables'
-complete -c fieldctl -n "__fish_fieldctl_using_subcommand dps; and not __fish_seen_subcommand_from group registration registrations help" -l no-color -d 'Never use colour (NO_COLOR is honoured too)'
-complete -c fieldctl -n "__fish_fieldctl_using_subcommand dps; and not __fish_seen_subcommand_from group registration registrations help" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c fieldctl -n "__fish_fieldctl_using_subcommand dps; and not __fish_seen_subcommand_from group registration registrations help" -f -a "group" -d 'Create, list, show and delete enrollment groups (symmetric key)'
-complete -c fieldctl -n "__fish_fieldctl_using_subcommand dps; and not __fish_seen_subcommand_from group registration registrations help" -f -a "registration" -d 'Show one device\'s registration: status, assigned hub, device id, error'
-complete -c fieldctl -n "__fish_fieldctl_using_subcommand dps; and not __fish_seen_subcommand_from group registration registrations help" -f -a "registrations" -d 'List the registrations made through an enrollment group'
-complete -c fieldctl -n "__fish_fieldctl_using_subcommand dps; and not __fish_seen_subcommand_from group registration registrations help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fieldctl -n "__fish_fieldctl_using_subcommand dps; and not __fish_seen_subcommand_from group enrollment registration registrations help" -l hub -d 'Service connection string of the hub [default: $IOTHUB_CONNECTION_STRING]' -r
+complete -c fieldctl -n "__fish_fieldctl_using_subcommand dps; and not __fish_seen_subcommand_from group enrollment registration registrations help" -l hub-file -d 'File holding the service connection string' -r -F
+complete -c fieldctl -n "__fish_fieldctl_using_subcommand dps; and not __fish_seen_subcommand_from group enrollment registration registrations help" -l ca-file -d 'Also trust the CA certificates in this PEM file (e.g. fieldhub\'s)' -r -F
+complete -c fieldctl -n "__fish_fieldctl_using_subcommand dps; and not __fish_seen_subcommand_from group enrollment registration registrations help" -l proxy -d 'HTTP proxy for the hub\'s service API, http://[USER:PASSWORD@]HOST[:PORT] [default: $HTTPS_PROXY, except for hosts in $NO_PROXY]' -r
+complete -c fieldctl -n "__fish_fieldctl_using_subcommand dps; and not __fish_seen_subcommand_from group enrollment registration registrations help" -l json -d 'Print one JSON document on stdout instead of tables'
+complete -c fieldctl -n "__fish_fieldctl_using_subcommand dps; and not __fish_seen_subcommand_from group enrollment registration registrations help" -l no-color -d 'Never use colour (NO_COLOR is honoured too)'
+complete -c fieldctl -n "__fish_fieldctl_using_subcommand dps; and not __fish_seen_subcommand_from group enrollment registration registrations help" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c fieldctl -n "__fish_fieldctl_using_subcommand dps; and not __fish_seen_subcommand_from group enrollment registration registrations help" -f -a "group" -d 'Create, list, show and delete enrollment groups (symmetric key or X.509)'
+complete -c fieldctl -n "__fish_fieldctl_using_subcommand dps; and not __fish_seen_subcommand_from group enrollment registration registrations help" -f -a "enrollment" -d 'Create, list, show and delete individual enrollments (one device, its own key)'
+complete -c fieldctl -n "__fish_fieldctl_using_subcommand dps; and not __fish_seen_subcommand_from group enrollment registration registrations help" -f -a "registration" -d 'Show one device\'s registration: status, assigned hub, device id, error'
+complete -c fieldctl -n "__fish_fieldctl_using_subcommand dps; and not __fish_seen_subcommand_from group enrollment registration registrations help" -f -a "registrations" -d 'List the registrations made through an enrollment group (all pages)'
+complete -c fieldctl -n "__fish_fieldctl_using_subcommand dps; and not __fish_seen_subcommand_from group enrollment registration registrations help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand dps; and __fish_seen_subcommand_from group" -l hub -d 'Service connection string of the hub [default: $IOTHUB_CONNECTION_STRING]' -r
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand dps; and __fish_seen_subcommand_from group" -l hub-file -d 'File holding the service connection string' -r -F
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand dps; and __fish_seen_subcommand_from group" -l ca-file -d 'Also trust the CA certificates in this PEM file (e.g. fieldhub\'s)' -r -F
@@ -234,10 +235,22 @@ complete -c fieldctl -n "__fish_fieldctl_using_subcommand dps; and __fish_seen_s
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand dps; and __fish_seen_subcommand_from group" -l no-color -d 'Never use colour (NO_COLOR is honoured too)'
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand dps; and __fish_seen_subcommand_from group" -s h -l help -d 'Print help'
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand dps; and __fish_seen_subcommand_from group" -f -a "create" -d 'Create (or replace) a symmetric-key enrollment group; the service generates its keys'
-complete -c fieldctl -n "__fish_fieldctl_using_subcommand dps; and __fish_seen_subcommand_from group" -f -a "list" -d 'List enrollment groups (never their keys)'
+complete -c fieldctl -n "__fish_fieldctl_using_subcommand dps; and __fish_seen_subcommand_from group" -f -a "list" -d 'List enrollment groups (all pages; never their keys)'
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand dps; and __fish_seen_subcommand_from group" -f -a "show" -d 'Show one enrollment group (never its keys)'
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand dps; and __fish_seen_subcommand_from group" -f -a "delete" -d 'Delete an enrollment group (its registered devices stay in the hub)'
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand dps; and __fish_seen_subcommand_from group" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fieldctl -n "__fish_fieldctl_using_subcommand dps; and __fish_seen_subcommand_from enrollment" -l hub -d 'Service connection string of the hub [default: $IOTHUB_CONNECTION_STRING]' -r
+complete -c fieldctl -n "__fish_fieldctl_using_subcommand dps; and __fish_seen_subcommand_from enrollment" -l hub-file -d 'File holding the service connection string' -r -F
+complete -c fieldctl -n "__fish_fieldctl_using_subcommand dps; and __fish_seen_subcommand_from enrollment" -l ca-file -d 'Also trust the CA certificates in this PEM file (e.g. fieldhub\'s)' -r -F
+complete -c fieldctl -n "__fish_fieldctl_using_subcommand dps; and __fish_seen_subcommand_from enrollment" -l proxy -d 'HTTP proxy for the hub\'s service API, http://[USER:PASSWORD@]HOST[:PORT] [default: $HTTPS_PROXY, except for hosts in $NO_PROXY]' -r
+complete -c fieldctl -n "__fish_fieldctl_using_subcommand dps; and __fish_seen_subcommand_from enrollment" -l json -d 'Print one JSON document on stdout instead of tables'
+complete -c fieldctl -n "__fish_fieldctl_using_subcommand dps; and __fish_seen_subcommand_from enrollment" -l no-color -d 'Never use colour (NO_COLOR is honoured too)'
+complete -c fieldctl -n "__fish_fieldctl_using_subcommand dps; and __fish_seen_subcommand_from enrollment" -s h -l help -d 'Print help'
+complete -c fieldctl -n "__fish_fieldctl_using_subcommand dps; and __fish_seen_subcommand_from enrollment" -f -a "create" -d 'Create a symmetric-key individual enrollment; the service generates its keys'
+complete -c fieldctl -n "__fish_fieldctl_using_subcommand dps; and __fish_seen_subcommand_from enrollment" -f -a "list" -d 'List individual enrollments (all pages; never their keys)'
+complete -c fieldctl -n "__fish_fieldctl_using_subcommand dps; and __fish_seen_subcommand_from enrollment" -f -a "show" -d 'Show one individual enrollment (never its keys)'
+complete -c fieldctl -n "__fish_fieldctl_using_subcommand dps; and __fish_seen_subcommand_from enrollment" -f -a "delete" -d 'Delete an individual enrollment (its device stays in the hub)'
+complete -c fieldctl -n "__fish_fieldctl_using_subcommand dps; and __fish_seen_subcommand_from enrollment" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand dps; and __fish_seen_subcommand_from registration" -l hub -d 'Service connection string of the hub [default: $IOTHUB_CONNECTION_STRING]' -r
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand dps; and __fish_seen_subcommand_from registration" -l hub-file -d 'File holding the service connection string' -r -F
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand dps; and __fish_seen_subcommand_from registration" -l ca-file -d 'Also trust the CA certificates in this PEM file (e.g. fieldhub\'s)' -r -F
@@ -252,9 +265,10 @@ complete -c fieldctl -n "__fish_fieldctl_using_subcommand dps; and __fish_seen_s
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand dps; and __fish_seen_subcommand_from registrations" -l json -d 'Print one JSON document on stdout instead of tables'
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand dps; and __fish_seen_subcommand_from registrations" -l no-color -d 'Never use colour (NO_COLOR is honoured too)'
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand dps; and __fish_seen_subcommand_from registrations" -s h -l help -d 'Print help'
-complete -c fieldctl -n "__fish_fieldctl_using_subcommand dps; and __fish_seen_subcommand_from help" -f -a "group" -d 'Create, list, show and delete enrollment groups (symmetric key)'
+complete -c fieldctl -n "__fish_fieldctl_using_subcommand dps; and __fish_seen_subcommand_from help" -f -a "group" -d 'Create, list, show and delete enrollment groups (symmetric key or X.509)'
+complete -c fieldctl -n "__fish_fieldctl_using_subcommand dps; and __fish_seen_subcommand_from help" -f -a "enrollment" -d 'Create, list, show and delete individual enrollments (one device, its own key)'
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand dps; and __fish_seen_subcommand_from help" -f -a "registration" -d 'Show one device\'s registration: status, assigned hub, device id, error'
-complete -c fieldctl -n "__fish_fieldctl_using_subcommand dps; and __fish_seen_subcommand_from help" -f -a "registrations" -d 'List the registrations made through an enrollment group'
+complete -c fieldctl -n "__fish_fieldctl_using_subcommand dps; and __fish_seen_subcommand_from help" -f -a "registrations" -d 'List the registrations made through an enrollment group (all pages)'
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand dps; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand completions" -l hub -d 'Service connection string of the hub [default: $IOTHUB_CONNECTION_STRING]' -r
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand completions" -l hub-file -d 'File holding the service connection string' -r -F
@@ -267,7 +281,7 @@ complete -c fieldctl -n "__fish_fieldctl_using_subcommand help; and not __fish_s
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand help; and not __fish_seen_subcommand_from job invoke twin devices dps completions help" -f -a "invoke" -d 'Invoke a direct method on one device'
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand help; and not __fish_seen_subcommand_from job invoke twin devices dps completions help" -f -a "twin" -d 'Show or change a device twin'
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand help; and not __fish_seen_subcommand_from job invoke twin devices dps completions help" -f -a "devices" -d 'List devices, or provision them from the gateway\'s device map'
-complete -c fieldctl -n "__fish_fieldctl_using_subcommand help; and not __fish_seen_subcommand_from job invoke twin devices dps completions help" -f -a "dps" -d 'Enrollment groups and registrations of a Device Provisioning Service'
+complete -c fieldctl -n "__fish_fieldctl_using_subcommand help; and not __fish_seen_subcommand_from job invoke twin devices dps completions help" -f -a "dps" -d 'Enrollment groups, individual enrollments and registrations of a Device Provisioning Service'
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand help; and not __fish_seen_subcommand_from job invoke twin devices dps completions help" -f -a "completions" -d 'Print a shell completion script'
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand help; and not __fish_seen_subcommand_from job invoke twin devices dps completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand help; and __fish_seen_subcommand_from job" -f -a "method" -d 'Schedule a direct method call on every device a query matches'
@@ -280,6 +294,7 @@ complete -c fieldctl -n "__fish_fieldctl_using_subcommand help; and __fish_seen_
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand help; and __fish_seen_subcommand_from twin" -f -a "set" -d 'Change a device\'s tags and/or desired properties (merged into the twin)'
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand help; and __fish_seen_subcommand_from devices" -f -a "list" -d 'List devices (all, or those a query matches)'
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand help; and __fish_seen_subcommand_from devices" -f -a "provision" -d 'Create the device identities of a gateway device map, set their tags, save their keys'
-complete -c fieldctl -n "__fish_fieldctl_using_subcommand help; and __fish_seen_subcommand_from dps" -f -a "group" -d 'Create, list, show and delete enrollment groups (symmetric key)'
+complete -c fieldctl -n "__fish_fieldctl_using_subcommand help; and __fish_seen_subcommand_from dps" -f -a "group" -d 'Create, list, show and delete enrollment groups (symmetric key or X.509)'
+complete -c fieldctl -n "__fish_fieldctl_using_subcommand help; and __fish_seen_subcommand_from dps" -f -a "enrollment" -d 'Create, list, show and delete individual enrollments (one device, its own key)'
 complete -c fieldctl -n "__fish_fieldctl_using_subcommand help; and __fish_seen_subcommand_from dps" -f -a "registration" -d 'Show one device\'s registration: status, assigned hub, device id, error'
-complete -c fieldctl -n "__fish_fieldctl_using_subcommand help; and __fish_seen_subcommand_from dps" -f -a "registrations" -d 'List the registrations made through an enrollment group'
+complete -c fieldctl -n "__fish_fieldctl_using_subcommand help; and __fish_seen_subcommand_from dps" -f -a "registrations" -d 'List the registrations made through an enrollment group (all pages)'

@@ -37,6 +37,8 @@ mod x509;
 // The binaries.
 /// The `fieldctl` binary: help, exit statuses and one-line errors for bad input.
 mod ctl;
+/// `fieldctl dps`: individual enrollments end to end, lists past the first page, bad input.
+mod ctl_dps;
 /// The seed workflow through `fieldctl` alone against fieldhub, the gateway and doorsim.
 mod ctl_hub;
 /// `fieldgate demo --exit`: the README's first command, end to end.

@@ -81,7 +81,8 @@ pub enum Command {
     /// List devices, or provision them from the gateway's device map
     #[command(subcommand)]
     Devices(DevicesCommand),
-    /// Enrollment groups and registrations of a Device Provisioning Service
+    /// Enrollment groups, individual enrollments and registrations of a Device Provisioning
+    /// Service
     ///
     /// Give the provisioning service's connection string with --hub or --hub-file (on Azure:
     /// HostName=NAME.azure-devices-provisioning.net;SharedAccessKeyName=provisioningserviceowner;…);
@@ -278,15 +279,18 @@ pub enum DevicesCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum DpsCommand {
-    /// Create, list, show and delete enrollment groups (symmetric key)
+    /// Create, list, show and delete enrollment groups (symmetric key or X.509)
     #[command(subcommand)]
     Group(DpsGroupCommand),
+    /// Create, list, show and delete individual enrollments (one device, its own key)
+    #[command(subcommand)]
+    Enrollment(DpsEnrollmentCommand),
     /// Show one device's registration: status, assigned hub, device id, error
     Registration {
         /// The registration id (fieldgate: the door's device id)
         id: String,
     },
-    /// List the registrations made through an enrollment group
+    /// List the registrations made through an enrollment group (all pages)
     Registrations {
         /// The enrollment group id
         group: String,
@@ -316,7 +320,7 @@ pub enum DpsGroupCommand {
         #[arg(long)]
         disabled: bool,
     },
-    /// List enrollment groups (never their keys)
+    /// List enrollment groups (all pages; never their keys)
     List,
     /// Show one enrollment group (never its keys)
     Show {
@@ -326,6 +330,47 @@ pub enum DpsGroupCommand {
     /// Delete an enrollment group (its registered devices stay in the hub)
     Delete {
         /// The enrollment group id
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DpsEnrollmentCommand {
+    /// Create a symmetric-key individual enrollment; the service generates its keys
+    ///
+    /// For a door that must not share an enrollment group's key: its own key goes to
+    /// --key-file, which the door names in the gateway's map (key_file, not group_key).
+    Create {
+        /// The registration id (fieldgate: the door's device id): lowercase letters, digits,
+        /// '-', '.', '_' or ':'
+        id: String,
+        /// The device id to create in the hub [default: the registration id]
+        #[arg(long, value_name = "ID")]
+        device_id: Option<String>,
+        /// Initial twin tags of the device: KEY=VALUE … (JSON values; building='"43"' for a string)
+        #[arg(long, value_name = "K=V", value_parser = kv_shape, num_args = 1..)]
+        tag: Vec<String>,
+        /// Initial desired properties of the device: KEY=VALUE …
+        #[arg(long, value_name = "K=V", value_parser = kv_shape, num_args = 1..)]
+        desired: Vec<String>,
+        /// Write the enrollment's primary key here (mode 0600), for the door's key_file; the
+        /// key is never printed
+        #[arg(long, value_name = "PATH")]
+        key_file: Option<PathBuf>,
+        /// Create it disabled (the device cannot register)
+        #[arg(long)]
+        disabled: bool,
+    },
+    /// List individual enrollments (all pages; never their keys)
+    List,
+    /// Show one individual enrollment (never its keys)
+    Show {
+        /// The registration id
+        id: String,
+    },
+    /// Delete an individual enrollment (its device stays in the hub)
+    Delete {
+        /// The registration id
         id: String,
     },
 }

@@ -226,23 +226,10 @@ impl ServiceClient {
 
     /// Every result of a query, following continuation tokens until the hub sends none.
     pub async fn query<T: DeserializeOwned>(&self, query: &str) -> Result<Vec<T>, ClientError> {
-        let mut items = Vec::new();
-        let mut token: Option<String> = None;
-        for _ in 0..MAX_PAGES {
-            let (page, next) = self.query_page(query, PAGE_SIZE, token.as_deref()).await?;
-            items.extend(page);
-            match next {
-                Some(n) if Some(&n) == token.as_ref() => {
-                    return Err(decode_err(
-                        "POST /devices/query",
-                        "continuation token repeats",
-                    ))
-                }
-                Some(n) => token = Some(n),
-                None => return items_as("POST /devices/query", items),
-            }
-        }
-        Err(decode_err("POST /devices/query", "too many pages"))
+        let req = Req::new(Method::POST, "/devices/query".into())
+            .body(&serde_json::json!({ "query": query }))?;
+        let name = req.name();
+        items_as(&name, self.all_pages(req).await?)
     }
 
     /// Per-device results of a job, optionally only those with `status`.
@@ -280,34 +267,15 @@ impl ServiceClient {
         job_type: Option<&str>,
         status: Option<&str>,
     ) -> Result<Vec<JobResponse>, ClientError> {
-        let mut items = Vec::new();
-        let mut token: Option<String> = None;
-        for _ in 0..MAX_PAGES {
-            let mut req = Req::new(Method::GET, "/jobs/v2/query".into())
-                .header("x-ms-max-item-count", PAGE_SIZE.into());
-            if let Some(t) = job_type {
-                req = req.query("jobType", t.into());
-            }
-            if let Some(s) = status {
-                req = req.query("jobStatus", s.into());
-            }
-            if let Some(c) = &token {
-                req = req.header("x-ms-continuation", header_value(c)?);
-            }
-            let (page, next) = self.page(req).await?;
-            items.extend(page);
-            match next {
-                Some(n) if Some(&n) == token.as_ref() => {
-                    return Err(decode_err(
-                        "GET /jobs/v2/query",
-                        "continuation token repeats",
-                    ))
-                }
-                Some(n) => token = Some(n),
-                None => return items_as("GET /jobs/v2/query", items),
-            }
+        let mut req = Req::new(Method::GET, "/jobs/v2/query".into());
+        if let Some(t) = job_type {
+            req = req.query("jobType", t.into());
         }
-        Err(decode_err("GET /jobs/v2/query", "too many pages"))
+        if let Some(s) = status {
+            req = req.query("jobStatus", s.into());
+        }
+        let name = req.name();
+        items_as(&name, self.all_pages(req).await?)
     }
 
     /// One call to a provisioning service's REST API (Azure DPS, or fieldhub's, which has
@@ -336,7 +304,43 @@ impl ServiceClient {
         serde_json::from_slice(&bytes).map_err(|e| decode_err(&name, e))
     }
 
+    /// Every item of a provisioning service query (`POST /enrollmentGroups/query`,
+    /// `/enrollments/query`, `/registrations/{groupId}/query`), all pages: the service pages
+    /// these like the hub's queries (Microsoft Learn, "Individual Enrollment - Query",
+    /// https://learn.microsoft.com/rest/api/iot-dps/service/individual-enrollment/query).
+    pub async fn dps_query(&self, path: &str, query: &str) -> Result<Vec<Value>, ClientError> {
+        let mut req = Req::new(Method::POST, path.to_string())
+            .body(&serde_json::json!({ "query": query }))?;
+        req.api_version = DPS_API_VERSION;
+        self.all_pages(req).await
+    }
+
     // ---- plumbing ----
+
+    /// Sends `req` page after page (`x-ms-max-item-count`, then each answer's
+    /// `x-ms-continuation`) until an answer carries no token, so a list is never cut at the
+    /// first page.
+    async fn all_pages(&self, req: Req) -> Result<Vec<Value>, ClientError> {
+        let name = req.name();
+        let mut items = Vec::new();
+        let mut token: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let mut page_req = req.clone().header("x-ms-max-item-count", PAGE_SIZE.into());
+            if let Some(c) = &token {
+                page_req = page_req.header("x-ms-continuation", header_value(c)?);
+            }
+            let (page, next) = self.page(page_req).await?;
+            items.extend(page);
+            match next {
+                Some(n) if Some(&n) == token.as_ref() => {
+                    return Err(decode_err(&name, "continuation token repeats"))
+                }
+                Some(n) => token = Some(n),
+                None => return Ok(items),
+            }
+        }
+        Err(decode_err(&name, "too many pages"))
+    }
 
     async fn json<T: DeserializeOwned>(&self, req: Req) -> Result<T, ClientError> {
         let name = req.name();
@@ -410,6 +414,7 @@ impl ServiceClient {
 }
 
 /// One request's parts, rebuilt into a fresh reqwest request on every attempt.
+#[derive(Clone)]
 struct Req {
     method: Method,
     path: String,

@@ -52,6 +52,62 @@ async fn query_follows_continuation_until_absent() {
 }
 
 #[tokio::test]
+async fn dps_queries_follow_continuation_under_the_dps_api_version() {
+    let m = mock(Arc::new(|_, n| {
+        let next = match n {
+            0 => vec![("x-ms-continuation", "p1".to_string())],
+            _ => vec![],
+        };
+        (200, next, json!([{"registrationId": format!("door-{n}")}]))
+    }))
+    .await;
+    let all = tokio::time::timeout(T, client(&m).dps_query("/registrations/site-43/query", "*"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        all,
+        [
+            json!({"registrationId": "door-0"}),
+            json!({"registrationId": "door-1"})
+        ]
+    );
+    let seen = m.seen();
+    assert_eq!(seen.len(), 2);
+    for (i, s) in seen.iter().enumerate() {
+        assert_eq!(
+            (s.method.as_str(), s.path.as_str()),
+            ("POST", "/registrations/site-43/query")
+        );
+        assert_eq!(s.query, format!("api-version={DPS_API_VERSION}"));
+        assert_eq!(header(s, "x-ms-max-item-count"), Some("100"));
+        assert_eq!(header(s, "x-ms-continuation"), [None, Some("p1")][i]);
+        assert_eq!(
+            serde_json::from_str::<Value>(&s.body).unwrap(),
+            json!({"query": "*"})
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_repeated_continuation_token_is_an_error_not_a_loop() {
+    let m = mock(Arc::new(|_, _| {
+        (
+            200,
+            vec![("x-ms-continuation", "same".to_string())],
+            json!([]),
+        )
+    }))
+    .await;
+    let e = tokio::time::timeout(T, client(&m).dps_query("/enrollments/query", "*"))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(e.to_string().contains("continuation token repeats"), "{e}");
+    assert_eq!(m.seen().len(), 2);
+}
+
+#[tokio::test]
 async fn empty_continuation_header_ends_paging() {
     let m = mock(Arc::new(|_, _| {
         (200, vec![("x-ms-continuation", String::new())], json!([]))

@@ -429,12 +429,21 @@ impl Hub {
         self.dps().enrollments.values().cloned().collect()
     }
 
-    pub fn dps_delete_enrollment(&self, id: &str) -> Result<(), HubError> {
+    /// Deletes an individual enrollment; `If-Match` as for groups (Microsoft Learn,
+    /// "Individual Enrollment - Delete").
+    pub fn dps_delete_enrollment(&self, id: &str, if_match: Option<&str>) -> Result<(), HubError> {
         let mut st = self.dps();
-        if st.enrollments.remove(id).is_none() {
-            return Err(HubError::NotFound(format!("enrollment '{id}'")));
+        let e = st
+            .enrollments
+            .get(id)
+            .ok_or_else(|| HubError::NotFound(format!("enrollment '{id}'")))?;
+        if !etag_ok(if_match, &e.etag) {
+            return Err(HubError::PreconditionFailed(format!(
+                "etag of enrollment '{id}' does not match"
+            )));
         }
         self.inner.store.put::<()>(ENROLLMENTS, id, None, true)?;
+        st.enrollments.remove(id);
         Ok(())
     }
 

@@ -4,6 +4,12 @@
 //! /enrollmentGroups/query`, the same for `/enrollments`, `GET/DELETE /registrations/{id}` and
 //! `POST /registrations/{groupId}/query`.
 //!
+//! The three queries page as the service's do (Microsoft Learn, "Enrollment Group - Query",
+//! "Individual Enrollment - Query", "Device Registration State - Query",
+//! https://learn.microsoft.com/rest/api/iot-dps/service/individual-enrollment/query):
+//! `x-ms-max-item-count` and `x-ms-continuation` in, a JSON array with `x-ms-item-type` and,
+//! while more remain, `x-ms-continuation` out. The query text itself is not evaluated (`*`).
+//!
 //! Authorization: a SAS token of one of the hub's shared access policies (`sr` = the hub's
 //! host name), as for the registry: read needs `RegistryRead`, changes `RegistryWrite`. On
 //! Azure the same token shape is signed with a DPS policy (`provisioningserviceowner`).
@@ -20,7 +26,7 @@ use serde::Serialize;
 use crate::auth::Permission;
 use crate::error::HubError;
 use crate::hub::Hub;
-use crate::rest::{authorize, if_match, json_response, ApiError};
+use crate::rest::{authorize, if_match, json_response, paged_as, ApiError};
 
 type Result<T> = std::result::Result<T, ApiError>;
 
@@ -59,9 +65,17 @@ fn body<T: DeserializeOwned>(b: &[u8]) -> std::result::Result<T, HubError> {
 const READ: &[Permission] = &[Permission::RegistryRead];
 const WRITE: &[Permission] = &[Permission::RegistryWrite];
 
+/// Every item as JSON, for [`paged_as`].
+fn values<T: Serialize>(items: Vec<T>) -> std::result::Result<Vec<serde_json::Value>, HubError> {
+    items
+        .iter()
+        .map(|i| serde_json::to_value(i).map_err(|e| HubError::Internal(e.to_string())))
+        .collect()
+}
+
 async fn list_groups(State(hub): State<Hub>, headers: HeaderMap) -> Result<Response> {
     authorize(&hub, &headers, READ)?;
-    Ok(ok(&hub.dps_groups()))
+    paged_as(&headers, values(hub.dps_groups())?, "enrollmentGroup")
 }
 
 async fn get_group(
@@ -96,7 +110,7 @@ async fn delete_group(
 
 async fn list_enrollments(State(hub): State<Hub>, headers: HeaderMap) -> Result<Response> {
     authorize(&hub, &headers, READ)?;
-    Ok(ok(&hub.dps_enrollments()))
+    paged_as(&headers, values(hub.dps_enrollments())?, "enrollment")
 }
 
 async fn get_enrollment(
@@ -125,7 +139,7 @@ async fn delete_enrollment(
     Path(id): Path<String>,
 ) -> Result<Response> {
     authorize(&hub, &headers, WRITE)?;
-    hub.dps_delete_enrollment(&id)?;
+    hub.dps_delete_enrollment(&id, if_match(&headers).as_deref())?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -155,5 +169,9 @@ async fn list_registrations(
 ) -> Result<Response> {
     authorize(&hub, &headers, READ)?;
     hub.dps_group(&group)?;
-    Ok(ok(&hub.dps_registrations(Some(&group))))
+    paged_as(
+        &headers,
+        values(hub.dps_registrations(Some(&group)))?,
+        "deviceRegistration",
+    )
 }

@@ -11,6 +11,7 @@ mod twins;
 mod websocket;
 
 pub(crate) use listener::TlsListener;
+pub(crate) use query::paged_as;
 
 use std::sync::Arc;
 

@@ -32,6 +32,16 @@ pub(super) fn paged(
     items: Vec<Value>,
     item_type: ItemType,
 ) -> Result<Response> {
+    paged_as(headers, items, item_type.as_str())
+}
+
+/// [`paged`] with any `x-ms-item-type`: the provisioning service's queries page the same way
+/// but name their items `enrollment`, `enrollmentGroup` or `deviceRegistration`.
+pub(crate) fn paged_as(
+    headers: &HeaderMap,
+    items: Vec<Value>,
+    item_type: &'static str,
+) -> Result<Response> {
     let header = |name: &str| -> std::result::Result<Option<&str>, HubError> {
         headers
             .get(name)
@@ -55,7 +65,7 @@ pub(super) fn paged(
         query::page(items, max, token).map_err(|e| HubError::ArgumentInvalid(e.message))?;
     let mut resp = json_response(StatusCode::OK, &Value::Array(page));
     let h = resp.headers_mut();
-    h.insert(ITEM_TYPE, HeaderValue::from_static(item_type.as_str()));
+    h.insert(ITEM_TYPE, HeaderValue::from_static(item_type));
     if let Some(next) = next.and_then(|n| HeaderValue::from_str(&n).ok()) {
         h.insert(CONTINUATION, next);
     }
