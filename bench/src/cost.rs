@@ -13,6 +13,7 @@ use crate::child::{Proc, SpawnOptions};
 use crate::env::{tcp_bus, Door, HubTuning, MapSpec, World};
 use crate::floor::{self, modbus::Reads};
 use crate::gateway::GatewayProc;
+use crate::placement::Placement;
 use crate::procstat;
 
 /// The Modbus requests counter of the gateway.
@@ -40,6 +41,8 @@ pub struct CpuCost {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Cost {
     pub peer: String,
+    /// Where the peer and the measured processes ran ([`Placement`]).
+    pub placement: String,
     pub reads: Reads,
     pub doors: usize,
     pub interval: String,
@@ -88,6 +91,7 @@ fn cost(a: &Mark, b: &Mark) -> CpuCost {
 }
 
 /// The Modbus floor against `addrs` (bus i serving the doors with `sim == i`).
+#[allow(clippy::too_many_arguments)]
 async fn floor_run(
     world: &World,
     tag: &str,
@@ -96,6 +100,7 @@ async fn floor_run(
     interval: Duration,
     reads: Reads,
     w: Window,
+    placement: &Placement,
 ) -> anyhow::Result<CpuCost> {
     let exe = std::env::current_exe()?;
     let mut args = vec![
@@ -120,7 +125,10 @@ async fn floor_run(
         log.clone(),
         &SpawnOptions::default(),
     )?;
+    placement.place_measured(p.pid)?;
     wait_line(&mut p, "floor-modbus ready", Duration::from_secs(30)).await?;
+    // Again once it runs: threads made before the first pin.
+    placement.place_measured(p.pid)?;
     tokio::time::sleep(w.warm_up).await;
     let count = |log: &Path| floor::last_count(log, "transactions ").unwrap_or(0);
     let a = mark(p.pid, count(&log))?;
@@ -169,6 +177,7 @@ async fn gateway_run(
     reads: Reads,
     poll_interval: &str,
     w: Window,
+    placement: &Placement,
 ) -> anyhow::Result<CpuCost> {
     let sims = doors.iter().map(|d| d.sim).max().map_or(0, |m| m + 1);
     let spec = MapSpec {
@@ -190,10 +199,13 @@ async fn gateway_run(
         spec,
         &launch.gateway_env,
     )?);
+    let g = gw.gateway().expect("fieldgate");
+    placement.place_measured(g.pid())?;
     gw.wait_up(world, &ids(doors), started, Duration::from_secs(300))
         .await?;
-    tokio::time::sleep(w.warm_up).await;
     let g = gw.gateway().expect("fieldgate");
+    placement.place_measured(g.pid())?;
+    tokio::time::sleep(w.warm_up).await;
     let requests = || async {
         g.metrics()
             .await
@@ -221,6 +233,29 @@ pub async fn run(
     reads: Reads,
     w: Window,
     twice: bool,
+    placement: &Placement,
+    peer_pids: &[u32],
+) -> anyhow::Result<Cost> {
+    placement.place_peer(peer_pids)?;
+    let cost = measure(
+        world, launch, peer, addrs, doors, reads, w, twice, placement,
+    )
+    .await;
+    placement.release_peer(peer_pids)?;
+    cost
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn measure(
+    world: &World,
+    launch: &Launch,
+    peer: &str,
+    addrs: &[String],
+    doors: &[Door],
+    reads: Reads,
+    w: Window,
+    twice: bool,
+    placement: &Placement,
 ) -> anyhow::Result<Cost> {
     let interval = Duration::from_secs(1);
     let tag = format!("cost-{peer}-{}", reads.name());
@@ -233,16 +268,18 @@ pub async fn run(
         interval,
         reads,
         w,
+        placement,
     )
     .await?;
     tracing::info!(?floor, "floor");
 
-    let fieldgate = gateway_run(world, launch, &tag, addrs, doors, reads, "1s", w).await?;
+    let fieldgate =
+        gateway_run(world, launch, &tag, addrs, doors, reads, "1s", w, placement).await?;
     tracing::info!(?fieldgate, "fieldgate");
     // The same doors with polls an hour apart: what the links, timers and metrics cost
     // without transactions, to tell the per-transaction share from the per-door one.
     let links_only = if twice {
-        let l = gateway_run(world, launch, &tag, addrs, doors, reads, "1h", w).await?;
+        let l = gateway_run(world, launch, &tag, addrs, doors, reads, "1h", w, placement).await?;
         tracing::info!(?l, "fieldgate, links only");
         Some(l)
     } else {
@@ -258,6 +295,7 @@ pub async fn run(
             interval,
             reads,
             w,
+            placement,
         )
         .await?;
         tracing::info!(?f, "floor again");
@@ -274,6 +312,7 @@ pub async fn run(
             / fieldgate.transactions.max(1) as f64
     });
     Ok(Cost {
+        placement: placement.describe().to_string(),
         peer: peer.to_string(),
         links_only,
         net_us_per_transaction,

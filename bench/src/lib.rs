@@ -23,6 +23,7 @@ pub mod gateway;
 pub mod jobs;
 pub mod latency;
 pub mod linkmem;
+pub mod placement;
 pub mod plan;
 pub mod procstat;
 pub mod pypeer;

@@ -70,6 +70,11 @@ struct Args {
     /// pymodbus:3,doorsim:2,doorsim:3; doorsim:3,pymodbus:3 with --quick).
     #[arg(long, value_delimiter = ',', value_parser = fieldgate_bench::plan::parse_cost_run)]
     cost_runs: Option<Vec<(fieldgate_bench::plan::Peer, Reads)>>,
+    /// Workload 8 without giving the Modbus peer a CPU of its own: the peer and the measured
+    /// process share the CPUs as the scheduler places them (the peer's wake-ups then preempt
+    /// the measured process on every transaction).
+    #[arg(long)]
+    cost_shared: bool,
     /// Workload 10's token renewal rounds (default 20; 2 with --quick).
     #[arg(long)]
     churn_rounds: Option<usize>,
@@ -200,6 +205,7 @@ fn main_inner(args: Args) -> anyhow::Result<()> {
         python: args.python,
         cost_window: args.cost_window,
         cost_runs: args.cost_runs,
+        cost_shared: args.cost_shared,
         churn_rounds: args.churn_rounds,
         churn_lifetime: args.churn_lifetime,
         churn_b_env: args.churn_b_env,
