@@ -334,6 +334,11 @@ impl Gateway {
             .iter()
             .map(|(id, d)| (id.as_str(), d.link.state()))
             .collect();
+        // Asked every second: one pass over the doors, not one per bus.
+        let mut per_bus: BTreeMap<&str, usize> = BTreeMap::new();
+        for d in self.doors.values() {
+            *per_bus.entry(d.door.bus.as_str()).or_default() += 1;
+        }
         let buses: Vec<BusReadiness> = self
             .buses
             .iter()
@@ -348,7 +353,7 @@ impl Gateway {
                         (false, false) => "starting",
                     },
                     error: (!s.up).then_some(s.error).flatten(),
-                    doors: self.doors.values().filter(|d| &d.door.bus == name).count(),
+                    doors: per_bus.get(name.as_str()).copied().unwrap_or(0),
                 }
             })
             .collect();

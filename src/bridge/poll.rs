@@ -22,9 +22,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::DoorIo;
 use crate::bus::plan::{plan_reads, BlockRead, Point, Table};
+use crate::bus::Reply;
 use crate::config::{Door, ReadTable, ReportedPoint};
 use crate::events::DoorEvents;
-use crate::link::LinkState;
 
 const CONNECTIVITY_REFRESH: Duration = Duration::from_secs(600);
 /// Each door refreshes within ±10 % of [`CONNECTIVITY_REFRESH`]: doors started together
@@ -122,16 +122,22 @@ struct Cycle {
     last_error: Option<String>,
 }
 
-async fn read_all(door: &Door, io: &DoorIo, plan: &ReadPlan, deadline: Instant) -> Cycle {
-    let mut c = Cycle::default();
-    let results = io
-        .bus
+/// The replies of a poll cycle, one per block in plan order.
+type Replies = Vec<Result<Reply, crate::bus::BusError>>;
+
+async fn read_blocks(door: &Door, io: &DoorIo, plan: &ReadPlan, deadline: Instant) -> Replies {
+    io.bus
         .poll_cycle(door.unit, Arc::clone(&plan.ops), deadline)
-        .await;
+        .await
+}
+
+/// Decodes a cycle's replies into the values of its points.
+fn decode(door: &Door, plan: &ReadPlan, results: &Replies) -> Cycle {
+    let mut c = Cycle::default();
     for (block, result) in plan.blocks.iter().zip(results) {
         match result {
             Ok(reply) => {
-                let fits = block.each_point(&plan.points, &reply, |i, words| {
+                let fits = block.each_point(&plan.points, reply, |i, words| {
                     match plan.specs[i].spec.decode(words) {
                         Ok(v) => c.values.push((i, v)),
                         Err(e) => {
@@ -146,11 +152,36 @@ async fn read_all(door: &Door, io: &DoorIo, plan: &ReadPlan, deadline: Instant) 
             }
             Err(e) => {
                 c.failures += 1;
-                c.last_error = Some(connectivity_error(&e));
+                c.last_error = Some(connectivity_error(e));
             }
         }
     }
     c
+}
+
+/// The replies of the last cycle whose values left nothing to report and no event to store:
+/// a cycle reading the very same bits and words decodes to the very same values, so a door
+/// at rest (the usual case) skips decoding and diffing; only its connectivity is looked at.
+/// Cleared by any cycle that found something, so what is reported and stored cannot have
+/// moved since these replies were settled.
+#[derive(Debug, Default)]
+struct Quiet(Option<Vec<Reply>>);
+
+impl Quiet {
+    fn matches(&self, results: &Replies) -> bool {
+        self.0.as_ref().is_some_and(|quiet| {
+            quiet.len() == results.len()
+                && quiet
+                    .iter()
+                    .zip(results)
+                    .all(|(q, r)| r.as_ref().is_ok_and(|r| r == q))
+        })
+    }
+
+    /// Settles on `results` when every block answered; anything else forgets.
+    fn settle(&mut self, results: Replies) {
+        self.0 = results.into_iter().collect::<Result<Vec<_>, _>>().ok();
+    }
 }
 
 /// A bus error as `connectivity.error` reports it: stable while the cause is (a dead unit's
@@ -170,7 +201,9 @@ struct Reported {
     values: Map<String, Value>,
     reachable: Option<bool>,
     connectivity_at: Option<Instant>,
-    last_ok: Option<DateTime<Utc>>,
+    /// The last cycle every block of which answered (a clock reading: the wall-clock time
+    /// is worked out only when a patch reports it).
+    last_ok: Option<Instant>,
     /// The `connectivity.error` last reported: a new error is reported when it appears.
     error: Option<String>,
     /// This door's connectivity refresh period.
@@ -201,12 +234,18 @@ fn diff(plan: &ReadPlan, state: &Reported, cycle: &Cycle, now: Instant) -> Map<S
             "connectivity".into(),
             json!({
                 "busReachable": reachable,
-                "lastPoll": state.last_ok.map(|t| t.to_rfc3339()),
+                "lastPoll": state.last_ok.map(|t| wall_clock(t, now).to_rfc3339()),
                 "error": cycle.last_error,
             }),
         );
     }
     patch
+}
+
+/// The wall-clock time of `at`, an instant `now` or before it.
+fn wall_clock(at: Instant, now: Instant) -> DateTime<Utc> {
+    let ago = chrono::Duration::from_std(now.saturating_duration_since(at)).unwrap_or_default();
+    Utc::now() - ago
 }
 
 /// Poll cycles start on one of this many evenly spaced phases of the poll interval, counted
@@ -288,7 +327,7 @@ async fn record_events(
             .with_label_values(&["store_error"])
             .inc_by(changes.len() as u64);
         tracing::warn!(device = %door.device_id, error = %error, events = changes.len(), "door events not stored; sending them live if the link is up");
-        if io.link.state() == LinkState::Connected {
+        if io.link.is_connected() {
             for (point, value) in &changes {
                 let body = json!({"point": point, "value": value, "at": Utc::now().to_rfc3339()});
                 if let Err(e) = io.link.send_telemetry(body).await {
@@ -338,6 +377,7 @@ pub async fn run(
     // in them: while the hub is unreachable a patch can wait up to the link's `op_timeout`,
     // and the cycles meanwhile must go on storing door events (a door forced open during a
     // hub outage is on disk within a poll interval, not after the patch gives up).
+    let mut quiet = Quiet::default();
     let mut in_flight: Option<std::pin::Pin<Box<dyn Future<Output = PatchDone> + Send>>> = None;
     // Made once: a fresh `cancelled()` each cycle locks the token and registers and drops a
     // waiter every time.
@@ -355,15 +395,22 @@ pub async fn run(
             _ = ticker.tick() => {}
         }
         // Readings nobody can receive would only load the line; events are stored for later.
-        let online = io.link.state() == LinkState::Connected;
+        let online = io.link.is_connected();
         let store_events = has_events && events.is_some();
         if !online && !store_events {
             continue;
         }
         let started = Instant::now();
-        let cycle = read_all(&door, &io, &plan, started + every.max(io.op_budget)).await;
+        let results = read_blocks(&door, &io, &plan, started + every.max(io.op_budget)).await;
         poll_hist.observe(started.elapsed().as_secs_f64());
-        if has_events {
+        let at_rest = quiet.matches(&results);
+        let cycle = if at_rest {
+            Cycle::default()
+        } else {
+            decode(&door, &plan, &results)
+        };
+        let mut stored = false;
+        if has_events && !at_rest {
             let mut changes = event_changes(&plan, &seen, &cycle);
             // The unit taken as answering until seen otherwise: only a change is an event.
             let reachable = cycle.failures < plan.blocks.len();
@@ -375,18 +422,30 @@ pub async fn run(
                 changes.push((REACHABLE_EVENT.to_string(), Value::Bool(reachable)));
             }
             if !changes.is_empty() {
+                stored = true;
                 record_events(&door, &io, events.as_ref(), &mut seen, changes).await;
             }
         }
         // A patch still waiting decides what the next one must hold: the cycle after it ends.
         if !online || in_flight.is_some() {
+            if !at_rest {
+                quiet = Quiet::default();
+            }
             continue;
         }
         let now = Instant::now();
         if cycle.failures == 0 {
-            state.last_ok = Some(Utc::now());
+            state.last_ok = Some(now);
         }
         let patch = diff(&plan, &state, &cycle, now);
+        if !at_rest {
+            let reports_values = patch.keys().any(|k| k != "connectivity");
+            if stored || reports_values || cycle.failures > 0 {
+                quiet = Quiet::default();
+            } else {
+                quiet.settle(results);
+            }
+        }
         if patch.is_empty() {
             continue;
         }
@@ -487,6 +546,40 @@ key = "a2V5"
         );
         let cfg = crate::config::parse(&text, "t.toml").unwrap();
         (cfg.doors[0].clone(), cfg.buses[0].read_gap)
+    }
+
+    #[test]
+    fn a_cycle_is_at_rest_only_when_every_reply_equals_the_settled_ones() {
+        use crate::bus::{BusError, Target};
+        let bits = || Reply::Bits(vec![true]);
+        let words = |w: u16| Reply::Words(vec![w, 7]);
+        let down = || {
+            Err(BusError::DeadlineExpired {
+                at: Target {
+                    bus: "b".into(),
+                    unit: 1,
+                    function: "read_coils",
+                    addr: 0,
+                },
+            })
+        };
+        let mut quiet = Quiet::default();
+        assert!(
+            !quiet.matches(&vec![Ok(bits()), Ok(words(1))]),
+            "nothing settled yet"
+        );
+        quiet.settle(vec![Ok(bits()), Ok(words(1))]);
+        assert!(quiet.matches(&vec![Ok(bits()), Ok(words(1))]));
+        assert!(
+            !quiet.matches(&vec![Ok(bits()), Ok(words(2))]),
+            "a word moved"
+        );
+        assert!(!quiet.matches(&vec![Ok(Reply::Bits(vec![false])), Ok(words(1))]));
+        assert!(!quiet.matches(&vec![Ok(bits())]), "a block missing");
+        assert!(!quiet.matches(&vec![Ok(bits()), down()]), "a block failed");
+        // A cycle with a failed block never settles: its connectivity is for the diff.
+        quiet.settle(vec![Ok(bits()), down()]);
+        assert!(!quiet.matches(&vec![Ok(bits()), Ok(words(1))]));
     }
 
     #[test]

@@ -435,10 +435,12 @@ impl BusTask {
             if shutdown.is_cancelled() {
                 break;
             }
-            self.expire(Instant::now());
+            if self.queue.len > 0 {
+                self.expire(Instant::now());
+            }
             if let Some(job) = self.queue.pop() {
                 self.queue_depth.dec();
-                self.start(job, &mut operator_rx).await;
+                self.start(job, &mut operator_rx, Instant::now()).await;
                 continue;
             }
             if let Some(job) = self.resume.take() {
@@ -451,8 +453,12 @@ impl BusTask {
                 }
                 if self.queue.len > 0 {
                     self.resume = Some(job);
-                } else if let Some(job) = self.refuse_or_keep(job, None) {
-                    self.start(job, &mut operator_rx).await;
+                } else {
+                    // One clock reading for both checks: they are µs apart.
+                    let now = Instant::now();
+                    if let Some(job) = self.refuse_or_keep(job, None, now) {
+                        self.start(job, &mut operator_rx, now).await;
+                    }
                 }
                 continue;
             }
@@ -479,8 +485,9 @@ impl BusTask {
                 Wake::Operator(job) => self.admit(job, None),
                 Wake::Poll(job) => {
                     self.queue_depth.dec();
-                    if let Some(job) = self.refuse_or_keep(job, None) {
-                        self.start(job, &mut operator_rx).await;
+                    let now = Instant::now();
+                    if let Some(job) = self.refuse_or_keep(job, None, now) {
+                        self.start(job, &mut operator_rx, now).await;
                     }
                 }
                 Wake::Connect => {
@@ -563,14 +570,13 @@ impl BusTask {
 
     /// A poll taken off its channel: refused at once when its unit is down (or it is out of
     /// time), else returned to be run.
-    fn refuse_or_keep(&mut self, job: Job, busy: Option<u8>) -> Option<Job> {
-        self.admission(busy).refusal(job)
+    fn refuse_or_keep(&mut self, job: Job, busy: Option<u8>, now: Instant) -> Option<Job> {
+        self.admission(busy).refusal(job, now)
     }
 
     /// Runs `job` on the line while admitting (and refusing, and expiring) operator requests,
     /// then settles the unit's health and answers the caller.
-    async fn start(&mut self, job: Job, operator_rx: &mut mpsc::Receiver<Job>) {
-        let now = Instant::now();
+    async fn start(&mut self, job: Job, operator_rx: &mut mpsc::Receiver<Job>, now: Instant) {
         let function = job.work.op().function();
         // The caller gave up, or the job can no longer start in time: a write nobody will
         // hear about must not reach the door.
@@ -608,7 +614,11 @@ impl BusTask {
             operator_rx,
         )
         .await;
-        let end = Instant::now();
+        // The transaction's own end when it ran one (the line keeps it); else the clock.
+        let end = match self.line.last_end {
+            Some(end) if seen.answered || seen.timeouts > 0 => end,
+            _ => Instant::now(),
+        };
         if seen.answered {
             self.health.answered(unit);
         }
@@ -668,15 +678,14 @@ impl Admission<'_> {
 
     /// Queues the request, or answers it at once when its unit is down.
     fn admit(&mut self, job: Job) {
-        if let Some(job) = self.refusal(job) {
+        if let Some(job) = self.refusal(job, Instant::now()) {
             self.queue.push(job);
         }
     }
 
     /// `None` when the request was answered here: its unit is dead and either backed off or
     /// already being probed, or it cannot start in time.
-    fn refusal(&mut self, job: Job) -> Option<Job> {
-        let now = Instant::now();
+    fn refusal(&mut self, job: Job, now: Instant) -> Option<Job> {
         if job.start_by(self.timing) <= now {
             self.count(&job, "expired");
             let at = self.target(&job);

@@ -105,6 +105,11 @@ impl LinkHandle {
         self.state.borrow().clone()
     }
 
+    /// Whether the link is up, without copying its state (asked on every poll cycle).
+    pub fn is_connected(&self) -> bool {
+        *self.state.borrow() == LinkState::Connected
+    }
+
     /// A receiver that sees every state change (for health output and tests).
     pub fn watch_state(&self) -> watch::Receiver<LinkState> {
         self.state.clone()
