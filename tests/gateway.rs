@@ -391,3 +391,54 @@ async fn two_gateways_with_the_same_doors_notice_they_replace_each_other() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// A poller skips decoding a cycle whose replies equal the last settled ones (a door at
+/// rest): a change after any number of quiet cycles, a change back to an earlier value, and
+/// a drift that crosses the deadband only in its second step must all still be reported.
+#[tokio::test]
+async fn a_door_at_rest_reports_each_change_a_change_back_and_a_drift_past_its_deadband() {
+    let env = Env::start(1).await;
+    let gw = env.gateway().await;
+    let svc = env.service();
+    let sim = &env.sim.handle;
+    sim.set_input(1, 0, 0);
+    sim.set_input(1, 1, 1200);
+    svc.wait_reported("door-1", "closed at 12.00 V", |r| {
+        r["doorState"] == json!("closed") && r["batteryVoltage"].as_f64() == Some(12.0)
+    })
+    .await;
+    // Several identical cycles before each change: the poller has settled on its replies.
+    let quiet_cycles = || async {
+        let seen = sim.total_requests();
+        assert!(
+            sim.wait_requests(seen + 6, Duration::from_secs(10)).await,
+            "the door keeps being polled"
+        );
+    };
+    for (value, name) in [(2, "forced"), (0, "closed"), (2, "forced"), (1, "open")] {
+        quiet_cycles().await;
+        sim.set_input(1, 0, value);
+        svc.wait_reported("door-1", name, |r| r["doorState"] == json!(name))
+            .await;
+    }
+    // 0.03 V is inside the 0.05 V deadband: not reported, and the cycles settle on it.
+    quiet_cycles().await;
+    sim.set_input(1, 1, 1203);
+    quiet_cycles().await;
+    quiet_cycles().await;
+    let twin = svc.twin("door-1").await;
+    assert_eq!(
+        twin["properties"]["reported"]["batteryVoltage"].as_f64(),
+        Some(12.0),
+        "a drift inside the deadband is not reported"
+    );
+    // Another 0.03 V: 0.06 V from what was reported, past the deadband.
+    sim.set_input(1, 1, 1206);
+    svc.wait_reported("door-1", "12.06 V", |r| {
+        r["batteryVoltage"]
+            .as_f64()
+            .is_some_and(|v| (v - 12.06).abs() < 1e-9)
+    })
+    .await;
+    gw.shutdown().await;
+}
