@@ -8,7 +8,7 @@ use reqwest::Method;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use super::{cell, check_key_file, initial_twin, reprovision_policy, save_primary_key, seg};
+use super::{cell, create, delete, initial_twin, reprovision_policy, seg, twin_cell};
 use crate::ctl::args::parse_assignments;
 use crate::ctl::cli::DpsEnrollmentCommand;
 use crate::ctl::context::Ctx;
@@ -100,23 +100,16 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>, cmd: DpsEnrollmentCommand) -> Result<
             check_registration_id(&id)?;
             let tags = parse_assignments("--tag", &tag)?;
             let desired = parse_assignments("--desired", &desired)?;
-            if let Some(p) = &key_file {
-                check_key_file(p)?;
-            }
             let body = enrollment_body(&id, device_id.as_deref(), &tags, &desired, disabled);
-            let e = ctx
-                .client
-                .dps_call(Method::PUT, &path(&id), Some(&body), None)
-                .await?;
-            if let Some(p) = &key_file {
-                save_primary_key(
-                    ctx,
-                    &e,
-                    p,
-                    "enrollment",
-                    "copy it to the gateway and name it in the door's key_file",
-                )?;
-            }
+            let e = create(
+                ctx,
+                &path(&id),
+                &body,
+                key_file.as_deref(),
+                "enrollment",
+                "copy it to the gateway and name it in the door's key_file",
+            )
+            .await?;
             print_enrollments(ctx, &[e])?;
             Ok(Outcome::Success)
         }
@@ -133,15 +126,7 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>, cmd: DpsEnrollmentCommand) -> Result<
             print_enrollments(ctx, &[e])?;
             Ok(Outcome::Success)
         }
-        DpsEnrollmentCommand::Delete { id } => {
-            ctx.client
-                .dps_call(Method::DELETE, &path(&id), None, Some("*"))
-                .await?;
-            ctx.emit(&json!({"deleted": id}), |_| {
-                format!("deleted enrollment {id}\n")
-            })?;
-            Ok(Outcome::Success)
-        }
+        DpsEnrollmentCommand::Delete { id } => delete(ctx, &path(&id), &id, "enrollment").await,
     }
 }
 
@@ -159,11 +144,7 @@ fn enrollments_table(style: Style, list: &[EnrollmentSummary]) -> String {
                 e.device_id.clone(),
                 e.attestation.clone(),
                 e.provisioning_status.clone(),
-                if e.initial_twin.is_null() {
-                    String::new()
-                } else {
-                    e.initial_twin.to_string()
-                },
+                twin_cell(&e.initial_twin),
             ]
         })
         .collect();

@@ -5,7 +5,7 @@ use reqwest::Method;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use super::{cell, check_key_file, initial_twin, reprovision_policy, save_primary_key, seg};
+use super::{cell, create, delete, initial_twin, reprovision_policy, seg, twin_cell};
 use crate::ctl::args::parse_assignments;
 use crate::ctl::cli::DpsGroupCommand;
 use crate::ctl::context::Ctx;
@@ -89,23 +89,16 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>, cmd: DpsGroupCommand) -> Result<Outco
                     "--certificate must be a PEM certificate file",
                 ));
             }
-            if let Some(p) = &key_file {
-                check_key_file(p)?;
-            }
             let body = group_body(&id, &tags, &desired, disabled, pem.as_deref());
-            let g = ctx
-                .client
-                .dps_call(Method::PUT, &path(&id), Some(&body), None)
-                .await?;
-            if let Some(p) = &key_file {
-                save_primary_key(
-                    ctx,
-                    &g,
-                    p,
-                    "group",
-                    "copy it to the gateway and name it in [dps] group_key_file",
-                )?;
-            }
+            let g = create(
+                ctx,
+                &path(&id),
+                &body,
+                key_file.as_deref(),
+                "group",
+                "copy it to the gateway and name it in [dps] group_key_file",
+            )
+            .await?;
             print_groups(ctx, &[g])?;
             Ok(Outcome::Success)
         }
@@ -122,15 +115,7 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>, cmd: DpsGroupCommand) -> Result<Outco
             print_groups(ctx, &[g])?;
             Ok(Outcome::Success)
         }
-        DpsGroupCommand::Delete { id } => {
-            ctx.client
-                .dps_call(Method::DELETE, &path(&id), None, Some("*"))
-                .await?;
-            ctx.emit(&json!({"deleted": id}), |_| {
-                format!("deleted enrollment group {id}\n")
-            })?;
-            Ok(Outcome::Success)
-        }
+        DpsGroupCommand::Delete { id } => delete(ctx, &path(&id), &id, "enrollment group").await,
     }
 }
 
@@ -147,11 +132,7 @@ fn groups_table(style: Style, list: &[GroupSummary]) -> String {
                 g.enrollment_group_id.clone(),
                 g.attestation.clone(),
                 g.provisioning_status.clone(),
-                if g.initial_twin.is_null() {
-                    String::new()
-                } else {
-                    g.initial_twin.to_string()
-                },
+                twin_cell(&g.initial_twin),
             ]
         })
         .collect();

@@ -54,7 +54,7 @@ pub(crate) fn seg(s: &str) -> String {
 
 /// Makes sure `--key-file` can be written before anything is created, so a typo in the path
 /// fails without leaving an enrollment whose key nobody saved.
-pub(crate) fn check_key_file(path: &Path) -> Result<(), CtlError> {
+fn check_key_file(path: &Path) -> Result<(), CtlError> {
     let err = |detail: String| CtlError::Write {
         path: path.display().to_string(),
         detail,
@@ -80,7 +80,7 @@ pub(crate) fn check_key_file(path: &Path) -> Result<(), CtlError> {
 }
 
 /// Saves the primary key the service returned in `enrollment` (0600), for the gateway.
-pub(crate) fn save_primary_key(
+fn save_primary_key(
     ctx: &mut Ctx<'_>,
     enrollment: &Value,
     path: &Path,
@@ -102,6 +102,54 @@ pub(crate) fn save_primary_key(
         path.display()
     ));
     Ok(())
+}
+
+/// Creates (PUT) the enrollment or group at `path`, the key file checked first and, when
+/// given, the primary key the service generated saved to it; returns what the service answered.
+pub(crate) async fn create(
+    ctx: &mut Ctx<'_>,
+    path: &str,
+    body: &Value,
+    key_file: Option<&Path>,
+    what: &str,
+    hint: &str,
+) -> Result<Value, CtlError> {
+    if let Some(p) = key_file {
+        check_key_file(p)?;
+    }
+    let created = ctx
+        .client
+        .dps_call(Method::PUT, path, Some(body), None)
+        .await?;
+    if let Some(p) = key_file {
+        save_primary_key(ctx, &created, p, what, hint)?;
+    }
+    Ok(created)
+}
+
+/// Deletes the enrollment or group at `path`, whatever its etag, and says so.
+pub(crate) async fn delete(
+    ctx: &mut Ctx<'_>,
+    path: &str,
+    id: &str,
+    what: &str,
+) -> Result<Outcome, CtlError> {
+    ctx.client
+        .dps_call(Method::DELETE, path, None, Some("*"))
+        .await?;
+    ctx.emit(&json!({"deleted": id}), |_| {
+        format!("deleted {what} {id}\n")
+    })?;
+    Ok(Outcome::Success)
+}
+
+/// An initial twin for a table cell ("" when there is none).
+pub(crate) fn twin_cell(twin: &Value) -> String {
+    if twin.is_null() {
+        String::new()
+    } else {
+        twin.to_string()
+    }
 }
 
 /// A JSON string member for a table cell ("" when absent).
