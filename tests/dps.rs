@@ -73,22 +73,7 @@ impl Site {
 
     /// `fieldctl` against the hub's service API (fieldhub serves DPS's there too).
     async fn fieldctl(&self, args: &[&str]) -> Output {
-        let hub_file = self.hub.ca_path.parent().unwrap().join("service.connstr");
-        bounded(
-            "fieldctl",
-            tokio::process::Command::new(env!("CARGO_BIN_EXE_fieldctl"))
-                .arg("--hub-file")
-                .arg(hub_file)
-                .arg("--ca-file")
-                .arg(&self.hub.ca_path)
-                .args(args)
-                .env("NO_COLOR", "1")
-                .env_remove("IOTHUB_CONNECTION_STRING")
-                .kill_on_drop(true)
-                .output(),
-        )
-        .await
-        .unwrap()
+        crate::support::process::fieldctl(&self.hub, args).await
     }
 
     /// Creates the site's enrollment group with fieldctl, as from an installer's laptop: the

@@ -231,30 +231,22 @@ async fn doors_register_through_an_x509_enrollment_group() {
     // The group is created with fieldctl, from the CA certificate alone.
     let ca_file = dir.path().join("site-ca.pem");
     std::fs::write(&ca_file, &ca_pem.cert).unwrap();
-    let out = bounded(
-        "fieldctl",
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_fieldctl"))
-            .arg("--hub-file")
-            .arg(hub.ca_path.parent().unwrap().join("service.connstr"))
-            .arg("--ca-file")
-            .arg(&hub.ca_path)
-            .args([
-                "--json",
-                "dps",
-                "group",
-                "create",
-                "site-x509",
-                "--tag",
-                "building=\"43\"",
-                "--certificate",
-            ])
-            .arg(&ca_file)
-            .env_remove("IOTHUB_CONNECTION_STRING")
-            .kill_on_drop(true)
-            .output(),
+    let ca_arg = ca_file.display().to_string();
+    let out = crate::support::process::fieldctl(
+        &hub,
+        &[
+            "--json",
+            "dps",
+            "group",
+            "create",
+            "site-x509",
+            "--tag",
+            "building=\"43\"",
+            "--certificate",
+            &ca_arg,
+        ],
     )
-    .await
-    .unwrap();
+    .await;
     assert!(
         out.status.success(),
         "{}",

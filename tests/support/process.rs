@@ -1,7 +1,8 @@
 //! The `fieldgate` binary as a process, for the modules that signal, kill or restart it:
 //! [`Service`] runs `fieldgate run` as systemd does (logging to a file, killed when dropped),
 //! [`signal`] sends it a signal, [`wait_doors_ready`] waits for the hub to see its doors, and
-//! [`with_doors`] trims a device map to some doors.
+//! [`with_doors`] trims a device map to some doors. [`fieldctl`] runs the operator CLI against
+//! a hub, as from an operator's laptop.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -11,6 +12,27 @@ use tokio::process::{Child, Command};
 
 use crate::support::harness::{Env, LIMIT};
 use crate::support::reliability::eventually;
+
+/// `fieldctl ARGS` against `hub`'s service API (with the service connection string fieldhub
+/// writes beside its CA), colour off and no connection string taken from the environment.
+pub async fn fieldctl(hub: &fieldhub::RunningHub, args: &[&str]) -> std::process::Output {
+    let hub_file = hub.ca_path.parent().unwrap().join("service.connstr");
+    crate::support::harness::bounded(
+        "fieldctl",
+        Command::new(env!("CARGO_BIN_EXE_fieldctl"))
+            .arg("--hub-file")
+            .arg(hub_file)
+            .arg("--ca-file")
+            .arg(&hub.ca_path)
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env_remove("IOTHUB_CONNECTION_STRING")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .unwrap()
+}
 
 pub fn signal(pid: u32, sig: &str) {
     let ok = std::process::Command::new("kill")
