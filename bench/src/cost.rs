@@ -237,59 +237,14 @@ pub async fn run(
     peer_pids: &[u32],
 ) -> anyhow::Result<Cost> {
     placement.place_peer(peer_pids)?;
-    let cost = measure(
-        world, launch, peer, addrs, doors, reads, w, twice, placement,
-    )
-    .await;
-    placement.release_peer(peer_pids)?;
-    cost
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn measure(
-    world: &World,
-    launch: &Launch,
-    peer: &str,
-    addrs: &[String],
-    doors: &[Door],
-    reads: Reads,
-    w: Window,
-    twice: bool,
-    placement: &Placement,
-) -> anyhow::Result<Cost> {
-    let interval = Duration::from_secs(1);
-    let tag = format!("cost-{peer}-{}", reads.name());
-    tracing::info!(peer, reads = reads.name(), doors = doors.len(), "floor");
-    let floor = floor_run(
-        world,
-        &format!("{tag}-floor"),
-        addrs,
-        doors,
-        interval,
-        reads,
-        w,
-        placement,
-    )
-    .await?;
-    tracing::info!(?floor, "floor");
-
-    let fieldgate =
-        gateway_run(world, launch, &tag, addrs, doors, reads, "1s", w, placement).await?;
-    tracing::info!(?fieldgate, "fieldgate");
-    // The same doors with polls an hour apart: what the links, timers and metrics cost
-    // without transactions, to tell the per-transaction share from the per-door one.
-    let links_only = if twice {
-        let l = gateway_run(world, launch, &tag, addrs, doors, reads, "1h", w, placement).await?;
-        tracing::info!(?l, "fieldgate, links only");
-        Some(l)
-    } else {
-        None
-    };
-
-    let floor_again = if twice {
-        let f = floor_run(
+    // The peer gets every CPU back whatever the measuring did.
+    let cost = async {
+        let interval = Duration::from_secs(1);
+        let tag = format!("cost-{peer}-{}", reads.name());
+        tracing::info!(peer, reads = reads.name(), doors = doors.len(), "floor");
+        let floor = floor_run(
             world,
-            &format!("{tag}-floor-again"),
+            &format!("{tag}-floor"),
             addrs,
             doors,
             interval,
@@ -298,32 +253,64 @@ async fn measure(
             placement,
         )
         .await?;
-        tracing::info!(?f, "floor again");
-        Some(f)
-    } else {
-        None
-    };
-    let floor_us = match floor_again {
-        Some(f2) => (floor.us_per_transaction + f2.us_per_transaction) / 2.0,
-        None => floor.us_per_transaction,
-    };
-    let net_us_per_transaction = links_only.map(|l| {
-        (fieldgate.cpu_seconds - l.percent_of_core / 100.0 * fieldgate.wall_seconds) * 1e6
-            / fieldgate.transactions.max(1) as f64
-    });
-    Ok(Cost {
-        placement: placement.describe().to_string(),
-        peer: peer.to_string(),
-        links_only,
-        net_us_per_transaction,
-        reads,
-        doors: doors.len(),
-        interval: "1s".into(),
-        floor,
-        floor_again,
-        ratio: fieldgate.us_per_transaction / floor_us,
-        fieldgate,
-    })
+        tracing::info!(?floor, "floor");
+
+        let fieldgate =
+            gateway_run(world, launch, &tag, addrs, doors, reads, "1s", w, placement).await?;
+        tracing::info!(?fieldgate, "fieldgate");
+        // The same doors with polls an hour apart: what the links, timers and metrics cost
+        // without transactions, to tell the per-transaction share from the per-door one.
+        let links_only = if twice {
+            let l =
+                gateway_run(world, launch, &tag, addrs, doors, reads, "1h", w, placement).await?;
+            tracing::info!(?l, "fieldgate, links only");
+            Some(l)
+        } else {
+            None
+        };
+
+        let floor_again = if twice {
+            let f = floor_run(
+                world,
+                &format!("{tag}-floor-again"),
+                addrs,
+                doors,
+                interval,
+                reads,
+                w,
+                placement,
+            )
+            .await?;
+            tracing::info!(?f, "floor again");
+            Some(f)
+        } else {
+            None
+        };
+        let floor_us = match floor_again {
+            Some(f2) => (floor.us_per_transaction + f2.us_per_transaction) / 2.0,
+            None => floor.us_per_transaction,
+        };
+        let net_us_per_transaction = links_only.map(|l| {
+            (fieldgate.cpu_seconds - l.percent_of_core / 100.0 * fieldgate.wall_seconds) * 1e6
+                / fieldgate.transactions.max(1) as f64
+        });
+        Ok(Cost {
+            placement: placement.describe().to_string(),
+            peer: peer.to_string(),
+            links_only,
+            net_us_per_transaction,
+            reads,
+            doors: doors.len(),
+            interval: "1s".into(),
+            floor,
+            floor_again,
+            ratio: fieldgate.us_per_transaction / floor_us,
+            fieldgate,
+        })
+    }
+    .await;
+    placement.release_peer(peer_pids)?;
+    cost
 }
 
 #[cfg(test)]

@@ -125,12 +125,6 @@ struct Cycle {
 /// The replies of a poll cycle, one per block in plan order.
 type Replies = Vec<Result<Reply, crate::bus::BusError>>;
 
-async fn read_blocks(door: &Door, io: &DoorIo, plan: &ReadPlan, deadline: Instant) -> Replies {
-    io.bus
-        .poll_cycle(door.unit, Arc::clone(&plan.ops), deadline)
-        .await
-}
-
 /// Decodes a cycle's replies into the values of its points.
 fn decode(door: &Door, plan: &ReadPlan, results: &Replies) -> Cycle {
     let mut c = Cycle::default();
@@ -401,7 +395,14 @@ pub async fn run(
             continue;
         }
         let started = Instant::now();
-        let results = read_blocks(&door, &io, &plan, started + every.max(io.op_budget)).await;
+        let results = io
+            .bus
+            .poll_cycle(
+                door.unit,
+                Arc::clone(&plan.ops),
+                started + every.max(io.op_budget),
+            )
+            .await;
         poll_hist.observe(started.elapsed().as_secs_f64());
         let at_rest = quiet.matches(&results);
         let cycle = if at_rest {
