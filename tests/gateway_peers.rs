@@ -99,3 +99,43 @@ async fn lock_door_and_desired_on_a_pymodbus_controller() {
     );
     gw.shutdown().await;
 }
+
+/// The at-rest poll cycles against an independent controller: pymodbus's coil flips with a
+/// lock, stays put through the cycles of an unlock pulse (the poller settles on it), and flips
+/// back to the value it had settled on before — each reported.
+#[tokio::test]
+async fn a_pymodbus_door_at_rest_reports_its_lock_flipping_and_flipping_back() {
+    if !has_pymodbus() {
+        return;
+    }
+    let server = pymodbus(&["tcp", "127.0.0.1:0"]).await;
+    let mut env = Env::start(1).await;
+    env.bus_toml = format!(
+        "[[bus]]\nname = \"tcp\"\ntcp = \"{}\"\ntimeout = \"1s\"\n",
+        server.ready
+    );
+    let gw = env.gateway().await;
+    let svc = env.service();
+    svc.wait_reported("door-1", "unlocked at start", |r| {
+        r["locked"] == json!(false)
+    })
+    .await;
+    let (_, body) = svc.invoke("door-1", "lockDoor", json!(null)).await;
+    assert_eq!(body["status"], 200, "{body}");
+    svc.wait_reported("door-1", "locked", |r| r["locked"] == json!(true))
+        .await;
+    // Ten poll cycles (200 ms) at rest on `false`, then back to `true`.
+    let (_, body) = svc
+        .invoke("door-1", "unlockDoor", json!({"seconds": 2}))
+        .await;
+    assert_eq!(body["status"], 200, "{body}");
+    svc.wait_reported("door-1", "unlocked by the pulse", |r| {
+        r["locked"] == json!(false)
+    })
+    .await;
+    svc.wait_reported("door-1", "locked again after the pulse", |r| {
+        r["locked"] == json!(true)
+    })
+    .await;
+    gw.shutdown().await;
+}
