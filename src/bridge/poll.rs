@@ -17,11 +17,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::DoorIo;
 use crate::bus::plan::{plan_reads, BlockRead, Point, Table};
+use crate::bus::standing::StandingPoll;
 use crate::bus::Reply;
 use crate::config::{Door, ReadTable, ReportedPoint};
 use crate::events::DoorEvents;
@@ -153,31 +154,6 @@ fn decode(door: &Door, plan: &ReadPlan, results: &Replies) -> Cycle {
     c
 }
 
-/// The replies of the last cycle whose values left nothing to report and no event to store:
-/// a cycle reading the very same bits and words decodes to the very same values, so a door
-/// at rest (the usual case) skips decoding and diffing; only its connectivity is looked at.
-/// Cleared by any cycle that found something, so what is reported and stored cannot have
-/// moved since these replies were settled.
-#[derive(Debug, Default)]
-struct Quiet(Option<Vec<Reply>>);
-
-impl Quiet {
-    fn matches(&self, results: &Replies) -> bool {
-        self.0.as_ref().is_some_and(|quiet| {
-            quiet.len() == results.len()
-                && quiet
-                    .iter()
-                    .zip(results)
-                    .all(|(q, r)| r.as_ref().is_ok_and(|r| r == q))
-        })
-    }
-
-    /// Settles on `results` when every block answered; anything else forgets.
-    fn settle(&mut self, results: Replies) {
-        self.0 = results.into_iter().collect::<Result<Vec<_>, _>>().ok();
-    }
-}
-
 /// A bus error as `connectivity.error` reports it: stable while the cause is (a dead unit's
 /// "next probe in …" would otherwise change the text, and so send a patch, every cycle).
 fn connectivity_error(e: &crate::bus::BusError) -> String {
@@ -240,32 +216,6 @@ fn diff(plan: &ReadPlan, state: &Reported, cycle: &Cycle, now: Instant) -> Map<S
 fn wall_clock(at: Instant, now: Instant) -> DateTime<Utc> {
     let ago = chrono::Duration::from_std(now.saturating_duration_since(at)).unwrap_or_default();
     Utc::now() - ago
-}
-
-/// Poll cycles start on one of this many evenly spaced phases of the poll interval, counted
-/// from one origin for the whole process. Doors sharing a phase share one timer wake-up and
-/// reach their bus together, so the runtime wakes a few times per interval instead of once
-/// per door, and a bus task serves its queue back to back (benchmark workload 4, 1,000 doors
-/// at 1 s: see docs/BENCHMARKS.md). Several phases, picked at random per door, keep every
-/// door of a line from queueing at the same instant.
-const POLL_PHASES: u32 = 10;
-
-/// The first instant at or after `now` on `phase`'s grid: `origin + phase × every / POLL_PHASES
-/// + n × every`.
-fn first_tick(origin: Instant, now: Instant, every: Duration, phase: u32) -> Instant {
-    let every_ns = every.as_nanos().max(1);
-    let offset = every_ns * u128::from(phase % POLL_PHASES) / u128::from(POLL_PHASES);
-    let since = now.saturating_duration_since(origin).as_nanos();
-    // Grid points are origin + offset + n·every; the first one not before `now`.
-    let n = since.saturating_sub(offset).div_ceil(every_ns);
-    let at = offset + n * every_ns;
-    origin + Duration::from_nanos(u64::try_from(at).unwrap_or(u64::MAX))
-}
-
-/// The instant every door's poll grid counts from.
-fn poll_origin() -> Instant {
-    static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    *ORIGIN.get_or_init(Instant::now)
 }
 
 /// The gateway's own door event: the door's unit stopped answering every read of a cycle
@@ -333,8 +283,10 @@ async fn record_events(
     seen.extend(changes);
 }
 
-/// Polls until `shutdown`, on a phase of the shared poll grid ([`POLL_PHASES`]). Changes of
-/// event points go to `events` (the door's part of the event store).
+/// Polls until `shutdown`: the door's cycles are a standing poll of its bus, which runs them
+/// on a phase of the shared poll grid and hands over only those that differ from the last
+/// cycle this poller found nothing in (`crate::bus::standing`). Changes of event points go to
+/// `events` (the door's part of the event store).
 pub async fn run(
     door: Arc<Door>,
     io: DoorIo,
@@ -346,23 +298,26 @@ pub async fn run(
     if plan.blocks.is_empty() {
         return;
     }
-    let every = door.poll_interval;
-    let phase = rand::random_range(0..POLL_PHASES);
-    let start = first_tick(poll_origin(), Instant::now(), every, phase);
-    let mut ticker = tokio::time::interval_at(start, every);
-    // Skip, not Delay: a cycle that overran its interval resumes on its grid, so the doors of
-    // a phase stay together instead of drifting apart one late tick at a time.
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let has_events = plan.specs.iter().any(|p| p.telemetry);
+    let store_events = has_events && events.is_some();
+    let link = io.link.clone();
+    let mut feed = io.bus.stand(StandingPoll {
+        unit: door.unit,
+        ops: Arc::clone(&plan.ops),
+        every: door.poll_interval,
+        budget: io.op_budget,
+        // Readings nobody can receive would only load the line; events are stored for later.
+        wanted: Box::new(move || store_events || link.is_connected()),
+        duration: io
+            .metrics
+            .poll_cycle_duration
+            .with_label_values(&[io.bus.name()]),
+    });
     let mut state = Reported {
         refresh: CONNECTIVITY_REFRESH
             .mul_f64(1.0 + REFRESH_JITTER * (2.0 * rand::random::<f64>() - 1.0)),
         ..Reported::default()
     };
-    let poll_hist = io
-        .metrics
-        .poll_cycle_duration
-        .with_label_values(&[io.bus.name()]);
-    let has_events = plan.specs.iter().any(|p| p.telemetry);
     let mut seen = events
         .as_ref()
         .map(DoorEvents::last_values)
@@ -371,47 +326,47 @@ pub async fn run(
     // in them: while the hub is unreachable a patch can wait up to the link's `op_timeout`,
     // and the cycles meanwhile must go on storing door events (a door forced open during a
     // hub outage is on disk within a poll interval, not after the patch gives up).
-    let mut quiet = Quiet::default();
-    let mut in_flight: Option<std::pin::Pin<Box<dyn Future<Output = PatchDone> + Send>>> = None;
+    let mut in_flight: Option<PatchFuture> = None;
+    // A refresh that found the link down waits a whole period again.
+    let mut refresh_held_until: Option<Instant> = None;
     // Made once: a fresh `cancelled()` each cycle locks the token and registers and drops a
     // waiter every time.
     let cancelled = shutdown.cancelled();
     tokio::pin!(cancelled);
     loop {
-        tokio::select! {
+        let refresh_at = state
+            .connectivity_at
+            .map(|t| (t + state.refresh).max(refresh_held_until.unwrap_or(t)));
+        let results = tokio::select! {
             biased;
             () = &mut cancelled => return,
             done = async { in_flight.as_mut().expect("guarded").await }, if in_flight.is_some() => {
                 in_flight = None;
-                done.apply(&door, &io, &mut state);
+                if !done.apply(&door, &io, &mut state) {
+                    // What the hub holds is in doubt: the next cycle is looked at in full.
+                    feed.forget();
+                }
                 continue;
             }
-            _ = ticker.tick() => {}
-        }
-        // Readings nobody can receive would only load the line; events are stored for later.
-        let online = io.link.is_connected();
-        let store_events = has_events && events.is_some();
-        if !online && !store_events {
-            continue;
-        }
-        let started = Instant::now();
-        let results = io
-            .bus
-            .poll_cycle(
-                door.unit,
-                Arc::clone(&plan.ops),
-                started + every.max(io.op_budget),
-            )
-            .await;
-        poll_hist.observe(started.elapsed().as_secs_f64());
-        let at_rest = quiet.matches(&results);
-        let cycle = if at_rest {
-            Cycle::default()
-        } else {
-            decode(&door, &plan, &results)
+            results = feed.next() => match results {
+                Some(results) => results,
+                None => return,
+            },
+            // A door at rest: its cycles stay with the bus, so the periodic connectivity
+            // refresh (`lastPoll`) is sent from here.
+            () = sleep_until_opt(refresh_at), if in_flight.is_none() => {
+                let now = Instant::now();
+                if io.link.is_connected() {
+                    in_flight = Some(connectivity_refresh(&io, &state, feed.last_ok(), now));
+                } else {
+                    refresh_held_until = Some(now + state.refresh);
+                }
+                continue;
+            }
         };
+        let cycle = decode(&door, &plan, &results);
         let mut stored = false;
-        if has_events && !at_rest {
+        if has_events {
             let mut changes = event_changes(&plan, &seen, &cycle);
             // The unit taken as answering until seen otherwise: only a change is an event.
             let reachable = cycle.failures < plan.blocks.len();
@@ -427,42 +382,74 @@ pub async fn run(
                 record_events(&door, &io, events.as_ref(), &mut seen, changes).await;
             }
         }
-        // A patch still waiting decides what the next one must hold: the cycle after it ends.
-        if !online || in_flight.is_some() {
-            if !at_rest {
-                quiet = Quiet::default();
-            }
+        // Nothing is settled while a patch waits or the link is down: the cycles go on
+        // coming here, and the first one after decides what the next patch holds.
+        if !io.link.is_connected() || in_flight.is_some() {
             continue;
         }
         let now = Instant::now();
-        if cycle.failures == 0 {
-            state.last_ok = Some(now);
-        }
+        state.last_ok = feed.last_ok();
         let patch = diff(&plan, &state, &cycle, now);
-        if !at_rest {
-            let reports_values = patch.keys().any(|k| k != "connectivity");
-            if stored || reports_values || cycle.failures > 0 {
-                quiet = Quiet::default();
-            } else {
-                quiet.settle(results);
-            }
+        let reports_values = patch.keys().any(|k| k != "connectivity");
+        if !(stored || reports_values || cycle.failures > 0) {
+            feed.settle(results);
         }
         if patch.is_empty() {
             continue;
         }
-        let link = io.link.clone();
         let reachable = cycle.failures < plan.blocks.len();
-        let error = cycle.last_error;
-        in_flight = Some(Box::pin(async move {
-            let result = link.patch_reported(Value::Object(patch.clone())).await;
-            PatchDone {
-                patch,
-                result,
-                error,
-                reachable,
-                at: now,
-            }
-        }));
+        in_flight = Some(send_patch(&io, patch, cycle.last_error, reachable, now));
+    }
+}
+
+type PatchFuture = std::pin::Pin<Box<dyn Future<Output = PatchDone> + Send>>;
+
+/// Sends `patch` and remembers what the cycle that built it saw.
+fn send_patch(
+    io: &DoorIo,
+    patch: Map<String, Value>,
+    error: Option<String>,
+    reachable: bool,
+    at: Instant,
+) -> PatchFuture {
+    let link = io.link.clone();
+    Box::pin(async move {
+        let result = link.patch_reported(Value::Object(patch.clone())).await;
+        PatchDone {
+            patch,
+            result,
+            error,
+            reachable,
+            at,
+        }
+    })
+}
+
+/// The periodic `connectivity` section of a door whose cycles have nothing new: what was
+/// last reported, with the current `lastPoll`.
+fn connectivity_refresh(
+    io: &DoorIo,
+    state: &Reported,
+    last_ok: Option<Instant>,
+    now: Instant,
+) -> PatchFuture {
+    let reachable = state.reachable.unwrap_or(true);
+    let mut patch = Map::new();
+    patch.insert(
+        "connectivity".into(),
+        json!({
+            "busReachable": reachable,
+            "lastPoll": last_ok.map(|t| wall_clock(t, now).to_rfc3339()),
+            "error": state.error,
+        }),
+    );
+    send_patch(io, patch, state.error.clone(), reachable, now)
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -476,7 +463,8 @@ struct PatchDone {
 }
 
 impl PatchDone {
-    fn apply(self, door: &Door, io: &DoorIo, state: &mut Reported) {
+    /// Whether the hub took the patch.
+    fn apply(self, door: &Door, io: &DoorIo, state: &mut Reported) -> bool {
         match self.result {
             Ok(_) => {
                 io.metrics.reported_patches.with_label_values(&["ok"]).inc();
@@ -491,6 +479,7 @@ impl PatchDone {
                     state.reachable = Some(self.reachable);
                     state.connectivity_at = Some(self.at);
                 }
+                true
             }
             Err(e) => {
                 // Not marked as reported: the next cycle sends it again.
@@ -499,6 +488,7 @@ impl PatchDone {
                     .with_label_values(&["failed"])
                     .inc();
                 tracing::warn!(device = %door.device_id, error = %e, "reported patch failed");
+                false
             }
         }
     }
@@ -550,40 +540,6 @@ key = "a2V5"
     }
 
     #[test]
-    fn a_cycle_is_at_rest_only_when_every_reply_equals_the_settled_ones() {
-        use crate::bus::{BusError, Target};
-        let bits = || Reply::Bits(vec![true]);
-        let words = |w: u16| Reply::Words(vec![w, 7]);
-        let down = || {
-            Err(BusError::DeadlineExpired {
-                at: Target {
-                    bus: "b".into(),
-                    unit: 1,
-                    function: "read_coils",
-                    addr: 0,
-                },
-            })
-        };
-        let mut quiet = Quiet::default();
-        assert!(
-            !quiet.matches(&vec![Ok(bits()), Ok(words(1))]),
-            "nothing settled yet"
-        );
-        quiet.settle(vec![Ok(bits()), Ok(words(1))]);
-        assert!(quiet.matches(&vec![Ok(bits()), Ok(words(1))]));
-        assert!(
-            !quiet.matches(&vec![Ok(bits()), Ok(words(2))]),
-            "a word moved"
-        );
-        assert!(!quiet.matches(&vec![Ok(Reply::Bits(vec![false])), Ok(words(1))]));
-        assert!(!quiet.matches(&vec![Ok(bits())]), "a block missing");
-        assert!(!quiet.matches(&vec![Ok(bits()), down()]), "a block failed");
-        // A cycle with a failed block never settles: its connectivity is for the diff.
-        quiet.settle(vec![Ok(bits()), down()]);
-        assert!(!quiet.matches(&vec![Ok(bits()), Ok(words(1))]));
-    }
-
-    #[test]
     fn doors_of_one_profile_share_their_read_plan() {
         let text = r#"
 [hub]
@@ -621,34 +577,6 @@ key = "a2V5"
         // Gone with its last door: a reload's new map gets a plan of its own.
         let again = ReadPlan::shared(d1, 0);
         assert_eq!(Arc::strong_count(&again), 1);
-    }
-
-    #[test]
-    fn poll_ticks_fall_on_the_shared_phase_grid() {
-        let origin = Instant::now();
-        let every = Duration::from_millis(1000);
-        for (since_ms, phase, want_ms) in [
-            (0, 0, 0),
-            (0, 3, 300),
-            (299, 3, 300),
-            (300, 3, 300),
-            (301, 3, 1300),
-            (86_400_250, 2, 86_400_200 + 1000),
-            (5_000, 12, 5_200), // phases wrap
-        ] {
-            let now = origin + Duration::from_millis(since_ms);
-            let at = first_tick(origin, now, every, phase);
-            assert_eq!(
-                at.duration_since(origin),
-                Duration::from_millis(want_ms),
-                "since {since_ms} ms, phase {phase}"
-            );
-            assert!(at >= now && at < now + every);
-        }
-        // Doors of one phase started at different times share their instants.
-        let a = first_tick(origin, origin + Duration::from_millis(10), every, 4);
-        let b = first_tick(origin, origin + Duration::from_millis(2_390), every, 4);
-        assert_eq!((b - a).as_millis() % 1000, 0);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! - [`options`]: resolved bus settings.
 //! - [`request`]: operations, replies, priorities, errors.
 //! - [`plan`]: coalescing polled points into block reads (pure).
+//! - [`standing`]: doors' poll cycles the bus runs on its own timer.
 //! - `task`: the bus task (queueing, timeouts, retries, reconnects, dead units).
 //! - `backoff`: exponential backoff with jitter and per-unit health (pure).
 //! - `transport`: opening TCP / RTU / RTU-over-TCP and running one transaction.
@@ -12,6 +13,7 @@ mod backoff;
 pub mod options;
 pub mod plan;
 pub mod request;
+pub mod standing;
 mod task;
 mod transport;
 
@@ -30,7 +32,7 @@ pub use plan::{plan_reads, BlockRead, Point, Table};
 pub use request::{BusError, ExceptionCode, Failed, Op, Priority, Reply, Target, Written};
 
 use crate::metrics::Metrics;
-use task::{Answer, BusTask, Job, Work};
+use task::{Answer, BusTask, CycleTo, Job, Work};
 
 /// Sends requests to one bus task. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -38,6 +40,7 @@ pub struct BusHandle {
     name: Arc<str>,
     operator_tx: mpsc::Sender<Job>,
     poll_tx: mpsc::Sender<Job>,
+    standing_tx: mpsc::UnboundedSender<Arc<standing::Slot>>,
     connected: watch::Receiver<bool>,
     status: watch::Receiver<BusStatus>,
     queue_depth: IntGauge,
@@ -118,6 +121,8 @@ pub fn spawn(
     let operator_share = (total / 4).max(1);
     let (operator_tx, operator_rx) = mpsc::channel(operator_share);
     let (poll_tx, poll_rx) = mpsc::channel(total - operator_share);
+    // Unbounded: one message per door added, bounded by the device map.
+    let (standing_tx, standing_rx) = mpsc::unbounded_channel();
     let (connected_tx, connected) = watch::channel(false);
     let (status_tx, status) = watch::channel(BusStatus::default());
     let doors = DoorNames::default();
@@ -130,6 +135,7 @@ pub fn spawn(
         name: opts.name.as_str().into(),
         operator_tx,
         poll_tx,
+        standing_tx,
         connected,
         status,
         queue_depth: queue_depth.clone(),
@@ -143,7 +149,7 @@ pub fn spawn(
         (connected_tx, status_tx),
         doors,
     );
-    let join = tokio::spawn(task.run(operator_rx, poll_rx, shutdown));
+    let join = tokio::spawn(task.run(operator_rx, poll_rx, standing_rx, shutdown));
     (handle, join)
 }
 
@@ -268,7 +274,7 @@ impl BusHandle {
             deadline,
             reply: Answer::Cycle {
                 results: Vec::with_capacity(n),
-                tx,
+                to: CycleTo::Caller(tx),
             },
         };
         self.queue_depth.inc();
@@ -282,6 +288,17 @@ impl BusHandle {
         }
         rx.await
             .unwrap_or_else(|_| vec![Err(BusError::Shutdown { at }); n])
+    }
+
+    /// Registers a door's poll cycle for the bus to run every `poll.every` on a phase of the
+    /// shared poll grid ([`standing::POLL_PHASES`]), at poll priority under the same rules as
+    /// [`poll_cycle`](Self::poll_cycle). The feed yields the cycles whose replies differ
+    /// from the ones last settled on; dropping it ends the standing poll.
+    pub fn stand(&self, poll: standing::StandingPoll) -> standing::PollFeed {
+        let (slot, feed) = standing::Schedule::slot(poll);
+        // A stopped bus drops the slot with the message: the feed then ends.
+        let _ = self.standing_tx.send(slot);
+        feed
     }
 
     /// Whether the bus connection is open right now.

@@ -34,6 +34,7 @@ use super::{
     backoff::{Backoff, UnitHealthMap, DEAD_AFTER_TIMEOUTS},
     options::BusOptions,
     request::{BusError, Failed, Op, Priority, Reply, Target, Written},
+    standing::{Schedule, Slot},
     transport::{self, TransactError},
 };
 use crate::metrics::Metrics;
@@ -72,7 +73,19 @@ pub(crate) enum Answer {
     /// A poll cycle's results, one per read in order, sent once all are known.
     Cycle {
         results: Vec<Result<Reply, BusError>>,
-        tx: oneshot::Sender<Vec<Result<Reply, BusError>>>,
+        to: CycleTo,
+    },
+}
+
+/// Who gets a poll cycle's results.
+#[derive(Debug)]
+pub(crate) enum CycleTo {
+    /// A caller of [`super::BusHandle::poll_cycle`].
+    Caller(oneshot::Sender<Vec<Result<Reply, BusError>>>),
+    /// A standing poll, whose turn came at `turn`.
+    Slot {
+        slot: Arc<super::standing::Slot>,
+        turn: Instant,
     },
 }
 
@@ -107,21 +120,26 @@ impl Job {
             Answer::One(tx) => {
                 let _ = tx.send(result);
             }
-            Answer::Cycle { mut results, tx } => {
+            Answer::Cycle { mut results, to } => {
                 let left = match &self.work {
                     Work::Cycle { ops, next } => ops.len().saturating_sub(*next),
                     _ => 1,
                 };
                 let result = result.map_err(|f| f.error);
                 results.extend(std::iter::repeat_n(result, left));
-                let _ = tx.send(results);
+                match to {
+                    CycleTo::Caller(tx) => {
+                        let _ = tx.send(results);
+                    }
+                    CycleTo::Slot { slot, turn } => slot.deliver(results, turn),
+                }
             }
         }
     }
 
     /// After one read of a cycle: the job again with the next read on turn, or `None` once
     /// the cycle is answered.
-    fn step(mut self, result: Result<Reply, Failed>) -> Option<Job> {
+    pub(crate) fn step(mut self, result: Result<Reply, Failed>) -> Option<Job> {
         if let (Work::Cycle { ops, next }, Answer::Cycle { results, .. }) =
             (&mut self.work, &mut self.reply)
         {
@@ -139,7 +157,14 @@ impl Job {
     fn caller_gone(&self) -> bool {
         match &self.reply {
             Answer::One(tx) => tx.is_closed(),
-            Answer::Cycle { tx, .. } => tx.is_closed(),
+            Answer::Cycle {
+                to: CycleTo::Caller(tx),
+                ..
+            } => tx.is_closed(),
+            Answer::Cycle {
+                to: CycleTo::Slot { slot, .. },
+                ..
+            } => slot.closed(),
         }
     }
 }
@@ -376,6 +401,8 @@ pub(crate) struct BusTask {
     queue_depth: IntGauge,
     /// A poll cycle between two of its reads: it goes on once no operator request waits.
     resume: Option<Job>,
+    /// Doors' standing polls and the cycles due.
+    schedule: Schedule,
 }
 
 /// What woke an idle bus task.
@@ -383,6 +410,8 @@ enum Wake {
     Stop,
     Operator(Job),
     Poll(Job),
+    Stand(Arc<Slot>),
+    Turn,
     Connect,
     Timer,
 }
@@ -419,6 +448,7 @@ impl BusTask {
             },
             queue_depth,
             resume: None,
+            schedule: Schedule::default(),
         }
     }
 
@@ -426,6 +456,7 @@ impl BusTask {
         mut self,
         mut operator_rx: mpsc::Receiver<Job>,
         mut poll_rx: mpsc::Receiver<Job>,
+        mut standing_rx: mpsc::UnboundedReceiver<Arc<Slot>>,
         shutdown: CancellationToken,
     ) {
         loop {
@@ -462,6 +493,35 @@ impl BusTask {
                 }
                 continue;
             }
+            if let Some(job) = self.schedule.ready.pop_front() {
+                self.queue_depth.dec();
+                // Operator requests already sent go first, as between a cycle's reads.
+                while self.queue.has_room() {
+                    match operator_rx.try_recv() {
+                        Ok(op) => self.admit(op, None),
+                        Err(_) => break,
+                    }
+                }
+                if self.queue.len > 0 {
+                    self.queue_depth.inc();
+                    self.schedule.ready.push_front(job);
+                } else {
+                    let now = Instant::now();
+                    if let Some(job) = self.refuse_or_keep(job, None, now) {
+                        self.start(job, &mut operator_rx, now).await;
+                    }
+                }
+                continue;
+            }
+            // Turns that came while the line was busy are taken now, not at the timer's next
+            // tick (a due timer still waits for the driver's next millisecond).
+            if let Some(turn) = self.schedule.next_turn() {
+                let now = Instant::now();
+                if turn <= now {
+                    self.take_turns(now);
+                    continue;
+                }
+            }
             // Every handle dropped and nothing left to serve: no one will ever ask again.
             if operator_rx.is_closed()
                 && poll_rx.is_closed()
@@ -471,11 +531,14 @@ impl BusTask {
                 break;
             }
             let expiry = self.queue.next_expiry(self.timing);
+            let turn = self.schedule.next_turn();
             let wake = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => Wake::Stop,
                 Some(job) = operator_rx.recv() => Wake::Operator(job),
                 Some(job) = poll_rx.recv() => Wake::Poll(job),
+                Some(slot) = standing_rx.recv() => Wake::Stand(slot),
+                () = sleep_until_opt(turn) => Wake::Turn,
                 () = sleep_until(self.line.next_connect_at), if self.line.ctx.is_none() => Wake::Connect,
                 () = sleep_until_opt(expiry) => Wake::Timer,
                 else => Wake::Stop,
@@ -490,6 +553,8 @@ impl BusTask {
                         self.start(job, &mut operator_rx, now).await;
                     }
                 }
+                Wake::Stand(slot) => self.schedule.add(slot, Instant::now()),
+                Wake::Turn => self.take_turns(Instant::now()),
                 Wake::Connect => {
                     let Self {
                         name,
@@ -522,6 +587,11 @@ impl BusTask {
         }
         operator_rx.close();
         poll_rx.close();
+        // Standing polls simply end: their pollers are stopping too, and a cycle that never
+        // ran has nothing to tell them.
+        for _ in self.schedule.ready.drain(..) {
+            self.queue_depth.dec();
+        }
         let mut left: Vec<Job> = self.queue.drain();
         left.extend(self.resume.take());
         for rx in [&mut operator_rx, &mut poll_rx] {
@@ -540,6 +610,12 @@ impl BusTask {
         }
         self.line.set_connected(false);
         tracing::debug!(bus = %self.line.name, "bus task stopped");
+    }
+
+    /// Queues the standing polls whose turn has come.
+    fn take_turns(&mut self, now: Instant) {
+        let queued = self.schedule.take_due(now);
+        self.queue_depth.add(queued as i64);
     }
 
     /// Answers every queued request that can no longer start in time: nothing written.

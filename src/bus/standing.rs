@@ -1,0 +1,460 @@
+//! Standing polls: a door's poll cycle registered once with its bus, which then runs it on
+//! its own timer instead of the door's poller asking every interval.
+//!
+//! Why the bus runs them: asked by the poller, every cycle of every door cost a timer of its
+//! own, a wake-up of the poller, a channel pass to the bus, an answer back and a second
+//! wake-up of the poller — for a door at rest, to learn that nothing changed. Here a bus wakes
+//! once per poll phase, runs the cycles due at poll priority through the same queue rules as
+//! any poll (operator requests first between reads, dead units refused, deadlines kept), and
+//! compares each door's replies with the ones its poller last settled on: a door at rest costs
+//! its reads and a comparison, and its poller sleeps. Only a cycle that differs (or failed) is
+//! handed to the poller, which decodes, reports and stores events as before.
+//!
+//! Backpressure is the old skip rule: a door whose previous cycle is still queued or on the
+//! line, or whose poller has not taken the last cycle handed to it, skips a turn rather than
+//! queueing reads nobody would read in time.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{
+    atomic::{AtomicBool, Ordering},
+    Arc, Mutex, MutexGuard, OnceLock,
+};
+use std::time::Duration;
+
+use tokio::{sync::mpsc, time::Instant};
+
+use super::request::{BusError, Op, Priority, Reply};
+use super::task::{Answer, CycleTo, Job, Work};
+
+/// The results of one cycle: a result per read, in order.
+pub type CycleResults = Vec<Result<Reply, BusError>>;
+
+/// Poll cycles start on one of this many evenly spaced phases of the poll interval, counted
+/// from one origin for the whole process. A bus wakes once per phase and runs the cycles of
+/// that phase back to back (benchmark workload 4, 1,000 doors at 1 s: see
+/// docs/BENCHMARKS.md); several phases, picked at random per door, keep every door of a line
+/// from queueing at the same instant and an operator request from waiting behind a whole
+/// line's polls.
+pub const POLL_PHASES: u32 = 10;
+
+/// The first instant at or after `now` on `phase`'s grid: `origin + phase × every /
+/// POLL_PHASES + n × every`.
+pub fn first_tick(origin: Instant, now: Instant, every: Duration, phase: u32) -> Instant {
+    let every_ns = every.as_nanos().max(1);
+    let offset = every_ns * u128::from(phase % POLL_PHASES) / u128::from(POLL_PHASES);
+    let since = now.saturating_duration_since(origin).as_nanos();
+    // Grid points are origin + offset + n·every; the first one not before `now`.
+    let n = since.saturating_sub(offset).div_ceil(every_ns);
+    let at = offset + n * every_ns;
+    origin + Duration::from_nanos(u64::try_from(at).unwrap_or(u64::MAX))
+}
+
+/// The instant every door's poll grid counts from.
+pub fn poll_origin() -> Instant {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    *ORIGIN.get_or_init(Instant::now)
+}
+
+/// What a door asks its bus to poll.
+pub struct StandingPoll {
+    pub unit: u8,
+    /// The reads of one cycle, in order.
+    pub ops: Arc<[Op]>,
+    pub every: Duration,
+    /// How long a cycle may take from its turn (at least `every`).
+    pub budget: Duration,
+    /// Whether the cycle is worth running now (the door's link is up, or it stores events):
+    /// asked at each turn, so readings nobody can receive do not load the line.
+    pub wanted: Box<dyn Fn() -> bool + Send + Sync>,
+    /// Sees each cycle's time from its turn to its last answer.
+    pub duration: prometheus::Histogram,
+}
+
+impl std::fmt::Debug for StandingPoll {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StandingPoll")
+            .field("unit", &self.unit)
+            .field("ops", &self.ops)
+            .field("every", &self.every)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The bus's side of a standing poll.
+pub(crate) struct Slot {
+    poll: StandingPoll,
+    phase: u32,
+    /// A cycle of this slot is queued or on the line.
+    busy: AtomicBool,
+    state: Mutex<Settled>,
+    tx: mpsc::Sender<CycleResults>,
+}
+
+impl std::fmt::Debug for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Slot")
+            .field("unit", &self.poll.unit)
+            .field("phase", &self.phase)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
+struct Settled {
+    /// The replies of the last cycle the poller found nothing in (see [`PollFeed::settle`]).
+    replies: Option<Vec<Reply>>,
+    /// When a cycle last had every read answered.
+    last_ok: Option<Instant>,
+}
+
+impl Slot {
+    fn state(&self) -> MutexGuard<'_, Settled> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The poller is gone: the slot is dropped at its next turn.
+    pub(crate) fn closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+
+    /// A cycle is over: note when every read answered, and hand the results to the poller
+    /// unless they are the replies it settled on.
+    pub(crate) fn deliver(&self, results: CycleResults, turn: Instant) {
+        self.busy.store(false, Ordering::Relaxed);
+        let now = Instant::now();
+        self.poll
+            .duration
+            .observe(now.saturating_duration_since(turn).as_secs_f64());
+        let mut state = self.state();
+        if results.iter().all(Result::is_ok) {
+            state.last_ok = Some(now);
+        }
+        if at_rest(state.replies.as_deref(), &results) {
+            return;
+        }
+        // Whatever the poller makes of these, the replies settled before no longer describe
+        // what it has reported.
+        state.replies = None;
+        drop(state);
+        // Full only if the poller fell behind since the turn began; it gets the next one.
+        let _ = self.tx.try_send(results);
+    }
+}
+
+/// A cycle reading the very same bits and words as the settled one decodes to the very same
+/// values: the door is at rest. A failed read never is (its connectivity is the poller's).
+fn at_rest(settled: Option<&[Reply]>, results: &CycleResults) -> bool {
+    settled.is_some_and(|settled| {
+        settled.len() == results.len()
+            && settled
+                .iter()
+                .zip(results)
+                .all(|(s, r)| r.as_ref().is_ok_and(|r| r == s))
+    })
+}
+
+/// The poller's side of a standing poll: the cycles that may hold something new.
+#[derive(Debug)]
+pub struct PollFeed {
+    slot: Arc<Slot>,
+    rx: mpsc::Receiver<CycleResults>,
+}
+
+impl PollFeed {
+    /// The next cycle that differs from the settled replies (or failed); `None` once the bus
+    /// has stopped.
+    pub async fn next(&mut self) -> Option<CycleResults> {
+        self.rx.recv().await
+    }
+
+    /// Nothing in `results` was left to report or store: cycles answering exactly these
+    /// replies are not handed over any more. Ignored unless every read answered.
+    pub fn settle(&self, results: CycleResults) {
+        let replies = results.into_iter().collect::<Result<Vec<_>, _>>().ok();
+        self.slot.state().replies = replies;
+    }
+
+    /// Hand over every cycle again (what was reported is in doubt: a patch failed).
+    pub fn forget(&self) {
+        self.slot.state().replies = None;
+    }
+
+    /// When a cycle last had every read answered.
+    pub fn last_ok(&self) -> Option<Instant> {
+        self.slot.state().last_ok
+    }
+}
+
+/// The standing polls of one bus, by their next turn, and the cycles whose turn has come.
+#[derive(Default)]
+pub(crate) struct Schedule {
+    turns: BTreeMap<(Instant, u64), Arc<Slot>>,
+    seq: u64,
+    /// Cycles due, in turn order, each with its slot's jobs; served at poll priority.
+    pub(crate) ready: VecDeque<Job>,
+}
+
+impl Schedule {
+    /// A new standing poll on a random phase; returns the poller's feed.
+    pub(crate) fn slot(poll: StandingPoll) -> (Arc<Slot>, PollFeed) {
+        let (tx, rx) = mpsc::channel(1);
+        let slot = Arc::new(Slot {
+            poll,
+            phase: rand::random_range(0..POLL_PHASES),
+            busy: AtomicBool::new(false),
+            state: Mutex::default(),
+            tx,
+        });
+        let feed = PollFeed {
+            slot: Arc::clone(&slot),
+            rx,
+        };
+        (slot, feed)
+    }
+
+    pub(crate) fn add(&mut self, slot: Arc<Slot>, now: Instant) {
+        let at = first_tick(poll_origin(), now, slot.poll.every, slot.phase);
+        self.insert(at, slot);
+    }
+
+    fn insert(&mut self, at: Instant, slot: Arc<Slot>) {
+        self.seq = self.seq.wrapping_add(1);
+        self.turns.insert((at, self.seq), slot);
+    }
+
+    /// The next turn.
+    pub(crate) fn next_turn(&self) -> Option<Instant> {
+        self.turns.keys().next().map(|(at, _)| *at)
+    }
+
+    /// Queues the cycle of every slot whose turn has come (unless it skips: see the module
+    /// docs) and books its next turn, the first on its grid after `now` — a bus that fell
+    /// behind resumes on the grid rather than running late turns back to back. Returns how
+    /// many cycles it queued.
+    pub(crate) fn take_due(&mut self, now: Instant) -> usize {
+        let mut queued = 0;
+        while let Some(entry) = self.turns.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let slot = entry.remove();
+            if slot.closed() {
+                continue;
+            }
+            let p = &slot.poll;
+            let skip = slot.busy.load(Ordering::Relaxed)
+                || slot.tx.capacity() == 0
+                || p.ops.is_empty()
+                || !(p.wanted)();
+            if !skip {
+                slot.busy.store(true, Ordering::Relaxed);
+                self.ready.push_back(Job {
+                    unit: p.unit,
+                    work: Work::Cycle {
+                        ops: Arc::clone(&p.ops),
+                        next: 0,
+                    },
+                    priority: Priority::Poll,
+                    deadline: now + p.every.max(p.budget),
+                    reply: Answer::Cycle {
+                        results: Vec::with_capacity(p.ops.len()),
+                        to: CycleTo::Slot {
+                            slot: Arc::clone(&slot),
+                            turn: now,
+                        },
+                    },
+                });
+                queued += 1;
+            }
+            let next = first_tick(
+                poll_origin(),
+                now + Duration::from_nanos(1),
+                p.every,
+                slot.phase,
+            );
+            self.insert(next, slot);
+        }
+        queued
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.turns.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn poll(every_ms: u64, wanted: Arc<AtomicBool>) -> StandingPoll {
+        StandingPoll {
+            unit: 1,
+            ops: vec![Op::ReadCoils { addr: 0, count: 1 }].into(),
+            every: Duration::from_millis(every_ms),
+            budget: Duration::from_millis(every_ms),
+            wanted: Box::new(move || wanted.load(Ordering::Relaxed)),
+            duration: prometheus::Histogram::with_opts(prometheus::HistogramOpts::new("t", "t"))
+                .unwrap(),
+        }
+    }
+
+    /// Runs the queued job's cycle to its end with `reply` for each read.
+    fn finish(job: Job, reply: Result<Reply, BusError>) {
+        let mut job = Some(job);
+        while let Some(j) = job.take() {
+            job = j.step(reply.clone().map_err(super::super::request::Failed::unsent));
+        }
+    }
+
+    #[test]
+    fn a_cycle_is_at_rest_only_when_every_reply_equals_the_settled_ones() {
+        let bits = || Reply::Bits(vec![true]);
+        let words = |w: u16| Reply::Words(vec![w, 7]);
+        let down = || {
+            Err(BusError::DeadlineExpired {
+                at: super::super::request::Target {
+                    bus: "b".into(),
+                    unit: 1,
+                    function: "read_coils",
+                    addr: 0,
+                },
+            })
+        };
+        assert!(
+            !at_rest(None, &vec![Ok(bits()), Ok(words(1))]),
+            "nothing settled yet"
+        );
+        let settled = [bits(), words(1)];
+        let settled = Some(&settled[..]);
+        assert!(at_rest(settled, &vec![Ok(bits()), Ok(words(1))]));
+        assert!(
+            !at_rest(settled, &vec![Ok(bits()), Ok(words(2))]),
+            "a word moved"
+        );
+        assert!(!at_rest(
+            settled,
+            &vec![Ok(Reply::Bits(vec![false])), Ok(words(1))]
+        ));
+        assert!(!at_rest(settled, &vec![Ok(bits())]), "a block missing");
+        assert!(
+            !at_rest(settled, &vec![Ok(bits()), down()]),
+            "a block failed"
+        );
+    }
+
+    #[test]
+    fn poll_ticks_fall_on_the_shared_phase_grid() {
+        let origin = Instant::now();
+        let every = Duration::from_millis(1000);
+        for (since_ms, phase, want_ms) in [
+            (0, 0, 0),
+            (0, 3, 300),
+            (299, 3, 300),
+            (300, 3, 300),
+            (301, 3, 1300),
+            (86_400_250, 2, 86_400_200 + 1000),
+            (5_000, 12, 5_200), // phases wrap
+        ] {
+            let now = origin + Duration::from_millis(since_ms);
+            let at = first_tick(origin, now, every, phase);
+            assert_eq!(
+                at.duration_since(origin),
+                Duration::from_millis(want_ms),
+                "since {since_ms} ms, phase {phase}"
+            );
+            assert!(at >= now && at < now + every);
+        }
+        // Doors of one phase started at different times share their instants.
+        let a = first_tick(origin, origin + Duration::from_millis(10), every, 4);
+        let b = first_tick(origin, origin + Duration::from_millis(2_390), every, 4);
+        assert_eq!((b - a).as_millis() % 1000, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_turn_queues_one_cycle_and_skips_while_it_runs_or_is_unwanted() {
+        let wanted = Arc::new(AtomicBool::new(true));
+        let mut s = Schedule::default();
+        let (slot, mut feed) = Schedule::slot(poll(1000, Arc::clone(&wanted)));
+        let start = Instant::now();
+        s.add(slot, start);
+        let first = s.next_turn().unwrap();
+        assert!(first >= start && first < start + Duration::from_secs(1));
+        assert_eq!(s.take_due(first - Duration::from_millis(1)), 0, "not yet");
+        assert_eq!(s.take_due(first), 1);
+        assert_eq!(s.next_turn(), Some(first + Duration::from_secs(1)));
+        // Its cycle has not ended by the next turn: that turn is skipped, not queued twice.
+        assert_eq!(s.take_due(first + Duration::from_secs(1)), 0);
+        let job = s.ready.pop_front().unwrap();
+        assert_eq!(job.deadline, first + Duration::from_secs(1));
+        finish(job, Ok(Reply::Bits(vec![true])));
+        let got = feed.next().await.unwrap();
+        assert_eq!(got, vec![Ok(Reply::Bits(vec![true]))]);
+        assert!(feed.last_ok().is_some());
+        // A bus that fell behind by several turns resumes on the grid with one cycle.
+        let late = first + Duration::from_millis(4_500);
+        assert_eq!(s.take_due(late), 1);
+        assert_eq!(s.next_turn(), Some(first + Duration::from_secs(5)));
+        s.ready.clear();
+        // Not wanted (the link is down and the door stores no events): nothing queued.
+        wanted.store(false, Ordering::Relaxed);
+        assert_eq!(s.take_due(first + Duration::from_secs(7)), 0);
+        // The poller is gone: the slot is dropped at its turn.
+        drop(feed);
+        wanted.store(true, Ordering::Relaxed);
+        assert_eq!(s.take_due(first + Duration::from_secs(9)), 0);
+        assert_eq!(s.len(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_cycles_that_differ_from_the_settled_replies_reach_the_poller() {
+        let mut s = Schedule::default();
+        let (slot, mut feed) = Schedule::slot(poll(1000, Arc::new(AtomicBool::new(true))));
+        let t0 = Instant::now();
+        s.add(slot, t0);
+        let mut turn = s.next_turn().unwrap();
+        let mut run = |s: &mut Schedule, reply: Result<Reply, BusError>| {
+            assert_eq!(s.take_due(turn), 1);
+            turn += Duration::from_secs(1);
+            finish(s.ready.pop_front().unwrap(), reply);
+        };
+        let locked = || Ok(Reply::Bits(vec![true]));
+        let open = || Ok(Reply::Bits(vec![false]));
+        run(&mut s, locked());
+        let first = feed.next().await.unwrap();
+        feed.settle(first);
+        // The same replies: the poller is not woken.
+        run(&mut s, locked());
+        assert!(
+            feed.rx.try_recv().is_err(),
+            "a door at rest stays with the bus"
+        );
+        // A change reaches it, and so does the change back (the settled replies were
+        // dropped when the change was handed over).
+        run(&mut s, open());
+        assert_eq!(feed.rx.try_recv().unwrap(), vec![open()]);
+        run(&mut s, locked());
+        assert_eq!(feed.rx.try_recv().unwrap(), vec![locked()]);
+        // A failed read is never at rest, and clears nothing it should not.
+        feed.settle(vec![locked()]);
+        let down = Err(BusError::Shutdown {
+            at: super::super::request::Target {
+                bus: "b".into(),
+                unit: 1,
+                function: "read_coils",
+                addr: 0,
+            },
+        });
+        run(&mut s, down.clone());
+        assert_eq!(feed.rx.try_recv().unwrap(), vec![down.clone()]);
+        // Settling on a failed cycle settles nothing.
+        feed.settle(vec![locked(), down.clone()]);
+        run(&mut s, locked());
+        assert_eq!(feed.rx.try_recv().unwrap(), vec![locked()]);
+        // forget() hands everything over again (a reported patch failed).
+        feed.settle(vec![locked()]);
+        feed.forget();
+        run(&mut s, locked());
+        assert_eq!(feed.rx.try_recv().unwrap(), vec![locked()]);
+    }
+}
