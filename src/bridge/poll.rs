@@ -178,6 +178,32 @@ struct Reported {
     error: Option<String>,
     /// This door's connectivity refresh period.
     refresh: Duration,
+    /// A refresh that found the link down waits a whole period again from then.
+    refresh_held_until: Option<Instant>,
+}
+
+impl Reported {
+    /// When the periodic connectivity refresh is due: a period after the last one the hub
+    /// took; never before connectivity was first reported (the first cycle does that).
+    fn refresh_at(&self) -> Option<Instant> {
+        let at = self.connectivity_at? + self.refresh;
+        Some(self.refresh_held_until.map_or(at, |held| at.max(held)))
+    }
+
+    /// The refresh of a door whose cycles have nothing new: the connectivity last reported,
+    /// with the current `lastPoll`.
+    fn refresh_patch(&self, last_ok: Option<Instant>, now: Instant) -> Map<String, Value> {
+        let mut patch = Map::new();
+        patch.insert(
+            "connectivity".into(),
+            json!({
+                "busReachable": self.reachable.unwrap_or(true),
+                "lastPoll": last_ok.map(|t| wall_clock(t, now).to_rfc3339()),
+                "error": self.error,
+            }),
+        );
+        patch
+    }
 }
 
 /// Builds the reported patch of a cycle: changed values and, when due, connectivity.
@@ -300,14 +326,16 @@ pub async fn run(
     }
     let has_events = plan.specs.iter().any(|p| p.telemetry);
     let store_events = has_events && events.is_some();
-    let link = io.link.clone();
+    // Told to the bus when the link goes up or down, not asked by it at every turn.
+    let mut link_state = io.link.watch_state();
+    let wanted = |up: bool| store_events || up;
     let mut feed = io.bus.stand(StandingPoll {
         unit: door.unit,
         ops: Arc::clone(&plan.ops),
         every: door.poll_interval,
         budget: io.op_budget,
         // Readings nobody can receive would only load the line; events are stored for later.
-        wanted: Box::new(move || store_events || link.is_connected()),
+        wanted: wanted(io.link.is_connected()),
         duration: io
             .metrics
             .poll_cycle_duration
@@ -327,16 +355,12 @@ pub async fn run(
     // and the cycles meanwhile must go on storing door events (a door forced open during a
     // hub outage is on disk within a poll interval, not after the patch gives up).
     let mut in_flight: Option<PatchFuture> = None;
-    // A refresh that found the link down waits a whole period again.
-    let mut refresh_held_until: Option<Instant> = None;
     // Made once: a fresh `cancelled()` each cycle locks the token and registers and drops a
     // waiter every time.
     let cancelled = shutdown.cancelled();
     tokio::pin!(cancelled);
     loop {
-        let refresh_at = state
-            .connectivity_at
-            .map(|t| (t + state.refresh).max(refresh_held_until.unwrap_or(t)));
+        let refresh_at = state.refresh_at();
         let results = tokio::select! {
             biased;
             () = &mut cancelled => return,
@@ -348,6 +372,10 @@ pub async fn run(
                 }
                 continue;
             }
+            Ok(()) = link_state.changed(), if !store_events => {
+                feed.set_wanted(wanted(io.link.is_connected()));
+                continue;
+            }
             results = feed.next() => match results {
                 Some(results) => results,
                 None => return,
@@ -357,9 +385,11 @@ pub async fn run(
             () = sleep_until_opt(refresh_at), if in_flight.is_none() => {
                 let now = Instant::now();
                 if io.link.is_connected() {
-                    in_flight = Some(connectivity_refresh(&io, &state, feed.last_ok(), now));
+                    let patch = state.refresh_patch(feed.last_ok(), now);
+                    let reachable = state.reachable.unwrap_or(true);
+                    in_flight = Some(send_patch(&io, patch, state.error.clone(), reachable, now));
                 } else {
-                    refresh_held_until = Some(now + state.refresh);
+                    state.refresh_held_until = Some(now + state.refresh);
                 }
                 continue;
             }
@@ -423,27 +453,6 @@ fn send_patch(
             at,
         }
     })
-}
-
-/// The periodic `connectivity` section of a door whose cycles have nothing new: what was
-/// last reported, with the current `lastPoll`.
-fn connectivity_refresh(
-    io: &DoorIo,
-    state: &Reported,
-    last_ok: Option<Instant>,
-    now: Instant,
-) -> PatchFuture {
-    let reachable = state.reachable.unwrap_or(true);
-    let mut patch = Map::new();
-    patch.insert(
-        "connectivity".into(),
-        json!({
-            "busReachable": reachable,
-            "lastPoll": last_ok.map(|t| wall_clock(t, now).to_rfc3339()),
-            "error": state.error,
-        }),
-    );
-    send_patch(io, patch, state.error.clone(), reachable, now)
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {
@@ -655,5 +664,42 @@ key = "a2V5"
             next_probe_in: Some(Duration::from_millis(ms)),
         };
         assert_eq!(connectivity_error(&e(10)), connectivity_error(&e(900)));
+    }
+
+    #[test]
+    fn a_door_at_rest_refreshes_its_connectivity_a_period_after_the_last_report() {
+        let now = Instant::now();
+        let period = Duration::from_secs(600);
+        let mut state = Reported {
+            refresh: period,
+            ..Reported::default()
+        };
+        assert_eq!(state.refresh_at(), None, "the first cycle reports it");
+        state.connectivity_at = Some(now);
+        state.reachable = Some(true);
+        assert_eq!(state.refresh_at(), Some(now + period));
+        // Found the link down when due: a whole period again from then, not every wake-up.
+        let due = now + period;
+        state.refresh_held_until = Some(due + period);
+        assert_eq!(state.refresh_at(), Some(due + period));
+        // A report sent meanwhile (a cycle with news) counts from itself.
+        state.connectivity_at = Some(due + 2 * period);
+        assert_eq!(state.refresh_at(), Some(due + 3 * period));
+
+        // What it holds: the last reported state, with the latest answered cycle's time.
+        state.error = Some("bus b, unit 1: not answering".into());
+        state.reachable = Some(false);
+        let last_ok = now + Duration::from_secs(5);
+        let patch = state.refresh_patch(Some(last_ok), now + Duration::from_secs(65));
+        let c = &patch["connectivity"];
+        assert_eq!(c["busReachable"], false);
+        assert_eq!(c["error"], "bus b, unit 1: not answering");
+        let polled: DateTime<Utc> = c["lastPoll"].as_str().unwrap().parse().unwrap();
+        let ago = Utc::now() - polled;
+        assert!(
+            (59..=61).contains(&ago.num_seconds()),
+            "lastPoll is the answered cycle's time, a minute before the refresh: {ago}"
+        );
+        assert_eq!(patch.len(), 1, "no values: they are unchanged");
     }
 }

@@ -296,8 +296,10 @@ impl BusHandle {
     /// from the ones last settled on; dropping it ends the standing poll.
     pub fn stand(&self, poll: standing::StandingPoll) -> standing::PollFeed {
         let (slot, feed) = standing::Schedule::slot(poll);
-        // A stopped bus drops the slot with the message: the feed then ends.
-        let _ = self.standing_tx.send(slot);
+        if let Err(unsent) = self.standing_tx.send(slot) {
+            // The bus has stopped: the feed ends at once.
+            unsent.0.end();
+        }
         feed
     }
 

@@ -21,7 +21,7 @@ use std::sync::{
 };
 use std::time::Duration;
 
-use tokio::{sync::mpsc, time::Instant};
+use tokio::{sync::Notify, time::Instant};
 
 use super::request::{BusError, Op, Priority, Reply};
 use super::task::{Answer, CycleTo, Job, Work};
@@ -56,6 +56,7 @@ pub fn poll_origin() -> Instant {
 }
 
 /// What a door asks its bus to poll.
+#[derive(Debug)]
 pub struct StandingPoll {
     pub unit: u8,
     /// The reads of one cycle, in order.
@@ -63,31 +64,27 @@ pub struct StandingPoll {
     pub every: Duration,
     /// How long a cycle may take from its turn (at least `every`).
     pub budget: Duration,
-    /// Whether the cycle is worth running now (the door's link is up, or it stores events):
-    /// asked at each turn, so readings nobody can receive do not load the line.
-    pub wanted: Box<dyn Fn() -> bool + Send + Sync>,
+    /// Whether cycles are worth running at first (see [`PollFeed::set_wanted`]).
+    pub wanted: bool,
     /// Sees each cycle's time from its turn to its last answer.
     pub duration: prometheus::Histogram,
 }
 
-impl std::fmt::Debug for StandingPoll {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StandingPoll")
-            .field("unit", &self.unit)
-            .field("ops", &self.ops)
-            .field("every", &self.every)
-            .finish_non_exhaustive()
-    }
-}
-
-/// The bus's side of a standing poll.
+/// A standing poll, shared by its bus and its poller. What the bus looks at every turn sits
+/// in this one allocation: a thousand doors' turns a second touch a thousand of these, and
+/// each pointer more to follow was a cache miss more per door.
 pub(crate) struct Slot {
     poll: StandingPoll,
     phase: u32,
     /// A cycle of this slot is queued or on the line.
     busy: AtomicBool,
+    /// Readings would be received: the door's link is up, or it stores events.
+    wanted: AtomicBool,
+    /// The poller dropped its feed: the slot is dropped at its next turn.
+    gone: AtomicBool,
     state: Mutex<Settled>,
-    tx: mpsc::Sender<CycleResults>,
+    /// Wakes the poller when a cycle is handed over, or the bus has stopped.
+    ready: Notify,
 }
 
 impl std::fmt::Debug for Slot {
@@ -105,6 +102,10 @@ struct Settled {
     replies: Option<Vec<Reply>>,
     /// When a cycle last had every read answered.
     last_ok: Option<Instant>,
+    /// A cycle handed over and not yet taken (at most one: see the module docs).
+    pending: Option<CycleResults>,
+    /// The bus has stopped: no cycle will come.
+    ended: bool,
 }
 
 impl Slot {
@@ -112,9 +113,15 @@ impl Slot {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The poller is gone: the slot is dropped at its next turn.
+    /// The poller is gone.
     pub(crate) fn closed(&self) -> bool {
-        self.tx.is_closed()
+        self.gone.load(Ordering::Relaxed)
+    }
+
+    /// No cycle will come: the poller's feed ends.
+    pub(crate) fn end(&self) {
+        self.state().ended = true;
+        self.ready.notify_one();
     }
 
     /// A cycle is over: note when every read answered, and hand the results to the poller
@@ -135,9 +142,13 @@ impl Slot {
         // Whatever the poller makes of these, the replies settled before no longer describe
         // what it has reported.
         state.replies = None;
-        drop(state);
-        // Full only if the poller fell behind since the turn began; it gets the next one.
-        let _ = self.tx.try_send(results);
+        // Taken already only if the poller fell behind since the turn began; it gets the
+        // next one.
+        if state.pending.is_none() {
+            state.pending = Some(results);
+            drop(state);
+            self.ready.notify_one();
+        }
     }
 }
 
@@ -153,18 +164,36 @@ fn at_rest(settled: Option<&[Reply]>, results: &CycleResults) -> bool {
     })
 }
 
-/// The poller's side of a standing poll: the cycles that may hold something new.
+/// The poller's side of a standing poll: the cycles that may hold something new. Dropping it
+/// ends the standing poll.
 #[derive(Debug)]
 pub struct PollFeed {
     slot: Arc<Slot>,
-    rx: mpsc::Receiver<CycleResults>,
+}
+
+impl Drop for PollFeed {
+    fn drop(&mut self) {
+        self.slot.gone.store(true, Ordering::Relaxed);
+    }
 }
 
 impl PollFeed {
     /// The next cycle that differs from the settled replies (or failed); `None` once the bus
     /// has stopped.
     pub async fn next(&mut self) -> Option<CycleResults> {
-        self.rx.recv().await
+        loop {
+            {
+                let mut state = self.slot.state();
+                if let Some(results) = state.pending.take() {
+                    return Some(results);
+                }
+                if state.ended {
+                    return None;
+                }
+            }
+            // A hand-over between the check and here leaves a permit: no wake-up is lost.
+            self.slot.ready.notified().await;
+        }
     }
 
     /// Nothing in `results` was left to report or store: cycles answering exactly these
@@ -183,43 +212,86 @@ impl PollFeed {
     pub fn last_ok(&self) -> Option<Instant> {
         self.slot.state().last_ok
     }
+
+    /// Whether cycles are worth running (told by the poller when its link goes up or down):
+    /// readings nobody can receive would only load the line.
+    pub fn set_wanted(&self, wanted: bool) {
+        self.slot.wanted.store(wanted, Ordering::Relaxed);
+    }
+}
+
+/// The standing polls of one bus sharing an interval and a phase: they share every turn, so
+/// a turn is one entry in the schedule however many doors it starts.
+struct Group {
+    every: Duration,
+    phase: u32,
+    slots: Vec<Arc<Slot>>,
+    /// The group has a turn booked.
+    booked: bool,
 }
 
 /// The standing polls of one bus, by their next turn, and the cycles whose turn has come.
 #[derive(Default)]
 pub(crate) struct Schedule {
-    turns: BTreeMap<(Instant, u64), Arc<Slot>>,
-    seq: u64,
-    /// Cycles due, in turn order, each with its slot's jobs; served at poll priority.
+    groups: Vec<Group>,
+    /// Booked turns: (instant, group index).
+    turns: BTreeMap<(Instant, usize), ()>,
+    /// Cycles due, in turn order; served at poll priority.
     pub(crate) ready: VecDeque<Job>,
+}
+
+impl Drop for Schedule {
+    fn drop(&mut self) {
+        for slot in self.groups.iter().flat_map(|g| &g.slots) {
+            slot.end();
+        }
+    }
 }
 
 impl Schedule {
     /// A new standing poll on a random phase; returns the poller's feed.
     pub(crate) fn slot(poll: StandingPoll) -> (Arc<Slot>, PollFeed) {
-        let (tx, rx) = mpsc::channel(1);
+        let wanted = AtomicBool::new(poll.wanted);
         let slot = Arc::new(Slot {
             poll,
             phase: rand::random_range(0..POLL_PHASES),
             busy: AtomicBool::new(false),
+            wanted,
+            gone: AtomicBool::new(false),
             state: Mutex::default(),
-            tx,
+            ready: Notify::new(),
         });
         let feed = PollFeed {
             slot: Arc::clone(&slot),
-            rx,
         };
         (slot, feed)
     }
 
     pub(crate) fn add(&mut self, slot: Arc<Slot>, now: Instant) {
-        let at = first_tick(poll_origin(), now, slot.poll.every, slot.phase);
-        self.insert(at, slot);
-    }
-
-    fn insert(&mut self, at: Instant, slot: Arc<Slot>) {
-        self.seq = self.seq.wrapping_add(1);
-        self.turns.insert((at, self.seq), slot);
+        let (every, phase) = (slot.poll.every, slot.phase);
+        let i = match self
+            .groups
+            .iter()
+            .position(|g| g.every == every && g.phase == phase)
+        {
+            Some(i) => i,
+            None => {
+                self.groups.push(Group {
+                    every,
+                    phase,
+                    slots: Vec::new(),
+                    booked: false,
+                });
+                self.groups.len() - 1
+            }
+        };
+        let group = &mut self.groups[i];
+        group.slots.push(slot);
+        if !group.booked {
+            group.booked = true;
+            let at = first_tick(poll_origin(), now, every, phase);
+            self.turns.insert((at, i), ());
+        }
     }
 
     /// The next turn.
@@ -228,25 +300,27 @@ impl Schedule {
     }
 
     /// Queues the cycle of every slot whose turn has come (unless it skips: see the module
-    /// docs) and books its next turn, the first on its grid after `now` — a bus that fell
-    /// behind resumes on the grid rather than running late turns back to back. Returns how
-    /// many cycles it queued.
+    /// docs) and books each group's next turn, the first on its grid after `now` — a bus that
+    /// fell behind resumes on the grid rather than running late turns back to back. Returns
+    /// how many cycles it queued.
     pub(crate) fn take_due(&mut self, now: Instant) -> usize {
         let mut queued = 0;
         while let Some(entry) = self.turns.first_entry() {
             if entry.key().0 > now {
                 break;
             }
-            let slot = entry.remove();
-            if slot.closed() {
-                continue;
-            }
-            let p = &slot.poll;
-            let skip = slot.busy.load(Ordering::Relaxed)
-                || slot.tx.capacity() == 0
-                || p.ops.is_empty()
-                || !(p.wanted)();
-            if !skip {
+            let (_, i) = entry.remove_entry().0;
+            let group = &mut self.groups[i];
+            group.slots.retain(|slot| !slot.closed());
+            for slot in &group.slots {
+                let p = &slot.poll;
+                let skip = slot.busy.load(Ordering::Relaxed)
+                    || !slot.wanted.load(Ordering::Relaxed)
+                    || p.ops.is_empty()
+                    || slot.state().pending.is_some();
+                if skip {
+                    continue;
+                }
                 slot.busy.store(true, Ordering::Relaxed);
                 self.ready.push_back(Job {
                     unit: p.unit,
@@ -259,27 +333,31 @@ impl Schedule {
                     reply: Answer::Cycle {
                         results: Vec::with_capacity(p.ops.len()),
                         to: CycleTo::Slot {
-                            slot: Arc::clone(&slot),
+                            slot: Arc::clone(slot),
                             turn: now,
                         },
                     },
                 });
                 queued += 1;
             }
+            if group.slots.is_empty() {
+                group.booked = false;
+                continue;
+            }
             let next = first_tick(
                 poll_origin(),
                 now + Duration::from_nanos(1),
-                p.every,
-                slot.phase,
+                group.every,
+                group.phase,
             );
-            self.insert(next, slot);
+            self.turns.insert((next, i), ());
         }
         queued
     }
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.turns.len()
+        self.groups.iter().map(|g| g.slots.len()).sum()
     }
 }
 
@@ -287,15 +365,21 @@ impl Schedule {
 mod tests {
     use super::*;
 
-    fn poll(every_ms: u64, wanted: Arc<AtomicBool>) -> StandingPoll {
+    fn poll(every_ms: u64) -> StandingPoll {
         StandingPoll {
             unit: 1,
             ops: vec![Op::ReadCoils { addr: 0, count: 1 }].into(),
             every: Duration::from_millis(every_ms),
             budget: Duration::from_millis(every_ms),
-            wanted: Box::new(move || wanted.load(Ordering::Relaxed)),
+            wanted: true,
             duration: prometheus::Histogram::with_opts(prometheus::HistogramOpts::new("t", "t"))
                 .unwrap(),
+        }
+    }
+
+    impl PollFeed {
+        fn try_next(&self) -> Option<CycleResults> {
+            self.slot.state().pending.take()
         }
     }
 
@@ -373,9 +457,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_turn_queues_one_cycle_and_skips_while_it_runs_or_is_unwanted() {
-        let wanted = Arc::new(AtomicBool::new(true));
         let mut s = Schedule::default();
-        let (slot, mut feed) = Schedule::slot(poll(1000, Arc::clone(&wanted)));
+        let (slot, mut feed) = Schedule::slot(poll(1000));
         let start = Instant::now();
         s.add(slot, start);
         let first = s.next_turn().unwrap();
@@ -395,21 +478,30 @@ mod tests {
         let late = first + Duration::from_millis(4_500);
         assert_eq!(s.take_due(late), 1);
         assert_eq!(s.next_turn(), Some(first + Duration::from_secs(5)));
-        s.ready.clear();
+        finish(s.ready.pop_front().unwrap(), Ok(Reply::Bits(vec![false])));
+        // Handed over and not taken yet: the poller is behind, the turn is skipped.
+        assert_eq!(s.take_due(first + Duration::from_secs(5)), 0);
+        assert_eq!(
+            feed.next().await.unwrap(),
+            vec![Ok(Reply::Bits(vec![false]))]
+        );
         // Not wanted (the link is down and the door stores no events): nothing queued.
-        wanted.store(false, Ordering::Relaxed);
+        feed.set_wanted(false);
         assert_eq!(s.take_due(first + Duration::from_secs(7)), 0);
-        // The poller is gone: the slot is dropped at its turn.
+        feed.set_wanted(true);
+        assert_eq!(s.take_due(first + Duration::from_secs(8)), 1);
+        s.ready.clear();
+        // The poller is gone: the slot is dropped at its turn, and the group's turns end.
         drop(feed);
-        wanted.store(true, Ordering::Relaxed);
         assert_eq!(s.take_due(first + Duration::from_secs(9)), 0);
         assert_eq!(s.len(), 0);
+        assert_eq!(s.next_turn(), None);
     }
 
     #[tokio::test(start_paused = true)]
     async fn only_cycles_that_differ_from_the_settled_replies_reach_the_poller() {
         let mut s = Schedule::default();
-        let (slot, mut feed) = Schedule::slot(poll(1000, Arc::new(AtomicBool::new(true))));
+        let (slot, mut feed) = Schedule::slot(poll(1000));
         let t0 = Instant::now();
         s.add(slot, t0);
         let mut turn = s.next_turn().unwrap();
@@ -426,15 +518,15 @@ mod tests {
         // The same replies: the poller is not woken.
         run(&mut s, locked());
         assert!(
-            feed.rx.try_recv().is_err(),
+            feed.try_next().is_none(),
             "a door at rest stays with the bus"
         );
         // A change reaches it, and so does the change back (the settled replies were
         // dropped when the change was handed over).
         run(&mut s, open());
-        assert_eq!(feed.rx.try_recv().unwrap(), vec![open()]);
+        assert_eq!(feed.try_next().unwrap(), vec![open()]);
         run(&mut s, locked());
-        assert_eq!(feed.rx.try_recv().unwrap(), vec![locked()]);
+        assert_eq!(feed.try_next().unwrap(), vec![locked()]);
         // A failed read is never at rest, and clears nothing it should not.
         feed.settle(vec![locked()]);
         let down = Err(BusError::Shutdown {
@@ -446,15 +538,41 @@ mod tests {
             },
         });
         run(&mut s, down.clone());
-        assert_eq!(feed.rx.try_recv().unwrap(), vec![down.clone()]);
+        assert_eq!(feed.try_next().unwrap(), vec![down.clone()]);
         // Settling on a failed cycle settles nothing.
         feed.settle(vec![locked(), down.clone()]);
         run(&mut s, locked());
-        assert_eq!(feed.rx.try_recv().unwrap(), vec![locked()]);
+        assert_eq!(feed.try_next().unwrap(), vec![locked()]);
         // forget() hands everything over again (a reported patch failed).
         feed.settle(vec![locked()]);
         feed.forget();
         run(&mut s, locked());
-        assert_eq!(feed.rx.try_recv().unwrap(), vec![locked()]);
+        assert_eq!(feed.try_next().unwrap(), vec![locked()]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn doors_of_one_phase_share_a_turn_and_feeds_end_with_the_bus() {
+        let mut s = Schedule::default();
+        let mut feeds = Vec::new();
+        let t0 = Instant::now();
+        for _ in 0..50 {
+            let (slot, feed) = Schedule::slot(poll(1000));
+            s.add(slot, t0);
+            feeds.push(feed);
+        }
+        // One booked turn per group, however many doors: at most one per phase.
+        assert!(s.turns.len() <= POLL_PHASES as usize);
+        assert_eq!(s.len(), 50);
+        let mut queued = 0;
+        let end = t0 + Duration::from_secs(1);
+        while let Some(turn) = s.next_turn().filter(|t| *t < end) {
+            queued += s.take_due(turn);
+        }
+        assert_eq!(queued, 50, "every door's cycle once in the interval");
+        s.ready.clear();
+        drop(s);
+        for feed in &mut feeds {
+            assert_eq!(feed.next().await, None, "the bus stopped: the feed ends");
+        }
     }
 }

@@ -587,6 +587,11 @@ impl BusTask {
         }
         operator_rx.close();
         poll_rx.close();
+        // Registered polls end with the schedule; these never reached it.
+        standing_rx.close();
+        while let Ok(slot) = standing_rx.try_recv() {
+            slot.end();
+        }
         // Standing polls simply end: their pollers are stopping too, and a cycle that never
         // ran has nothing to tell them.
         for _ in self.schedule.ready.drain(..) {
