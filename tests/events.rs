@@ -282,6 +282,58 @@ async fn events_during_a_hub_outage_arrive_in_door_order_once_it_returns() {
     gw.shutdown().await;
 }
 
+/// Readings of a door without event points could reach nobody while its link is down: its
+/// line rests (its bus is told when the link goes down, not asked at every turn) and polling
+/// resumes when the link is back. Fails if the bus keeps polling such doors, or never resumes.
+#[tokio::test]
+async fn a_door_without_event_points_rests_its_line_while_its_link_is_down() {
+    let env = Env::start(2).await;
+    let gw = gateway_with(&env, &config_text(&env, "operation_timeout = \"1s\"", "")).await;
+    let units: Vec<u8> = env.doors.iter().map(|d| d.unit).collect();
+    let ids: Vec<String> = env.doors.iter().map(|d| d.device_id.clone()).collect();
+    let polled = |sim: &fieldhub::doorsim::DoorSimHandle| -> Vec<u64> {
+        units.iter().map(|u| sim.request_count(*u)).collect()
+    };
+    let start = polled(&env.sim.handle);
+    eventually("both doors polled", || {
+        polled(&env.sim.handle)
+            .iter()
+            .zip(&start)
+            .all(|(now, before)| now > before)
+    })
+    .await;
+    let (parts, _) = stop_hub(env).await;
+    eventually("both links down", || {
+        ids.iter()
+            .all(|id| !gw.link(id).is_some_and(|l| l.is_connected()))
+    })
+    .await;
+    // A cycle already on the line may end: at most one more per door (two reads each).
+    let down = polled(parts.sim());
+    // A window of 10 poll intervals (200 ms): an absence needs one.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = polled(parts.sim());
+    for ((unit, d), a) in units.iter().zip(&down).zip(&after) {
+        assert!(
+            a - d <= 2,
+            "unit {unit}: {} requests in 2 s with its link down (10 polls' worth would be 20)",
+            a - d
+        );
+    }
+    let env = parts.start_hub().await;
+    for id in &ids {
+        wait_link(&gw, id).await;
+    }
+    eventually("both doors polled again", || {
+        polled(&env.sim.handle)
+            .iter()
+            .zip(&after)
+            .all(|(now, before)| *now >= before + 4)
+    })
+    .await;
+    gw.shutdown().await;
+}
+
 /// A metric's value from the gateway's `/metrics` text (0 when absent).
 async fn metric(base: &str, name: &str) -> f64 {
     let text = reqwest::get(format!("{base}/metrics"))

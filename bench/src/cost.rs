@@ -41,24 +41,60 @@ pub struct CpuCost {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Cost {
     pub peer: String,
-    /// Where the peer and the measured processes ran ([`Placement`]).
     pub placement: String,
     pub reads: Reads,
     pub doors: usize,
     pub interval: String,
+    /// Every floor window pooled (CPU, wall time and transactions summed).
     pub floor: CpuCost,
-    /// The floor again after the gateway (None in quick mode).
-    pub floor_again: Option<CpuCost>,
+    /// Every fieldgate window pooled.
     pub fieldgate: CpuCost,
-    /// fieldgate's µs per transaction ÷ the floors' mean.
+    /// The windows in the order they ran: floor and fieldgate alternate, a floor first and
+    /// last, so a drift of the machine's speed during the run weighs on both alike.
+    pub floors: Vec<CpuCost>,
+    pub fieldgates: Vec<CpuCost>,
+    /// Each fieldgate window against the mean of the floor windows either side of it.
+    pub paired_ratios: Vec<f64>,
     pub ratio: f64,
-    /// fieldgate with the same doors polled an hour apart (None in quick mode).
     pub links_only: Option<CpuCost>,
-    /// fieldgate's µs per transaction less what its links cost without polling.
     pub net_us_per_transaction: Option<f64>,
 }
 
-/// Counters read at both ends of a window.
+/// Windows of one process pooled into one figure: sums, not a mean of ratios, so a longer
+/// or busier window weighs as much as it ran.
+pub fn pool(windows: &[CpuCost]) -> CpuCost {
+    let cpu: f64 = windows.iter().map(|w| w.cpu_seconds).sum();
+    let wall: f64 = windows.iter().map(|w| w.wall_seconds).sum();
+    let tx: u64 = windows.iter().map(|w| w.transactions).sum();
+    let switches: f64 = windows
+        .iter()
+        .filter(|w| w.transactions > 0)
+        .map(|w| w.switches_per_transaction * w.transactions as f64)
+        .sum();
+    let per = |x: f64| if tx == 0 { f64::NAN } else { x / tx as f64 };
+    CpuCost {
+        cpu_seconds: cpu,
+        wall_seconds: wall,
+        transactions: tx,
+        us_per_transaction: per(cpu * 1e6),
+        percent_of_core: 100.0 * cpu / wall.max(1e-9),
+        switches_per_transaction: per(switches),
+    }
+}
+
+/// fieldgate window `i` against the mean of floor windows `i` and `i + 1`.
+pub fn paired_ratios(floors: &[CpuCost], fieldgates: &[CpuCost]) -> Vec<f64> {
+    fieldgates
+        .iter()
+        .enumerate()
+        .filter_map(|(i, g)| {
+            let before = floors.get(i)?.us_per_transaction;
+            let after = floors.get(i + 1).map_or(before, |f| f.us_per_transaction);
+            Some(g.us_per_transaction / ((before + after) / 2.0))
+        })
+        .collect()
+}
+
 struct Mark {
     at: Instant,
     ticks: u64,
@@ -241,25 +277,33 @@ pub async fn run(
     let cost = async {
         let interval = Duration::from_secs(1);
         let tag = format!("cost-{peer}-{}", reads.name());
-        tracing::info!(peer, reads = reads.name(), doors = doors.len(), "floor");
-        let floor = floor_run(
-            world,
-            &format!("{tag}-floor"),
-            addrs,
-            doors,
-            interval,
-            reads,
-            w,
-            placement,
-        )
-        .await?;
-        tracing::info!(?floor, "floor");
-
-        let fieldgate =
-            gateway_run(world, launch, &tag, addrs, doors, reads, "1s", w, placement).await?;
-        tracing::info!(?fieldgate, "fieldgate");
-        // The same doors with polls an hour apart: what the links, timers and metrics cost
-        // without transactions, to tell the per-transaction share from the per-door one.
+        // Floor and fieldgate alternate, a floor first and last: this VM's speed drifts by
+        // 15 % and more within minutes, and one window of each compared two moments as much
+        // as two programs.
+        let rounds = if twice { 2 } else { 1 };
+        let (mut floors, mut fieldgates) = (Vec::new(), Vec::new());
+        let floor_window = |i: usize| {
+            let tag = format!("{tag}-floor-{i}");
+            async move {
+                tracing::info!(
+                    peer,
+                    reads = reads.name(),
+                    doors = doors.len(),
+                    window = i,
+                    "floor"
+                );
+                let f = floor_run(world, &tag, addrs, doors, interval, reads, w, placement).await?;
+                tracing::info!(?f, "floor");
+                anyhow::Ok(f)
+            }
+        };
+        for i in 0..rounds {
+            floors.push(floor_window(i).await?);
+            let g =
+                gateway_run(world, launch, &tag, addrs, doors, reads, "1s", w, placement).await?;
+            tracing::info!(?g, window = i, "fieldgate");
+            fieldgates.push(g);
+        }
         let links_only = if twice {
             let l =
                 gateway_run(world, launch, &tag, addrs, doors, reads, "1h", w, placement).await?;
@@ -268,28 +312,11 @@ pub async fn run(
         } else {
             None
         };
-
-        let floor_again = if twice {
-            let f = floor_run(
-                world,
-                &format!("{tag}-floor-again"),
-                addrs,
-                doors,
-                interval,
-                reads,
-                w,
-                placement,
-            )
-            .await?;
-            tracing::info!(?f, "floor again");
-            Some(f)
-        } else {
-            None
-        };
-        let floor_us = match floor_again {
-            Some(f2) => (floor.us_per_transaction + f2.us_per_transaction) / 2.0,
-            None => floor.us_per_transaction,
-        };
+        if twice {
+            floors.push(floor_window(rounds).await?);
+        }
+        let floor = pool(&floors);
+        let fieldgate = pool(&fieldgates);
         let net_us_per_transaction = links_only.map(|l| {
             (fieldgate.cpu_seconds - l.percent_of_core / 100.0 * fieldgate.wall_seconds) * 1e6
                 / fieldgate.transactions.max(1) as f64
@@ -302,10 +329,12 @@ pub async fn run(
             reads,
             doors: doors.len(),
             interval: "1s".into(),
+            ratio: fieldgate.us_per_transaction / floor.us_per_transaction,
+            paired_ratios: paired_ratios(&floors, &fieldgates),
             floor,
-            floor_again,
-            ratio: fieldgate.us_per_transaction / floor_us,
             fieldgate,
+            floors,
+            fieldgates,
         })
     }
     .await;
@@ -326,5 +355,37 @@ mod tests {
             fieldgate_modbus_request_duration_seconds_count{bus=\"bus0\"} 5\n";
         assert_eq!(counter_total(text, REQUESTS), 200.0);
         assert_eq!(counter_total("plain_total 3\n", "plain_total"), 3.0);
+    }
+
+    fn w(cpu: f64, tx: u64) -> CpuCost {
+        CpuCost {
+            cpu_seconds: cpu,
+            wall_seconds: 10.0,
+            transactions: tx,
+            us_per_transaction: cpu * 1e6 / tx as f64,
+            percent_of_core: cpu * 10.0,
+            switches_per_transaction: 0.1,
+        }
+    }
+
+    #[test]
+    fn windows_pool_by_sums_and_pair_with_the_floors_either_side() {
+        // Floors of 8, 6 and 7 µs; fieldgate windows of 10.5 and 9.75 µs.
+        let floors = [w(0.8, 100_000), w(0.6, 100_000), w(0.7, 100_000)];
+        let gates = [w(1.05, 100_000), w(0.39, 40_000)];
+        let f = pool(&floors);
+        assert!((f.us_per_transaction - 7.0).abs() < 1e-9);
+        assert!((f.percent_of_core - 7.0).abs() < 1e-9);
+        assert!((f.switches_per_transaction - 0.1).abs() < 1e-9);
+        // The shorter window weighs less: (1.05 + 0.39) s over 140,000 transactions.
+        let g = pool(&gates);
+        assert!((g.us_per_transaction - 1.44e6 / 140_000.0).abs() < 1e-9);
+        let r = paired_ratios(&floors, &gates);
+        assert_eq!(r.len(), 2);
+        assert!((r[0] - 10.5 / 7.0).abs() < 1e-9);
+        assert!((r[1] - 9.75 / 6.5).abs() < 1e-9);
+        // Without a closing floor the last window pairs with the one before it.
+        let r = paired_ratios(&floors[..1], &gates[..1]);
+        assert!((r[0] - 10.5 / 8.0).abs() < 1e-9);
     }
 }

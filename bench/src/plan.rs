@@ -662,15 +662,37 @@ pub async fn run(opts: Options) -> anyhow::Result<Report> {
                 }
             };
             rows.extend(cost_rows(&c));
-            if let Some(f2) = c.floor_again {
-                let (a, b) = (c.floor.us_per_transaction, f2.us_per_transaction);
-                if (a - b).abs() > 0.15 * a.min(b) {
-                    notes.push(format!(
-                        "workload 8 ({}, {} reads): the two floor runs differ by more than 15 % ({a:.1} / {b:.1} µs): disturbed, repeat it",
-                        c.peer,
-                        c.reads.count()
-                    ));
-                }
+            let us = |w: &[cost::CpuCost]| {
+                w.iter()
+                    .map(|c| format!("{:.2}", c.us_per_transaction))
+                    .collect::<Vec<_>>()
+                    .join(" / ")
+            };
+            let ratios: Vec<String> = c.paired_ratios.iter().map(|r| format!("{r:.2}")).collect();
+            notes.push(format!(
+                "workload 8 ({}, {} reads): windows in order — floor {} µs, fieldgate {} µs; each fieldgate window ÷ the floors either side: {}",
+                c.peer,
+                c.reads.count(),
+                us(&c.floors),
+                us(&c.fieldgates),
+                ratios.join(", ")
+            ));
+            let lo = c
+                .floors
+                .iter()
+                .map(|f| f.us_per_transaction)
+                .fold(f64::INFINITY, f64::min);
+            let hi = c
+                .floors
+                .iter()
+                .map(|f| f.us_per_transaction)
+                .fold(0.0, f64::max);
+            if hi > 1.15 * lo {
+                notes.push(format!(
+                    "workload 8 ({}, {} reads): the floor windows differ by more than 15 % ({lo:.1}–{hi:.1} µs): the machine's speed moved during the run; the pooled ratio weighs both programs alike, but repeat it",
+                    c.peer,
+                    c.reads.count()
+                ));
             }
             details.insert(
                 format!("cost_{}_{}", c.peer, c.reads.name()),
@@ -805,12 +827,8 @@ fn cost_rows(c: &Cost) -> Vec<Row> {
         c.peer,
         c.placement
     );
-    let floor_pct = c.floor_again.map_or(c.floor.percent_of_core, |f| {
-        (f.percent_of_core + c.floor.percent_of_core) / 2.0
-    });
-    let floor_sw = c.floor_again.map_or(c.floor.switches_per_transaction, |f| {
-        (f.switches_per_transaction + c.floor.switches_per_transaction) / 2.0
-    });
+    let floor_pct = c.floor.percent_of_core;
+    let floor_sw = c.floor.switches_per_transaction;
     let mut rows = vec![
         Row::new(
             8,

@@ -80,7 +80,11 @@ impl UnitHealthMap {
 
     /// Any answer (even an exception) proves the unit alive.
     pub(crate) fn answered(&mut self, unit: u8) {
-        self.units.remove(&unit);
+        // Every answer lands here: with no unit in trouble (the usual case) there is nothing
+        // to hash the unit for.
+        if !self.units.is_empty() {
+            self.units.remove(&unit);
+        }
     }
 
     /// Records a timeout; returns true when this made (or kept) the unit dead.
