@@ -114,6 +114,7 @@ impl Sizes {
                 cost_doors: 50,
                 cost_window: Window {
                     warm_up: Duration::from_secs(1),
+                    gateway_warm_up: Duration::from_secs(1),
                     measure: o.cost_window.unwrap_or(Duration::from_secs(3)),
                 },
                 cost_twice: false,
@@ -149,6 +150,7 @@ impl Sizes {
                 cost_doors: 1000,
                 cost_window: Window {
                     warm_up: Duration::from_secs(10),
+                    gateway_warm_up: Duration::from_secs(60),
                     measure: o.cost_window.unwrap_or(Duration::from_secs(60)),
                 },
                 cost_twice: true,
