@@ -471,8 +471,9 @@ impl BusTask {
                 self.start(job, &mut operator_rx, Instant::now()).await;
                 continue;
             }
-            if let Some(job) = self.resume.take() {
-                // Operator requests that arrived during the cycle's last read go first.
+            // A cycle between two of its reads, else the next standing poll due: operator
+            // requests that arrived meanwhile go first.
+            if self.resume.is_some() || !self.schedule.ready.is_empty() {
                 while self.queue.has_room() {
                     match operator_rx.try_recv() {
                         Ok(op) => self.admit(op, None),
@@ -480,33 +481,19 @@ impl BusTask {
                     }
                 }
                 if self.queue.len > 0 {
-                    self.resume = Some(job);
-                } else {
-                    // One clock reading for both checks: they are µs apart.
-                    let now = Instant::now();
-                    if let Some(job) = self.refuse_or_keep(job, None, now) {
-                        self.start(job, &mut operator_rx, now).await;
-                    }
+                    continue;
                 }
-                continue;
-            }
-            if let Some(job) = self.schedule.ready.pop_front() {
-                self.queue_depth.dec();
-                // Operator requests already sent go first, as between a cycle's reads.
-                while self.queue.has_room() {
-                    match operator_rx.try_recv() {
-                        Ok(op) => self.admit(op, None),
-                        Err(_) => break,
+                let job = match self.resume.take() {
+                    Some(job) => job,
+                    None => {
+                        self.queue_depth.dec();
+                        self.schedule.ready.pop_front().expect("checked above")
                     }
-                }
-                if self.queue.len > 0 {
-                    self.queue_depth.inc();
-                    self.schedule.ready.push_front(job);
-                } else {
-                    let now = Instant::now();
-                    if let Some(job) = self.refuse_or_keep(job, None, now) {
-                        self.start(job, &mut operator_rx, now).await;
-                    }
+                };
+                // One clock reading for both checks: they are µs apart.
+                let now = Instant::now();
+                if let Some(job) = self.refuse_or_keep(job, None, now) {
+                    self.start(job, &mut operator_rx, now).await;
                 }
                 continue;
             }
