@@ -76,14 +76,22 @@ pub fn pool(windows: &[CpuCost]) -> CpuCost {
         .filter(|w| w.transactions > 0)
         .map(|w| w.switches_per_transaction * w.transactions as f64)
         .sum();
-    let per = |x: f64| if tx == 0 { f64::NAN } else { x / tx as f64 };
-    CpuCost {
-        cpu_seconds: cpu,
-        wall_seconds: wall,
-        transactions: tx,
-        us_per_transaction: per(cpu * 1e6),
-        percent_of_core: 100.0 * cpu / wall.max(1e-9),
-        switches_per_transaction: per(switches),
+    CpuCost::of(cpu, wall, tx, switches)
+}
+
+impl CpuCost {
+    /// The figures of `cpu` seconds over `wall` seconds for `tx` transactions and `switches`
+    /// context switches (per-transaction figures NaN without transactions).
+    fn of(cpu: f64, wall: f64, tx: u64, switches: f64) -> CpuCost {
+        let per = |x: f64| if tx == 0 { f64::NAN } else { x / tx as f64 };
+        CpuCost {
+            cpu_seconds: cpu,
+            wall_seconds: wall,
+            transactions: tx,
+            us_per_transaction: per(cpu * 1e6),
+            percent_of_core: 100.0 * cpu / wall.max(1e-9),
+            switches_per_transaction: per(switches),
+        }
     }
 }
 
@@ -120,15 +128,8 @@ fn cost(a: &Mark, b: &Mark) -> CpuCost {
     let cpu = (b.ticks - a.ticks) as f64 / procstat::ticks_per_second() as f64;
     let wall = (b.at - a.at).as_secs_f64();
     let tx = b.transactions.saturating_sub(a.transactions);
-    let per = |x: f64| if tx == 0 { f64::NAN } else { x / tx as f64 };
-    CpuCost {
-        cpu_seconds: cpu,
-        wall_seconds: wall,
-        transactions: tx,
-        us_per_transaction: per(cpu * 1e6),
-        percent_of_core: 100.0 * cpu / wall.max(1e-9),
-        switches_per_transaction: per(b.switches.saturating_sub(a.switches) as f64),
-    }
+    let switches = b.switches.saturating_sub(a.switches) as f64;
+    CpuCost::of(cpu, wall, tx, switches)
 }
 
 /// The Modbus floor against `addrs` (bus i serving the doors with `sim == i`).

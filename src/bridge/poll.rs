@@ -171,9 +171,6 @@ struct Reported {
     values: Map<String, Value>,
     reachable: Option<bool>,
     connectivity_at: Option<Instant>,
-    /// The last cycle every block of which answered (a clock reading: the wall-clock time
-    /// is worked out only when a patch reports it).
-    last_ok: Option<Instant>,
     /// The `connectivity.error` last reported: a new error is reported when it appears.
     error: Option<String>,
     /// This door's connectivity refresh period.
@@ -194,20 +191,38 @@ impl Reported {
     /// with the current `lastPoll`.
     fn refresh_patch(&self, last_ok: Option<Instant>, now: Instant) -> Map<String, Value> {
         let mut patch = Map::new();
+        let reachable = self.reachable.unwrap_or(true);
         patch.insert(
             "connectivity".into(),
-            json!({
-                "busReachable": self.reachable.unwrap_or(true),
-                "lastPoll": last_ok.map(|t| wall_clock(t, now).to_rfc3339()),
-                "error": self.error,
-            }),
+            connectivity(reachable, last_ok, &self.error, now),
         );
         patch
     }
 }
 
+/// The reported `connectivity` section. `last_ok` is when a cycle last had every read
+/// answered (a clock reading: the wall-clock time is worked out only when it is reported).
+fn connectivity(
+    reachable: bool,
+    last_ok: Option<Instant>,
+    error: &Option<String>,
+    now: Instant,
+) -> Value {
+    json!({
+        "busReachable": reachable,
+        "lastPoll": last_ok.map(|t| wall_clock(t, now).to_rfc3339()),
+        "error": error,
+    })
+}
+
 /// Builds the reported patch of a cycle: changed values and, when due, connectivity.
-fn diff(plan: &ReadPlan, state: &Reported, cycle: &Cycle, now: Instant) -> Map<String, Value> {
+fn diff(
+    plan: &ReadPlan,
+    state: &Reported,
+    cycle: &Cycle,
+    last_ok: Option<Instant>,
+    now: Instant,
+) -> Map<String, Value> {
     let mut patch = Map::new();
     for (i, v) in &cycle.values {
         let (name, p) = (&plan.names[*i], &plan.specs[*i]);
@@ -228,11 +243,7 @@ fn diff(plan: &ReadPlan, state: &Reported, cycle: &Cycle, now: Instant) -> Map<S
     if due {
         patch.insert(
             "connectivity".into(),
-            json!({
-                "busReachable": reachable,
-                "lastPoll": state.last_ok.map(|t| wall_clock(t, now).to_rfc3339()),
-                "error": cycle.last_error,
-            }),
+            connectivity(reachable, last_ok, &cycle.last_error, now),
         );
     }
     patch
@@ -382,7 +393,7 @@ pub async fn run(
             },
             // A door at rest: its cycles stay with the bus, so the periodic connectivity
             // refresh (`lastPoll`) is sent from here.
-            () = sleep_until_opt(refresh_at), if in_flight.is_none() => {
+            () = super::sleep_until_opt(refresh_at), if in_flight.is_none() => {
                 let now = Instant::now();
                 if io.link.is_connected() {
                     let patch = state.refresh_patch(feed.last_ok(), now);
@@ -418,8 +429,7 @@ pub async fn run(
             continue;
         }
         let now = Instant::now();
-        state.last_ok = feed.last_ok();
-        let patch = diff(&plan, &state, &cycle, now);
+        let patch = diff(&plan, &state, &cycle, feed.last_ok(), now);
         let reports_values = patch.keys().any(|k| k != "connectivity");
         if !(stored || reports_values || cycle.failures > 0) {
             feed.settle(results);
@@ -453,13 +463,6 @@ fn send_patch(
             at,
         }
     })
-}
-
-async fn sleep_until_opt(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }
 
 /// A reported patch the link has answered, with what the cycle that built it saw.
@@ -631,13 +634,25 @@ key = "a2V5"
             refresh: Duration::from_secs(600),
             ..Reported::default()
         };
-        let patch = diff(&plan, &state, &failing("bus b, unit 1: not answering"), now);
+        let patch = diff(
+            &plan,
+            &state,
+            &failing("bus b, unit 1: not answering"),
+            None,
+            now,
+        );
         assert_eq!(
             patch["connectivity"]["error"], "bus b, unit 1: not answering",
             "a new error is reported at once"
         );
         state.error = Some("bus b, unit 1: not answering".into());
-        let patch = diff(&plan, &state, &failing("bus b, unit 1: not answering"), now);
+        let patch = diff(
+            &plan,
+            &state,
+            &failing("bus b, unit 1: not answering"),
+            None,
+            now,
+        );
         assert!(
             patch.is_empty(),
             "the same error is not sent again: {patch:?}"
@@ -646,6 +661,7 @@ key = "a2V5"
             &plan,
             &state,
             &failing("bus b: bus unavailable: refused"),
+            None,
             now,
         );
         assert_eq!(
