@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
-use crate::support::harness::{bounded, Env, Service};
+use crate::support::harness::{bounded, tcp_bus, Env, Service};
 use crate::support::peers::{has_pymodbus, has_socat, pty_pair, pymodbus, PyServer, PyWrite};
 
 fn now_ms() -> u64 {
@@ -226,10 +226,7 @@ async fn a_method_job_over_a_line_with_dead_units_fails_only_them() {
     ])
     .await;
     let mut env = Env::start(8).await;
-    env.bus_toml = format!(
-        "[[bus]]\nname = \"tcp\"\ntcp = \"{}\"\ntimeout = \"1s\"\nretries = 0\n",
-        py.ready
-    );
+    env.bus_toml = tcp_bus(&py.ready, "timeout = \"1s\"\nretries = 0");
     for d in &env.doors {
         env.hub
             .hub
@@ -303,10 +300,7 @@ async fn a_read_back_without_the_coil_is_a_502_not_a_false() {
     }
     let py = pymodbus(&["tcp", "127.0.0.1:0", "--bad", "zero-coils"]).await;
     let mut env = Env::start(2).await;
-    env.bus_toml = format!(
-        "[[bus]]\nname = \"tcp\"\ntcp = \"{}\"\ntimeout = \"500ms\"\n",
-        py.ready
-    );
+    env.bus_toml = tcp_bus(&py.ready, "timeout = \"500ms\"");
     let gw = env.gateway().await;
     let svc = env.service();
     let (http, body) = svc
@@ -339,10 +333,7 @@ async fn a_write_echo_of_another_address_is_a_502_with_the_outcome_unknown() {
     }
     let py = pymodbus(&["tcp", "127.0.0.1:0", "--bad", "echo"]).await;
     let mut env = Env::start(2).await;
-    env.bus_toml = format!(
-        "[[bus]]\nname = \"tcp\"\ntcp = \"{}\"\ntimeout = \"500ms\"\n",
-        py.ready
-    );
+    env.bus_toml = tcp_bus(&py.ready, "timeout = \"500ms\"");
     let gw = env.gateway().await;
     let svc = env.service();
     let (http, body) = svc.invoke("door-2", "lockDoor", json!(null)).await;

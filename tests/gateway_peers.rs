@@ -5,7 +5,7 @@
 use fieldhub::doorsim::{self, DoorSimConfig, Listen, Table};
 use serde_json::json;
 
-use crate::support::harness::{bounded, Env};
+use crate::support::harness::{bounded, tcp_bus, Env};
 use crate::support::peers::{has_pymodbus, has_socat, pty_pair, pymodbus};
 
 #[tokio::test]
@@ -66,10 +66,7 @@ async fn lock_door_and_desired_on_a_pymodbus_controller() {
     }
     let server = pymodbus(&["tcp", "127.0.0.1:0"]).await;
     let mut env = Env::start(2).await;
-    env.bus_toml = format!(
-        "[[bus]]\nname = \"tcp\"\ntcp = \"{}\"\ntimeout = \"1s\"\n",
-        server.ready
-    );
+    env.bus_toml = tcp_bus(&server.ready, "timeout = \"1s\"");
     let gw = env.gateway().await;
     let svc = env.service();
 
@@ -110,10 +107,7 @@ async fn a_pymodbus_door_at_rest_reports_its_lock_flipping_and_flipping_back() {
     }
     let server = pymodbus(&["tcp", "127.0.0.1:0"]).await;
     let mut env = Env::start(1).await;
-    env.bus_toml = format!(
-        "[[bus]]\nname = \"tcp\"\ntcp = \"{}\"\ntimeout = \"1s\"\n",
-        server.ready
-    );
+    env.bus_toml = tcp_bus(&server.ready, "timeout = \"1s\"");
     let gw = env.gateway().await;
     let svc = env.service();
     svc.wait_reported("door-1", "unlocked at start", |r| {

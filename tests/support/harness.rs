@@ -101,6 +101,12 @@ pub struct Env {
     pub bus_toml: String,
 }
 
+/// The `[[bus]]` section named "tcp" (the one the doors use) on the Modbus TCP server at
+/// `addr`, with `settings` (TOML lines: timeout, retries, …).
+pub fn tcp_bus(addr: &str, settings: &str) -> String {
+    format!("[[bus]]\nname = \"tcp\"\ntcp = \"{addr}\"\n{settings}\n")
+}
+
 impl Env {
     /// A hub, doorsim on Modbus TCP with units 1..=n, and `n` doors registered in the hub.
     pub async fn start(n: u8) -> Env {
@@ -132,9 +138,9 @@ impl Env {
                 }
             })
             .collect();
-        let bus_toml = format!(
-            "[[bus]]\nname = \"tcp\"\ntcp = \"{}\"\ntimeout = \"300ms\"\nretries = 1\n",
-            sim.local_addr.unwrap()
+        let bus_toml = tcp_bus(
+            &sim.local_addr.unwrap().to_string(),
+            "timeout = \"300ms\"\nretries = 1",
         );
         Env {
             dir,
