@@ -29,6 +29,9 @@ pub struct Window {
     /// nothing to settle and keeps `warm_up`.
     pub gateway_warm_up: Duration,
     pub measure: Duration,
+    /// Windows of `measure` with the floor and fieldgate running at once (see
+    /// [`side_by_side`]); none when 0.
+    pub side_by_side: usize,
 }
 
 /// CPU of one process over a window, per transaction.
@@ -63,6 +66,39 @@ pub struct Cost {
     pub ratio: f64,
     pub links_only: Option<CpuCost>,
     pub net_us_per_transaction: Option<f64>,
+    pub side_by_side: Option<SideBySide>,
+}
+
+/// The floor and fieldgate measured over the same windows, running at once.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SideBySide {
+    pub floors: Vec<CpuCost>,
+    pub fieldgates: Vec<CpuCost>,
+    /// Each window's fieldgate ÷ floor, per transaction.
+    pub ratios: Vec<f64>,
+    /// The windows pooled.
+    pub floor: CpuCost,
+    pub fieldgate: CpuCost,
+    pub ratio: f64,
+}
+
+impl SideBySide {
+    fn of(floors: Vec<CpuCost>, fieldgates: Vec<CpuCost>) -> SideBySide {
+        let ratios = floors
+            .iter()
+            .zip(&fieldgates)
+            .map(|(f, g)| g.us_per_transaction / f.us_per_transaction)
+            .collect();
+        let (floor, fieldgate) = (pool(&floors), pool(&fieldgates));
+        SideBySide {
+            ratio: fieldgate.us_per_transaction / floor.us_per_transaction,
+            floors,
+            fieldgates,
+            ratios,
+            floor,
+            fieldgate,
+        }
+    }
 }
 
 /// Windows of one process pooled into one figure: sums, not a mean of ratios, so a longer
@@ -132,18 +168,17 @@ fn cost(a: &Mark, b: &Mark) -> CpuCost {
     CpuCost::of(cpu, wall, tx, switches)
 }
 
-/// The Modbus floor against `addrs` (bus i serving the doors with `sim == i`).
-#[allow(clippy::too_many_arguments)]
-async fn floor_run(
+/// The Modbus floor against `addrs` (bus i serving the doors with `sim == i`), started and
+/// placed; returns the process and its log (where it counts its transactions).
+async fn start_floor(
     world: &World,
     tag: &str,
     addrs: &[String],
     doors: &[Door],
     interval: Duration,
     reads: Reads,
-    w: Window,
     placement: &Placement,
-) -> anyhow::Result<CpuCost> {
+) -> anyhow::Result<(Proc, std::path::PathBuf)> {
     let exe = std::env::current_exe()?;
     let mut args = vec![
         "floor-modbus".to_string(),
@@ -171,12 +206,32 @@ async fn floor_run(
     wait_line(&mut p, "floor-modbus ready", Duration::from_secs(30)).await?;
     // Again once it runs: threads made before the first pin.
     placement.place_measured(p.pid)?;
+    Ok((p, log))
+}
+
+/// The floor's transactions so far, from its log.
+fn floor_count(log: &Path) -> u64 {
+    floor::last_count(log, "transactions ").unwrap_or(0)
+}
+
+/// The Modbus floor alone: CPU over one window after its warm-up.
+#[allow(clippy::too_many_arguments)]
+async fn floor_run(
+    world: &World,
+    tag: &str,
+    addrs: &[String],
+    doors: &[Door],
+    interval: Duration,
+    reads: Reads,
+    w: Window,
+    placement: &Placement,
+) -> anyhow::Result<CpuCost> {
+    let (mut p, log) = start_floor(world, tag, addrs, doors, interval, reads, placement).await?;
     tokio::time::sleep(w.warm_up).await;
-    let count = |log: &Path| floor::last_count(log, "transactions ").unwrap_or(0);
-    let a = mark(p.pid, count(&log))?;
+    let a = mark(p.pid, floor_count(&log))?;
     tokio::time::sleep(w.measure).await;
     p.check_alive()?;
-    let b = mark(p.pid, count(&log))?;
+    let b = mark(p.pid, floor_count(&log))?;
     p.stop().await?;
     Ok(cost(&a, &b))
 }
@@ -207,10 +262,9 @@ pub fn counter_total(text: &str, name: &str) -> f64 {
         .sum()
 }
 
-/// fieldgate polling `doors` every `poll_interval`: CPU over the window after links up and a
-/// warm-up.
+/// fieldgate polling `doors` every `poll_interval`, started, placed and with every link up.
 #[allow(clippy::too_many_arguments)]
-async fn gateway_run(
+async fn start_gateway(
     world: &World,
     launch: &Launch,
     tag: &str,
@@ -218,9 +272,8 @@ async fn gateway_run(
     doors: &[Door],
     reads: Reads,
     poll_interval: &str,
-    w: Window,
     placement: &Placement,
-) -> anyhow::Result<CpuCost> {
+) -> anyhow::Result<Bridge> {
     let sims = doors.iter().map(|d| d.sim).max().map_or(0, |m| m + 1);
     let spec = MapSpec {
         hub_host: format!("localhost:{}", world.hub.mqtt_addr.port()),
@@ -247,20 +300,108 @@ async fn gateway_run(
         .await?;
     let g = gw.gateway().expect("fieldgate");
     placement.place_measured(g.pid())?;
-    tokio::time::sleep(w.gateway_warm_up).await;
-    let requests = || async {
-        g.metrics()
-            .await
-            .map(|t| counter_total(&t, REQUESTS) as u64)
-    };
-    let a = mark(g.pid(), requests().await?)?;
-    tokio::time::sleep(w.measure).await;
-    let b = mark(g.pid(), requests().await?)?;
+    Ok(gw)
+}
+
+/// The gateway's Modbus transactions so far, from its metrics.
+async fn gateway_count(g: &GatewayProc) -> anyhow::Result<u64> {
+    g.metrics()
+        .await
+        .map(|t| counter_total(&t, REQUESTS) as u64)
+}
+
+/// Stops the gateway and waits for the hub to see every door go.
+async fn stop_gateway(world: &World, gw: Bridge, doors: &[Door]) -> anyhow::Result<()> {
     gw.stop().await?;
     world
         .wait_disconnected(&ids(doors), Duration::from_secs(30))
-        .await?;
+        .await
+}
+
+/// fieldgate polling `doors` every `poll_interval`: CPU over the window after links up and a
+/// warm-up.
+#[allow(clippy::too_many_arguments)]
+async fn gateway_run(
+    world: &World,
+    launch: &Launch,
+    tag: &str,
+    addrs: &[String],
+    doors: &[Door],
+    reads: Reads,
+    poll_interval: &str,
+    w: Window,
+    placement: &Placement,
+) -> anyhow::Result<CpuCost> {
+    let gw = start_gateway(
+        world,
+        launch,
+        tag,
+        addrs,
+        doors,
+        reads,
+        poll_interval,
+        placement,
+    )
+    .await?;
+    tokio::time::sleep(w.gateway_warm_up).await;
+    let g = gw.gateway().expect("fieldgate");
+    let a = mark(g.pid(), gateway_count(g).await?)?;
+    tokio::time::sleep(w.measure).await;
+    let b = mark(g.pid(), gateway_count(g).await?)?;
+    stop_gateway(world, gw, doors).await?;
     Ok(cost(&a, &b))
+}
+
+/// The floor and fieldgate at once against the same peer, each measured over the same
+/// windows. This VM's speed moves by half within minutes (two windows of one program a minute
+/// apart read 7.5 and 11.2 µs a transaction), so windows taken one after the other compare
+/// two moments as much as two programs; run side by side, both see the same moment, and each
+/// window's ratio is a fair one. Both share the measured CPUs (each uses ~2 % of a core), and
+/// the peer serves both (its load doubles alike for both).
+#[allow(clippy::too_many_arguments)]
+async fn side_by_side(
+    world: &World,
+    launch: &Launch,
+    tag: &str,
+    addrs: &[String],
+    doors: &[Door],
+    reads: Reads,
+    w: Window,
+    placement: &Placement,
+) -> anyhow::Result<SideBySide> {
+    let gw = start_gateway(world, launch, tag, addrs, doors, reads, "1s", placement).await?;
+    let floor_tag = format!("{tag}-floor-beside");
+    let interval = Duration::from_secs(1);
+    let started = start_floor(world, &floor_tag, addrs, doors, interval, reads, placement).await;
+    let (mut floor, log) = match started {
+        Ok(f) => f,
+        Err(e) => {
+            stop_gateway(world, gw, doors).await?;
+            return Err(e);
+        }
+    };
+    let measured = async {
+        tokio::time::sleep(w.gateway_warm_up).await;
+        let g = gw.gateway().expect("fieldgate");
+        let (mut floors, mut fieldgates) = (Vec::new(), Vec::new());
+        let mut f0 = mark(floor.pid, floor_count(&log))?;
+        let mut g0 = mark(g.pid(), gateway_count(g).await?)?;
+        for _ in 0..w.side_by_side {
+            tokio::time::sleep(w.measure).await;
+            floor.check_alive()?;
+            let f1 = mark(floor.pid, floor_count(&log))?;
+            let g1 = mark(g.pid(), gateway_count(g).await?)?;
+            floors.push(cost(&f0, &f1));
+            fieldgates.push(cost(&g0, &g1));
+            tracing::info!(floor = ?floors.last(), fieldgate = ?fieldgates.last(), "side by side");
+            (f0, g0) = (f1, g1);
+        }
+        anyhow::Ok(SideBySide::of(floors, fieldgates))
+    }
+    .await;
+    floor.stop().await?;
+    stop_gateway(world, gw, doors).await?;
+    measured
 }
 
 /// One peer, one read profile: floor, fieldgate, fieldgate with its links only and the floor
@@ -321,6 +462,17 @@ pub async fn run(
         if twice {
             floors.push(floor_window(rounds).await?);
         }
+        let side_by_side = if w.side_by_side > 0 {
+            tracing::info!(
+                peer,
+                reads = reads.name(),
+                "floor and fieldgate side by side"
+            );
+            let tag = format!("{tag}-beside");
+            Some(side_by_side(world, launch, &tag, addrs, doors, reads, w, placement).await?)
+        } else {
+            None
+        };
         let floor = pool(&floors);
         let fieldgate = pool(&fieldgates);
         let net_us_per_transaction = links_only.map(|l| {
@@ -332,6 +484,7 @@ pub async fn run(
             peer: peer.to_string(),
             links_only,
             net_us_per_transaction,
+            side_by_side,
             reads,
             doors: doors.len(),
             interval: "1s".into(),
@@ -390,6 +543,13 @@ mod tests {
         assert_eq!(r.len(), 2);
         assert!((r[0] - 10.5 / 7.0).abs() < 1e-9);
         assert!((r[1] - 9.75 / 6.5).abs() < 1e-9);
+        // Side by side: each window against its own floor, and the windows pooled.
+        let b = SideBySide::of(floors[..2].to_vec(), gates.to_vec());
+        assert_eq!(b.ratios.len(), 2);
+        assert!((b.ratios[0] - 10.5 / 8.0).abs() < 1e-9);
+        assert!((b.ratios[1] - 9.75 / 6.0).abs() < 1e-9);
+        let pooled = (1.44e6 / 140_000.0) / (1.4e6 / 200_000.0);
+        assert!((b.ratio - pooled).abs() < 1e-9);
         // Without a closing floor the last window pairs with the one before it.
         let r = paired_ratios(&floors[..1], &gates[..1]);
         assert!((r[0] - 10.5 / 8.0).abs() < 1e-9);

@@ -66,6 +66,10 @@ struct Args {
     /// 3 s with --quick).
     #[arg(long, value_parser = humantime_duration)]
     cost_window: Option<Duration>,
+    /// Workload 8's windows (of --cost-window each) with the floor and fieldgate running at
+    /// once against the same peer (default 4; 1 with --quick; 0 leaves them out).
+    #[arg(long)]
+    side_by_side: Option<usize>,
     /// Workload 8's runs as PEER:READS, e.g. `pymodbus:3,doorsim:2` (default
     /// pymodbus:3,doorsim:2,doorsim:3; doorsim:3,pymodbus:3 with --quick).
     #[arg(long, value_delimiter = ',', value_parser = fieldgate_bench::plan::parse_cost_run)]
@@ -205,6 +209,7 @@ fn main_inner(args: Args) -> anyhow::Result<()> {
         python: args.python,
         cost_window: args.cost_window,
         cost_runs: args.cost_runs,
+        side_by_side: args.side_by_side,
         cost_shared: args.cost_shared,
         churn_rounds: args.churn_rounds,
         churn_lifetime: args.churn_lifetime,

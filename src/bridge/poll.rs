@@ -321,7 +321,7 @@ async fn record_events(
 }
 
 /// Polls until `shutdown`: the door's cycles are a standing poll of its bus, which runs them
-/// on a phase of the shared poll grid and hands over only those that differ from the last
+/// in its scan of the door's interval and hands over only those that differ from the last
 /// cycle this poller found nothing in (`crate::bus::standing`). Changes of event points go to
 /// `events` (the door's part of the event store).
 pub async fn run(

@@ -83,6 +83,12 @@ impl DoorNames {
         }
     }
 
+    /// How many doors the bus serves.
+    pub fn count(&self) -> usize {
+        let m = self.0.read().unwrap_or_else(|p| p.into_inner());
+        m.values().map(Vec::len).sum()
+    }
+
     /// `door-1` (or `door-1, door-2`, or `no door` for a unit no door maps).
     pub fn of(&self, unit: u8) -> String {
         let m = self.0.read().unwrap_or_else(|p| p.into_inner());
@@ -290,8 +296,8 @@ impl BusHandle {
             .unwrap_or_else(|_| vec![Err(BusError::Shutdown { at }); n])
     }
 
-    /// Registers a door's poll cycle for the bus to run every `poll.every` on a phase of the
-    /// shared poll grid ([`standing::POLL_PHASES`]), at poll priority under the same rules as
+    /// Registers a door's poll cycle for the bus to run every `poll.every` in the bus's scan of
+    /// that interval (on the process's shared grid), at poll priority under the same rules as
     /// [`poll_cycle`](Self::poll_cycle). The feed yields the cycles whose replies differ
     /// from the ones last settled on; dropping it ends the standing poll.
     pub fn stand(&self, poll: standing::StandingPoll) -> standing::PollFeed {

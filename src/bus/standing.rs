@@ -3,16 +3,26 @@
 //!
 //! Why the bus runs them: asked by the poller, every cycle of every door cost a timer of its
 //! own, a wake-up of the poller, a channel pass to the bus, an answer back and a second
-//! wake-up of the poller — for a door at rest, to learn that nothing changed. Here a bus wakes
-//! once per poll phase, runs the cycles due at poll priority through the same queue rules as
-//! any poll (operator requests first between reads, dead units refused, deadlines kept), and
-//! compares each door's replies with the ones its poller last settled on: a door at rest costs
-//! its reads and a comparison, and its poller sleeps. Only a cycle that differs (or failed) is
-//! handed to the poller, which decodes, reports and stores events as before.
+//! wake-up of the poller — for a door at rest, to learn that nothing changed. Here a bus
+//! scans its doors: once per interval it queues every door's cycle, runs them back to back at
+//! poll priority through the same queue rules as any poll (operator requests first between
+//! reads, dead units refused, deadlines kept), and compares each door's replies with the ones
+//! its poller last settled on: a door at rest costs its reads and a comparison, and its poller
+//! sleeps. Only a cycle that differs (or failed) is handed to the poller, which decodes,
+//! reports and stores events as before.
+//!
+//! One scan an interval rather than the doors spread over the interval: an operator request
+//! waits for at most the read on the line either way (it goes first between reads), and a
+//! line that rests between scans costs less per read than one woken for a few doors at a time
+//! — on this project's benchmark VM, ten spread turns a second cost 35 % more CPU a read than one
+//! scan (docs/BENCHMARKS.md, "One scan an interval"). It is also how Modbus masters are
+//! commonly run: a channel scans its devices, then waits for the next scan.
 //!
 //! Backpressure is the old skip rule: a door whose previous cycle is still queued or on the
 //! line, or whose poller has not taken the last cycle handed to it, skips a turn rather than
-//! queueing reads nobody would read in time.
+//! queueing reads nobody would read in time. On a line too slow for its doors' interval the
+//! cycles late in a scan run out of time unread; those doors go first in the next scan, so no
+//! door starves behind the same neighbours every time.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{
@@ -29,23 +39,12 @@ use super::task::{Answer, CycleTo, Job, Work};
 /// The results of one cycle: a result per read, in order.
 pub type CycleResults = Vec<Result<Reply, BusError>>;
 
-/// Poll cycles start on one of this many evenly spaced phases of the poll interval, counted
-/// from one origin for the whole process. A bus wakes once per phase and runs the cycles of
-/// that phase back to back (benchmark workload 4, 1,000 doors at 1 s: see
-/// docs/BENCHMARKS.md); several phases, picked at random per door, keep every door of a line
-/// from queueing at the same instant and an operator request from waiting behind a whole
-/// line's polls.
-pub const POLL_PHASES: u32 = 10;
-
-/// The first instant at or after `now` on `phase`'s grid: `origin + phase × every /
-/// POLL_PHASES + n × every`.
-pub fn first_tick(origin: Instant, now: Instant, every: Duration, phase: u32) -> Instant {
+/// The first instant at or after `now` on the grid `origin + n × every`. Every bus counts
+/// from one origin, so doors sharing an interval, whenever they were added, share its scans.
+pub fn first_tick(origin: Instant, now: Instant, every: Duration) -> Instant {
     let every_ns = every.as_nanos().max(1);
-    let offset = every_ns * u128::from(phase % POLL_PHASES) / u128::from(POLL_PHASES);
     let since = now.saturating_duration_since(origin).as_nanos();
-    // Grid points are origin + offset + n·every; the first one not before `now`.
-    let n = since.saturating_sub(offset).div_ceil(every_ns);
-    let at = offset + n * every_ns;
+    let at = since.div_ceil(every_ns) * every_ns;
     origin + Duration::from_nanos(u64::try_from(at).unwrap_or(u64::MAX))
 }
 
@@ -75,13 +74,14 @@ pub struct StandingPoll {
 /// each pointer more to follow was a cache miss more per door.
 pub(crate) struct Slot {
     poll: StandingPoll,
-    phase: u32,
     /// A cycle of this slot is queued or on the line.
     busy: AtomicBool,
     /// Readings would be received: the door's link is up, or it stores events.
     wanted: AtomicBool,
     /// The poller dropped its feed: the slot is dropped at its next turn.
     gone: AtomicBool,
+    /// Its last cycle ran out of time in the queue: it goes first in the next scan.
+    missed: AtomicBool,
     state: Mutex<Settled>,
     /// Wakes the poller when a cycle is handed over, or the bus has stopped.
     ready: Notify,
@@ -91,7 +91,6 @@ impl std::fmt::Debug for Slot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Slot")
             .field("unit", &self.poll.unit)
-            .field("phase", &self.phase)
             .finish_non_exhaustive()
     }
 }
@@ -106,6 +105,9 @@ struct Settled {
     pending: Option<CycleResults>,
     /// The bus has stopped: no cycle will come.
     ended: bool,
+    /// The vector of the last cycle found at rest, emptied, for the next cycle's results: a
+    /// door at rest then costs no allocation of its own per cycle.
+    spare: Option<CycleResults>,
 }
 
 impl Slot {
@@ -126,9 +128,14 @@ impl Slot {
 
     /// A cycle is over: note when every read answered, and hand the results to the poller
     /// unless they are the replies it settled on.
-    pub(crate) fn deliver(&self, results: CycleResults, turn: Instant) {
+    /// `end` is the last read's end when the line knows it (else the clock is read).
+    pub(crate) fn deliver(&self, mut results: CycleResults, turn: Instant, end: Option<Instant>) {
         self.busy.store(false, Ordering::Relaxed);
-        let now = Instant::now();
+        let missed = results
+            .iter()
+            .any(|r| matches!(r, Err(BusError::DeadlineExpired { .. })));
+        self.missed.store(missed, Ordering::Relaxed);
+        let now = end.unwrap_or_else(Instant::now);
         self.poll
             .duration
             .observe(now.saturating_duration_since(turn).as_secs_f64());
@@ -137,6 +144,8 @@ impl Slot {
             state.last_ok = Some(now);
         }
         if at_rest(state.replies.as_deref(), &results) {
+            results.clear();
+            state.spare = Some(results);
             return;
         }
         // Whatever the poller makes of these, the replies settled before no longer describe
@@ -220,11 +229,10 @@ impl PollFeed {
     }
 }
 
-/// The standing polls of one bus sharing an interval and a phase: they share every turn, so
-/// a turn is one entry in the schedule however many doors it starts.
+/// The standing polls of one bus sharing an interval: they share every scan, so a scan is one
+/// entry in the schedule however many doors it starts.
 struct Group {
     every: Duration,
-    phase: u32,
     slots: Vec<Arc<Slot>>,
     /// The group has a turn booked.
     booked: bool,
@@ -249,15 +257,15 @@ impl Drop for Schedule {
 }
 
 impl Schedule {
-    /// A new standing poll on a random phase; returns the poller's feed.
+    /// A new standing poll; returns the poller's feed.
     pub(crate) fn slot(poll: StandingPoll) -> (Arc<Slot>, PollFeed) {
         let wanted = AtomicBool::new(poll.wanted);
         let slot = Arc::new(Slot {
             poll,
-            phase: rand::random_range(0..POLL_PHASES),
             busy: AtomicBool::new(false),
             wanted,
             gone: AtomicBool::new(false),
+            missed: AtomicBool::new(false),
             state: Mutex::default(),
             ready: Notify::new(),
         });
@@ -268,17 +276,12 @@ impl Schedule {
     }
 
     pub(crate) fn add(&mut self, slot: Arc<Slot>, now: Instant) {
-        let (every, phase) = (slot.poll.every, slot.phase);
-        let i = match self
-            .groups
-            .iter()
-            .position(|g| g.every == every && g.phase == phase)
-        {
+        let every = slot.poll.every;
+        let i = match self.groups.iter().position(|g| g.every == every) {
             Some(i) => i,
             None => {
                 self.groups.push(Group {
                     every,
-                    phase,
                     slots: Vec::new(),
                     booked: false,
                 });
@@ -289,7 +292,7 @@ impl Schedule {
         group.slots.push(slot);
         if !group.booked {
             group.booked = true;
-            let at = first_tick(poll_origin(), now, every, phase);
+            let at = first_tick(poll_origin(), now, every);
             self.turns.insert((at, i), ());
         }
     }
@@ -311,18 +314,30 @@ impl Schedule {
             }
             let (_, i) = entry.remove_entry().0;
             let group = &mut self.groups[i];
-            group.slots.retain(|slot| !slot.closed());
-            for slot in &group.slots {
+            // One pass: a slot whose poller is gone is dropped where its turn is looked at.
+            let scan_start = self.ready.len();
+            let mut missed_last = Vec::new();
+            let ready = &mut self.ready;
+            group.slots.retain(|slot| {
+                if slot.closed() {
+                    return false;
+                }
                 let p = &slot.poll;
                 let skip = slot.busy.load(Ordering::Relaxed)
                     || !slot.wanted.load(Ordering::Relaxed)
-                    || p.ops.is_empty()
-                    || slot.state().pending.is_some();
+                    || p.ops.is_empty();
                 if skip {
-                    continue;
+                    return true;
                 }
+                let results = {
+                    let mut state = slot.state();
+                    if state.pending.is_some() {
+                        return true;
+                    }
+                    state.spare.take()
+                };
                 slot.busy.store(true, Ordering::Relaxed);
-                self.ready.push_back(Job {
+                let job = Job {
                     unit: p.unit,
                     work: Work::Cycle {
                         ops: Arc::clone(&p.ops),
@@ -331,25 +346,31 @@ impl Schedule {
                     priority: Priority::Poll,
                     deadline: now + p.every.max(p.budget),
                     reply: Answer::Cycle {
-                        results: Vec::with_capacity(p.ops.len()),
+                        results: results.unwrap_or_else(|| Vec::with_capacity(p.ops.len())),
                         to: CycleTo::Slot {
                             slot: Arc::clone(slot),
                             turn: now,
                         },
                     },
-                });
+                };
+                if slot.missed.load(Ordering::Relaxed) {
+                    missed_last.push(job);
+                } else {
+                    ready.push_back(job);
+                }
                 queued += 1;
+                true
+            });
+            if !missed_last.is_empty() {
+                let rest = self.ready.split_off(scan_start);
+                self.ready.extend(missed_last);
+                self.ready.extend(rest);
             }
             if group.slots.is_empty() {
                 group.booked = false;
                 continue;
             }
-            let next = first_tick(
-                poll_origin(),
-                now + Duration::from_nanos(1),
-                group.every,
-                group.phase,
-            );
+            let next = first_tick(poll_origin(), now + Duration::from_nanos(1), group.every);
             self.turns.insert((next, i), ());
         }
         queued
@@ -387,7 +408,8 @@ mod tests {
     fn finish(job: Job, reply: Result<Reply, BusError>) {
         let mut job = Some(job);
         while let Some(j) = job.take() {
-            job = j.step(reply.clone().map_err(super::super::request::Failed::unsent));
+            let reply = reply.clone().map_err(super::super::request::Failed::unsent);
+            job = j.step(reply, Instant::now());
         }
     }
 
@@ -428,30 +450,28 @@ mod tests {
     }
 
     #[test]
-    fn poll_ticks_fall_on_the_shared_phase_grid() {
+    fn scans_fall_on_the_shared_grid() {
         let origin = Instant::now();
         let every = Duration::from_millis(1000);
-        for (since_ms, phase, want_ms) in [
-            (0, 0, 0),
-            (0, 3, 300),
-            (299, 3, 300),
-            (300, 3, 300),
-            (301, 3, 1300),
-            (86_400_250, 2, 86_400_200 + 1000),
-            (5_000, 12, 5_200), // phases wrap
+        for (since_ms, want_ms) in [
+            (0, 0),
+            (1, 1000),
+            (999, 1000),
+            (1000, 1000),
+            (86_400_250, 86_401_000),
         ] {
             let now = origin + Duration::from_millis(since_ms);
-            let at = first_tick(origin, now, every, phase);
+            let at = first_tick(origin, now, every);
             assert_eq!(
                 at.duration_since(origin),
                 Duration::from_millis(want_ms),
-                "since {since_ms} ms, phase {phase}"
+                "since {since_ms} ms"
             );
             assert!(at >= now && at < now + every);
         }
-        // Doors of one phase started at different times share their instants.
-        let a = first_tick(origin, origin + Duration::from_millis(10), every, 4);
-        let b = first_tick(origin, origin + Duration::from_millis(2_390), every, 4);
+        // Doors of one interval added at different times share its scans.
+        let a = first_tick(origin, origin + Duration::from_millis(10), every);
+        let b = first_tick(origin, origin + Duration::from_millis(2_390), every);
         assert_eq!((b - a).as_millis() % 1000, 0);
     }
 
@@ -551,7 +571,40 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn doors_of_one_phase_share_a_turn_and_feeds_end_with_the_bus() {
+    async fn a_door_at_rest_reuses_its_cycle_vector() {
+        let mut s = Schedule::default();
+        let (slot, mut feed) = Schedule::slot(poll(1000));
+        s.add(slot, Instant::now());
+        let locked = || Ok(Reply::Bits(vec![true]));
+        let turn = s.next_turn().unwrap();
+        assert_eq!(s.take_due(turn), 1);
+        finish(s.ready.pop_front().unwrap(), locked());
+        let first = feed.next().await.unwrap();
+        feed.settle(first);
+        // At rest: the vector is kept, emptied, and the next cycle's results go into it.
+        assert_eq!(s.take_due(turn + Duration::from_secs(1)), 1);
+        finish(s.ready.pop_front().unwrap(), locked());
+        assert!(feed.try_next().is_none());
+        let spare = feed.slot.state().spare.as_ref().map(Vec::as_ptr);
+        assert!(spare.is_some());
+        assert_eq!(s.take_due(turn + Duration::from_secs(2)), 1);
+        let job = s.ready.pop_front().unwrap();
+        match &job.reply {
+            Answer::Cycle { results, .. } => {
+                assert_eq!(Some(results.as_ptr()), spare);
+                assert!(results.is_empty());
+            }
+            Answer::One(_) => panic!("a standing poll's job answers a cycle"),
+        }
+        assert!(feed.slot.state().spare.is_none());
+        // A cycle that differs goes to the poller with its vector: none is kept then.
+        finish(job, Ok(Reply::Bits(vec![false])));
+        assert_eq!(feed.try_next().unwrap(), vec![Ok(Reply::Bits(vec![false]))]);
+        assert!(feed.slot.state().spare.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn doors_of_one_interval_share_a_scan_and_feeds_end_with_the_bus() {
         let mut s = Schedule::default();
         let mut feeds = Vec::new();
         let t0 = Instant::now();
@@ -560,19 +613,93 @@ mod tests {
             s.add(slot, t0);
             feeds.push(feed);
         }
-        // One booked turn per group, however many doors: at most one per phase.
-        assert!(s.turns.len() <= POLL_PHASES as usize);
-        assert_eq!(s.len(), 50);
-        let mut queued = 0;
+        // Another interval is a scan of its own.
+        let (slot, slow) = Schedule::slot(StandingPoll {
+            unit: 9,
+            ..poll(5000)
+        });
+        s.add(slot, t0);
+        feeds.push(slow);
+        // One booked scan per interval, however many doors.
+        assert_eq!(s.turns.len(), 2);
+        assert_eq!(s.len(), 51);
+        let first = s.next_turn().unwrap();
         let end = t0 + Duration::from_secs(1);
+        let mut scans = 0;
         while let Some(turn) = s.next_turn().filter(|t| *t < end) {
-            queued += s.take_due(turn);
+            let before = s.ready.len();
+            s.take_due(turn);
+            // A scan queues its doors back to back, at one instant.
+            assert!(s.ready.len() > before);
+            assert!(s.ready.iter().skip(before).all(|j| match &j.reply {
+                Answer::Cycle {
+                    to: CycleTo::Slot { turn: t, .. },
+                    ..
+                } => *t == turn,
+                _ => false,
+            }));
+            scans += 1;
         }
-        assert_eq!(queued, 50, "every door's cycle once in the interval");
+        assert!(scans <= 2 && first < end);
+        let fast = s.ready.iter().filter(|j| j.unit == 1).count();
+        assert_eq!(fast, 50, "every door's cycle once in the interval");
         s.ready.clear();
         drop(s);
         for feed in &mut feeds {
             assert_eq!(feed.next().await, None, "the bus stopped: the feed ends");
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn doors_whose_cycle_ran_out_of_time_go_first_in_the_next_scan() {
+        let mut s = Schedule::default();
+        let mut feeds = Vec::new();
+        let t0 = Instant::now();
+        for unit in 1..=4 {
+            let (slot, feed) = Schedule::slot(StandingPoll { unit, ..poll(1000) });
+            s.add(slot, t0);
+            feeds.push(feed);
+        }
+        let expired = |unit| {
+            Err(BusError::DeadlineExpired {
+                at: super::super::request::Target {
+                    bus: "b".into(),
+                    unit,
+                    function: "read_coils",
+                    addr: 0,
+                },
+            })
+        };
+        let mut turn = s.next_turn().unwrap();
+        let mut scan = |s: &mut Schedule, answered: usize| {
+            assert_eq!(s.take_due(turn), 4);
+            turn += Duration::from_secs(1);
+            let order: Vec<u8> = s.ready.iter().map(|j| j.unit).collect();
+            // A line too slow for its doors: the first `answered` cycles run, the rest run
+            // out of time in the queue.
+            for (i, job) in s.ready.drain(..).enumerate() {
+                let unit = job.unit;
+                let reply = if i < answered {
+                    Ok(Reply::Bits(vec![true]))
+                } else {
+                    expired(unit)
+                };
+                finish(job, reply);
+            }
+            for feed in &feeds {
+                feed.try_next();
+            }
+            order
+        };
+        assert_eq!(scan(&mut s, 2), vec![1, 2, 3, 4]);
+        // Doors 3 and 4 waited in vain: they go first, then the others in their order.
+        assert_eq!(scan(&mut s, 3), vec![3, 4, 1, 2]);
+        assert_eq!(scan(&mut s, 4), vec![2, 1, 3, 4]);
+        assert_eq!(
+            scan(&mut s, 4),
+            vec![1, 2, 3, 4],
+            "all served: the usual order"
+        );
+        drop(feeds);
     }
 }

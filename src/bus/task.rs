@@ -115,6 +115,11 @@ impl Job {
 
     /// Answers the job; a cycle's read on turn and every read after it get `result`.
     fn answer(self, result: Result<Reply, Failed>) {
+        self.finish(result, None);
+    }
+
+    /// [`Job::answer`], `end` being when its last transaction ended if one ran.
+    fn finish(self, result: Result<Reply, Failed>, end: Option<Instant>) {
         // The caller may have given up; nothing to do then.
         match self.reply {
             Answer::One(tx) => {
@@ -131,15 +136,15 @@ impl Job {
                     CycleTo::Caller(tx) => {
                         let _ = tx.send(results);
                     }
-                    CycleTo::Slot { slot, turn } => slot.deliver(results, turn),
+                    CycleTo::Slot { slot, turn } => slot.deliver(results, turn, end),
                 }
             }
         }
     }
 
-    /// After one read of a cycle: the job again with the next read on turn, or `None` once
-    /// the cycle is answered.
-    pub(crate) fn step(mut self, result: Result<Reply, Failed>) -> Option<Job> {
+    /// After one read of a cycle (which ended at `end`): the job again with the next read on
+    /// turn, or `None` once the cycle is answered.
+    pub(crate) fn step(mut self, result: Result<Reply, Failed>, end: Instant) -> Option<Job> {
         if let (Work::Cycle { ops, next }, Answer::Cycle { results, .. }) =
             (&mut self.work, &mut self.reply)
         {
@@ -149,7 +154,7 @@ impl Job {
                 return Some(self);
             }
         }
-        self.answer(result);
+        self.finish(result, Some(end));
         None
     }
 
@@ -457,10 +462,12 @@ impl BusTask {
         shutdown: CancellationToken,
     ) {
         loop {
-            // Once per job, not per wake-up of the job on the line: the token takes a lock
-            // each time it is asked. Shutdown never cuts a transaction short; the line's
-            // work finishes first, then what is queued is answered below.
-            if shutdown.is_cancelled() {
+            // Once per job, not per wake-up of the job on the line nor before the next read
+            // of a cycle (one job) when nothing else waits: the token takes a lock each time
+            // it is asked. Shutdown never cuts a transaction short; the line's work finishes
+            // first, then what is queued is answered below.
+            let resuming = self.resume.is_some() && self.queue.len == 0;
+            if !resuming && shutdown.is_cancelled() {
                 break;
             }
             if self.queue.len > 0 {
@@ -692,7 +699,7 @@ impl BusTask {
             self.health.timed_out(unit, end);
         }
         // An operator request run between a cycle's reads leaves that cycle where it was.
-        if let Some(rest) = job.step(result) {
+        if let Some(rest) = job.step(result, end) {
             self.resume = Some(rest);
         }
         if self.health.is_dead(unit) {
