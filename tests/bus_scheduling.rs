@@ -635,3 +635,65 @@ async fn a_poll_cycle_stops_asking_a_unit_that_died_during_it() {
     assert!(other.is_ok(), "{other:?}");
     bus.stop().await;
 }
+
+/// A line too slow for its doors' interval: six doors of one 100 ms read each on a 300 ms
+/// scan, so half of each scan runs out of time unread. The doors whose cycle ran out of time
+/// go first in the next scan, so every door is still read — not the first three every time
+/// and the others never.
+#[tokio::test]
+async fn a_line_too_slow_for_its_doors_interval_still_reads_every_door() {
+    use fieldgate::bus::standing::StandingPoll;
+    use std::sync::{Arc, Mutex};
+
+    let units: Vec<u8> = (1..=6).collect();
+    let sim = sim(Listen::Tcp("127.0.0.1:0".parse().unwrap()), units.clone()).await;
+    let bus = Bus::start(options(tcp(&sim), Duration::from_secs(1))).await;
+    for &u in &units {
+        sim.handle
+            .set_fault(u, Fault::Delay(Duration::from_millis(100)));
+    }
+    let answered = Arc::new(Mutex::new(vec![0u32; units.len()]));
+    let changed = Arc::new(tokio::sync::Notify::new());
+    let mut readers = Vec::new();
+    for &u in &units {
+        let every = Duration::from_millis(300);
+        let mut feed = bus.handle.stand(StandingPoll {
+            unit: u,
+            ops: vec![Op::ReadCoils { addr: 0, count: 1 }].into(),
+            every,
+            budget: every,
+            wanted: true,
+            duration: prometheus::Histogram::with_opts(prometheus::HistogramOpts::new("t", "t"))
+                .unwrap(),
+        });
+        let (answered, changed) = (Arc::clone(&answered), Arc::clone(&changed));
+        readers.push(tokio::spawn(async move {
+            // Nothing is ever settled: every cycle comes here.
+            while let Some(results) = feed.next().await {
+                if results.iter().all(Result::is_ok) {
+                    answered.lock().unwrap()[usize::from(u) - 1] += 1;
+                    changed.notify_one();
+                }
+            }
+        }));
+    }
+    let every_door_twice = async {
+        loop {
+            let notified = changed.notified();
+            if answered.lock().unwrap().iter().all(|&n| n >= 2) {
+                return;
+            }
+            notified.await;
+        }
+    };
+    let outcome = timeout(LIMIT, every_door_twice).await;
+    let counts = answered.lock().unwrap().clone();
+    assert!(
+        outcome.is_ok(),
+        "answered cycles per door after {LIMIT:?}: {counts:?}"
+    );
+    bus.stop().await;
+    for r in readers {
+        timeout(LIMIT, r).await.unwrap().unwrap();
+    }
+}

@@ -21,8 +21,9 @@
 //! Backpressure is the old skip rule: a door whose previous cycle is still queued or on the
 //! line, or whose poller has not taken the last cycle handed to it, skips a turn rather than
 //! queueing reads nobody would read in time. On a line too slow for its doors' interval the
-//! cycles late in a scan run out of time unread; those doors go first in the next scan, so no
-//! door starves behind the same neighbours every time.
+//! cycles late in a scan run out of time, unread or cut short; the next scan starts with the
+//! first of them and goes on in that order, so the doors are served round robin and none
+//! starves behind the same neighbours every time.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{
@@ -80,7 +81,8 @@ pub(crate) struct Slot {
     wanted: AtomicBool,
     /// The poller dropped its feed: the slot is dropped at its next turn.
     gone: AtomicBool,
-    /// Its last cycle ran out of time in the queue: it goes first in the next scan.
+    /// Its last cycle ran out of time (unsent, or cut short by its deadline): the next scan
+    /// may start with it.
     missed: AtomicBool,
     state: Mutex<Settled>,
     /// Wakes the poller when a cycle is handed over, or the bus has stopped.
@@ -131,11 +133,17 @@ impl Slot {
     /// `end` is the last read's end when the line knows it (else the clock is read).
     pub(crate) fn deliver(&self, mut results: CycleResults, turn: Instant, end: Option<Instant>) {
         self.busy.store(false, Ordering::Relaxed);
-        let missed = results
-            .iter()
-            .any(|r| matches!(r, Err(BusError::DeadlineExpired { .. })));
-        self.missed.store(missed, Ordering::Relaxed);
         let now = end.unwrap_or_else(Instant::now);
+        // Out of time: a read never sent, or one cut short by the cycle's deadline (a failure
+        // that ended at it). A read cut short fails as a timeout, so the error alone does not
+        // tell; and that door would otherwise be the one cut short in every scan.
+        let deadline = turn + self.poll.every.max(self.poll.budget);
+        let missed = results.iter().any(|r| match r {
+            Err(BusError::DeadlineExpired { .. }) => true,
+            Err(_) => now >= deadline,
+            Ok(_) => false,
+        });
+        self.missed.store(missed, Ordering::Relaxed);
         self.poll
             .duration
             .observe(now.saturating_duration_since(turn).as_secs_f64());
@@ -316,12 +324,19 @@ impl Schedule {
             let group = &mut self.groups[i];
             // One pass: a slot whose poller is gone is dropped where its turn is looked at.
             let scan_start = self.ready.len();
-            let mut missed_last = Vec::new();
+            // The first door (in scan order) whose last cycle ran out of time: its index among
+            // the slots kept, and where its cycle goes (or would have gone) in the queue.
+            let mut resume_at: Option<(usize, usize)> = None;
+            let mut kept = 0;
             let ready = &mut self.ready;
             group.slots.retain(|slot| {
                 if slot.closed() {
                     return false;
                 }
+                if resume_at.is_none() && slot.missed.load(Ordering::Relaxed) {
+                    resume_at = Some((kept, ready.len()));
+                }
+                kept += 1;
                 let p = &slot.poll;
                 let skip = slot.busy.load(Ordering::Relaxed)
                     || !slot.wanted.load(Ordering::Relaxed)
@@ -353,18 +368,15 @@ impl Schedule {
                         },
                     },
                 };
-                if slot.missed.load(Ordering::Relaxed) {
-                    missed_last.push(job);
-                } else {
-                    ready.push_back(job);
-                }
+                ready.push_back(job);
                 queued += 1;
                 true
             });
-            if !missed_last.is_empty() {
-                let rest = self.ready.split_off(scan_start);
-                self.ready.extend(missed_last);
-                self.ready.extend(rest);
+            // The scan resumes where the last one ran out of time, and the scans after it go
+            // on in that order: round robin over the doors of a line too slow for them all.
+            if let Some((slot, at)) = resume_at {
+                self.ready.make_contiguous()[scan_start..].rotate_left(at - scan_start);
+                group.slots.rotate_left(slot);
             }
             if group.slots.is_empty() {
                 group.booked = false;
@@ -692,14 +704,11 @@ mod tests {
             order
         };
         assert_eq!(scan(&mut s, 2), vec![1, 2, 3, 4]);
-        // Doors 3 and 4 waited in vain: they go first, then the others in their order.
+        // Doors 3 and 4 waited in vain: the scan resumes with door 3.
         assert_eq!(scan(&mut s, 3), vec![3, 4, 1, 2]);
-        assert_eq!(scan(&mut s, 4), vec![2, 1, 3, 4]);
-        assert_eq!(
-            scan(&mut s, 4),
-            vec![1, 2, 3, 4],
-            "all served: the usual order"
-        );
+        assert_eq!(scan(&mut s, 4), vec![2, 3, 4, 1]);
+        // All served: the order stays where it got to.
+        assert_eq!(scan(&mut s, 4), vec![2, 3, 4, 1]);
         drop(feeds);
     }
 }
