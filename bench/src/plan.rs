@@ -875,8 +875,9 @@ fn cost_rows(c: &Cost) -> Vec<Row> {
             Row::new(
                 8,
                 format!(
-                    "CPU per Modbus transaction, fieldgate and the floor side by side ({} windows), {what}",
-                    b.ratios.len()
+                    "CPU per Modbus transaction, fieldgate and the floor side by side ({} window{}), {what}",
+                    b.ratios.len(),
+                    if b.ratios.len() == 1 { "" } else { "s" }
                 ),
                 b.fieldgate.us_per_transaction,
                 "µs",
